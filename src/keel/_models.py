@@ -1,0 +1,81 @@
+"""Shared building blocks of keel's domain models."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+__all__ = ["Entity", "JsonFloat", "Page", "decode_page_token", "encode_page_token", "now_ms"]
+
+T = TypeVar("T")
+
+
+def now_ms() -> int:
+    """Current UTC time in integer milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def _float_to_json(value: float) -> float | str:
+    # JSON has no NaN/Infinity: send them as the strings Python's float() reads
+    # back, so the value round-trips exactly instead of becoming null.
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+#: A float that survives JSON: NaN and ±inf travel as "NaN" / "Infinity" / "-Infinity".
+JsonFloat = Annotated[float, PlainSerializer(_float_to_json, when_used="json")]
+
+
+class Entity(BaseModel):
+    """Base of keel's domain entities: strict about unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of results; pass ``next_token`` back to get the next page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[T]
+    next_token: str | None = None
+
+    def __iter__(self) -> Any:  # iterate over the items, not the fields
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def encode_page_token(offset: int) -> str:
+    """Opaque token for the page starting at ``offset``."""
+    import base64
+
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def decode_page_token(token: str | None) -> int:
+    """Offset encoded in a page token; a forged or garbled token raises InvalidInput."""
+    import base64
+    import binascii
+
+    from keel.errors import InvalidInput
+
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        if not text.startswith("o:"):
+            raise ValueError(text)
+        offset = int(text[2:])
+        if offset < 0:
+            raise ValueError(offset)
+        return offset
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("invalid page token", field="page_token") from exc

@@ -1,0 +1,145 @@
+"""keel's one error hierarchy. Each class carries its HTTP status and CLI exit code.
+
+::
+
+    KeelError (500, exit 1)
+    ├── InvalidInput (422, exit 2)        also a ValueError
+    │   ├── BadRequest (400, exit 2)      malformed request, e.g. bad filter syntax
+    │   └── PayloadTooLarge (413, exit 2)
+    ├── NotFound (404, exit 1)            also a LookupError
+    ├── Conflict (409, exit 1)
+    ├── Unauthorized (401, exit 1)
+    ├── Forbidden (403, exit 1)
+    └── Unavailable (503, exit 1)
+
+The API maps these to responses in exactly one place (``keel.api.errors``); the
+HTTP client maps responses back with :func:`error_from_payload`, so local and
+remote callers catch the same exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "KeelError",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "Unavailable",
+    "error_from_payload",
+]
+
+
+class KeelError(Exception):
+    """Base of every error keel raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, field: str | None = None, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.detail = detail
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"code", "message", "field", "detail"}}``."""
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "field": self.field,
+                "detail": _jsonable(self.detail),
+            }
+        }
+
+
+class InvalidInput(KeelError, ValueError):
+    """The caller sent something keel cannot accept; ``field`` names it."""
+
+    status, code, exit_code = 422, "invalid_input", 2
+
+
+class BadRequest(InvalidInput):
+    """The request could not be parsed (bad JSON, bad filter syntax)."""
+
+    status, code = 400, "bad_request"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body or upload exceeds a configured limit."""
+
+    status, code = 413, "payload_too_large"
+
+
+class NotFound(KeelError, LookupError):
+    """The named experiment, run, model, version or dataset does not exist."""
+
+    status, code = 404, "not_found"
+
+
+class Conflict(KeelError):
+    """The write contradicts existing state (duplicate name, changed param)."""
+
+    status, code = 409, "conflict"
+
+
+class Unauthorized(KeelError):
+    """No valid credentials were presented."""
+
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(KeelError):
+    """The credentials are valid but lack the permission."""
+
+    status, code = 403, "forbidden"
+
+
+class Unavailable(KeelError):
+    """A dependency (database, model, queue) cannot serve the request now."""
+
+    status, code = 503, "unavailable"
+
+
+def _all_subclasses(cls: type[KeelError]) -> list[type[KeelError]]:
+    found: list[type[KeelError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return (
+            value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        )
+    return str(value)
+
+
+def error_from_payload(status: int, payload: Any) -> KeelError:
+    """Rebuild the :class:`KeelError` a server sent, from its status and JSON body."""
+    body = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(body, dict):
+        return KeelError(f"server answered {status}: {str(payload)[:200]}")
+    code = body.get("code")
+    message = str(body.get("message") or f"server answered {status}")
+    detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
+    by_code = {cls.code: cls for cls in [KeelError, *_all_subclasses(KeelError)]}
+    cls = by_code.get(code) if isinstance(code, str) else None
+    if cls is None:
+        cls = next((c for c in by_code.values() if c.status == status), KeelError)
+    return cls(message, field=body.get("field"), **detail)

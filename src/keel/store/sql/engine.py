@@ -1,0 +1,70 @@
+"""Build the SQLAlchemy engine from :class:`~keel.config.Settings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from keel.config import Settings
+
+__all__ = ["WRITE_OPTION", "is_sqlite", "make_engine"]
+
+#: Execution option marking a connection that will write (see the SQLite BEGIN hook).
+WRITE_OPTION = "keel_write"
+
+
+def is_sqlite(url: str) -> bool:
+    """True when ``url`` points at SQLite."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine for the configured database; SQLite gets WAL, foreign keys and a busy timeout."""
+    url = settings.resolved_database_url
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+            },
+            pool_size=8,
+            max_overflow=16,
+        )
+        busy_ms = settings.sqlite_busy_timeout_ms
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, issue BEGIN, so that
+            # "BEGIN IMMEDIATE" below takes the write lock up front.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            # WAL: readers never block the writer and commits are one append.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process kill (kill -9); only an OS
+            # crash / power loss can drop the last commits.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # busy_timeout: a second writer waits instead of failing with
+            # "database is locked".
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # Write transactions take the lock at BEGIN (IMMEDIATE) so two
+            # read-then-write transactions cannot deadlock on lock upgrade,
+            # which SQLite reports as SQLITE_BUSY without waiting. Reads stay
+            # DEFERRED and run concurrently with the writer under WAL.
+            is_write = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -1,0 +1,350 @@
+"""Experiments, runs, params, metrics, tags, artifacts and run inputs in SQL."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keel._models import now_ms
+from keel.errors import Conflict, NotFound
+from keel.store.sql._base import SqlBase
+from keel.store.sql.tables import (
+    ArtifactRow,
+    DatasetVersionRow,
+    ExperimentRow,
+    LatestMetricRow,
+    MetricRow,
+    ParamRow,
+    RunInputRow,
+    RunRow,
+    RunTagRow,
+)
+from keel.tracking.models import ArtifactFile, Experiment, Metric, Run, RunInput, RunStatus
+
+__all__ = ["RunSql"]
+
+
+def _experiment(row: ExperimentRow) -> Experiment:
+    return Experiment(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        tags=dict(row.tags or {}),
+        created_at_ms=row.created_at_ms,
+    )
+
+
+def _stored_value(row: MetricRow | LatestMetricRow) -> float:
+    return math.nan if row.is_nan else row.value
+
+
+class RunSql(SqlBase):
+    """Tracking persistence."""
+
+    # ---- experiments -------------------------------------------------------------
+    def create_experiment(self, experiment: Experiment) -> Experiment:
+        """Insert an experiment; a taken name raises :class:`Conflict`."""
+        with self.write(conflict=f"experiment {experiment.name!r} already exists") as s:
+            s.add(
+                ExperimentRow(
+                    id=experiment.id,
+                    name=experiment.name,
+                    description=experiment.description,
+                    tags=experiment.tags,
+                    created_at_ms=experiment.created_at_ms,
+                )
+            )
+        return experiment
+
+    def find_experiment(self, id_or_name: str) -> Experiment | None:
+        """The experiment with this id or name, or None."""
+        with self.read() as s:
+            row = s.get(ExperimentRow, id_or_name) or s.scalar(
+                select(ExperimentRow).where(ExperimentRow.name == id_or_name)
+            )
+            return _experiment(row) if row else None
+
+    def list_experiments(self, *, limit: int, offset: int) -> list[Experiment]:
+        """Experiments by name."""
+        with self.read() as s:
+            rows = s.scalars(
+                select(ExperimentRow).order_by(ExperimentRow.name).limit(limit).offset(offset)
+            )
+            return [_experiment(r) for r in rows]
+
+    # ---- runs ----------------------------------------------------------------------
+    def create_run(self, run: Run) -> Run:
+        """Insert a new run with its initial tags and params."""
+        with self.write(conflict=f"run {run.id} already exists") as s:
+            if run.parent_run_id and s.get(RunRow, run.parent_run_id) is None:
+                raise NotFound(f"parent run {run.parent_run_id!r} not found", field="parent_run_id")
+            s.add(
+                RunRow(
+                    id=run.id,
+                    experiment_id=run.experiment_id,
+                    name=run.name,
+                    status=run.status.value,
+                    start_time_ms=run.start_time_ms,
+                    end_time_ms=run.end_time_ms,
+                    parent_run_id=run.parent_run_id,
+                    user=run.user,
+                    code_commit=run.code_commit,
+                    code_dirty=run.code_dirty,
+                    environment=run.environment,
+                    environment_hash=run.environment_hash,
+                    seed=run.seed,
+                )
+            )
+            s.flush()
+            s.add_all(RunTagRow(run_id=run.id, key=k, value=v) for k, v in run.tags.items())
+            s.add_all(ParamRow(run_id=run.id, key=k, value=v) for k, v in run.params.items())
+        return run
+
+    def _run_row(self, s: Session, run_id: str) -> RunRow:
+        row = s.get(RunRow, run_id)
+        if row is None:
+            raise NotFound(f"run {run_id!r} not found", field="run_id")
+        return row
+
+    def get_run(self, run_id: str) -> Run:
+        """A run with its params, latest metrics, tags and inputs."""
+        with self.read() as s:
+            row = self._run_row(s, run_id)
+            return self._hydrate(s, [row])[0]
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """Several runs, in the order given (missing ids are skipped)."""
+        if not run_ids:
+            return []
+        with self.read() as s:
+            rows = {r.id: r for r in s.scalars(select(RunRow).where(RunRow.id.in_(run_ids)))}
+            return self._hydrate(s, [rows[i] for i in run_ids if i in rows])
+
+    def _hydrate(self, s: Session, rows: list[RunRow]) -> list[Run]:
+        ids = [r.id for r in rows]
+        params: dict[str, dict[str, str]] = {i: {} for i in ids}
+        metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
+        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        inputs: dict[str, list[RunInput]] = {i: [] for i in ids}
+        for p in s.scalars(select(ParamRow).where(ParamRow.run_id.in_(ids))):
+            params[p.run_id][p.key] = p.value
+        for m in s.scalars(select(LatestMetricRow).where(LatestMetricRow.run_id.in_(ids))):
+            metrics[m.run_id][m.key] = _stored_value(m)
+        for t in s.scalars(select(RunTagRow).where(RunTagRow.run_id.in_(ids))):
+            tags[t.run_id][t.key] = t.value
+        input_rows = s.execute(
+            select(RunInputRow, DatasetVersionRow.version)
+            .outerjoin(DatasetVersionRow, RunInputRow.dataset_version_id == DatasetVersionRow.id)
+            .where(RunInputRow.run_id.in_(ids))
+            .order_by(RunInputRow.id)
+        )
+        for i, version in input_rows:
+            inputs[i.run_id].append(
+                RunInput(
+                    name=i.name,
+                    context=i.context,
+                    content_hash=i.content_hash,
+                    schema=i.schema_,
+                    row_count=i.row_count,
+                    source_uri=i.source_uri,
+                    dataset_version=version,
+                )
+            )
+        return [
+            Run(
+                id=r.id,
+                experiment_id=r.experiment_id,
+                name=r.name,
+                status=RunStatus(r.status),
+                start_time_ms=r.start_time_ms,
+                end_time_ms=r.end_time_ms,
+                parent_run_id=r.parent_run_id,
+                user=r.user,
+                params=params[r.id],
+                metrics=metrics[r.id],
+                tags=tags[r.id],
+                inputs=inputs[r.id],
+                code_commit=r.code_commit,
+                code_dirty=r.code_dirty,
+                environment=dict(r.environment or {}),
+                environment_hash=r.environment_hash,
+                seed=r.seed,
+            )
+            for r in rows
+        ]
+
+    def set_run_status(self, run_id: str, status: RunStatus, end_time_ms: int | None) -> Run:
+        """Move a run to ``status``; a terminal run cannot go back to RUNNING."""
+        with self.write() as s:
+            row = self._run_row(s, run_id)
+            current = RunStatus(row.status)
+            if current.is_terminal and status is RunStatus.RUNNING:
+                raise Conflict(f"run {run_id} is {current.value}; it cannot be restarted")
+            row.status = status.value
+            row.end_time_ms = end_time_ms
+        return self.get_run(run_id)
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Metric] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Write metrics, params and tags in one transaction.
+
+        A param may be logged again with the same value; a different value
+        raises :class:`Conflict` and nothing of the batch is written.
+        """
+        with self.write() as s:
+            row = self._run_row(s, run_id)
+            if params:
+                self._add_params(s, run_id, params)
+            if tags:
+                for key, value in tags.items():
+                    s.merge(RunTagRow(run_id=run_id, key=key, value=value))
+            if metrics:
+                self._add_metrics(s, row, metrics)
+
+    def _add_params(self, s: Session, run_id: str, params: dict[str, str]) -> None:
+        existing = {
+            p.key: p.value
+            for p in s.scalars(
+                select(ParamRow).where(ParamRow.run_id == run_id, ParamRow.key.in_(list(params)))
+            )
+        }
+        for key, value in params.items():
+            if key in existing:
+                if existing[key] != value:
+                    raise Conflict(
+                        f"param {key!r} is already {existing[key]!r}; params are immutable",
+                        field=f"params.{key}",
+                        old=existing[key],
+                        new=value,
+                    )
+                continue
+            s.add(ParamRow(run_id=run_id, key=key, value=value))
+
+    def _add_metrics(self, s: Session, run: RunRow, metrics: Sequence[Metric]) -> None:
+        stamp = now_ms()
+        newest: dict[str, MetricRow] = {}
+        rows = []
+        for m in metrics:
+            is_nan = math.isnan(m.value)
+            row = MetricRow(
+                run_id=run.id,
+                key=m.key,
+                value=0.0 if is_nan else m.value,
+                is_nan=is_nan,
+                step=m.step,
+                timestamp_ms=m.timestamp_ms if m.timestamp_ms is not None else stamp,
+            )
+            rows.append(row)
+            best = newest.get(m.key)
+            if best is None or (row.step, row.timestamp_ms) >= (best.step, best.timestamp_ms):
+                newest[m.key] = row
+        s.add_all(rows)
+        current = {
+            r.key: r
+            for r in s.scalars(
+                select(LatestMetricRow).where(
+                    LatestMetricRow.run_id == run.id, LatestMetricRow.key.in_(list(newest))
+                )
+            )
+        }
+        for key, row in newest.items():
+            latest = current.get(key)
+            if latest is None:
+                s.add(
+                    LatestMetricRow(
+                        run_id=run.id,
+                        key=key,
+                        experiment_id=run.experiment_id,
+                        value=row.value,
+                        is_nan=row.is_nan,
+                        step=row.step,
+                        timestamp_ms=row.timestamp_ms,
+                    )
+                )
+            elif (row.step, row.timestamp_ms) >= (latest.step, latest.timestamp_ms):
+                latest.value, latest.is_nan = row.value, row.is_nan
+                latest.step, latest.timestamp_ms = row.step, row.timestamp_ms
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every logged value of one metric, by step then time."""
+        with self.read() as s:
+            self._run_row(s, run_id)
+            rows = s.scalars(
+                select(MetricRow)
+                .where(MetricRow.run_id == run_id, MetricRow.key == key)
+                .order_by(MetricRow.step, MetricRow.timestamp_ms, MetricRow.id)
+            )
+            return [
+                Metric(key=r.key, value=_stored_value(r), step=r.step, timestamp_ms=r.timestamp_ms)
+                for r in rows
+            ]
+
+    # ---- artifacts and inputs ---------------------------------------------------------
+    def put_artifacts(self, run_id: str, files: Iterable[ArtifactFile]) -> None:
+        """Record (or replace) files of a run."""
+        with self.write() as s:
+            self._run_row(s, run_id)
+            for f in files:
+                s.merge(
+                    ArtifactRow(
+                        run_id=run_id, path=f.path, sha256=f.sha256, size_bytes=f.size_bytes
+                    )
+                )
+
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactFile]:
+        """Files of a run, optionally under ``prefix/``."""
+        with self.read() as s:
+            self._run_row(s, run_id)
+            query = select(ArtifactRow).where(ArtifactRow.run_id == run_id)
+            if prefix:
+                query = query.where(ArtifactRow.path.startswith(prefix.rstrip("/") + "/"))
+            rows = s.scalars(query.order_by(ArtifactRow.path))
+            return [
+                ArtifactFile(path=r.path, sha256=r.sha256, size_bytes=r.size_bytes) for r in rows
+            ]
+
+    def add_run_input(self, run_id: str, item: RunInput, dataset_version_id: int | None) -> None:
+        """Record that a run read a dataset (idempotent per name, context and hash)."""
+        with self.write() as s:
+            self._run_row(s, run_id)
+            exists = s.scalar(
+                select(RunInputRow.id).where(
+                    RunInputRow.run_id == run_id,
+                    RunInputRow.name == item.name,
+                    RunInputRow.context == item.context,
+                    RunInputRow.content_hash == item.content_hash,
+                )
+            )
+            if exists is None:
+                s.add(
+                    RunInputRow(
+                        run_id=run_id,
+                        name=item.name,
+                        context=item.context,
+                        content_hash=item.content_hash,
+                        schema_=item.schema_,
+                        row_count=item.row_count,
+                        source_uri=item.source_uri,
+                        dataset_version_id=dataset_version_id,
+                    )
+                )
+
+    def run_counts(self) -> dict[str, Any]:
+        """Row counts for health pages."""
+        from sqlalchemy import func
+
+        with self.read() as s:
+            return {
+                "experiments": s.scalar(select(func.count()).select_from(ExperimentRow)),
+                "runs": s.scalar(select(func.count()).select_from(RunRow)),
+            }
