@@ -1,0 +1,43 @@
+"""keel: keep machine-learning models correct in production.
+
+>>> import keel
+>>> sorted(keel.__all__)[:3]
+['ActiveRun', 'Client', 'active_run']
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from keel.client import ActiveRun, Client, active_run
+from keel.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    KeelError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
+
+try:
+    __version__ = version("keelml")
+except PackageNotFoundError:  # running from a source tree without metadata
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ActiveRun",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "KeelError",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "Unavailable",
+    "active_run",
+]

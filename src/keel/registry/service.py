@@ -121,7 +121,8 @@ class RegistryService:
         meta_file = next((f for f in model_files if f.path == MODEL_META_FILE), None)
         if meta_file is None:
             raise InvalidInput(
-                f"{prefix or 'the run root'} has no {MODEL_META_FILE}; log the model with log_model",
+                f"{prefix or 'the run root'} has no {MODEL_META_FILE}; "
+                "log the model with log_model",
                 field="artifact_path",
             )
         meta = self._read_meta(meta_file)

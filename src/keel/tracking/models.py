@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """Lifecycle of a run: RUNNING, then exactly one terminal state."""
 
     RUNNING = "RUNNING"

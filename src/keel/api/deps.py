@@ -1,0 +1,27 @@
+"""FastAPI dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from keel.services import Services
+
+__all__ = ["Actor", "Svc", "get_actor", "get_services"]
+
+
+def get_services(request: Request) -> Services:
+    """The services the app was built with."""
+    services: Services = request.app.state.services
+    return services
+
+
+def get_actor(request: Request) -> str | None:
+    """Who is calling: the authenticated user once auth lands, else the X-Keel-User hint."""
+    user = getattr(request.state, "user", None)
+    return str(user) if user else request.headers.get("x-keel-user")
+
+
+Svc = Annotated[Services, Depends(get_services)]
+Actor = Annotated[str | None, Depends(get_actor)]

@@ -1,0 +1,49 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from keel.api.deps import Svc
+from keel.store.sql.migrate import current_revision, head_revision
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(svc: Svc) -> JSONResponse:
+    """The database answers and its schema is current; 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        with svc.store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        revision, head = current_revision(svc.store.engine), head_revision()
+        checks["database"] = "ok"
+        checks["schema"] = "ok" if revision == head else f"at {revision}, expected {head}"
+    except Exception as exc:  # readiness reports any failure instead of raising
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        svc.artifacts.root.mkdir(parents=True, exist_ok=True)
+        checks["artifacts"] = "ok"
+    except OSError as exc:
+        checks["artifacts"] = f"error: {exc}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,129 @@
+"""REST routes for the model registry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from keel._models import Page
+from keel.api.deps import Actor, Svc
+from keel.api.schemas import AliasBody, CreateModel, CreateVersion, UpdateModel, UpdateVersion
+from keel.errors import NotFound
+from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
+from keel.store.artifacts import normalize_artifact_path
+
+router = APIRouter(prefix="/v1/models", tags=["registry"])
+
+
+@router.post("", status_code=201, response_model=RegisteredModel)
+def create_model(body: CreateModel, svc: Svc) -> RegisteredModel:
+    """Register a model name (409 if taken)."""
+    return svc.registry.create_model(
+        body.name, description=body.description, owner=body.owner, card=body.card, tags=body.tags
+    )
+
+
+@router.get("", response_model=Page[RegisteredModel])
+def list_models(
+    svc: Svc,
+    max_results: int = Query(100, ge=1, le=10_000),
+    page_token: str | None = Query(None, max_length=200),
+) -> Page[RegisteredModel]:
+    """Registered models by name."""
+    return svc.registry.list_models(max_results, page_token)
+
+
+@router.get("/resolve", response_model=ModelVersion)
+def resolve(svc: Svc, ref: str = Query(max_length=600)) -> ModelVersion:
+    """The version a reference names: ``models:/churn@champion``, ``models:/churn/3``, ``churn``."""
+    return svc.registry.resolve(ref)
+
+
+@router.get("/{name}", response_model=RegisteredModel)
+def get_model(name: str, svc: Svc) -> RegisteredModel:
+    """A model with its aliases."""
+    return svc.registry.get_model(name)
+
+
+@router.patch("/{name}", response_model=RegisteredModel)
+def update_model(name: str, body: UpdateModel, svc: Svc) -> RegisteredModel:
+    """Change description, owner, status, card or tags."""
+    return svc.registry.update_model(name, **body.model_dump(exclude_none=True))
+
+
+@router.post("/{name}/versions", status_code=201, response_model=ModelVersion)
+def create_version(name: str, body: CreateVersion, svc: Svc, actor: Actor) -> ModelVersion:
+    """Register the model a run logged under ``artifact_path`` as the next version."""
+    return svc.registry.create_version(
+        name,
+        body.run_id,
+        body.artifact_path,
+        description=body.description,
+        tags=body.tags,
+        card=body.card,
+        parents=body.parents,
+        created_by=actor,
+    )
+
+
+@router.get("/{name}/versions", response_model=list[ModelVersion])
+def list_versions(name: str, svc: Svc) -> list[ModelVersion]:
+    """Versions of a model, newest first."""
+    return svc.registry.list_versions(name)
+
+
+@router.get("/{name}/versions/{version}", response_model=ModelVersion)
+def get_version(name: str, version: int, svc: Svc) -> ModelVersion:
+    """One version."""
+    return svc.registry.get_version(name, version)
+
+
+@router.patch("/{name}/versions/{version}", response_model=ModelVersion)
+def update_version(name: str, version: int, body: UpdateVersion, svc: Svc) -> ModelVersion:
+    """Change description, status (archive / deprecate), card or tags of a version."""
+    return svc.registry.update_version(name, version, **body.model_dump(exclude_none=True))
+
+
+@router.get("/{name}/versions/{version}/lineage", response_model=Lineage)
+def lineage(name: str, version: int, svc: Svc) -> Lineage:
+    """Version → run → datasets → code commit → parent versions."""
+    return svc.registry.lineage(name, version)
+
+
+@router.get("/{name}/versions/{version}/files/{path:path}")
+def version_file(name: str, version: int, path: str, svc: Svc) -> FileResponse:
+    """One file of a version (used by remote ``load_model``)."""
+    clean = normalize_artifact_path(path)
+    item = svc.registry.get_version(name, version)
+    for f in item.files:
+        if f.path == clean:
+            return FileResponse(
+                svc.artifacts.path(f.sha256),
+                media_type="application/octet-stream",
+                headers={"x-keel-sha256": f.sha256},
+            )
+    raise NotFound(f"{item.uri} has no file {clean!r}", field="path")
+
+
+@router.put("/{name}/aliases/{alias}", response_model=AliasEvent)
+def set_alias(name: str, alias: str, body: AliasBody, svc: Svc, actor: Actor) -> AliasEvent:
+    """Point an alias (e.g. ``champion``) at a version; the move is kept in history."""
+    return svc.registry.set_alias(name, alias, body.version, actor=actor, reason=body.reason)
+
+
+@router.delete("/{name}/aliases/{alias}", response_model=AliasEvent)
+def delete_alias(name: str, alias: str, svc: Svc, actor: Actor) -> AliasEvent:
+    """Remove an alias (recorded in history)."""
+    return svc.registry.delete_alias(name, alias, actor=actor)
+
+
+@router.get("/{name}/aliases/{alias}", response_model=ModelVersion)
+def get_alias(name: str, alias: str, svc: Svc) -> ModelVersion:
+    """The version an alias points at."""
+    return svc.registry.resolve(f"models:/{name}@{alias}")
+
+
+@router.get("/{name}/alias-history", response_model=list[AliasEvent])
+def alias_history(name: str, svc: Svc, alias: str | None = None) -> list[AliasEvent]:
+    """Every alias move of a model, oldest first."""
+    return svc.registry.alias_history(name, alias)

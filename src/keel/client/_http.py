@@ -1,0 +1,273 @@
+"""HTTP transport: the SDK calls a keel server's REST API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from keel._models import Page
+from keel.client._transport import Transport
+from keel.errors import KeelError, Unavailable, error_from_payload
+from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
+from keel.store.artifacts import iter_files, normalize_artifact_path
+from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
+
+__all__ = ["HttpTransport"]
+
+M = TypeVar("M")
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+class HttpTransport(Transport):
+    """REST client with a kept-alive connection pool."""
+
+    def __init__(
+        self, base_url: str, *, token: str | None, timeout_s: float, cache_dir: Path
+    ) -> None:
+        headers = {"user-agent": "keel-sdk"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self.cache_dir = cache_dir
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"HttpTransport({self.base_url!r})"
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach keel server at {self.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                payload: Any = response.json()
+            except ValueError:
+                payload = response.text
+            raise error_from_payload(response.status_code, payload)
+        return response
+
+    def _call(self, method: str, url: str, model: Any, **kwargs: Any) -> Any:
+        body = self._request(method, url, **kwargs).json()
+        return TypeAdapter(model).validate_python(body)
+
+    @staticmethod
+    def _json(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return value
+
+    # ---- tracking --------------------------------------------------------------------------
+    def create_experiment(
+        self, name: str, description: str | None, tags: Mapping[str, str]
+    ) -> Experiment:
+        body = {"name": name, "description": description, "tags": dict(tags)}
+        return self._call("POST", "/v1/experiments", Experiment, json=body)
+
+    def get_experiment(self, id_or_name: str) -> Experiment:
+        return self._call("GET", f"/v1/experiments/{_q(id_or_name)}", Experiment)
+
+    def list_experiments(self, max_results: int, page_token: str | None) -> Page[Experiment]:
+        params = {"max_results": max_results, **({"page_token": page_token} if page_token else {})}
+        return self._call("GET", "/v1/experiments", Page[Experiment], params=params)
+
+    def create_run(self, experiment: str, **fields: Any) -> Run:
+        body = {"experiment": experiment, **{k: v for k, v in fields.items() if v is not None}}
+        if "params" in body:
+            body["params"] = {k: str(v) for k, v in body["params"].items()}
+        return self._call("POST", "/v1/runs", Run, json=body)
+
+    def get_run(self, run_id: str) -> Run:
+        return self._call("GET", f"/v1/runs/{_q(run_id)}", Run)
+
+    def end_run(self, run_id: str, status: str) -> Run:
+        return self._call("POST", f"/v1/runs/{_q(run_id)}/end", Run, json={"status": status})
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        self._request("POST", f"/v1/runs/{_q(run_id)}/metrics", json=self._json(metric))
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Mapping[str, object],
+        tags: Mapping[str, str],
+    ) -> None:
+        body = {
+            "metrics": [self._json(m) for m in metrics],
+            "params": {k: str(v) for k, v in params.items()},
+            "tags": dict(tags),
+        }
+        self._request("POST", f"/v1/runs/{_q(run_id)}/batch", json=body)
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        url = f"/v1/runs/{_q(run_id)}/metrics/{quote(key)}/history"
+        return self._call("GET", url, list[Metric])
+
+    def search_runs(
+        self,
+        experiments: Sequence[str],
+        filter: str | None,
+        order_by: Sequence[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> Page[Run]:
+        body = {
+            "experiments": list(experiments),
+            "filter": filter,
+            "order_by": list(order_by),
+            "max_results": max_results,
+            "page_token": page_token,
+        }
+        return self._call("POST", "/v1/runs/search", Page[Run], json=body)
+
+    def log_input(self, run_id: str, item: RunInput) -> Run:
+        return self._call("POST", f"/v1/runs/{_q(run_id)}/inputs", Run, json=self._json(item))
+
+    def upload_artifacts(
+        self, run_id: str, directory: Path, artifact_path: str
+    ) -> list[ArtifactFile]:
+        prefix = (
+            normalize_artifact_path(artifact_path, field="artifact_path") if artifact_path else ""
+        )
+        uploaded = []
+        for relative, file in iter_files(Path(directory)):
+            path = f"{prefix}/{relative}" if prefix else relative
+            url = f"/v1/runs/{_q(run_id)}/artifacts/{quote(path)}"
+            uploaded.append(self._call("PUT", url, ArtifactFile, content=file.read_bytes()))
+        return uploaded
+
+    def list_artifacts(self, run_id: str, prefix: str | None) -> list[ArtifactFile]:
+        params = {"prefix": prefix} if prefix else {}
+        return self._call(
+            "GET", f"/v1/runs/{_q(run_id)}/artifacts", list[ArtifactFile], params=params
+        )
+
+    def download_artifact(self, run_id: str, path: str, destination: Path) -> Path:
+        response = self._request("GET", f"/v1/runs/{_q(run_id)}/artifacts/{quote(path)}")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(response.content)
+        return destination
+
+    # ---- datasets -----------------------------------------------------------------------------
+    def register_dataset(
+        self, name: str, data: bytes, fmt: str, description: str | None, source_uri: str | None
+    ) -> DatasetVersion:
+        params = {"format": fmt}
+        params.update(
+            {k: v for k, v in (("description", description), ("source_uri", source_uri)) if v}
+        )
+        url = f"/v1/datasets/{_q(name)}/versions"
+        return self._call("POST", url, DatasetVersion, content=data, params=params)
+
+    def get_dataset(self, name: str, version: int | None) -> DatasetVersion:
+        url = f"/v1/datasets/{_q(name)}/versions/{version if version is not None else 'latest'}"
+        return self._call("GET", url, DatasetVersion)
+
+    def get_dataset_by_hash(self, content_hash: str) -> DatasetVersion:
+        return self._call("GET", f"/v1/datasets/by-hash/{_q(content_hash)}", DatasetVersion)
+
+    def list_datasets(self, name: str | None) -> list[DatasetVersion]:
+        return self._call(
+            "GET", "/v1/datasets", list[DatasetVersion], params={"name": name} if name else {}
+        )
+
+    def dataset_bytes(self, item: DatasetVersion) -> bytes:
+        url = f"/v1/datasets/{_q(item.name)}/versions/{item.version}/data"
+        return self._request("GET", url).content
+
+    # ---- registry -----------------------------------------------------------------------------
+    def create_model(self, name: str, **fields: Any) -> RegisteredModel:
+        body = {"name": name, **{k: self._json(v) for k, v in fields.items() if v is not None}}
+        return self._call("POST", "/v1/models", RegisteredModel, json=body)
+
+    def get_model(self, name: str) -> RegisteredModel:
+        return self._call("GET", f"/v1/models/{_q(name)}", RegisteredModel)
+
+    def list_models(self, max_results: int, page_token: str | None) -> Page[RegisteredModel]:
+        params = {"max_results": max_results, **({"page_token": page_token} if page_token else {})}
+        return self._call("GET", "/v1/models", Page[RegisteredModel], params=params)
+
+    def update_model(self, name: str, **changes: Any) -> RegisteredModel:
+        body = {k: self._json(v) for k, v in changes.items() if v is not None}
+        return self._call("PATCH", f"/v1/models/{_q(name)}", RegisteredModel, json=body)
+
+    def create_version(
+        self, name: str, run_id: str, artifact_path: str, **fields: Any
+    ) -> ModelVersion:
+        fields.pop("created_by", None)  # the server records the authenticated caller
+        body = {
+            "run_id": run_id,
+            "artifact_path": artifact_path,
+            **{k: self._json(v) for k, v in fields.items() if v is not None},
+        }
+        return self._call("POST", f"/v1/models/{_q(name)}/versions", ModelVersion, json=body)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        return self._call("GET", f"/v1/models/{_q(name)}/versions/{version}", ModelVersion)
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return self._call("GET", f"/v1/models/{_q(name)}/versions", list[ModelVersion])
+
+    def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion:
+        body = {k: self._json(v) for k, v in changes.items() if v is not None}
+        url = f"/v1/models/{_q(name)}/versions/{version}"
+        return self._call("PATCH", url, ModelVersion, json=body)
+
+    def resolve(self, ref: str) -> ModelVersion:
+        return self._call("GET", "/v1/models/resolve", ModelVersion, params={"ref": ref})
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str | None) -> AliasEvent:
+        url = f"/v1/models/{_q(name)}/aliases/{_q(alias)}"
+        return self._call("PUT", url, AliasEvent, json={"version": version, "reason": reason})
+
+    def delete_alias(self, name: str, alias: str) -> AliasEvent:
+        return self._call("DELETE", f"/v1/models/{_q(name)}/aliases/{_q(alias)}", AliasEvent)
+
+    def alias_history(self, name: str, alias: str | None) -> list[AliasEvent]:
+        params = {"alias": alias} if alias else {}
+        url = f"/v1/models/{_q(name)}/alias-history"
+        return self._call("GET", url, list[AliasEvent], params=params)
+
+    def lineage(self, name: str, version: int) -> Lineage:
+        return self._call("GET", f"/v1/models/{_q(name)}/versions/{version}/lineage", Lineage)
+
+    def model_dir(self, item: ModelVersion) -> Path:
+        """Download the version's files once into the local cache, checking each sha256."""
+        target = self.cache_dir / item.content_hash
+        if (target / "keel_model.json").is_file():
+            return target
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".download-"))
+        try:
+            for f in item.files:
+                url = f"/v1/models/{_q(item.name)}/versions/{item.version}/files/{quote(f.path)}"
+                data = self._request("GET", url).content
+                if hashlib.sha256(data).hexdigest() != f.sha256:
+                    raise KeelError(f"{item.uri} file {f.path} failed its sha256 check")
+                local = staging / normalize_artifact_path(f.path)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(data)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                pass  # another process downloaded it first
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def close(self) -> None:
+        self.http.close()

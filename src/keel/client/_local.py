@@ -1,0 +1,167 @@
+"""In-process transport: the SDK calls the domain services directly."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keel._models import Page
+from keel.client._transport import Transport
+from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
+from keel.services import Services
+from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
+
+__all__ = ["LocalTransport"]
+
+
+def _local_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+class LocalTransport(Transport):
+    """Embedded keel: SQLite (or the configured database) in this process."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.user = _local_user()
+
+    def __repr__(self) -> str:
+        return f"LocalTransport({self.services.settings.resolved_database_url!r})"
+
+    def create_experiment(
+        self, name: str, description: str | None, tags: Mapping[str, str]
+    ) -> Experiment:
+        return self.services.tracking.create_experiment(name, description, tags)
+
+    def get_experiment(self, id_or_name: str) -> Experiment:
+        return self.services.tracking.get_experiment(id_or_name)
+
+    def list_experiments(self, max_results: int, page_token: str | None) -> Page[Experiment]:
+        return self.services.tracking.list_experiments(max_results, page_token)
+
+    def create_run(self, experiment: str, **fields: Any) -> Run:
+        fields.setdefault("user", self.user)
+        return self.services.tracking.create_run(experiment, **fields)
+
+    def get_run(self, run_id: str) -> Run:
+        return self.services.tracking.get_run(run_id)
+
+    def end_run(self, run_id: str, status: str) -> Run:
+        return self.services.tracking.end_run(run_id, status)
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        self.services.tracking.log_batch(run_id, metrics=[metric])
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Mapping[str, object],
+        tags: Mapping[str, str],
+    ) -> None:
+        self.services.tracking.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return self.services.tracking.metric_history(run_id, key)
+
+    def search_runs(
+        self,
+        experiments: Sequence[str],
+        filter: str | None,
+        order_by: Sequence[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> Page[Run]:
+        return self.services.tracking.search_runs(
+            experiments, filter, order_by, max_results, page_token
+        )
+
+    def log_input(self, run_id: str, item: RunInput) -> Run:
+        return self.services.tracking.log_input(run_id, item)
+
+    def upload_artifacts(
+        self, run_id: str, directory: Path, artifact_path: str
+    ) -> list[ArtifactFile]:
+        return self.services.tracking.log_artifact_dir(run_id, directory, artifact_path)
+
+    def list_artifacts(self, run_id: str, prefix: str | None) -> list[ArtifactFile]:
+        return self.services.tracking.list_artifacts(run_id, prefix)
+
+    def download_artifact(self, run_id: str, path: str, destination: Path) -> Path:
+        item, local = self.services.tracking.artifact_file(run_id, path)
+        self.services.artifacts.materialize(item.sha256, destination)
+        return destination
+
+    def register_dataset(
+        self, name: str, data: bytes, fmt: str, description: str | None, source_uri: str | None
+    ) -> DatasetVersion:
+        return self.services.datasets.register_bytes(
+            name, data, fmt, description=description, source_uri=source_uri
+        )
+
+    def get_dataset(self, name: str, version: int | None) -> DatasetVersion:
+        return self.services.datasets.get(name, version)
+
+    def get_dataset_by_hash(self, content_hash: str) -> DatasetVersion:
+        return self.services.datasets.get_by_hash(content_hash)
+
+    def list_datasets(self, name: str | None) -> list[DatasetVersion]:
+        return self.services.datasets.list(name)
+
+    def dataset_bytes(self, item: DatasetVersion) -> bytes:
+        return self.services.datasets.path(item).read_bytes()
+
+    def create_model(self, name: str, **fields: Any) -> RegisteredModel:
+        return self.services.registry.create_model(name, **fields)
+
+    def get_model(self, name: str) -> RegisteredModel:
+        return self.services.registry.get_model(name)
+
+    def list_models(self, max_results: int, page_token: str | None) -> Page[RegisteredModel]:
+        return self.services.registry.list_models(max_results, page_token)
+
+    def update_model(self, name: str, **changes: Any) -> RegisteredModel:
+        return self.services.registry.update_model(name, **changes)
+
+    def create_version(
+        self, name: str, run_id: str, artifact_path: str, **fields: Any
+    ) -> ModelVersion:
+        fields.setdefault("created_by", self.user)
+        return self.services.registry.create_version(name, run_id, artifact_path, **fields)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        return self.services.registry.get_version(name, version)
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return self.services.registry.list_versions(name)
+
+    def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion:
+        return self.services.registry.update_version(name, version, **changes)
+
+    def resolve(self, ref: str) -> ModelVersion:
+        return self.services.registry.resolve(ref)
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str | None) -> AliasEvent:
+        return self.services.registry.set_alias(
+            name, alias, version, actor=self.user, reason=reason
+        )
+
+    def delete_alias(self, name: str, alias: str) -> AliasEvent:
+        return self.services.registry.delete_alias(name, alias, actor=self.user)
+
+    def alias_history(self, name: str, alias: str | None) -> list[AliasEvent]:
+        return self.services.registry.alias_history(name, alias)
+
+    def lineage(self, name: str, version: int) -> Lineage:
+        return self.services.registry.lineage(name, version)
+
+    def model_dir(self, item: ModelVersion) -> Path:
+        return self.services.registry.model_dir(item)
+
+    def close(self) -> None:
+        self.services.close()

@@ -1,0 +1,146 @@
+"""The operations a :class:`~keel.client.Client` needs, behind two transports.
+
+``LocalTransport`` calls the domain services in-process (embedded SQLite, no
+server); ``HttpTransport`` calls the REST API. Both raise the same
+:mod:`keel.errors` exceptions, so code moves between them unchanged.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keel._models import Page
+from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
+from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
+
+__all__ = ["Transport"]
+
+
+class Transport(ABC):
+    """Abstract transport; every method maps to one service call."""
+
+    @abstractmethod
+    def create_experiment(
+        self, name: str, description: str | None, tags: Mapping[str, str]
+    ) -> Experiment: ...
+
+    @abstractmethod
+    def get_experiment(self, id_or_name: str) -> Experiment: ...
+
+    @abstractmethod
+    def list_experiments(self, max_results: int, page_token: str | None) -> Page[Experiment]: ...
+
+    @abstractmethod
+    def create_run(self, experiment: str, **fields: Any) -> Run: ...
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abstractmethod
+    def end_run(self, run_id: str, status: str) -> Run: ...
+
+    @abstractmethod
+    def log_metric(self, run_id: str, metric: Metric) -> None: ...
+
+    @abstractmethod
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Mapping[str, object],
+        tags: Mapping[str, str],
+    ) -> None: ...
+
+    @abstractmethod
+    def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    @abstractmethod
+    def search_runs(
+        self,
+        experiments: Sequence[str],
+        filter: str | None,
+        order_by: Sequence[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> Page[Run]: ...
+
+    @abstractmethod
+    def log_input(self, run_id: str, item: RunInput) -> Run: ...
+
+    @abstractmethod
+    def upload_artifacts(
+        self, run_id: str, directory: Path, artifact_path: str
+    ) -> list[ArtifactFile]: ...
+
+    @abstractmethod
+    def list_artifacts(self, run_id: str, prefix: str | None) -> list[ArtifactFile]: ...
+
+    @abstractmethod
+    def download_artifact(self, run_id: str, path: str, destination: Path) -> Path: ...
+
+    @abstractmethod
+    def register_dataset(
+        self, name: str, data: bytes, fmt: str, description: str | None, source_uri: str | None
+    ) -> DatasetVersion: ...
+
+    @abstractmethod
+    def get_dataset(self, name: str, version: int | None) -> DatasetVersion: ...
+
+    @abstractmethod
+    def get_dataset_by_hash(self, content_hash: str) -> DatasetVersion: ...
+
+    @abstractmethod
+    def list_datasets(self, name: str | None) -> list[DatasetVersion]: ...
+
+    @abstractmethod
+    def dataset_bytes(self, item: DatasetVersion) -> bytes: ...
+
+    @abstractmethod
+    def create_model(self, name: str, **fields: Any) -> RegisteredModel: ...
+
+    @abstractmethod
+    def get_model(self, name: str) -> RegisteredModel: ...
+
+    @abstractmethod
+    def list_models(self, max_results: int, page_token: str | None) -> Page[RegisteredModel]: ...
+
+    @abstractmethod
+    def update_model(self, name: str, **changes: Any) -> RegisteredModel: ...
+
+    @abstractmethod
+    def create_version(
+        self, name: str, run_id: str, artifact_path: str, **fields: Any
+    ) -> ModelVersion: ...
+
+    @abstractmethod
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+
+    @abstractmethod
+    def list_versions(self, name: str) -> list[ModelVersion]: ...
+
+    @abstractmethod
+    def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion: ...
+
+    @abstractmethod
+    def resolve(self, ref: str) -> ModelVersion: ...
+
+    @abstractmethod
+    def set_alias(self, name: str, alias: str, version: int, reason: str | None) -> AliasEvent: ...
+
+    @abstractmethod
+    def delete_alias(self, name: str, alias: str) -> AliasEvent: ...
+
+    @abstractmethod
+    def alias_history(self, name: str, alias: str | None) -> list[AliasEvent]: ...
+
+    @abstractmethod
+    def lineage(self, name: str, version: int) -> Lineage: ...
+
+    @abstractmethod
+    def model_dir(self, item: ModelVersion) -> Path: ...
+
+    def close(self) -> None:
+        """Release connections."""
