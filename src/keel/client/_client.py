@@ -196,7 +196,7 @@ class Client(RegistryMixin):
     def log_artifact(
         self, run_id: str, local_path: str | Path, artifact_path: str | None = None
     ) -> list[ArtifactFile]:
-        """Store a file (at ``artifact_path`` or its name) or a directory (under ``artifact_path``)."""
+        """Store a file (at ``artifact_path`` or its own name) or a whole directory."""
         import shutil
         import tempfile
 

@@ -74,7 +74,7 @@ class RegistryMixin:
         card: ModelCard | Mapping[str, Any] | None = None,
         parents: Sequence[str] = (),
     ) -> ModelVersion:
-        """Register the model a run logged under ``artifact_path`` as the next version of ``name``."""
+        """Register the model a run logged at ``artifact_path`` as the next version of ``name``."""
         return self.transport.create_version(
             name,
             run_id,

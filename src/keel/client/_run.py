@@ -117,7 +117,7 @@ class ActiveRun:
         description: str | None = None,
         parents: Sequence[str] = (),
     ) -> ModelVersion | list[ArtifactFile]:
-        """Save the model under the run; register it as a new version when ``registered_name`` is set."""
+        """Save the model under the run; register a new version when ``registered_name`` is set."""
         return self.client.log_model(
             self.id,
             model,

@@ -142,5 +142,6 @@ class Transport(ABC):
     @abstractmethod
     def model_dir(self, item: ModelVersion) -> Path: ...
 
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""

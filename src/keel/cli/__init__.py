@@ -1,0 +1,1 @@
+"""keel command line (Typer + Rich)."""

@@ -1,0 +1,77 @@
+"""Rendering for the CLI: Rich tables for people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from keel.errors import KeelError
+
+__all__ = ["JsonOption", "console", "emit", "fail", "fmt_ms", "run_cli", "table"]
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def emit(value: Any, as_json: bool, render: Callable[[], None]) -> None:
+    """Print ``value`` as JSON when asked, else call ``render``."""
+    if as_json:
+        typer.echo(json.dumps(_plain(value), indent=2, default=str))
+    else:
+        render()
+
+
+def fmt_ms(ms: int | None) -> str:
+    """Milliseconds since the epoch as a short UTC time."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a Rich table."""
+    grid = Table(title=title, title_justify="left")
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*("-" if v is None else str(v) for v in row))
+    console.print(grid)
+
+
+def fail(error: KeelError) -> None:
+    """Print an error the way people read it and exit with its code (2 = bad input)."""
+    field = f" (field: {error.field})" if error.field else ""
+    err_console.print(f"[bold red]error:[/] {error.message}{field}")
+    raise typer.Exit(error.exit_code)
+
+
+def run_cli(call: Callable[[], T]) -> T:
+    """Run ``call``; a KeelError becomes a one-line message and its exit code, no traceback."""
+    try:
+        return call()
+    except KeelError as error:
+        fail(error)
+        raise AssertionError("unreachable") from error

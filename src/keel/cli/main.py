@@ -1,0 +1,56 @@
+"""The ``keel`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from keel.cli.datasets import datasets_app
+from keel.cli.models import models_app
+from keel.cli.system import db_app, server
+from keel.cli.tracking import experiments_app, runs_app
+
+app = typer.Typer(
+    name="keel",
+    help="keel keeps machine-learning models correct in production.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("server")(server)
+app.add_typer(db_app, name="db")
+app.add_typer(experiments_app, name="experiments")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+app.add_typer(datasets_app, name="datasets")
+
+
+@app.command("demo")
+def demo(
+    home: str | None = typer.Option(
+        None, help="Keel home for the demo (default: a fresh temporary directory)."
+    ),
+    keep: bool = typer.Option(False, help="Keep the temporary home for inspection."),
+) -> None:
+    """Walk the loop on the IBM telco churn table: track, register, alias, load, score.
+
+    Example: keel demo
+    """
+    from keel.demo.churn import run_demo
+
+    run_demo(home=home, keep=keep)
+
+
+@app.command("version")
+def version() -> None:
+    """Print keel's version.
+
+    Example: keel version
+    """
+    from keel import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()

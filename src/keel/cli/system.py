@@ -1,0 +1,107 @@
+"""``keel server`` and ``keel db``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import typer
+
+from keel.cli._output import JsonOption, console, emit, run_cli
+from keel.config import Settings
+
+db_app = typer.Typer(help="Manage the metadata database schema.", no_args_is_help=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server(
+    host: str | None = typer.Option(None, help="Bind address (default KEEL_HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default KEEL_PORT or 8080)."),
+    workers: int | None = typer.Option(None, help="uvicorn worker processes."),
+    allow_remote_without_auth: bool = typer.Option(
+        False,
+        help="Bind a non-loopback address although authentication is not configured.",
+    ),
+) -> None:
+    """Run the REST API (OpenAPI at /docs, /healthz, /readyz, /metrics).
+
+    Example: keel server --port 8080
+    """
+    import uvicorn
+
+    from keel.services import open_services
+
+    settings = Settings()
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    workers = workers or settings.workers
+    if not _is_loopback(host) and not allow_remote_without_auth:
+        console.print(
+            f"[bold red]refusing to listen on {host}:[/] keel would accept unauthenticated "
+            "writes from the network. Bind 127.0.0.1, or pass --allow-remote-without-auth "
+            "behind a trusted proxy."
+        )
+        raise typer.Exit(2)
+    # Migrate once here so that several workers do not race to upgrade the schema.
+    run_cli(lambda: open_services(settings).close())
+    os.environ["KEEL_HOST"], os.environ["KEEL_PORT"] = host, str(port)
+    console.print(f"keel server on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(
+        "keel.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision."), as_json: bool = JsonOption
+) -> None:
+    """Upgrade the schema of the configured database (KEEL_DATABASE_URL).
+
+    Example: KEEL_DATABASE_URL=postgresql+psycopg://localhost/keel keel db upgrade
+    """
+    from keel.store.sql.engine import make_engine
+    from keel.store.sql.migrate import upgrade
+
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings)
+    try:
+        current = upgrade(engine, revision)
+    finally:
+        engine.dispose()
+    emit(
+        {"database": settings.resolved_database_url, "revision": current},
+        as_json,
+        lambda: console.print(f"{settings.resolved_database_url} at revision {current}"),
+    )
+
+
+@db_app.command("current")
+def db_current(as_json: bool = JsonOption) -> None:
+    """Show the schema revision of the configured database and the newest one known.
+
+    Example: keel db current --json
+    """
+    from keel.store.sql.engine import make_engine
+    from keel.store.sql.migrate import current_revision, head_revision
+
+    engine = make_engine(Settings())
+    try:
+        info = {"current": current_revision(engine), "head": head_revision()}
+    finally:
+        engine.dispose()
+    emit(info, as_json, lambda: console.print(f"current {info['current']}  head {info['head']}"))
