@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-class ModelStatus(str, enum.Enum):
+class ModelStatus(enum.StrEnum):
     """Lifecycle of a registered model or version."""
 
     ACTIVE = "ACTIVE"

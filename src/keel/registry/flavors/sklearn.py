@@ -1,0 +1,167 @@
+"""scikit-learn estimators and pipelines, stored with skops instead of pickle.
+
+Loading checks every type named in the skops file against an allow-list of module
+prefixes first: a model file from elsewhere cannot make keel import and build arbitrary
+classes.
+"""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import InvalidInput
+from keel.registry.flavors.base import LoadedModel, library_version, no_probabilities
+
+__all__ = ["SKOPS_FILE", "TRUSTED_PREFIXES", "SklearnFlavor", "SklearnModel", "load_skops"]
+
+SKOPS_FILE = "model.skops"
+TRUSTED_PREFIXES = (
+    "sklearn.",
+    "numpy.",
+    "scipy.",
+    "builtins.",
+    "collections.",
+    "lightgbm.",
+    "xgboost.",
+)
+# Functions inside trusted modules that a FunctionTransformer could be pointed at to read
+# files or evaluate request data as code; refused even though their module is trusted.
+DENIED_NAMES = frozenset(
+    {
+        "builtins.__import__",
+        "builtins.breakpoint",
+        "builtins.compile",
+        "builtins.delattr",
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.getattr",
+        "builtins.globals",
+        "builtins.input",
+        "builtins.locals",
+        "builtins.open",
+        "builtins.setattr",
+        "builtins.vars",
+        "numpy.fromfile",
+        "numpy.load",
+        "numpy.loadtxt",
+        "numpy.memmap",
+        "numpy.save",
+        "numpy.savetxt",
+        "numpy.savez",
+    }
+)
+
+
+def is_trusted_type(name: str) -> bool:
+    """Whether a type or function named in a skops file may be loaded."""
+    return name not in DENIED_NAMES and name.startswith(TRUSTED_PREFIXES)
+
+
+def load_skops(path: Path) -> Any:
+    """Load a skops file, refusing any type outside :data:`TRUSTED_PREFIXES`.
+
+    Raises InvalidInput naming the untrusted types, or when the file is not a skops file.
+    """
+    import skops.io
+
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
+    refused = sorted(name for name in untrusted if not is_trusted_type(name))
+    if refused:
+        raise InvalidInput(
+            f"{path.name} contains types keel does not trust: {', '.join(refused)}. "
+            "Only scikit-learn, numpy, scipy, lightgbm, xgboost and builtin types are loaded "
+            "from skops files.",
+            field="model",
+            untrusted_types=refused,
+        )
+    return skops.io.load(path, trusted=list(untrusted))
+
+
+class SklearnModel(LoadedModel):
+    """A loaded scikit-learn estimator or pipeline."""
+
+    def __init__(self, native: Any) -> None:
+        from sklearn.base import is_classifier
+
+        classes = getattr(native, "classes_", None) if is_classifier(native) else None
+        names = getattr(native, "feature_names_in_", None)
+        super().__init__(
+            native,
+            flavor="sklearn",
+            classes=None if classes is None else np.asarray(classes).tolist(),
+            feature_names=None if names is None else [str(n) for n in names],
+        )
+
+    def _prepare(self, X: Any) -> Any:
+        X = super()._prepare(X)
+        # Give the estimator the input kind it was fitted on: scikit-learn warns when a model
+        # fitted with feature names gets an array, or one fitted on an array gets a frame.
+        if self.feature_names and isinstance(X, np.ndarray):
+            return pd.DataFrame(X, columns=self.feature_names)
+        if not self.feature_names and isinstance(X, pd.DataFrame):
+            return X.to_numpy()
+        return X
+
+    def _predict(self, X: Any) -> Any:
+        return self.native.predict(X)
+
+    def _predict_proba(self, X: Any) -> Any:
+        if self.classes is None or not hasattr(self.native, "predict_proba"):
+            raise no_probabilities()
+        return self.native.predict_proba(X)
+
+
+class SklearnFlavor:
+    """Fitted scikit-learn estimators with a ``predict`` method, pipelines included."""
+
+    name = "sklearn"
+
+    def handles(self, model: object) -> bool:
+        """True for a scikit-learn estimator that can predict."""
+        base = sys.modules.get("sklearn.base")
+        return (
+            base is not None
+            and isinstance(model, base.BaseEstimator)
+            and callable(getattr(model, "predict", None))
+        )
+
+    def save(self, model: Any, directory: Path) -> dict[str, Any]:
+        """Write ``model.skops``."""
+        import skops.io
+        from sklearn.base import is_classifier
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+
+        try:
+            check_is_fitted(model)
+        except NotFittedError as exc:
+            raise InvalidInput(
+                f"the {type(model).__name__} is not fitted", field="model"
+            ) from exc
+        skops.io.dump(model, directory / SKOPS_FILE)
+        loaded = SklearnModel(model)
+        return {
+            "file": SKOPS_FILE,
+            "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
+            "is_classifier": bool(is_classifier(model)),
+            "classes": loaded.classes,
+            "feature_names": loaded.feature_names,
+            "sklearn_version": library_version("scikit-learn"),
+            "skops_version": library_version("skops"),
+        }
+
+    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> SklearnModel:
+        """Read ``model.skops``, trusting only the allow-listed types."""
+        path = directory / SKOPS_FILE
+        if not path.is_file():
+            raise InvalidInput(f"model file {path.name} is missing from {directory}", field="path")
+        return SklearnModel(load_skops(path))

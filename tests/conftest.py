@@ -1,0 +1,145 @@
+"""Shared fixtures: real SQLite files, real PostgreSQL, a real uvicorn server.
+
+Tests that need PostgreSQL use ``KEEL_TEST_DATABASE_URL`` (default: the local
+server's ``test`` database). Under ``CI=true`` an unreachable PostgreSQL fails
+the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from keel.api import create_app
+from keel.client import Client
+from keel.config import Settings
+from keel.services import Services, open_services
+
+POSTGRES_URL = os.environ.get(
+    "KEEL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means "not reachable"
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """PostgreSQL URL; skips locally when unreachable, fails under CI=true."""
+    problem = _postgres_reachable()
+    if problem:
+        message = f"PostgreSQL at {POSTGRES_URL} unreachable: {problem}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    schema = f"keel_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Store backend under test: every store test runs on SQLite and PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    """Settings with a temporary home and the selected database."""
+    database_url = None
+    if backend == "postgres":
+        database_url = request.getfixturevalue("postgres_schema_url")
+    return Settings(home=tmp_path / "keel", database_url=database_url)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """Settings on a temporary SQLite file only."""
+    return Settings(home=tmp_path / "keel")
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    """Domain services over a migrated store."""
+    svc = open_services(settings)
+    yield svc
+    svc.close()
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread
+        pass
+
+
+@pytest.fixture
+def live_server(services: Services) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving ``services``."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(services=services), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = _ThreadServer(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(params=["local", "http"])
+def client(
+    request: pytest.FixtureRequest, settings: Settings, services: Services
+) -> Iterator[Client]:
+    """The SDK over both transports: every client test runs embedded and over HTTP."""
+    if request.param == "local":
+        sdk = Client(settings=settings)
+    else:
+        url = request.getfixturevalue("live_server")
+        sdk = Client(url, settings=settings.model_copy(update={"home": settings.home / "remote"}))
+    yield sdk
+    sdk.close()
