@@ -84,16 +84,23 @@ def test_batch_size_limit(services: Services) -> None:
     services.tracking.max_batch = 3
     run = services.tracking.create_run("churn")
     with pytest.raises(InvalidInput):
-        services.tracking.log_batch(run.id, metrics=[{"key": f"m{i}", "value": i} for i in range(4)])
+        services.tracking.log_batch(
+            run.id, metrics=[{"key": f"m{i}", "value": i} for i in range(4)]
+        )
 
 
 def _seed_search(services: Services) -> dict[str, str]:
     ids = {}
-    rows = [("a", "lgbm", "growth", 0.91), ("b", "lgbm", "risk", 0.85), ("c", "xgb", "growth", 0.95),
-            ("d", "lgbm", "growth", 0.7)]
+    rows = [
+        ("a", "lgbm", "growth", 0.91),
+        ("b", "lgbm", "risk", 0.85),
+        ("c", "xgb", "growth", 0.95),
+        ("d", "lgbm", "growth", 0.7),
+    ]
     for name, model, team, auc in rows:
-        run = services.tracking.create_run("search", name=name, params={"model": model},
-                                           tags={"team": team})
+        run = services.tracking.create_run(
+            "search", name=name, params={"model": model}, tags={"team": team}
+        )
         services.tracking.log_metric(run.id, "auc", auc)
         ids[name] = run.id
     services.tracking.create_run("search", name="e", params={"model": "lgbm"})  # no metric
@@ -115,8 +122,8 @@ def test_search_filter_and_order(services: Services) -> None:
 def test_search_or_in_like_and_attributes(services: Services) -> None:
     _seed_search(services)
     found = services.tracking.search_runs(
-        ["search"], "(metrics.auc >= 0.95 or tags.team = 'risk') and name in ('b', 'c')",
-        ["name"])
+        ["search"], "(metrics.auc >= 0.95 or tags.team = 'risk') and name in ('b', 'c')", ["name"]
+    )
     assert [r.name for r in found] == ["b", "c"]
     like = services.tracking.search_runs(["search"], "params.model like 'lg%'", ["name"])
     assert [r.name for r in like] == ["a", "b", "d", "e"]
@@ -128,8 +135,9 @@ def test_search_pagination_visits_every_run_once(services: Services) -> None:
     ids = _seed_search(services)
     seen, token = [], None
     while True:
-        page = services.tracking.search_runs(["search"], None, ["name"], max_results=2,
-                                             page_token=token)
+        page = services.tracking.search_runs(
+            ["search"], None, ["name"], max_results=2, page_token=token
+        )
         seen += [r.name for r in page]
         token = page.next_token
         if token is None:
@@ -139,11 +147,17 @@ def test_search_pagination_visits_every_run_once(services: Services) -> None:
 
 @pytest.mark.parametrize(
     "expression, token",
-    [("metrics.auc >", None), ("metrics.auc > 0.8 andd x", "andd"), ("foo.x = 1", "foo.x"),
-     ("metrics.auc ~ 1", "~"), ("metrics.auc = 'x'", "'x'")],
+    [
+        ("metrics.auc >", None),
+        ("metrics.auc > 0.8 andd x", "andd"),
+        ("foo.x = 1", "foo.x"),
+        ("metrics.auc ~ 1", "~"),
+        ("metrics.auc = 'x'", "'x'"),
+    ],
 )
-def test_invalid_filter_is_400_naming_token(services: Services, expression: str,
-                                            token: str | None) -> None:
+def test_invalid_filter_is_400_naming_token(
+    services: Services, expression: str, token: str | None
+) -> None:
     services.tracking.create_experiment("search")
     with pytest.raises(BadRequest) as caught:
         services.tracking.search_runs(["search"], expression)

@@ -126,7 +126,7 @@ class RegistryService:
                 field="artifact_path",
             )
         meta = self._read_meta(meta_file)
-        resolved_parents = [str(self.resolve(p)) for p in parents]
+        resolved_parents = [self.resolve(p).uri for p in parents]
         if create_model:
             try:
                 self.store.get_registered_model(name)
