@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Connection, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from keel.errors import Conflict, Unavailable
 from keel.store.sql.engine import WRITE_OPTION
 
-__all__ = ["SqlBase"]
+__all__ = ["SqlBase", "upsert"]
 
 
 class SqlBase:
@@ -51,3 +53,31 @@ class SqlBase:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def upsert(
+    conn: Connection,
+    table: Table | Any,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+    only_if: Callable[[Any], ColumnElement[bool]] | None = None,
+) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE only_if(excluded)]``.
+
+    One statement on both SQLite and PostgreSQL, so concurrent writers cannot
+    interleave between a read and a write.
+    """
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    # Rows go in as execute() parameters, not .values(): the statement then has
+    # a stable cache key and is compiled once per process, not once per call.
+    statement = dialect.insert(table)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: excluded[name] for name in update},
+        where=only_if(excluded) if only_if else None,
+    )
+    conn.execute(statement, list(rows))

@@ -6,12 +6,12 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from keel._models import now_ms
 from keel.errors import Conflict, NotFound
-from keel.store.sql._base import SqlBase
+from keel.store.sql._base import SqlBase, upsert
 from keel.store.sql.tables import (
     ArtifactRow,
     DatasetVersionRow,
@@ -199,25 +199,39 @@ class RunSql(SqlBase):
         """Write metrics, params and tags in one transaction.
 
         A param may be logged again with the same value; a different value
-        raises :class:`Conflict` and nothing of the batch is written.
+        raises :class:`Conflict` and nothing of the batch is written. This is
+        the hottest write path (one call per logged metric), so it uses
+        SQLAlchemy Core statements rather than the ORM unit of work.
         """
         with self.write() as s:
-            row = self._run_row(s, run_id)
+            conn = s.connection()
+            experiment_id = conn.execute(
+                select(RunRow.experiment_id).where(RunRow.id == run_id)
+            ).scalar()
+            if experiment_id is None:
+                raise NotFound(f"run {run_id!r} not found", field="run_id")
             if params:
-                self._add_params(s, run_id, params)
+                self._add_params(conn, run_id, params)
             if tags:
-                for key, value in tags.items():
-                    s.merge(RunTagRow(run_id=run_id, key=key, value=value))
+                upsert(
+                    conn,
+                    RunTagRow.__table__,
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+                    ["run_id", "key"],
+                    ["value"],
+                )
             if metrics:
-                self._add_metrics(s, row, metrics)
+                self._add_metrics(conn, run_id, experiment_id, metrics)
 
-    def _add_params(self, s: Session, run_id: str, params: dict[str, str]) -> None:
-        existing = {
-            p.key: p.value
-            for p in s.scalars(
-                select(ParamRow).where(ParamRow.run_id == run_id, ParamRow.key.in_(list(params)))
-            )
-        }
+    def _add_params(self, conn: Connection, run_id: str, params: dict[str, str]) -> None:
+        existing = dict(
+            conn.execute(
+                select(ParamRow.key, ParamRow.value).where(
+                    ParamRow.run_id == run_id, ParamRow.key.in_(list(params))
+                )
+            ).all()
+        )
+        new_rows = []
         for key, value in params.items():
             if key in existing:
                 if existing[key] != value:
@@ -228,52 +242,48 @@ class RunSql(SqlBase):
                         new=value,
                     )
                 continue
-            s.add(ParamRow(run_id=run_id, key=key, value=value))
+            new_rows.append({"run_id": run_id, "key": key, "value": value})
+        if new_rows:
+            conn.execute(insert(ParamRow.__table__), new_rows)
 
-    def _add_metrics(self, s: Session, run: RunRow, metrics: Sequence[Metric]) -> None:
+    def _add_metrics(
+        self, conn: Connection, run_id: str, experiment_id: str, metrics: Sequence[Metric]
+    ) -> None:
         stamp = now_ms()
-        newest: dict[str, MetricRow] = {}
-        rows = []
+        rows: list[dict[str, Any]] = []
+        newest: dict[str, dict[str, Any]] = {}
         for m in metrics:
             is_nan = math.isnan(m.value)
-            row = MetricRow(
-                run_id=run.id,
-                key=m.key,
-                value=0.0 if is_nan else m.value,
-                is_nan=is_nan,
-                step=m.step,
-                timestamp_ms=m.timestamp_ms if m.timestamp_ms is not None else stamp,
-            )
+            row = {
+                "run_id": run_id,
+                "key": m.key,
+                "value": 0.0 if is_nan else m.value,
+                "is_nan": is_nan,
+                "step": m.step,
+                "timestamp_ms": m.timestamp_ms if m.timestamp_ms is not None else stamp,
+            }
             rows.append(row)
             best = newest.get(m.key)
-            if best is None or (row.step, row.timestamp_ms) >= (best.step, best.timestamp_ms):
+            if best is None or (row["step"], row["timestamp_ms"]) >= (
+                best["step"],
+                best["timestamp_ms"],
+            ):
                 newest[m.key] = row
-        s.add_all(rows)
-        current = {
-            r.key: r
-            for r in s.scalars(
-                select(LatestMetricRow).where(
-                    LatestMetricRow.run_id == run.id, LatestMetricRow.key.in_(list(newest))
-                )
-            )
-        }
-        for key, row in newest.items():
-            latest = current.get(key)
-            if latest is None:
-                s.add(
-                    LatestMetricRow(
-                        run_id=run.id,
-                        key=key,
-                        experiment_id=run.experiment_id,
-                        value=row.value,
-                        is_nan=row.is_nan,
-                        step=row.step,
-                        timestamp_ms=row.timestamp_ms,
-                    )
-                )
-            elif (row.step, row.timestamp_ms) >= (latest.step, latest.timestamp_ms):
-                latest.value, latest.is_nan = row.value, row.is_nan
-                latest.step, latest.timestamp_ms = row.step, row.timestamp_ms
+        conn.execute(insert(MetricRow.__table__), rows)
+        latest = [{**row, "experiment_id": experiment_id} for row in newest.values()]
+        table = LatestMetricRow.__table__
+        upsert(
+            conn,
+            table,
+            latest,
+            ["run_id", "key"],
+            ["value", "is_nan", "step", "timestamp_ms"],
+            # Keep the stored value when it has a higher (step, timestamp).
+            only_if=lambda excluded: (
+                tuple_(excluded.step, excluded.timestamp_ms)
+                >= tuple_(table.c.step, table.c.timestamp_ms)
+            ),
+        )
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every logged value of one metric, by step then time."""
