@@ -111,7 +111,7 @@ class LatestMetricRow(Base):
     step: Mapped[int] = mapped_column(BigInteger, default=0)
     timestamp_ms: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (
-        Index("ix_latest_metrics_exp_key_value", "experiment_id", "key", "value"),
+        Index("ix_latest_metrics_exp_key_value", "experiment_id", "key", "value", "run_id"),
         Index("ix_latest_metrics_key_value", "key", "value"),
     )
 

@@ -124,7 +124,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_latest_metrics_exp_key_value", ["experiment_id", "key", "value"], unique=False
+            "ix_latest_metrics_exp_key_value",
+            ["experiment_id", "key", "value", "run_id"],
+            unique=False,
         )
         batch_op.create_index("ix_latest_metrics_key_value", ["key", "value"], unique=False)
 
