@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from keel.client import ActiveRun, Client, active_run
+from keel.client import (
+    ActiveRun,
+    Client,
+    active_run,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    set_tag,
+)
 from keel.errors import (
     BadRequest,
     Conflict,
@@ -40,4 +49,9 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "active_run",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "set_tag",
 ]

@@ -185,3 +185,17 @@ def test_search_pagination_over_transport(client: Client) -> None:
         page_token=page.next_token,
     )
     assert names + [r.name for r in page2] == ["r4", "r3", "r2", "r1"]
+
+
+def test_module_helpers_log_to_the_innermost_run(client: Client) -> None:
+    with client.start_run(experiment="fluent") as outer:
+        keel.log_param("level", "outer")
+        with client.start_run(experiment="fluent") as inner:
+            keel.log_metrics({"auc": 0.9})
+            keel.set_tag("nested", "yes")
+        keel.log_metric("auc", 0.7)
+    assert client.get_run(inner.id).metrics == {"auc": 0.9}
+    assert client.get_run(inner.id).tags == {"nested": "yes"}
+    assert client.get_run(outer.id).metrics == {"auc": 0.7}
+    with pytest.raises(keel.KeelError, match="no active run"):
+        keel.log_metric("auc", 1.0)
