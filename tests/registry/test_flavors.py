@@ -67,7 +67,10 @@ def test_sklearn_column_transformer_round_trips(tmp_path: Path) -> None:
             (
                 "columns",
                 ColumnTransformer(
-                    [("size", OneHotEncoder(), ["size"]), ("num", StandardScaler(), ["mean radius"])]
+                    [
+                        ("size", OneHotEncoder(), ["size"]),
+                        ("num", StandardScaler(), ["mean radius"]),
+                    ]
                 ),
             ),
             ("model", LogisticRegression()),
@@ -103,7 +106,9 @@ class Doubler(TransformerMixin, BaseEstimator):
 
 def test_sklearn_load_refuses_untrusted_types(tmp_path: Path) -> None:
     X, y = cancer()
-    model = Pipeline([("double", Doubler()), ("model", LogisticRegression(max_iter=5000))])
+    model = Pipeline(
+        [("double", Doubler()), ("scale", StandardScaler()), ("lr", LogisticRegression())]
+    )
     flavor = get_flavor("sklearn")
     meta = flavor.save(model.fit(X, y), tmp_path)
 
@@ -143,6 +148,16 @@ def test_lightgbm_classifier_round_trips_natively(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     # The booster renamed "mean radius" to "mean_radius"; frames still line up by name.
     np.testing.assert_array_equal(loaded.predict(shuffled(X)), model.predict(X))
+
+
+def test_lightgbm_keeps_pandas_categories(tmp_path: Path) -> None:
+    X, y = cancer()
+    X = X.assign(size=pd.cut(X["mean area"], 3, labels=["s", "m", "l"]))
+    model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)
+
+    loaded = round_trip(model, tmp_path)
+
+    np.testing.assert_array_equal(loaded.predict_proba(shuffled(X)), model.predict_proba(X))
 
 
 def test_lightgbm_multiclass_keeps_string_labels(tmp_path: Path) -> None:
@@ -195,7 +210,8 @@ def test_xgboost_regressor_and_booster_round_trip(tmp_path: Path) -> None:
     X, y = diabetes()
     regressor = xgboost.XGBRegressor(n_estimators=10).fit(X, y)
     booster = xgboost.train(
-        {"objective": "multi:softprob", "num_class": 3}, xgboost.DMatrix(*load_iris(return_X_y=True))
+        {"objective": "multi:softprob", "num_class": 3},
+        xgboost.DMatrix(*load_iris(return_X_y=True)),
     )
 
     loaded_regressor = round_trip(regressor, tmp_path / "regressor")

@@ -114,6 +114,23 @@ def test_save_model_dir_can_force_the_pyfunc_flavor(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
+def test_save_model_dir_cleans_up_when_the_flavor_fails(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="not fitted"):
+        save_model_dir(LogisticRegression(), tmp_path)
+
+    assert not any(tmp_path.iterdir())
+
+
+def test_sklearn_pipeline_around_lightgbm_uses_skops(tmp_path: Path) -> None:
+    X, y = cancer()
+    model = Pipeline(
+        [("scale", StandardScaler()), ("gbm", lightgbm.LGBMClassifier(n_estimators=5, verbose=-1))]
+    ).fit(X, y)
+
+    assert save_model_dir(model, tmp_path)["flavor"] == "sklearn"
+    np.testing.assert_array_equal(load_model_dir(tmp_path).predict_proba(X), model.predict_proba(X))
+
+
 def test_save_model_dir_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
 

@@ -134,7 +134,9 @@ def _load_lightgbm(mlflow_dir: Path, conf: dict[str, Any], *, allow_pickle: bool
         try:
             return lightgbm.Booster(model_file=path)
         except lightgbm.basic.LightGBMError as exc:
-            raise InvalidInput(f"{path.name} is not a LightGBM model: {exc}", field="model") from exc
+            raise InvalidInput(
+                f"{path.name} is not a LightGBM model: {exc}", field="model"
+            ) from exc
     # MLflow versions before skops support wrote cloudpickle without saying so.
     fmt = conf.get("serialization_format") or "cloudpickle"
     if fmt == "skops":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,10 +77,20 @@ def save_model_dir(
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InvalidInput(f"{directory} exists and is not an empty directory", field="path")
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        flavor_meta = chosen.save(model, directory)
+    except BaseException:
+        # Leave no half-written model behind: the directory was empty before.
+        for path in directory.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        raise
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "flavor": chosen.name,
-        "flavor_meta": chosen.save(model, directory),
+        "flavor_meta": flavor_meta,
         "signature": signature,
         "input_example": example,
         "python": platform.python_version(),

@@ -73,7 +73,9 @@ class LoadedModel(abc.ABC):
             missing = [name for name in self.feature_names if name not in columns]
             if missing:
                 raise InvalidInput(
-                    f"input lacks column(s) {missing}", field=missing[0], expected=self.feature_names
+                    f"input lacks column(s) {missing}",
+                    field=missing[0],
+                    expected=self.feature_names,
                 )
             return X.set_axis([str(c) for c in X.columns], axis=1)[self.feature_names]
         if isinstance(X, np.ndarray):

@@ -130,5 +130,7 @@ class LightGBMFlavor:
         try:
             booster = lgb.Booster(model_file=path)
         except lgb.basic.LightGBMError as exc:
-            raise InvalidInput(f"{MODEL_FILE} is not a LightGBM model: {exc}", field="model") from exc
+            raise InvalidInput(
+                f"{MODEL_FILE} is not a LightGBM model: {exc}", field="model"
+            ) from exc
         return LightGBMModel(booster, meta)

@@ -16,7 +16,7 @@ __all__ = ["OnnxFlavor", "OnnxModel"]
 
 MODEL_FILE = "model.onnx"
 INSTALL_HINT = "pip install 'keelml[onnx]'"
-_NUMPY_TYPES = {
+_NUMPY_TYPES: dict[str, type] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(float16)": np.float16,
@@ -64,12 +64,13 @@ class OnnxModel(LoadedModel):
                 )
             parts = [X[:, k] for k in range(X.shape[1])]
         return {
-            spec.name: self._shaped(part, spec) for spec, part in zip(self._inputs, parts, strict=True)
+            spec.name: self._shaped(part, spec)
+            for spec, part in zip(self._inputs, parts, strict=True)
         }
 
     @staticmethod
     def _shaped(values: np.ndarray, spec: Any) -> np.ndarray:
-        array = np.asarray(values, dtype=_NUMPY_TYPES.get(spec.type, np.float32))
+        array: np.ndarray = np.asarray(values, dtype=_NUMPY_TYPES.get(spec.type, np.float32))
         return array.reshape(-1, 1) if len(spec.shape or []) == 2 else array
 
     def _run(self, X: Any) -> list[Any]:
@@ -168,8 +169,18 @@ class OnnxFlavor:
         path = directory / MODEL_FILE
         if not path.is_file():
             raise InvalidInput(f"model file {MODEL_FILE} is missing from {directory}", field="path")
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
         try:
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises untyped pybind errors for bad graphs
-            raise InvalidInput(f"onnxruntime cannot load {MODEL_FILE}: {exc}", field="model") from exc
+        except (
+            ort_errors.Fail,
+            ort_errors.InvalidArgument,
+            ort_errors.InvalidGraph,
+            ort_errors.InvalidProtobuf,
+            ort_errors.NotImplemented,
+        ) as exc:
+            raise InvalidInput(
+                f"onnxruntime cannot load {MODEL_FILE}: {exc}", field="model"
+            ) from exc
         return OnnxModel(session, meta.get("classes"))

@@ -132,7 +132,9 @@ class PyfuncFlavor:
         if not allow_pickle:
             raise pickle_refused(f"this pyfunc model ({path})")
         if not (directory / PICKLE_FILE).is_file():
-            raise InvalidInput(f"model file {PICKLE_FILE} is missing from {directory}", field="path")
+            raise InvalidInput(
+                f"model file {PICKLE_FILE} is missing from {directory}", field="path"
+            )
         with (directory / PICKLE_FILE).open("rb") as stream:
             native = pickle.load(stream)
         return PyfuncModel(native)

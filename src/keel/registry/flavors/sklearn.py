@@ -144,9 +144,7 @@ class SklearnFlavor:
         try:
             check_is_fitted(model)
         except NotFittedError as exc:
-            raise InvalidInput(
-                f"the {type(model).__name__} is not fitted", field="model"
-            ) from exc
+            raise InvalidInput(f"the {type(model).__name__} is not fitted", field="model") from exc
         skops.io.dump(model, directory / SKOPS_FILE)
         loaded = SklearnModel(model)
         return {

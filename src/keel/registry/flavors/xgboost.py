@@ -127,5 +127,7 @@ class XGBoostFlavor:
         try:
             native.load_model(path)
         except xgb.core.XGBoostError as exc:
-            raise InvalidInput(f"{MODEL_FILE} is not an XGBoost model: {exc}", field="model") from exc
+            raise InvalidInput(
+                f"{MODEL_FILE} is not an XGBoost model: {exc}", field="model"
+            ) from exc
         return XGBoostModel(native, meta)
