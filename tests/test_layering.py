@@ -1,0 +1,50 @@
+"""Imports flow one way: adapters (api, cli, client, ui) → domain → store.
+
+A domain package never imports an adapter or an adapter library; checked on
+the source with ``ast`` so it also covers imports inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "keel"
+DOMAIN = ["tracking", "registry", "store", "config.py", "errors.py", "_models.py"]
+FORBIDDEN = (
+    "keel.api",
+    "keel.cli",
+    "keel.client",
+    "keel.ui",
+    "fastapi",
+    "typer",
+    "jinja2",
+    "starlette",
+    "uvicorn",
+)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _domain_files() -> list[Path]:
+    files: list[Path] = []
+    for entry in DOMAIN:
+        target = SRC / entry
+        files.extend(sorted(target.rglob("*.py")) if target.is_dir() else [target])
+    return files
+
+
+@pytest.mark.parametrize("path", _domain_files(), ids=lambda p: str(p.relative_to(SRC)))
+def test_domain_module_imports_no_adapter(path: Path) -> None:
+    bad = sorted(n for n in _imports(path) if n.startswith(FORBIDDEN))
+    assert not bad, f"{path.relative_to(SRC)} imports {bad}"
