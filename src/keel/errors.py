@@ -137,9 +137,12 @@ def error_from_payload(status: int, payload: Any) -> KeelError:
         return KeelError(f"server answered {status}: {str(payload)[:200]}")
     code = body.get("code")
     message = str(body.get("message") or f"server answered {status}")
-    detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
-    by_code = {cls.code: cls for cls in [KeelError, *_all_subclasses(KeelError)]}
+    raw_detail = body.get("detail")
+    detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
+    classes: list[type[KeelError]] = [KeelError, *_all_subclasses(KeelError)]
+    by_code = {known.code: known for known in classes}
     cls = by_code.get(code) if isinstance(code, str) else None
     if cls is None:
         cls = next((c for c in by_code.values() if c.status == status), KeelError)
-    return cls(message, field=body.get("field"), **detail)
+    field = body.get("field")
+    return cls(message, field=field if isinstance(field, str) else None, **detail)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keel.api.limits import BodyTooLarge
 from keel.errors import BadRequest, InvalidInput, KeelError, NotFound, PayloadTooLarge
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -32,7 +33,9 @@ def _field(location: tuple[Any, ...]) -> str:
 
 def _validation_error(exc: RequestValidationError) -> KeelError:
     errors = exc.errors()
-    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": ""}
+    first: dict[str, Any] = (
+        errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": ""}
+    )
     field = _field(tuple(first.get("loc", ())))
     message = f"{field}: {first.get('msg', 'invalid value')}"
     if first.get("type") == "json_invalid":
@@ -62,7 +65,8 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"no route {request.method} {request.url.path}", field="path"
             )
         elif exc.status_code == 413:
-            error = PayloadTooLarge(str(exc.detail), field="body")
+            limit = {"limit": exc.limit} if isinstance(exc, BodyTooLarge) else {}
+            error = PayloadTooLarge(str(exc.detail), field="body", **limit)
         elif exc.status_code == 405:
             error = BadRequest(f"method {request.method} not allowed on {request.url.path}")
             return JSONResponse(error.to_payload(), status_code=405)

@@ -9,7 +9,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.errors import PayloadTooLarge
 
-__all__ = ["BodySizeLimit"]
+__all__ = ["BodySizeLimit", "BodyTooLarge"]
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a streamed body is read; carries the limit into the error's detail."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail=f"request body exceeds {limit} bytes")
+        self.limit = limit
 
 
 class BodySizeLimit:
@@ -38,7 +46,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise HTTPException(413, detail=f"request body exceeds {self.max_bytes} bytes")
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)

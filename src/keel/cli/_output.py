@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from keel.errors import KeelError
@@ -57,14 +58,17 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("-" if v is None else str(v) for v in row))
+        # escape: cells hold user data; "[/x]" must print, not be read as Rich markup
+        grid.add_row(*("-" if v is None else escape(str(v)) for v in row))
     console.print(grid)
 
 
 def fail(error: KeelError) -> None:
     """Print an error the way people read it and exit with its code (2 = bad input)."""
     field = f" (field: {error.field})" if error.field else ""
-    err_console.print(f"[bold red]error:[/] {error.message}{field}")
+    # escape: messages quote user input (a run id "[/x]" would be a Rich markup error);
+    # soft_wrap: one line per error, so scripts can grep stderr
+    err_console.print(f"[bold red]error:[/] {escape(error.message + field)}", soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 

@@ -9,7 +9,10 @@ import typer
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 
-datasets_app = typer.Typer(help="Versioned, content-addressed datasets.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="Versioned, content-addressed datasets.\n\nExample: keel datasets list",
+    no_args_is_help=True,
+)
 
 
 @datasets_app.command("add")

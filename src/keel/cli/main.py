@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from keel.cli._context import close_clients
 from keel.cli.datasets import datasets_app
 from keel.cli.models import models_app
 from keel.cli.system import db_app, server
@@ -11,11 +12,20 @@ from keel.cli.tracking import experiments_app, runs_app
 
 app = typer.Typer(
     name="keel",
-    help="keel keeps machine-learning models correct in production.",
+    help="keel keeps machine-learning models correct in production.\n\nExample: keel demo",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _close_clients_at_exit(ctx: typer.Context) -> None:
+    # Commands open clients through make_client; close them (connection pools,
+    # SQLite engines) when the command ends, also on errors.
+    ctx.call_on_close(close_clients)
+
+
 app.command("server")(server)
 app.add_typer(db_app, name="db")
 app.add_typer(experiments_app, name="experiments")

@@ -9,7 +9,10 @@ import typer
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 
-models_app = typer.Typer(help="Inspect the model registry and move aliases.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Inspect the model registry and move aliases.\n\nExample: keel models show churn",
+    no_args_is_help=True,
+)
 
 
 @models_app.command("list")

@@ -10,7 +10,10 @@ import typer
 from keel.cli._output import JsonOption, console, emit, run_cli
 from keel.config import Settings
 
-db_app = typer.Typer(help="Manage the metadata database schema.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the metadata database schema.\n\nExample: keel db upgrade",
+    no_args_is_help=True,
+)
 
 
 def _is_loopback(host: str) -> bool:

@@ -8,8 +8,14 @@ from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 from keel.tracking.models import Run
 
-experiments_app = typer.Typer(help="List and inspect experiments.", no_args_is_help=True)
-runs_app = typer.Typer(help="List, inspect and search runs.", no_args_is_help=True)
+experiments_app = typer.Typer(
+    help="List and inspect experiments.\n\nExample: keel experiments list --json",
+    no_args_is_help=True,
+)
+runs_app = typer.Typer(
+    help="List, inspect and search runs.\n\nExample: keel runs list churn --json",
+    no_args_is_help=True,
+)
 
 
 @experiments_app.command("list")
@@ -137,4 +143,5 @@ def show_run(
         console.print(f"code {run.code_commit or '-'} dirty={run.code_dirty}  seed={run.seed}")
         console.print(f"reproducibility {run.reproducibility()}")
 
-    emit({**run.model_dump(mode="json"), "reproducibility": run.reproducibility()}, as_json, render)
+    shown = {**run.model_dump(mode="json", by_alias=True), "reproducibility": run.reproducibility()}
+    emit(shown, as_json, render)

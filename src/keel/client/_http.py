@@ -23,7 +23,7 @@ from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metri
 
 __all__ = ["HttpTransport"]
 
-M = TypeVar("M")
+B = TypeVar("B", bound=BaseModel)
 
 
 def _q(segment: str) -> str:
@@ -60,9 +60,12 @@ class HttpTransport(Transport):
             raise error_from_payload(response.status_code, payload)
         return response
 
-    def _call(self, method: str, url: str, model: Any, **kwargs: Any) -> Any:
+    def _call(self, method: str, url: str, model: type[B], **kwargs: Any) -> B:
+        return model.model_validate(self._request(method, url, **kwargs).json())
+
+    def _call_list(self, method: str, url: str, model: type[B], **kwargs: Any) -> list[B]:
         body = self._request(method, url, **kwargs).json()
-        return TypeAdapter(model).validate_python(body)
+        return TypeAdapter(list[model]).validate_python(body)  # type: ignore[valid-type]
 
     @staticmethod
     def _json(value: Any) -> Any:
@@ -115,7 +118,7 @@ class HttpTransport(Transport):
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         url = f"/v1/runs/{_q(run_id)}/metrics/{quote(key)}/history"
-        return self._call("GET", url, list[Metric])
+        return self._call_list("GET", url, Metric)
 
     def search_runs(
         self,
@@ -152,9 +155,8 @@ class HttpTransport(Transport):
 
     def list_artifacts(self, run_id: str, prefix: str | None) -> list[ArtifactFile]:
         params = {"prefix": prefix} if prefix else {}
-        return self._call(
-            "GET", f"/v1/runs/{_q(run_id)}/artifacts", list[ArtifactFile], params=params
-        )
+        url = f"/v1/runs/{_q(run_id)}/artifacts"
+        return self._call_list("GET", url, ArtifactFile, params=params)
 
     def download_artifact(self, run_id: str, path: str, destination: Path) -> Path:
         response = self._request("GET", f"/v1/runs/{_q(run_id)}/artifacts/{quote(path)}")
@@ -181,8 +183,8 @@ class HttpTransport(Transport):
         return self._call("GET", f"/v1/datasets/by-hash/{_q(content_hash)}", DatasetVersion)
 
     def list_datasets(self, name: str | None) -> list[DatasetVersion]:
-        return self._call(
-            "GET", "/v1/datasets", list[DatasetVersion], params={"name": name} if name else {}
+        return self._call_list(
+            "GET", "/v1/datasets", DatasetVersion, params={"name": name} if name else {}
         )
 
     def dataset_bytes(self, item: DatasetVersion) -> bytes:
@@ -220,7 +222,7 @@ class HttpTransport(Transport):
         return self._call("GET", f"/v1/models/{_q(name)}/versions/{version}", ModelVersion)
 
     def list_versions(self, name: str) -> list[ModelVersion]:
-        return self._call("GET", f"/v1/models/{_q(name)}/versions", list[ModelVersion])
+        return self._call_list("GET", f"/v1/models/{_q(name)}/versions", ModelVersion)
 
     def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion:
         body = {k: self._json(v) for k, v in changes.items() if v is not None}
@@ -240,7 +242,7 @@ class HttpTransport(Transport):
     def alias_history(self, name: str, alias: str | None) -> list[AliasEvent]:
         params = {"alias": alias} if alias else {}
         url = f"/v1/models/{_q(name)}/alias-history"
-        return self._call("GET", url, list[AliasEvent], params=params)
+        return self._call_list("GET", url, AliasEvent, params=params)
 
     def lineage(self, name: str, version: int) -> Lineage:
         return self._call("GET", f"/v1/models/{_q(name)}/versions/{version}/lineage", Lineage)

@@ -100,7 +100,8 @@ class TrackingService:
         """Start a run in ``experiment`` (id or name; a new name creates it)."""
         exp = self.store.find_experiment(experiment) or self.get_or_create_experiment(experiment)
         env = dict(environment or {})
-        git = env.get("git") if isinstance(env.get("git"), dict) else {}
+        raw_git = env.get("git")
+        git: dict[str, Any] = raw_git if isinstance(raw_git, dict) else {}
         run = Run(
             id=uuid.uuid4().hex,
             experiment_id=exp.id,

@@ -244,7 +244,7 @@ class RunSql(SqlBase):
                 continue
             new_rows.append({"run_id": run_id, "key": key, "value": value})
         if new_rows:
-            conn.execute(insert(ParamRow.__table__), new_rows)
+            conn.execute(insert(ParamRow), new_rows)
 
     def _add_metrics(
         self, conn: Connection, run_id: str, experiment_id: str, metrics: Sequence[Metric]
@@ -269,7 +269,7 @@ class RunSql(SqlBase):
                 best["timestamp_ms"],
             ):
                 newest[m.key] = row
-        conn.execute(insert(MetricRow.__table__), rows)
+        conn.execute(insert(MetricRow), rows)
         latest = [{**row, "experiment_id": experiment_id} for row in newest.values()]
         table = LatestMetricRow.__table__
         upsert(

@@ -66,7 +66,7 @@ def _value_condition(table: Any, c: Comparison) -> ColumnElement[bool]:
 def _exists(c: Comparison) -> ColumnElement[bool]:
     if c.kind == "attribute":
         return _compare(_ATTRIBUTE_COLUMNS[c.key], c.op, c.value)
-    table = {"metric": LatestMetricRow, "param": ParamRow, "tag": RunTagRow}[c.kind]
+    table: Any = {"metric": LatestMetricRow, "param": ParamRow, "tag": RunTagRow}[c.kind]
     return exists().where(table.run_id == RunRow.id, _value_condition(table, c))
 
 
@@ -98,8 +98,8 @@ class SearchSql(SqlBase):
         joined: dict[tuple[str, str], Any] = {}
         for term in terms:
             if isinstance(term, Comparison) and term.kind in ("metric", "param"):
-                table = LatestMetricRow if term.kind == "metric" else ParamRow
-                alias = aliased(table)  # type: ignore[arg-type]
+                table: Any = LatestMetricRow if term.kind == "metric" else ParamRow
+                alias: Any = aliased(table)
                 extra = (
                     [alias.experiment_id.in_(experiment_ids)] if table is LatestMetricRow else []
                 )
@@ -126,7 +126,7 @@ class SearchSql(SqlBase):
                 break
             if alias is None:
                 table = {"metric": LatestMetricRow, "param": ParamRow, "tag": RunTagRow}[key.kind]
-                alias = aliased(table)  # type: ignore[arg-type]
+                alias = aliased(table)
                 query = query.outerjoin(
                     alias, and_(alias.run_id == RunRow.id, alias.key == key.key)
                 )
