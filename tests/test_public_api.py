@@ -24,11 +24,6 @@ def _bound_public_names(module: ModuleType) -> list[str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keel/__init__.py binds `version` and `PackageNotFoundError` publicly; import them "
-    "as `_version` / `_PackageNotFoundError` (then delete this marker)",
-)
 def test_keel_all_equals_public_names() -> None:
     assert keel.__all__ == _bound_public_names(keel)
 

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from keel.client import (
     ActiveRun,
@@ -25,6 +26,7 @@ from keel.errors import (
     Forbidden,
     InvalidInput,
     KeelError,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -32,8 +34,8 @@ from keel.errors import (
 )
 
 try:
-    __version__ = version("keelml")
-except PackageNotFoundError:  # running from a source tree without metadata
+    __version__ = _version("keelml")
+except _PackageNotFoundError:  # running from a source tree without metadata
     __version__ = "0.0.0"
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "Forbidden",
     "InvalidInput",
     "KeelError",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "Unauthorized",

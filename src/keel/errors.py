@@ -5,6 +5,7 @@
     KeelError (500, exit 1)
     ├── InvalidInput (422, exit 2)        also a ValueError
     │   ├── BadRequest (400, exit 2)      malformed request, e.g. bad filter syntax
+    │   │   └── MethodNotAllowed (405, exit 2)
     │   └── PayloadTooLarge (413, exit 2)
     ├── NotFound (404, exit 1)            also a LookupError
     ├── Conflict (409, exit 1)
@@ -27,6 +28,7 @@ __all__ = [
     "Forbidden",
     "InvalidInput",
     "KeelError",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "Unauthorized",
@@ -70,6 +72,12 @@ class BadRequest(InvalidInput):
     """The request could not be parsed (bad JSON, bad filter syntax)."""
 
     status, code = 400, "bad_request"
+
+
+class MethodNotAllowed(BadRequest):
+    """The route exists but not for this HTTP method."""
+
+    status, code = 405, "method_not_allowed"
 
 
 class PayloadTooLarge(InvalidInput):
@@ -132,14 +140,16 @@ def _jsonable(value: Any) -> Any:
 
 def error_from_payload(status: int, payload: Any) -> KeelError:
     """Rebuild the :class:`KeelError` a server sent, from its status and JSON body."""
+    classes: list[type[KeelError]] = [KeelError, *_all_subclasses(KeelError)]
     body = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(body, dict):
-        return KeelError(f"server answered {status}: {str(payload)[:200]}")
+        # Not keel's shape (a proxy's error page, say): the status still tells the kind.
+        by_status = next((c for c in classes if c.status == status), KeelError)
+        return by_status(f"server answered {status}: {str(payload)[:200]}")
     code = body.get("code")
     message = str(body.get("message") or f"server answered {status}")
     raw_detail = body.get("detail")
     detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
-    classes: list[type[KeelError]] = [KeelError, *_all_subclasses(KeelError)]
     by_code = {known.code: known for known in classes}
     cls = by_code.get(code) if isinstance(code, str) else None
     if cls is None:

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.api.limits import BodyTooLarge
-from keel.errors import BadRequest, InvalidInput, KeelError, NotFound, PayloadTooLarge
+from keel.errors import (
+    BadRequest,
+    InvalidInput,
+    KeelError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -68,8 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
             limit = {"limit": exc.limit} if isinstance(exc, BodyTooLarge) else {}
             error = PayloadTooLarge(str(exc.detail), field="body", **limit)
         elif exc.status_code == 405:
-            error = BadRequest(f"method {request.method} not allowed on {request.url.path}")
-            return JSONResponse(error.to_payload(), status_code=405)
+            error = MethodNotAllowed(f"method {request.method} not allowed on {request.url.path}")
         else:
             error = KeelError(str(exc.detail))
             return JSONResponse(error.to_payload(), status_code=exc.status_code)

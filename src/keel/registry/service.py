@@ -214,6 +214,7 @@ class RegistryService:
         reason: str | None = None,
     ) -> AliasEvent:
         """Point ``alias`` at ``version``; archived versions cannot take an alias."""
+        check_alias(alias)  # a bad name is a 422 whatever the version's state
         target = self.store.get_model_version(name, version)
         if target.status is ModelStatus.ARCHIVED:
             raise Conflict(

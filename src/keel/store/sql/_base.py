@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,8 @@ from keel.errors import Conflict, Unavailable
 from keel.store.sql.engine import WRITE_OPTION
 
 __all__ = ["SqlBase", "upsert"]
+
+log = logging.getLogger("keel.store")
 
 
 class SqlBase:
@@ -37,8 +40,15 @@ class SqlBase:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 
     @contextmanager
-    def write(self, conflict: str = "record already exists") -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
+    def write(
+        self, conflict: str = "record already exists", field: str | None = None
+    ) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error.
+
+        An integrity violation becomes ``Conflict(conflict, field=field)``; the
+        database's own message is logged, not returned, since it names tables
+        and differs between SQLite and PostgreSQL.
+        """
         try:
             with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
                 with Session(conn, expire_on_commit=False) as session:
@@ -46,7 +56,8 @@ class SqlBase:
                     session.commit()
                 conn.commit()
         except IntegrityError as exc:
-            raise Conflict(conflict, reason=str(exc.orig).splitlines()[0]) from exc
+            log.info("integrity error: %s", exc.orig)
+            raise Conflict(conflict, field=field) from exc
         except OperationalError as exc:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 

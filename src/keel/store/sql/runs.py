@@ -48,7 +48,7 @@ class RunSql(SqlBase):
     # ---- experiments -------------------------------------------------------------
     def create_experiment(self, experiment: Experiment) -> Experiment:
         """Insert an experiment; a taken name raises :class:`Conflict`."""
-        with self.write(conflict=f"experiment {experiment.name!r} already exists") as s:
+        with self.write(f"experiment {experiment.name!r} already exists", field="name") as s:
             s.add(
                 ExperimentRow(
                     id=experiment.id,
