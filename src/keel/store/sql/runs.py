@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, tuple_
+from sqlalchemy import Connection, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from keel._models import now_ms
@@ -63,9 +63,12 @@ class RunSql(SqlBase):
     def find_experiment(self, id_or_name: str) -> Experiment | None:
         """The experiment with this id or name, or None."""
         with self.read() as s:
-            row = s.get(ExperimentRow, id_or_name) or s.scalar(
-                select(ExperimentRow).where(ExperimentRow.name == id_or_name)
-            )
+            row = s.scalars(
+                select(ExperimentRow)
+                .where((ExperimentRow.id == id_or_name) | (ExperimentRow.name == id_or_name))
+                .order_by((ExperimentRow.id == id_or_name).desc())
+                .limit(1)
+            ).first()
             return _experiment(row) if row else None
 
     def list_experiments(self, *, limit: int, offset: int) -> list[Experiment]:
@@ -79,29 +82,43 @@ class RunSql(SqlBase):
     # ---- runs ----------------------------------------------------------------------
     def create_run(self, run: Run) -> Run:
         """Insert a new run with its initial tags and params."""
-        with self.write(conflict=f"run {run.id} already exists") as s:
-            if run.parent_run_id and s.get(RunRow, run.parent_run_id) is None:
+        with self.write(f"run {run.id} already exists", field="run_id") as s:
+            conn = s.connection()
+            if (
+                run.parent_run_id
+                and not conn.execute(
+                    select(RunRow.id).where(RunRow.id == run.parent_run_id)
+                ).first()
+            ):
                 raise NotFound(f"parent run {run.parent_run_id!r} not found", field="parent_run_id")
-            s.add(
-                RunRow(
-                    id=run.id,
-                    experiment_id=run.experiment_id,
-                    name=run.name,
-                    status=run.status.value,
-                    start_time_ms=run.start_time_ms,
-                    end_time_ms=run.end_time_ms,
-                    parent_run_id=run.parent_run_id,
-                    user=run.user,
-                    code_commit=run.code_commit,
-                    code_dirty=run.code_dirty,
-                    environment=run.environment,
-                    environment_hash=run.environment_hash,
-                    seed=run.seed,
-                )
+            conn.execute(
+                insert(RunRow),
+                {
+                    "id": run.id,
+                    "experiment_id": run.experiment_id,
+                    "name": run.name,
+                    "status": run.status.value,
+                    "start_time_ms": run.start_time_ms,
+                    "end_time_ms": run.end_time_ms,
+                    "parent_run_id": run.parent_run_id,
+                    "user": run.user,
+                    "code_commit": run.code_commit,
+                    "code_dirty": run.code_dirty,
+                    "environment": run.environment,
+                    "environment_hash": run.environment_hash,
+                    "seed": run.seed,
+                },
             )
-            s.flush()
-            s.add_all(RunTagRow(run_id=run.id, key=k, value=v) for k, v in run.tags.items())
-            s.add_all(ParamRow(run_id=run.id, key=k, value=v) for k, v in run.params.items())
+            if run.tags:
+                conn.execute(
+                    insert(RunTagRow),
+                    [{"run_id": run.id, "key": k, "value": v} for k, v in run.tags.items()],
+                )
+            if run.params:
+                conn.execute(
+                    insert(ParamRow),
+                    [{"run_id": run.id, "key": k, "value": v} for k, v in run.params.items()],
+                )
         return run
 
     def _run_row(self, s: Session, run_id: str) -> RunRow:
@@ -112,48 +129,72 @@ class RunSql(SqlBase):
 
     def get_run(self, run_id: str) -> Run:
         """A run with its params, latest metrics, tags and inputs."""
-        with self.read() as s:
-            row = self._run_row(s, run_id)
-            return self._hydrate(s, [row])[0]
+        runs = self.get_runs([run_id])
+        if not runs:
+            raise NotFound(f"run {run_id!r} not found", field="run_id")
+        return runs[0]
 
     def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
-        """Several runs, in the order given (missing ids are skipped)."""
+        """Several runs, in the order given (missing ids are skipped).
+
+        Reads plain row tuples with Core rather than ORM objects: this builds
+        every search page and every end-of-run reply, and object loading was
+        most of its cost.
+        """
         if not run_ids:
             return []
         with self.read() as s:
-            rows = {r.id: r for r in s.scalars(select(RunRow).where(RunRow.id.in_(run_ids)))}
-            return self._hydrate(s, [rows[i] for i in run_ids if i in rows])
-
-    def _hydrate(self, s: Session, rows: list[RunRow]) -> list[Run]:
-        ids = [r.id for r in rows]
-        params: dict[str, dict[str, str]] = {i: {} for i in ids}
-        metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
-        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
-        inputs: dict[str, list[RunInput]] = {i: [] for i in ids}
-        for p in s.scalars(select(ParamRow).where(ParamRow.run_id.in_(ids))):
-            params[p.run_id][p.key] = p.value
-        for m in s.scalars(select(LatestMetricRow).where(LatestMetricRow.run_id.in_(ids))):
-            metrics[m.run_id][m.key] = _stored_value(m)
-        for t in s.scalars(select(RunTagRow).where(RunTagRow.run_id.in_(ids))):
-            tags[t.run_id][t.key] = t.value
-        input_rows = s.execute(
-            select(RunInputRow, DatasetVersionRow.version)
-            .outerjoin(DatasetVersionRow, RunInputRow.dataset_version_id == DatasetVersionRow.id)
-            .where(RunInputRow.run_id.in_(ids))
-            .order_by(RunInputRow.id)
-        )
-        for i, version in input_rows:
-            inputs[i.run_id].append(
-                RunInput(
-                    name=i.name,
-                    context=i.context,
-                    content_hash=i.content_hash,
-                    schema=i.schema_,
-                    row_count=i.row_count,
-                    source_uri=i.source_uri,
-                    dataset_version=version,
+            conn = s.connection()
+            rows = {
+                r.id: r
+                for r in conn.execute(select(RunRow.__table__).where(RunRow.id.in_(run_ids)))
+            }
+            ids = [i for i in run_ids if i in rows]
+            params: dict[str, dict[str, str]] = {i: {} for i in ids}
+            metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
+            tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+            inputs: dict[str, list[RunInput]] = {i: [] for i in ids}
+            for run_id, key, value in conn.execute(
+                select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(
+                    ParamRow.run_id.in_(ids)
                 )
+            ):
+                params[run_id][key] = value
+            for run_id, key, number, is_nan in conn.execute(
+                select(
+                    LatestMetricRow.run_id,
+                    LatestMetricRow.key,
+                    LatestMetricRow.value,
+                    LatestMetricRow.is_nan,
+                ).where(LatestMetricRow.run_id.in_(ids))
+            ):
+                metrics[run_id][key] = math.nan if is_nan else number
+            for run_id, key, value in conn.execute(
+                select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value).where(
+                    RunTagRow.run_id.in_(ids)
+                )
+            ):
+                tags[run_id][key] = value
+            input_rows = conn.execute(
+                select(RunInputRow.__table__, DatasetVersionRow.version)
+                .outerjoin(
+                    DatasetVersionRow, RunInputRow.dataset_version_id == DatasetVersionRow.id
+                )
+                .where(RunInputRow.run_id.in_(ids))
+                .order_by(RunInputRow.id)
             )
+            for i in input_rows:
+                inputs[i.run_id].append(
+                    RunInput(
+                        name=i.name,
+                        context=i.context,
+                        content_hash=i.content_hash,
+                        schema=i.schema,
+                        row_count=i.row_count,
+                        source_uri=i.source_uri,
+                        dataset_version=i.version,
+                    )
+                )
         return [
             Run(
                 id=r.id,
@@ -174,18 +215,23 @@ class RunSql(SqlBase):
                 environment_hash=r.environment_hash,
                 seed=r.seed,
             )
-            for r in rows
+            for r in (rows[i] for i in ids)
         ]
 
     def set_run_status(self, run_id: str, status: RunStatus, end_time_ms: int | None) -> Run:
         """Move a run to ``status``; a terminal run cannot go back to RUNNING."""
         with self.write() as s:
-            row = self._run_row(s, run_id)
-            current = RunStatus(row.status)
-            if current.is_terminal and status is RunStatus.RUNNING:
-                raise Conflict(f"run {run_id} is {current.value}; it cannot be restarted")
-            row.status = status.value
-            row.end_time_ms = end_time_ms
+            conn = s.connection()
+            current = conn.execute(select(RunRow.status).where(RunRow.id == run_id)).scalar()
+            if current is None:
+                raise NotFound(f"run {run_id!r} not found", field="run_id")
+            if RunStatus(current).is_terminal and status is RunStatus.RUNNING:
+                raise Conflict(f"run {run_id} is {current}; it cannot be restarted")
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(status=status.value, end_time_ms=end_time_ms)
+            )
         return self.get_run(run_id)
 
     def log_batch(
