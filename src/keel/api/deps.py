@@ -11,13 +11,15 @@ from keel.services import Services
 __all__ = ["Actor", "Svc", "get_actor", "get_services"]
 
 
-def get_services(request: Request) -> Services:
+# Both dependencies are async on purpose: FastAPI runs a sync dependency in the
+# thread pool, which costs a thread hop on every request for a dict lookup.
+async def get_services(request: Request) -> Services:
     """The services the app was built with."""
     services: Services = request.app.state.services
     return services
 
 
-def get_actor(request: Request) -> str | None:
+async def get_actor(request: Request) -> str | None:
     """Who is calling: the authenticated user once auth lands, else the X-Keel-User hint."""
     user = getattr(request.state, "user", None)
     return str(user) if user else request.headers.get("x-keel-user")

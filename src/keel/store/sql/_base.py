@@ -61,6 +61,19 @@ class SqlBase:
         except OperationalError as exc:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction (no ORM session), for hot paths."""
+        try:
+            with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                with conn.begin():
+                    yield conn
+        except IntegrityError as exc:
+            log.info("integrity error: %s", exc.orig)
+            raise Conflict("write conflicts with existing data") from exc
+        except OperationalError as exc:
+            raise Unavailable(f"database unavailable: {exc.orig}") from exc
+
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()

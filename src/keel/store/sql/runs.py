@@ -249,13 +249,8 @@ class RunSql(SqlBase):
         the hottest write path (one call per logged metric), so it uses
         SQLAlchemy Core statements rather than the ORM unit of work.
         """
-        with self.write() as s:
-            conn = s.connection()
-            experiment_id = conn.execute(
-                select(RunRow.experiment_id).where(RunRow.id == run_id)
-            ).scalar()
-            if experiment_id is None:
-                raise NotFound(f"run {run_id!r} not found", field="run_id")
+        with self.write_conn() as conn:
+            experiment_id = self._experiment_of(conn, run_id)
             if params:
                 self._add_params(conn, run_id, params)
             if tags:
@@ -268,6 +263,20 @@ class RunSql(SqlBase):
                 )
             if metrics:
                 self._add_metrics(conn, run_id, experiment_id, metrics)
+
+    def _experiment_of(self, conn: Connection, run_id: str) -> str:
+        # A run never changes experiment and is never deleted, so the answer
+        # can be remembered; the foreign keys still guard every insert.
+        cache: dict[str, str] = self.__dict__.setdefault("_run_experiments", {})
+        found = cache.get(run_id)
+        if found is None:
+            found = conn.execute(select(RunRow.experiment_id).where(RunRow.id == run_id)).scalar()
+            if found is None:
+                raise NotFound(f"run {run_id!r} not found", field="run_id")
+            if len(cache) >= 100_000:
+                cache.clear()
+            cache[run_id] = found
+        return found
 
     def _add_params(self, conn: Connection, run_id: str, params: dict[str, str]) -> None:
         existing = dict(
