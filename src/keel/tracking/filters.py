@@ -66,6 +66,7 @@ _PREFIXES: dict[str, Kind] = {
 }
 _COMPARISON_OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "like", "ilike"}
 _MAX_TERMS = 50
+_ESCAPE = re.compile(r"\\(.)")
 
 _TOKEN = re.compile(
     r"""
@@ -236,7 +237,9 @@ class _Parser:
                 return token.text
             return number
         if token.kind == "string":
-            text = bytes(token.text[1:-1], "utf-8").decode("unicode_escape")
+            # Only \\, \' and \" are escapes; anything else stays as typed
+            # (decoding as "unicode_escape" would mangle non-ASCII text).
+            text = _ESCAPE.sub(r"\1", token.text[1:-1])
             if kind == "metric" or (kind == "attribute" and ATTRIBUTES[key] is int):
                 raise self.error(f"{kind} {key} compares with a number, not a string", token)
             return text
