@@ -99,6 +99,9 @@ class HttpTransport(Transport):
     def end_run(self, run_id: str, status: str) -> Run:
         return self._call("POST", f"/v1/runs/{_q(run_id)}/end", Run, json={"status": status})
 
+    def finish_run(self, run_id: str, status: str) -> None:
+        self._request("POST", f"/v1/runs/{_q(run_id)}/end", json={"status": status})
+
     def log_metric(self, run_id: str, metric: Metric) -> None:
         self._request("POST", f"/v1/runs/{_q(run_id)}/metrics", json=self._json(metric))
 

@@ -54,6 +54,9 @@ class LocalTransport(Transport):
     def end_run(self, run_id: str, status: str) -> Run:
         return self.services.tracking.end_run(run_id, status)
 
+    def finish_run(self, run_id: str, status: str) -> None:
+        self.services.tracking.finish_run(run_id, status)
+
     def log_metric(self, run_id: str, metric: Metric) -> None:
         self.services.tracking.log_batch(run_id, metrics=[metric])
 

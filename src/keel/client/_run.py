@@ -65,7 +65,7 @@ class ActiveRun:
             status = RunStatus.KILLED
         else:
             status = RunStatus.FAILED
-        self.end(status)
+        self.client.transport.finish_run(self.id, status.value)
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> Run:
         """End the run (FINISHED, FAILED or KILLED)."""

@@ -43,6 +43,9 @@ class Transport(ABC):
     def end_run(self, run_id: str, status: str) -> Run: ...
 
     @abstractmethod
+    def finish_run(self, run_id: str, status: str) -> None: ...
+
+    @abstractmethod
     def log_metric(self, run_id: str, metric: Metric) -> None: ...
 
     @abstractmethod

@@ -125,14 +125,19 @@ class TrackingService:
         return self.store.get_run(run_id)
 
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> Run:
-        """Mark a run FINISHED, FAILED or KILLED."""
+        """Mark a run FINISHED, FAILED or KILLED and return it."""
+        self.finish_run(run_id, status)
+        return self.store.get_run(run_id)
+
+    def finish_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> None:
+        """Like :meth:`end_run` without reading the run back (the end of a ``with`` block)."""
         try:
             final = RunStatus(status)
         except ValueError as exc:
             raise InvalidInput(f"unknown run status {status!r}", field="status") from exc
         if not final.is_terminal:
             raise InvalidInput("a run can only end as FINISHED, FAILED or KILLED", field="status")
-        return self.store.set_run_status(run_id, final, now_ms())
+        self.store.set_run_status(run_id, final, now_ms())
 
     def log_batch(
         self,

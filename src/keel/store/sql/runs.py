@@ -218,10 +218,9 @@ class RunSql(SqlBase):
             for r in (rows[i] for i in ids)
         ]
 
-    def set_run_status(self, run_id: str, status: RunStatus, end_time_ms: int | None) -> Run:
+    def set_run_status(self, run_id: str, status: RunStatus, end_time_ms: int | None) -> None:
         """Move a run to ``status``; a terminal run cannot go back to RUNNING."""
-        with self.write() as s:
-            conn = s.connection()
+        with self.write_conn() as conn:
             current = conn.execute(select(RunRow.status).where(RunRow.id == run_id)).scalar()
             if current is None:
                 raise NotFound(f"run {run_id!r} not found", field="run_id")
@@ -232,7 +231,6 @@ class RunSql(SqlBase):
                 .where(RunRow.id == run_id)
                 .values(status=status.value, end_time_ms=end_time_ms)
             )
-        return self.get_run(run_id)
 
     def log_batch(
         self,
