@@ -13,7 +13,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -111,14 +113,11 @@ class _ThreadServer(uvicorn.Server):
         pass
 
 
-@pytest.fixture
-def live_server(services: Services) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, serving ``services``."""
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(services=services), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = _ThreadServer(config)
+    server = _ThreadServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -126,9 +125,18 @@ def live_server(services: Services) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(services: Services) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving ``services``."""
+    with serve_in_thread(create_app(services=services)) as url:
+        yield url
 
 
 @pytest.fixture(params=["local", "http"])

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 
 import keel
 from keel.api import create_app
@@ -31,30 +28,12 @@ def http(live_server: str) -> Iterator[httpx.Client]:
         yield client
 
 
-class _ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # running in a thread
-        pass
-
-
 @pytest.fixture
 def small_limit_url(tmp_path: Path) -> Iterator[str]:
-    """A server whose request bodies are limited to LIMIT bytes (same pattern as live_server)."""
+    """A server whose request bodies are limited to LIMIT bytes."""
     services = open_services(Settings(home=tmp_path / "limited", max_request_bytes=LIMIT))
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(services=services), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = _ThreadServer(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(services=services)) as url:
+        yield url
     services.close()
 
 
