@@ -77,8 +77,14 @@ def summarize_ms(seconds: Sequence[float]) -> dict[str, float]:
     """Per-call statistics in milliseconds for a list of durations in seconds."""
     ms = [s * 1000.0 for s in seconds]
     if not ms:
-        return {"n": 0, "total_s": 0.0, "mean_ms": float("nan"), "p50_ms": float("nan"),
-                "p99_ms": float("nan"), "max_ms": float("nan")}
+        return {
+            "n": 0,
+            "total_s": 0.0,
+            "mean_ms": float("nan"),
+            "p50_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "max_ms": float("nan"),
+        }
     return {
         "n": len(ms),
         "total_s": sum(seconds),

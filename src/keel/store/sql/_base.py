@@ -90,18 +90,38 @@ def upsert(
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE only_if(excluded)]``.
 
     One statement on both SQLite and PostgreSQL, so concurrent writers cannot
-    interleave between a read and a write.
+    interleave between a read and a write. The statement is built once per
+    dialect and shape: building ``on_conflict_do_update`` was a quarter of the
+    cost of logging one metric.
     """
     if not rows:
         return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    # Rows go in as execute() parameters, not .values(): the statement then has
-    # a stable cache key and is compiled once per process, not once per call.
-    statement = dialect.insert(table)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: excluded[name] for name in update},
-        where=only_if(excluded) if only_if else None,
-    )
+    statement = _upsert_statement(conn.dialect.name, table, tuple(keys), tuple(update), only_if)
     conn.execute(statement, list(rows))
+
+
+_UPSERTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _upsert_statement(
+    dialect_name: str,
+    table: Any,
+    keys: tuple[str, ...],
+    update: tuple[str, ...],
+    only_if: Callable[[Any], ColumnElement[bool]] | None,
+) -> Any:
+    # Rows go in as execute() parameters, not .values(): the statement then has
+    # a stable cache key and compiles once per process.
+    cache_key = (dialect_name, table, keys, update, only_if)
+    statement = _UPSERTS.get(cache_key)
+    if statement is None:
+        dialect = sqlite if dialect_name == "sqlite" else postgresql
+        insert_ = dialect.insert(table)
+        excluded = insert_.excluded
+        statement = insert_.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: excluded[name] for name in update},
+            where=only_if(excluded) if only_if else None,
+        )
+        _UPSERTS[cache_key] = statement
+    return statement

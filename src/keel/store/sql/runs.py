@@ -42,6 +42,14 @@ def _stored_value(row: MetricRow | LatestMetricRow) -> float:
     return math.nan if row.is_nan else row.value
 
 
+def _newer_than_stored(excluded: Any) -> Any:
+    """Keep the stored latest value when it has a higher (step, timestamp)."""
+    table = LatestMetricRow.__table__
+    return tuple_(excluded.step, excluded.timestamp_ms) >= tuple_(
+        table.c.step, table.c.timestamp_ms
+    )
+
+
 class RunSql(SqlBase):
     """Tracking persistence."""
 
@@ -331,11 +339,7 @@ class RunSql(SqlBase):
             latest,
             ["run_id", "key"],
             ["value", "is_nan", "step", "timestamp_ms"],
-            # Keep the stored value when it has a higher (step, timestamp).
-            only_if=lambda excluded: (
-                tuple_(excluded.step, excluded.timestamp_ms)
-                >= tuple_(table.c.step, table.c.timestamp_ms)
-            ),
+            only_if=_newer_than_stored,
         )
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
