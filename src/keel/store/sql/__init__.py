@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from keel.store.sql.artifacts import ArtifactSql
 from keel.store.sql.datasets import DatasetSql
 from keel.store.sql.registry import RegistrySql
 from keel.store.sql.runs import RunSql
@@ -10,5 +11,5 @@ from keel.store.sql.search import SearchSql
 __all__ = ["SqlStore"]
 
 
-class SqlStore(RunSql, SearchSql, DatasetSql, RegistrySql):
+class SqlStore(RunSql, ArtifactSql, SearchSql, DatasetSql, RegistrySql):
     """The metadata store: every aggregate over one engine."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, tuple_, update
@@ -13,7 +13,6 @@ from keel._models import now_ms
 from keel.errors import Conflict, NotFound
 from keel.store.sql._base import SqlBase, upsert
 from keel.store.sql.tables import (
-    ArtifactRow,
     DatasetVersionRow,
     ExperimentRow,
     LatestMetricRow,
@@ -23,7 +22,7 @@ from keel.store.sql.tables import (
     RunRow,
     RunTagRow,
 )
-from keel.tracking.models import ArtifactFile, Experiment, Metric, Run, RunInput, RunStatus
+from keel.tracking.models import Experiment, Metric, Run, RunInput, RunStatus
 
 __all__ = ["RunSql"]
 
@@ -36,6 +35,14 @@ def _experiment(row: ExperimentRow) -> Experiment:
         tags=dict(row.tags or {}),
         created_at_ms=row.created_at_ms,
     )
+
+
+def run_row(s: Session, run_id: str) -> RunRow:
+    """The row of ``run_id``; raises :class:`NotFound`."""
+    row = s.get(RunRow, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id!r} not found", field="run_id")
+    return row
 
 
 def _stored_value(row: MetricRow | LatestMetricRow) -> float:
@@ -130,10 +137,7 @@ class RunSql(SqlBase):
         return run
 
     def _run_row(self, s: Session, run_id: str) -> RunRow:
-        row = s.get(RunRow, run_id)
-        if row is None:
-            raise NotFound(f"run {run_id!r} not found", field="run_id")
-        return row
+        return run_row(s, run_id)
 
     def get_run(self, run_id: str) -> Run:
         """A run with its params, latest metrics, tags and inputs."""
@@ -355,56 +359,6 @@ class RunSql(SqlBase):
                 Metric(key=r.key, value=_stored_value(r), step=r.step, timestamp_ms=r.timestamp_ms)
                 for r in rows
             ]
-
-    # ---- artifacts and inputs ---------------------------------------------------------
-    def put_artifacts(self, run_id: str, files: Iterable[ArtifactFile]) -> None:
-        """Record (or replace) files of a run."""
-        with self.write() as s:
-            self._run_row(s, run_id)
-            for f in files:
-                s.merge(
-                    ArtifactRow(
-                        run_id=run_id, path=f.path, sha256=f.sha256, size_bytes=f.size_bytes
-                    )
-                )
-
-    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactFile]:
-        """Files of a run, optionally under ``prefix/``."""
-        with self.read() as s:
-            self._run_row(s, run_id)
-            query = select(ArtifactRow).where(ArtifactRow.run_id == run_id)
-            if prefix:
-                query = query.where(ArtifactRow.path.startswith(prefix.rstrip("/") + "/"))
-            rows = s.scalars(query.order_by(ArtifactRow.path))
-            return [
-                ArtifactFile(path=r.path, sha256=r.sha256, size_bytes=r.size_bytes) for r in rows
-            ]
-
-    def add_run_input(self, run_id: str, item: RunInput, dataset_version_id: int | None) -> None:
-        """Record that a run read a dataset (idempotent per name, context and hash)."""
-        with self.write() as s:
-            self._run_row(s, run_id)
-            exists = s.scalar(
-                select(RunInputRow.id).where(
-                    RunInputRow.run_id == run_id,
-                    RunInputRow.name == item.name,
-                    RunInputRow.context == item.context,
-                    RunInputRow.content_hash == item.content_hash,
-                )
-            )
-            if exists is None:
-                s.add(
-                    RunInputRow(
-                        run_id=run_id,
-                        name=item.name,
-                        context=item.context,
-                        content_hash=item.content_hash,
-                        schema_=item.schema_,
-                        row_count=item.row_count,
-                        source_uri=item.source_uri,
-                        dataset_version_id=dataset_version_id,
-                    )
-                )
 
     def run_counts(self) -> dict[str, Any]:
         """Row counts for health pages."""
