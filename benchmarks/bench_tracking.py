@@ -26,13 +26,11 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +49,9 @@ from _common import (  # noqa: E402
     log,
     metric_value,
     search_rows,
+    stop_server,
     summarize_ms,
+    wait_http,
 )
 
 PEER_VENV = HERE / ".venv-mlflow"
@@ -108,35 +108,6 @@ def run_peer(case: str, workdir: Path, timeout_s: float, *extra: str) -> dict[st
         tail = err_path.read_text(errors="replace").splitlines()[-25:]
         raise RuntimeError(f"mlflow {case} failed ({proc.returncode}):\n" + "\n".join(tail))
     return json.loads(lines[-1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's own process group, SIGKILL after 15 s."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
 
 
 def keel_cli() -> list[str]:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -33,7 +31,9 @@ from _common import (  # noqa: E402
     log,
     metric_value,
     search_rows,
+    stop_server,
     summarize_ms,
+    wait_http,
 )
 
 QUIET_ENV = {
@@ -48,36 +48,6 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 
 # --------------------------------------------------------------------------- http
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"mlflow server not healthy after {timeout_s:.0f} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server's own process group (it forks uvicorn workers)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
 def cmd_http(args: argparse.Namespace) -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -106,7 +76,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/health", proc, args.start_timeout_s)
+        wait_http(f"{url}/health", proc, args.start_timeout_s)
         startup_s = time.perf_counter() - t0
         log(f"mlflow server up on {url} in {startup_s:.1f} s")
         client = MlflowClient(tracking_uri=url)
@@ -140,7 +110,7 @@ def cmd_http(args: argparse.Namespace) -> None:
             }
         )
     finally:
-        _stop(proc)
+        stop_server(proc)
         server_log.close()
 
 
