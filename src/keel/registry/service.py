@@ -27,7 +27,7 @@ from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
 from keel.tracking.validation import check_name
 
-__all__ = ["MODEL_META_FILE", "RegistryService", "load_version", "manifest_hash"]
+__all__ = ["MODEL_META_FILE", "RegistryService", "manifest_hash"]
 
 MODEL_META_FILE = "keel_model.json"
 _VERSION_RETRIES = 5
@@ -303,14 +303,3 @@ class RegistryService:
                 value = {str(k): str(v) for k, v in dict(value).items()}
             out[key] = value
         return out
-
-
-def load_version(
-    registry: RegistryService, ref: str | ModelRef, *, allow_pickle: bool = False
-) -> Any:
-    """Load a registry model as an object with ``predict`` (any flavor)."""
-    from keel.registry.packaging import load_model_dir
-
-    item = registry.resolve(ref)
-    model = load_model_dir(registry.model_dir(item), allow_pickle=allow_pickle)
-    return model

@@ -40,10 +40,10 @@ class SqlBase:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 
     @contextmanager
-    def write(
-        self, conflict: str = "record already exists", field: str | None = None
-    ) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error.
+    def write_conn(
+        self, conflict: str = "write conflicts with existing data", field: str | None = None
+    ) -> Iterator[Connection]:
+        """A Core connection in a write transaction that commits on success.
 
         An integrity violation becomes ``Conflict(conflict, field=field)``; the
         database's own message is logged, not returned, since it names tables
@@ -51,10 +51,8 @@ class SqlBase:
         """
         try:
             with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-                with Session(conn, expire_on_commit=False) as session:
-                    yield session
-                    session.commit()
-                conn.commit()
+                with conn.begin():
+                    yield conn
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
             raise Conflict(conflict, field=field) from exc
@@ -62,17 +60,15 @@ class SqlBase:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 
     @contextmanager
-    def write_conn(self) -> Iterator[Connection]:
-        """A Core connection in a write transaction (no ORM session), for hot paths."""
-        try:
-            with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-                with conn.begin():
-                    yield conn
-        except IntegrityError as exc:
-            log.info("integrity error: %s", exc.orig)
-            raise Conflict("write conflicts with existing data") from exc
-        except OperationalError as exc:
-            raise Unavailable(f"database unavailable: {exc.orig}") from exc
+    def write(
+        self, conflict: str = "record already exists", field: str | None = None
+    ) -> Iterator[Session]:
+        """An ORM session inside :meth:`write_conn`'s transaction (same error mapping)."""
+        with self.write_conn(conflict, field) as conn:
+            # The session joins the connection's transaction; write_conn commits it.
+            with Session(conn, expire_on_commit=False) as session:
+                yield session
+                session.flush()
 
     def dispose(self) -> None:
         """Close pooled connections."""

@@ -136,9 +136,6 @@ class RunSql(SqlBase):
                 )
         return run
 
-    def _run_row(self, s: Session, run_id: str) -> RunRow:
-        return run_row(s, run_id)
-
     def get_run(self, run_id: str) -> Run:
         """A run with its params, latest metrics, tags and inputs."""
         runs = self.get_runs([run_id])
@@ -349,7 +346,7 @@ class RunSql(SqlBase):
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every logged value of one metric, by step then time."""
         with self.read() as s:
-            self._run_row(s, run_id)
+            run_row(s, run_id)
             rows = s.scalars(
                 select(MetricRow)
                 .where(MetricRow.run_id == run_id, MetricRow.key == key)
