@@ -231,3 +231,8 @@ class AliasEventRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     at_ms: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (Index("ix_alias_events_model_alias", "model_name", "alias", "at_ms"),)
+
+
+# Tables of other domains declare on the same Base; importing them here makes
+# Base.metadata complete for Alembic comparisons. Kept last to avoid a cycle.
+from keel.store.sql import tables_auth, tables_features  # noqa: E402, F401

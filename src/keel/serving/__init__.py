@@ -1,0 +1,1 @@
+"""Serving gateway: model pool, micro-batching, prediction cache, protection, prediction log."""
