@@ -1,0 +1,1 @@
+"""Monitoring: drift statistics, drift reports, data quality, performance from feedback."""
