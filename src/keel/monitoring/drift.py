@@ -10,8 +10,10 @@ default).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from keel.errors import InvalidInput
 from keel.monitoring.stats._binning import is_categorical, numeric_counts, quantile_edges
 from keel.monitoring.stats.chi2 import chi2_from_counts
 from keel.monitoring.stats.choice import MIN_SAMPLES, FeatureKind, TestChoice, TestName, choose_test
@@ -156,11 +159,20 @@ def detect_drift(
     names = list(features) if features is not None else list(profile.columns)
     unknown = [n for n in names if n not in profile.columns]
     if unknown:
-        raise ValueError(f"features: not in the reference: {', '.join(unknown)}")
+        raise InvalidInput(
+            f"features: not in the reference: {', '.join(unknown)}", field="features"
+        )
     overrides = overrides or {}
-    pending = [
-        _check(name, profile.columns[name], current, overrides, min_samples, bins) for name in names
-    ]
+    # numpy's sorts release the GIL, so features are checked on all cores.
+    with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1) or 1) as pool:
+        pending = list(
+            pool.map(
+                lambda name: _check(
+                    name, profile.columns[name], current, overrides, min_samples, bins
+                ),
+                names,
+            )
+        )
     pvalues = np.array(
         [np.nan if c.pvalue is None else c.pvalue for c in pending], dtype=np.float64
     )

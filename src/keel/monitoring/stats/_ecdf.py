@@ -17,15 +17,21 @@ __all__ = ["merged_cdfs"]
 def merged_cdfs(
     sorted_ref: NDArray[np.float64], sorted_cur: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Return ``(points, ref_cdf, cur_cdf)`` at every point of the merged sample.
+    """Return ``(points, ref_cdf, cur_cdf)`` at every distinct value of the merged sample.
 
-    The same arithmetic as ``scipy.stats.ks_2samp`` and
-    ``scipy.stats.wasserstein_distance`` (``searchsorted(..., 'right') / n``),
-    so results agree bit for bit in the common cases.
+    ``ref_cdf[k]`` is the share of the reference ``<= points[k]``, the same
+    integer count over ``n`` that ``scipy.stats.ks_2samp`` gets from
+    ``searchsorted(..., 'right')``, so KS statistics agree bit for bit.
+    Evaluating only at the last of each run of tied values drops the
+    zero-width steps that scipy's Wasserstein sum multiplies by 0.
     """
-    # A stable sort of two sorted runs is a linear merge (timsort finds the runs).
-    points = np.concatenate((sorted_ref, sorted_cur))
-    points.sort(kind="stable")
-    ref_cdf = np.searchsorted(sorted_ref, points, side="right") / sorted_ref.size
-    cur_cdf = np.searchsorted(sorted_cur, points, side="right") / sorted_cur.size
-    return points, ref_cdf, cur_cdf
+    merged = np.concatenate((sorted_ref, sorted_cur))
+    # A stable argsort of two sorted runs is a linear merge (timsort finds the
+    # runs): ~3x cheaper than two binary searches of the merged sample.
+    order = np.argsort(merged, kind="stable")
+    points = merged[order]
+    ref_seen = np.cumsum(order < sorted_ref.size)
+    last_of_run = np.append(np.flatnonzero(np.diff(points) != 0), points.size - 1)
+    ref_count = ref_seen[last_of_run]
+    cur_count = last_of_run + 1 - ref_count
+    return points[last_of_run], ref_count / sorted_ref.size, cur_count / sorted_cur.size

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from keel.errors import InvalidInput
+
 __all__ = [
     "LARGE_SAMPLE",
     "MIN_SAMPLES",
@@ -77,7 +79,7 @@ def choose_test(
 ) -> TestChoice:
     """The test for one feature per the table above, or the override given."""
     if test is not None and test not in TESTS[kind]:
-        raise ValueError(f"test: {test!r} does not apply to a {kind} feature")
+        raise InvalidInput(f"test: {test!r} does not apply to a {kind} feature", field="test")
     if test is None:
         large = min(n_reference, n_current) > LARGE_SAMPLE
         if kind == "numeric":
