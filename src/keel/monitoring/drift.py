@@ -1,9 +1,10 @@
 """Per-feature drift between a reference sample and a current window.
 
-``ReferenceProfile.from_frame(df)`` does the reference's share of the work
-once (sorted numeric columns, category counts); ``detect_drift(profile,
-current)`` then only touches the window. Test choice and thresholds follow
-:mod:`keel.monitoring.stats.choice`, overridable per feature; p-value tests
+``ReferenceProfile.from_frame(df)`` (:mod:`keel.monitoring.profile`) does
+the reference's share of the work once (sorted numeric columns, category
+counts); ``detect_drift(profile, current)`` then only touches the window.
+Test choice and thresholds follow :mod:`keel.monitoring.stats.choice`,
+overridable per feature; p-value tests
 are corrected for multiple testing across features (Benjamini-Hochberg by
 default).
 """
@@ -22,7 +23,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from keel.errors import InvalidInput
-from keel.monitoring.stats._binning import is_categorical, numeric_counts, quantile_edges
+from keel.monitoring.profile import ColumnProfile, ReferenceProfile, profile_as
+from keel.monitoring.stats._binning import numeric_counts, quantile_edges
 from keel.monitoring.stats.chi2 import chi2_from_counts
 from keel.monitoring.stats.choice import MIN_SAMPLES, FeatureKind, TestChoice, TestName, choose_test
 from keel.monitoring.stats.correction import Correction, adjust_pvalues
@@ -42,43 +44,6 @@ class FeatureOverride:
 
     test: TestName | None = None
     threshold: float | None = None
-
-
-@dataclass(frozen=True)
-class _Column:
-    kind: FeatureKind
-    sorted_values: NDArray[np.float64] | None = None  # numeric
-    counts: pd.Series | None = None  # categorical: level -> count
-    n_missing: int = 0
-
-    @property
-    def n(self) -> int:
-        if self.sorted_values is not None:
-            return int(self.sorted_values.size)
-        assert self.counts is not None
-        return int(self.counts.sum())
-
-
-@dataclass(frozen=True)
-class ReferenceProfile:
-    """What drift detection needs from the reference, computed once."""
-
-    columns: dict[str, _Column]
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> ReferenceProfile:
-        """Profile every column of ``frame`` (numeric → sorted values; else category counts)."""
-        return cls({str(name): _profile(frame[name]) for name in frame.columns})
-
-
-def _profile(series: pd.Series) -> _Column:
-    if is_categorical(series):
-        counts = series.value_counts(dropna=True, sort=False)
-        return _Column("categorical", counts=counts, n_missing=int(series.isna().sum()))
-    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    finite = values[~np.isnan(values)]
-    finite.sort()
-    return _Column("numeric", sorted_values=finite, n_missing=int(values.size - finite.size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +152,7 @@ class _Pending:
     """A feature's computed statistic awaiting the cross-feature p-value correction."""
 
     name: str
-    ref: _Column
+    ref: ColumnProfile
     n_current: int
     verdict: Verdict | None = None
     choice: TestChoice | None = None
@@ -221,7 +186,7 @@ class _Pending:
 
 def _check(
     name: str,
-    ref: _Column,
+    ref: ColumnProfile,
     current: pd.DataFrame,
     overrides: Mapping[str, FeatureOverride],
     min_samples: int,
@@ -229,7 +194,7 @@ def _check(
 ) -> _Pending:
     if name not in current.columns:
         return _Pending(name, ref, 0, verdict="missing column")
-    cur = _profile_as(current[name], ref.kind)
+    cur = profile_as(current[name], ref.kind)
     if ref.n < min_samples or cur.n < min_samples:
         return _Pending(name, ref, cur.n, verdict="insufficient data")
     override = overrides.get(name, FeatureOverride())
@@ -242,20 +207,9 @@ def _check(
     return pending
 
 
-def _profile_as(series: pd.Series, kind: FeatureKind) -> _Column:
-    """Profile the current column as the reference's kind.
-
-    Numbers arriving as strings (a type change upstream) are parsed; values
-    that do not parse become missing, which the data-quality checks report.
-    """
-    if kind == "numeric" and is_categorical(series):
-        series = pd.to_numeric(series, errors="coerce")
-    elif kind == "categorical" and not is_categorical(series):
-        series = series.astype(object)
-    return _profile(series)
-
-
-def _run(test: str, ref: _Column, cur: _Column, bins: int) -> tuple[float, float | None]:
+def _run(
+    test: str, ref: ColumnProfile, cur: ColumnProfile, bins: int
+) -> tuple[float, float | None]:
     if test == "ks":
         assert ref.sorted_values is not None and cur.sorted_values is not None
         return ks_sorted(ref.sorted_values, cur.sorted_values)
@@ -273,7 +227,7 @@ def _run(test: str, ref: _Column, cur: _Column, bins: int) -> tuple[float, float
 
 
 def _cells(
-    ref: _Column, cur: _Column, bins: int
+    ref: ColumnProfile, cur: ColumnProfile, bins: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if ref.kind == "numeric":
         assert ref.sorted_values is not None and cur.sorted_values is not None
