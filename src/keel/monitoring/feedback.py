@@ -1,0 +1,241 @@
+"""Ground-truth labels that arrive later, joined to the predictions they judge.
+
+Feedback is stored next to the prediction log as Parquet segments under
+``<log root>/../feedback/date=YYYY-MM-DD/`` (one fsynced, atomically renamed
+segment per accepted batch, so an acknowledged batch survives ``kill -9``).
+A label names its prediction by ``request_id``, or by ``entity_key`` plus the
+time the outcome happened (``event_time``): it is then joined to the latest
+prediction for that entity at or before that time (an ASOF join).
+
+Rules
+-----
+- A batch is validated as a whole: a malformed item (no key, a label that is
+  not a number/string/bool) rejects the batch naming ``items[i].field``, and
+  nothing is written.
+- Sending the same label for the same key again is idempotent: it is counted
+  as a duplicate and not stored twice. A *different* label for the same key
+  is a correction: both are kept (the history), the newest is used.
+- A request id that matches no logged prediction is counted and reported
+  (``unknown``), never an error: its prediction may still be in the log
+  writer's buffer, and the label joins as soon as the prediction lands.
+- Label delay = time the label was received − time of the prediction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from keel.errors import InvalidInput
+from keel.serving.predlog import write_segment
+from keel.serving.predquery import parse_time, predictions
+
+__all__ = ["FEEDBACK_SCHEMA", "FeedbackResult", "FeedbackStore"]
+
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("entity_key", pa.string()),
+        ("event_ts", pa.timestamp("ms", tz="UTC")),
+        ("label", pa.string()),  # JSON text of the label: 1, 0.5, "churned", true
+        ("label_value", pa.float64()),  # the label as a number when it is one
+        ("model", pa.string()),
+        ("received_ts", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+MAX_ITEMS = 100_000
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What happened to a submitted batch."""
+
+    accepted: int
+    duplicates: int
+    unknown: int
+    unknown_examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Item:
+    request_id: str | None
+    entity_key: str | None
+    event_ts: dt.datetime | None
+    label: str
+    label_value: float | None
+    model: str | None
+
+
+class FeedbackStore:
+    """Append labels; read predictions joined with their latest label."""
+
+    def __init__(self, root: Path, predictions_root: Path) -> None:
+        self.root = root
+        self.predictions_root = predictions_root
+
+    def submit(self, items: Sequence[Mapping[str, Any]]) -> FeedbackResult:
+        """Validate and durably store a batch of labels (see the module rules)."""
+        if not items:
+            raise InvalidInput("items: the batch is empty", field="items")
+        if len(items) > MAX_ITEMS:
+            raise InvalidInput(f"items: at most {MAX_ITEMS:,} per batch", field="items")
+        parsed = [_parse(i, item) for i, item in enumerate(items)]
+        known = self._stored_keys()
+        fresh: list[_Item] = []
+        seen: set[tuple[Any, ...]] = set()
+        for item in parsed:
+            key = (item.request_id, item.entity_key, item.event_ts, item.label)
+            if key in known or key in seen:
+                continue
+            seen.add(key)
+            fresh.append(item)
+        unknown = self._unknown_request_ids([i.request_id for i in parsed if i.request_id])
+        if fresh:
+            self._write(fresh)
+        return FeedbackResult(
+            accepted=len(fresh),
+            duplicates=len(parsed) - len(fresh),
+            unknown=len(unknown),
+            unknown_examples=sorted(unknown)[:10],
+        )
+
+    def labelled(
+        self,
+        model: str | None = None,
+        version: int | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+    ) -> pd.DataFrame:
+        """Predictions in the window that have a label, with ``label``, ``label_value``
+        and ``label_delay_s`` columns (the newest label per prediction)."""
+        logged = predictions(model, version, start, end, root=self.predictions_root)
+        files = self._files()
+        if logged.num_rows == 0 or not files:
+            return pd.DataFrame()
+        con = duckdb.connect()
+        try:
+            con.register("p", logged)
+            con.read_parquet([str(f) for f in files], union_by_name=True).create_view("fb")
+            table: pa.Table = con.sql(_JOIN_SQL).to_arrow_table()
+        finally:
+            con.close()
+        frame: pd.DataFrame = table.to_pandas()
+        return frame.sort_values("ts").reset_index(drop=True)
+
+    # -- storage -------------------------------------------------------------------------
+    def _files(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return sorted(p for p in self.root.glob("date=*/*.parquet") if not p.name.startswith("."))
+
+    def _stored_keys(self) -> set[tuple[Any, ...]]:
+        files = self._files()
+        if not files:
+            return set()
+        with duckdb.connect() as con:
+            rows = (
+                con.read_parquet([str(f) for f in files], union_by_name=True)
+                .select("request_id, entity_key, event_ts, label")
+                .fetchall()
+            )
+        return {(r, e, None if t is None else t.astimezone(dt.UTC), lab) for r, e, t, lab in rows}
+
+    def _unknown_request_ids(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        logged = predictions(root=self.predictions_root, columns=["request_id"])
+        found = set(logged.column("request_id").to_pylist()) if logged.num_rows else set()
+        return set(ids) - found
+
+    def _write(self, items: list[_Item]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        table = pa.table(
+            {
+                "request_id": [i.request_id for i in items],
+                "entity_key": [i.entity_key for i in items],
+                "event_ts": [i.event_ts for i in items],
+                "label": [i.label for i in items],
+                "label_value": [i.label_value for i in items],
+                "model": [i.model for i in items],
+                "received_ts": [now] * len(items),
+            },
+            schema=FEEDBACK_SCHEMA,
+        )
+        name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        write_segment(table, self.root / f"date={now:%Y-%m-%d}", name)
+
+
+# Labels by request id, newest first; labels by entity join the latest prediction for the
+# entity at or before the outcome's time. A prediction matched by request id is not
+# matched again by entity.
+_JOIN_SQL = """
+WITH by_request AS (
+    SELECT request_id, arg_max(label, received_ts) AS label,
+           arg_max(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
+    FROM fb WHERE request_id IS NOT NULL GROUP BY request_id
+),
+by_entity AS (
+    SELECT entity_key, event_ts, arg_max(label, received_ts) AS label,
+           arg_max(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
+    FROM fb WHERE request_id IS NULL GROUP BY entity_key, event_ts
+),
+matched_request AS (
+    SELECT p.*, b.label, b.label_value, b.received_ts
+    FROM p JOIN by_request b USING (request_id)
+),
+matched_entity AS (
+    SELECT p.*, e.label, e.label_value, e.received_ts
+    FROM by_entity e ASOF JOIN p ON e.entity_key = p.entity_key AND e.event_ts >= p.ts
+    WHERE p.request_id NOT IN (SELECT request_id FROM matched_request)
+)
+SELECT *, epoch_ms(received_ts) / 1000.0 - epoch_ms(ts) / 1000.0 AS label_delay_s
+FROM (SELECT * FROM matched_request UNION ALL BY NAME SELECT * FROM matched_entity)
+"""
+
+
+def _parse(index: int, item: Mapping[str, Any]) -> _Item:
+    where = f"items[{index}]"
+    if not isinstance(item, Mapping):
+        raise InvalidInput(f"{where}: expected an object", field=where)
+    unknown = set(item) - {"request_id", "entity_key", "event_time", "label", "model"}
+    if unknown:
+        raise InvalidInput(f"{where}: unknown fields {sorted(unknown)}", field=where)
+    request_id, entity_key = item.get("request_id"), item.get("entity_key")
+    for name, value in (("request_id", request_id), ("entity_key", entity_key)):
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
+            raise InvalidInput(
+                f"{where}.{name}: must be a 1-256 character string", field=f"{where}.{name}"
+            )
+    event_ts = parse_time(item.get("event_time"), f"{where}.event_time")
+    if request_id is None and (entity_key is None or event_ts is None):
+        raise InvalidInput(f"{where}: give request_id, or entity_key with event_time", field=where)
+    if "label" not in item:
+        raise InvalidInput(f"{where}.label: required", field=f"{where}.label")
+    label = item["label"]
+    if isinstance(label, bool) or isinstance(label, str):
+        value = float(label) if isinstance(label, bool) else None
+    elif isinstance(label, int | float):
+        if not math.isfinite(label):
+            raise InvalidInput(f"{where}.label: must be finite", field=f"{where}.label")
+        value = float(label)
+    else:
+        raise InvalidInput(
+            f"{where}.label: must be a number, string or boolean, got {type(label).__name__}",
+            field=f"{where}.label",
+        )
+    model = item.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput(f"{where}.model: must be a string", field=f"{where}.model")
+    return _Item(request_id, entity_key, event_ts, json.dumps(label), value, model)
