@@ -1,0 +1,415 @@
+"""Monitors: define them, run one over its window now, read stored results.
+
+A run reads the window's logged predictions (``keel.serving.predictions``),
+compares the features with the reference (drift and data quality), the
+model's outputs on the window with its outputs on the reference (prediction
+drift), and — when labels arrived — measures performance; for classifiers it
+also estimates performance from the scores alone (before labels). The result
+is stored (``monitor_runs``) with the numbers, thresholds, verdicts, sample
+sizes and the seconds it took, and exported as Prometheus gauges.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel._models import now_ms
+from keel.errors import InvalidInput, NotFound
+from keel.monitoring import metrics
+from keel.monitoring.drift import FeatureOverride, detect_drift
+from keel.monitoring.estimation import ConfidenceEstimator
+from keel.monitoring.feedback import FeedbackStore
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.performance import classification_metrics, regression_metrics
+from keel.monitoring.profile import ReferenceProfile
+from keel.monitoring.quality import QualityThresholds, check_quality
+from keel.registry.models import ModelVersion
+from keel.registry.service import RegistryService
+from keel.serving.predlog import FEATURE_PREFIX
+from keel.serving.predquery import predictions
+from keel.store.sql.monitoring import MonitorSql
+from keel.tracking.datasets import DatasetService
+from keel.tracking.service import TrackingService
+
+__all__ = ["MonitorService"]
+
+log = logging.getLogger("keel.monitoring")
+
+ModelLoader = Callable[[ModelVersion], Any]
+
+
+@dataclass
+class _Reference:
+    """A reference frame and what is derived from it once (profile, model outputs)."""
+
+    frame: pd.DataFrame
+    profile: ReferenceProfile
+    outputs: dict[int, pd.DataFrame]
+
+
+class MonitorService:
+    """Monitor definitions, runs and results."""
+
+    def __init__(
+        self,
+        store: MonitorSql,
+        registry: RegistryService,
+        tracking: TrackingService,
+        datasets: DatasetService,
+        feedback: FeedbackStore,
+        predictions_root: Path,
+        load_model: ModelLoader,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.tracking = tracking
+        self.datasets = datasets
+        self.feedback = feedback
+        self.predictions_root = predictions_root
+        self.load_model = load_model
+        self._references: dict[tuple[str, str], _Reference] = {}
+
+    # -- definitions -----------------------------------------------------------------------
+    def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
+        """Create or replace a monitor; the model (and a named reference) must exist."""
+        self.registry.get_model(spec.model)
+        if spec.reference is not None:
+            self._dataset_ref(spec.reference)
+        now = now_ms()
+        try:
+            created = self.store.get_monitor(spec.name).created_at_ms
+        except NotFound:
+            created = now
+        monitor = Monitor(
+            **spec.model_dump(), created_by=actor, created_at_ms=created, updated_at_ms=now
+        )
+        return self.store.save_monitor(monitor)
+
+    def get(self, name: str) -> Monitor:
+        """A monitor; raises :class:`NotFound`."""
+        return self.store.get_monitor(name)
+
+    def list_monitors(self) -> list[Monitor]:
+        """Every monitor."""
+        return self.store.list_monitors()
+
+    def delete(self, name: str) -> None:
+        """Delete a monitor and its runs."""
+        self.store.delete_monitor(name)
+
+    def runs(self, name: str, limit: int = 50) -> list[MonitorRun]:
+        """Latest runs, newest first."""
+        if not 1 <= limit <= 1_000:
+            raise InvalidInput("limit must be between 1 and 1000", field="limit")
+        return self.store.list_runs(name, limit)
+
+    def get_run(self, name: str, run_id: str) -> MonitorRun:
+        """One stored run."""
+        return self.store.get_run(name, run_id)
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, name: str, *, now: int | None = None) -> MonitorRun:
+        """Evaluate the monitor over ``[now − window, now)`` and store the result."""
+        monitor = self.get(name)
+        started = time.perf_counter()
+        end_ms = now if now is not None else now_ms()
+        start_ms = end_ms - monitor.window_s * 1000
+        version = self._version(monitor)
+        reference = self._reference(monitor, version)
+        window = self._window(monitor, version, start_ms, end_ms)
+        features = self._features(monitor, reference.frame, window)
+        results: dict[str, Any] = {"features": features}
+        summary: dict[str, Any] = {}
+        status = "ok"
+        if len(window) < monitor.min_samples:
+            status = "insufficient data"
+            summary["reason"] = (
+                f"{len(window)} predictions in the window, fewer than {monitor.min_samples}"
+            )
+        else:
+            status = self._checks(monitor, version, reference, window, features, results, summary)
+        labelled = self._performance(monitor, version, reference, window, start_ms, end_ms, results)
+        if labelled and results.get("performance_alert"):
+            status = "alert"
+        run = MonitorRun(
+            id=uuid.uuid4().hex,
+            monitor=monitor.name,
+            model=monitor.model,
+            version=version.version if version else None,
+            status=status,  # type: ignore[arg-type]
+            started_at_ms=end_ms,
+            window_start_ms=start_ms,
+            window_end_ms=end_ms,
+            seconds=time.perf_counter() - started,
+            n_reference=len(reference.frame),
+            n_current=len(window),
+            n_labelled=labelled,
+            summary=summary,
+            results=results,
+        )
+        metrics.record(run)
+        return self.store.add_run(run)
+
+    def _checks(
+        self,
+        monitor: Monitor,
+        version: ModelVersion | None,
+        reference: _Reference,
+        window: pd.DataFrame,
+        features: list[str],
+        results: dict[str, Any],
+        summary: dict[str, Any],
+    ) -> str:
+        overrides = {
+            k: FeatureOverride(test=v.test, threshold=v.threshold)
+            for k, v in monitor.overrides.items()
+        }
+        unknown = sorted(set(overrides) - set(features))
+        if unknown:
+            raise InvalidInput(
+                f"overrides: not monitored features: {', '.join(unknown)}", field="overrides"
+            )
+        drift = detect_drift(
+            reference.profile,
+            window,
+            features=features,
+            overrides=overrides,
+            correction=monitor.correction,
+            min_samples=monitor.min_samples,
+        )
+        quality = check_quality(
+            ReferenceProfile(
+                {f: reference.profile.columns[f] for f in features}, reference.profile.rows
+            ),
+            window[[f for f in features if f in window.columns]],
+            QualityThresholds(
+                null_rate_increase=monitor.null_rate_increase,
+                out_of_range_share=monitor.out_of_range_share,
+                new_category_share=monitor.new_category_share,
+            ),
+        )
+        results["drift"] = [f.as_dict() for f in drift.features]
+        results["quality"] = [f.as_dict() for f in quality.findings]
+        summary["drifted"] = drift.drifted
+        summary["quality_errors"] = [
+            f"{f.check}:{f.feature}" for f in quality.findings if f.severity == "error"
+        ]
+        output_drift = self._output_drift(monitor, version, reference, window)
+        if output_drift is not None:
+            results["prediction_drift"] = output_drift
+            summary["prediction_drift"] = output_drift["drifted"]
+        alert = bool(drift.drifted or summary["quality_errors"] or summary.get("prediction_drift"))
+        return "alert" if alert else "ok"
+
+    def _output_drift(
+        self,
+        monitor: Monitor,
+        version: ModelVersion | None,
+        reference: _Reference,
+        window: pd.DataFrame,
+    ) -> dict[str, Any] | None:
+        """Model outputs on the window vs its outputs on the reference (same version)."""
+        if version is None or "output" not in window.columns:
+            return None
+        ref_outputs = self._reference_outputs(monitor, version, reference)
+        if ref_outputs is None:
+            return None
+        current = pd.DataFrame({"output": _output_values(window["output"])})
+        report = detect_drift(
+            ref_outputs, current, correction="none", min_samples=monitor.min_samples
+        )
+        item = report.features[0].as_dict()
+        return item
+
+    def _reference_outputs(
+        self, monitor: Monitor, version: ModelVersion, reference: _Reference
+    ) -> pd.DataFrame | None:
+        if version.version in reference.outputs:
+            return reference.outputs[version.version]
+        columns = [c["name"] for c in (version.signature or {}).get("inputs", [])]
+        if not columns or any(c not in reference.frame.columns for c in columns):
+            return None
+        try:
+            model = self.load_model(version)
+            predicted = model.predict(reference.frame[columns])
+        except Exception as exc:  # the model's own failure must not fail the monitor
+            log.warning("monitor %s: cannot score the reference: %s", monitor.name, exc)
+            return None
+        frame = pd.DataFrame({"output": _output_values(pd.Series(np.asarray(predicted).ravel()))})
+        reference.outputs[version.version] = frame
+        return frame
+
+    def _performance(
+        self,
+        monitor: Monitor,
+        version: ModelVersion | None,
+        reference: _Reference,
+        window: pd.DataFrame,
+        start_ms: int,
+        end_ms: int,
+        results: dict[str, Any],
+    ) -> int:
+        """Realised metrics from labels and, for classifiers, the estimate from scores."""
+        if monitor.task is None:
+            return 0
+        labelled = self.feedback.labelled(
+            monitor.model, version.version if version else None, start_ms, end_ms
+        )
+        n = len(labelled)
+        if monitor.task == "classification" and "probabilities" in window.columns:
+            results["estimated"] = self._estimate(monitor, version, reference, window)
+        if n < monitor.min_samples:
+            results["performance"] = {"verdict": "insufficient data", "n": n}
+            return n
+        truth = labelled["label_value"].to_numpy(dtype=np.float64)
+        predicted = _output_values(labelled["output"]).to_numpy(dtype=np.float64)
+        if monitor.task == "regression":
+            results["performance"] = regression_metrics(truth, predicted)
+            return n
+        scores = _positive_scores(labelled)
+        results["performance"] = classification_metrics(
+            truth.astype(int), predicted.astype(int), scores
+        )
+        estimated = results.get("estimated") or {}
+        realised = results["performance"]
+        if estimated.get("accuracy") is not None:
+            gap = float(estimated["accuracy"]) - float(realised["accuracy"])
+            results["estimate_gap"] = {"accuracy": gap}
+            # Realised well below the estimate is the signature of concept drift.
+            results["performance_alert"] = gap > 0.05
+        return n
+
+    def _estimate(
+        self,
+        monitor: Monitor,
+        version: ModelVersion | None,
+        reference: _Reference,
+        window: pd.DataFrame,
+    ) -> dict[str, float | None] | None:
+        if version is None or monitor.label_column is None:
+            return None
+        if monitor.label_column not in reference.frame.columns:
+            raise InvalidInput(
+                f"label_column: {monitor.label_column!r} is not in the reference",
+                field="label_column",
+            )
+        columns = [c["name"] for c in (version.signature or {}).get("inputs", [])]
+        if not columns or any(c not in reference.frame.columns for c in columns):
+            return None
+        try:
+            model = self.load_model(version)
+            ref_scores = np.asarray(model.predict_proba(reference.frame[columns]))[:, -1]
+        except Exception as exc:  # no predict_proba, or the model fails on the reference
+            log.warning("monitor %s: no reference scores: %s", monitor.name, exc)
+            return None
+        estimator = ConfidenceEstimator().fit(reference.frame[monitor.label_column], ref_scores)
+        window_scores = _positive_scores(window)
+        if window_scores is None:
+            return None
+        return estimator.estimate(window_scores)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def _version(self, monitor: Monitor) -> ModelVersion | None:
+        if monitor.version == "*":
+            return None
+        if monitor.version.isdigit():
+            return self.registry.get_version(monitor.model, int(monitor.version))
+        return self.registry.resolve(f"models:/{monitor.model}@{monitor.version}")
+
+    def _reference(self, monitor: Monitor, version: ModelVersion | None) -> _Reference:
+        if monitor.reference is not None:
+            name, number = self._dataset_ref(monitor.reference)
+            item = self.datasets.get(name, number)
+        else:
+            item = self._training_data(monitor, version)
+        key = (monitor.name, item.content_hash)
+        if key not in self._references:
+            frame = self.datasets.load(item.name, item.version)
+            self._references[key] = _Reference(frame, ReferenceProfile.from_frame(frame), {})
+        return self._references[key]
+
+    def _training_data(self, monitor: Monitor, version: ModelVersion | None) -> Any:
+        if version is None or version.run_id is None:
+            raise InvalidInput(
+                f"monitor {monitor.name}: no reference given and the model version has no "
+                "run to take training data from",
+                field="reference",
+            )
+        run = self.tracking.get_run(version.run_id)
+        training = [i for i in run.inputs if i.context == "training"]
+        if not training:
+            raise InvalidInput(
+                f"monitor {monitor.name}: run {run.id} logged no training dataset; "
+                "give a reference dataset",
+                field="reference",
+            )
+        return self.datasets.get_by_hash(training[0].content_hash)
+
+    def _dataset_ref(self, ref: str) -> tuple[str, int | None]:
+        name, _, number = ref.partition("@")
+        if number and not number.isdigit():
+            raise InvalidInput(
+                f"reference: expected name or name@version, got {ref!r}", field="reference"
+            )
+        version = int(number) if number else None
+        self.datasets.get(name, version)
+        return name, version
+
+    def _window(
+        self, monitor: Monitor, version: ModelVersion | None, start_ms: int, end_ms: int
+    ) -> pd.DataFrame:
+        table = predictions(
+            monitor.model,
+            version.version if version else None,
+            start_ms,
+            end_ms,
+            root=self.predictions_root,
+        )
+        frame = table.to_pandas()
+        frame = frame.rename(
+            columns={
+                c: c[len(FEATURE_PREFIX) :] for c in frame.columns if c.startswith(FEATURE_PREFIX)
+            }
+        )
+        if monitor.sampling_rate < 1 and len(frame):
+            frame = frame.sample(frac=monitor.sampling_rate, random_state=0)
+        return frame
+
+    def _features(
+        self, monitor: Monitor, reference: pd.DataFrame, window: pd.DataFrame
+    ) -> list[str]:
+        if monitor.features:
+            missing = [f for f in monitor.features if f not in reference.columns]
+            if missing:
+                raise InvalidInput(
+                    f"features: not in the reference: {', '.join(missing)}", field="features"
+                )
+            return list(monitor.features)
+        logged = {c for c in window.columns}
+        skip = {monitor.label_column}
+        chosen = [c for c in reference.columns if c in logged and c not in skip]
+        # An empty window has no feature columns yet: monitor every reference column.
+        return chosen or [c for c in reference.columns if c not in skip]
+
+
+def _output_values(series: pd.Series) -> pd.Series:
+    """Logged outputs are JSON text or numbers; numbers where they parse."""
+    numeric = pd.to_numeric(series, errors="coerce")
+    return numeric if numeric.notna().any() else series.astype(str)
+
+
+def _positive_scores(frame: pd.DataFrame) -> np.ndarray | None:
+    if "probabilities" not in frame.columns:
+        return None
+    values = [p[-1] if p is not None and len(p) else np.nan for p in frame["probabilities"]]
+    scores = np.asarray(values, dtype=np.float64)
+    return None if np.isnan(scores).any() else scores
