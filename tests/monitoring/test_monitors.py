@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sklearn.linear_model import LogisticRegression
+from tests.monitoring.conftest import FEATURES, NOW_MS, serve_rows
 
-from keel import Client
-from keel.demo.data import TARGET, load_churn, split
+from keel.demo.data import TARGET
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.models import MonitorSpec
 from keel.monitoring.service import MonitorService
 from keel.registry.packaging import load_model_dir
 from keel.services import Services
-from keel.serving.predlog import PredictionLog
-from keel.serving.records import PredictionRecord
 from keel.store.sql.monitoring import MonitorSql
-
-FEATURES = ["tenure", "monthly_charges", "total_charges"]
-NOW_MS = int(time.time() * 1000)
-
-
-@pytest.fixture(scope="module")
-def churn() -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = load_churn().dropna(subset=FEATURES)
-    train, _, production = split(frame, seed=1, fractions=(0.6, 0.1))
-    return train, production
 
 
 @pytest.fixture
 def setup(
-    services: Services, tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame]
+    services: Services, tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame], churn_model: Any
 ) -> tuple[MonitorService, Any, pd.DataFrame, Path]:
-    train, production = churn
-    client = Client(settings=services.settings)
-    model = LogisticRegression(max_iter=2_000).fit(train[FEATURES], train[TARGET])
-    with client.start_run("churn-monitoring") as run:
-        run.log_input(train[[*FEATURES, "contract", TARGET]], name="churn-train")
-        version = run.log_model(model, registered_name="churn", input_example=train[FEATURES][:5])
-    client.set_alias("churn", "champion", version.version)  # type: ignore[union-attr]
-    client.close()
     predictions_root = tmp_path / "predictions"
 
     def loader(item: Any) -> Any:
@@ -60,39 +38,13 @@ def setup(
         predictions_root,
         loader,
     )
-    return monitors, model, production, predictions_root
-
-
-def _serve(model: Any, rows: pd.DataFrame, root: Path, *, shift: float = 0.0) -> list[str]:
-    """Log one prediction per row in the last hour, as the gateway would."""
-    rows = rows.assign(tenure=rows["tenure"] + shift)
-    proba = model.predict_proba(rows[FEATURES])
-    ids = []
-    with PredictionLog(root, flush_interval_s=0.05) as log:
-        for i, (features, p) in enumerate(
-            zip(rows[FEATURES].to_dict("records"), proba, strict=True)
-        ):
-            ids.append(f"r{i}")
-            log.append(
-                PredictionRecord(
-                    request_id=f"r{i}",
-                    at_ms=NOW_MS - 3_000_000 + i * 1_000,
-                    model="churn",
-                    version=1,
-                    features=features,
-                    output=int(p[1] >= 0.5),
-                    probabilities=[float(p[0]), float(p[1])],
-                    latency_ms=1.0,
-                )
-            )
-        assert log.flush()
-    return ids
+    return monitors, churn_model, churn[1], predictions_root
 
 
 def test_clean_window_is_ok_with_performance_and_estimate(setup: tuple) -> None:
     monitors, model, production, root = setup
     rows = production.head(800)
-    ids = _serve(model, rows, root)
+    ids = serve_rows(model, rows, root)
     monitors.feedback.submit(
         [{"request_id": i, "label": int(y)} for i, y in zip(ids, rows[TARGET], strict=True)]
     )
@@ -122,7 +74,7 @@ def test_clean_window_is_ok_with_performance_and_estimate(setup: tuple) -> None:
 
 def test_drifted_window_alerts_and_names_the_feature(setup: tuple) -> None:
     monitors, model, production, root = setup
-    _serve(model, production.head(800), root, shift=24.0)  # every customer two years older
+    serve_rows(model, production.head(800), root, shift=24.0)  # every customer two years older
     monitors.create(MonitorSpec(name="churn-drift", model="churn", window="2h"))
     run = monitors.run("churn-drift", now=NOW_MS)
     assert run.status == "alert"
@@ -141,7 +93,7 @@ def test_empty_window_is_insufficient_data_not_an_alarm(setup: tuple) -> None:
 
 def test_sampling_rate_reduces_the_window(setup: tuple) -> None:
     monitors, model, production, root = setup
-    _serve(model, production.head(600), root)
+    serve_rows(model, production.head(600), root)
     monitors.create(MonitorSpec(name="sampled", model="churn", sampling_rate=0.25))
     assert monitors.run("sampled", now=NOW_MS).n_current == 150
 
@@ -162,7 +114,7 @@ def test_bad_definitions(setup: tuple) -> None:
     ):
         with pytest.raises(ValidationError):
             MonitorSpec(**{"name": "m", "model": "churn", **bad})
-    _serve(model, production.head(100), root)
+    serve_rows(model, production.head(100), root)
     monitors.create(MonitorSpec(name="o", model="churn", overrides={"plan": {"test": "ks"}}))
     with pytest.raises(InvalidInput, match="overrides: not monitored features: plan"):
         monitors.run("o", now=NOW_MS)

@@ -116,6 +116,16 @@ class MonitorService:
         """One stored run."""
         return self.store.get_run(name, run_id)
 
+    def samples(self, run: MonitorRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The reference and the window a stored run compared (for plots in its report)."""
+        monitor = self.get(run.monitor)
+        version = (
+            self.registry.get_version(run.model, run.version) if run.version is not None else None
+        )
+        reference = self._reference(monitor, version)
+        window = self._window(monitor, version, run.window_start_ms, run.window_end_ms)
+        return reference.frame, window
+
     # -- running ----------------------------------------------------------------------------
     def run(self, name: str, *, now: int | None = None) -> MonitorRun:
         """Evaluate the monitor over ``[now − window, now)`` and store the result."""

@@ -1,0 +1,1 @@
+"""Server-rendered pages and reports (Jinja2 templates, inline SVG, no JavaScript)."""
