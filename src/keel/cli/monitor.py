@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
+from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, run_cli, table
 from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
     from keel.monitoring.drift import DriftReport
+    from keel.monitoring.models import Monitor, MonitorRun
     from keel.monitoring.stats.choice import TestName
     from keel.monitoring.stats.correction import Correction
 
@@ -105,3 +107,251 @@ def drift(
         console.print(f"{len(report.drifted)} of {len(rows)} features drifted")
     if report.drifted:
         raise typer.Exit(1)
+
+
+def _load_spec_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise InvalidInput(f"--file: no such file: {path}", field="--file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"--file: not valid YAML/JSON: {exc}", field="--file") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("--file: expected a mapping of monitor fields", field="--file")
+    return data
+
+
+def _spec_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from keel.monitoring.models import MonitorSpec
+
+    try:
+        return MonitorSpec(**raw).model_dump(exclude={"name", "model"})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
+
+
+@monitor_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Monitor name."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Registered model name."),
+    version: str | None = typer.Option(None, help="Alias, version number or * (default champion)."),
+    reference: str | None = typer.Option(
+        None, help="Dataset name[@version]; default: the served version's training data."
+    ),
+    window: str | None = typer.Option(None, help="Rolling window, e.g. 6h or 7d (default 7d)."),
+    task: str | None = typer.Option(None, help="classification or regression (enables labels)."),
+    label_column: str | None = typer.Option(None, help="Target column of the reference."),
+    sampling_rate: float | None = typer.Option(None, help="Share of the window to check (0-1]."),
+    spec_file: Path | None = typer.Option(
+        None, "--file", "-f", help="YAML/JSON file with any MonitorSpec fields."
+    ),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Create or replace a monitor; options override fields of --file.
+
+    Example: keel monitor create churn-weekly --model churn --window 7d
+    """
+
+    def run() -> Monitor:
+        raw = _load_spec_file(spec_file) if spec_file else {}
+        options = {
+            "model": model,
+            "version": version,
+            "reference": reference,
+            "window": window,
+            "task": task,
+            "label_column": label_column,
+            "sampling_rate": sampling_rate,
+        }
+        raw.update({k: v for k, v in options.items() if v is not None})
+        raw["name"] = name
+        if "model" not in raw:
+            raise InvalidInput("--model: required (or give model in --file)", field="--model")
+        fields = _spec_fields(raw)
+        return make_client(server, token).create_monitor(name, raw["model"], **fields)
+
+    item = run_cli(run)
+    emit(
+        item, as_json, lambda: console.print(f"monitor {item.name} on {item.model}@{item.version}")
+    )
+
+
+@monitor_app.command("list")
+def list_monitors(
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """List monitors.
+
+    Example: keel monitor list --json
+    """
+    items = run_cli(lambda: make_client(server, token).list_monitors())
+    emit(
+        items,
+        as_json,
+        lambda: table(
+            "monitors",
+            ["name", "model", "version", "window", "reference", "task", "sampling"],
+            [
+                (
+                    m.name,
+                    m.model,
+                    m.version,
+                    m.window,
+                    m.reference or "training data",
+                    m.task or "-",
+                    m.sampling_rate,
+                )
+                for m in items
+            ],
+        ),
+    )
+
+
+@monitor_app.command("delete")
+def delete(
+    name: str = typer.Argument(..., help="Monitor name."),
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Delete a monitor and its stored runs.
+
+    Example: keel monitor delete churn-weekly
+    """
+    run_cli(lambda: make_client(server, token).delete_monitor(name))
+    console.print(f"deleted monitor {name}")
+
+
+def _print_run(run: MonitorRun) -> None:
+    style = {"ok": "green", "alert": "bold red"}.get(run.status, "yellow")
+    console.print(
+        f"[{style}]{run.status}[/] {run.monitor} · {run.model} v{run.version or '*'} · "
+        f"{run.n_current} predictions, {run.n_labelled} labelled · {run.seconds:.2f} s · "
+        f"run {run.id}"
+    )
+    for key in ("drifted", "quality_errors", "reason"):
+        if run.summary.get(key):
+            console.print(f"  {key}: {run.summary[key]}")
+    performance = run.results.get("performance") or {}
+    estimated = run.results.get("estimated") or {}
+    if performance.get("accuracy") is not None or estimated.get("accuracy") is not None:
+        console.print(
+            f"  accuracy realised {performance.get('accuracy')} · estimated "
+            f"{estimated.get('accuracy')}"
+        )
+
+
+@monitor_app.command("run")
+def run_monitor(
+    name: str = typer.Argument(..., help="Monitor name."),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Evaluate a monitor over its window now and store the result; exit 1 on alert.
+
+    Example: keel monitor run churn-weekly
+    """
+    result = run_cli(lambda: make_client(server, token).run_monitor(name))
+    emit(result, as_json, lambda: _print_run(result))
+    if result.status == "alert":
+        raise typer.Exit(1)
+
+
+@monitor_app.command("runs")
+def runs(
+    name: str = typer.Argument(..., help="Monitor name."),
+    limit: int = typer.Option(20, min=1, max=1000, help="How many, newest first."),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """List stored runs of a monitor.
+
+    Example: keel monitor runs churn-weekly --limit 5
+    """
+    from keel.cli._output import fmt_ms
+
+    items = run_cli(lambda: make_client(server, token).monitor_runs(name, limit))
+    emit(
+        items,
+        as_json,
+        lambda: table(
+            f"runs of {name}",
+            ["run", "status", "window end", "version", "current", "labelled", "drifted", "seconds"],
+            [
+                (
+                    r.id,
+                    r.status,
+                    fmt_ms(r.window_end_ms),
+                    r.version,
+                    r.n_current,
+                    r.n_labelled,
+                    ", ".join(r.summary.get("drifted", [])) or "-",
+                    f"{r.seconds:.2f}",
+                )
+                for r in items
+            ],
+        ),
+    )
+
+
+@monitor_app.command("report")
+def report(
+    name: str = typer.Argument(..., help="Monitor name."),
+    run_id: str | None = typer.Argument(None, help="Run id (default: the latest run)."),
+    output: Path = typer.Option(Path("monitor-report.html"), "--output", "-o", help="HTML file."),
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Write a self-contained HTML report of a run (distribution plots, verdicts, metrics).
+
+    Example: keel monitor report churn-weekly -o report.html
+    """
+
+    def run() -> str:
+        client = make_client(server, token)
+        chosen = run_id
+        if chosen is None:
+            latest = client.monitor_runs(name, 1)
+            if not latest:
+                raise InvalidInput(f"monitor {name} has no runs yet", field="run_id")
+            chosen = latest[0].id
+        return client.monitor_report(name, chosen)
+
+    html = run_cli(run)
+    output.write_text(html, encoding="utf-8")
+    console.print(f"wrote {output}")
+
+
+@monitor_app.command("feedback")
+def feedback(
+    path: Path = typer.Argument(
+        ..., help="CSV/Parquet with label and request_id or entity_key + event_time columns."
+    ),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Upload ground-truth labels in bulk (idempotent; unknown request ids are counted).
+
+    Example: keel monitor feedback labels.parquet
+    """
+    totals = run_cli(lambda: make_client(server, token).log_feedback_file(path))
+    emit(
+        totals,
+        as_json,
+        lambda: console.print(
+            f"{totals['accepted']} labels stored, {totals['duplicates']} duplicates, "
+            f"{totals['unknown']} for unknown request ids"
+        ),
+    )

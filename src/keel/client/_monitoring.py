@@ -1,0 +1,91 @@
+"""Monitoring half of :class:`keel.Client`: feedback, monitors, their runs and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from keel.errors import InvalidInput
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+
+if TYPE_CHECKING:
+    from keel.client._transport import Transport
+
+__all__ = ["MonitoringMixin"]
+
+#: Rows per request when uploading a feedback file.
+FEEDBACK_CHUNK = 10_000
+
+
+class MonitoringMixin:
+    """Monitoring methods; mixed into :class:`keel.Client`."""
+
+    transport: Transport
+
+    def log_feedback(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Send ground-truth labels: ``{"request_id", "label"}`` or
+        ``{"entity_key", "event_time", "label"}`` per item. Duplicates are ignored;
+        unknown request ids are counted in the result, not rejected."""
+        return self.transport.submit_feedback([dict(i) for i in items])
+
+    def log_feedback_file(self, path: str | Path) -> dict[str, int]:
+        """Upload labels from a CSV or Parquet file with the same columns, in chunks."""
+        from keel.monitoring.frames import read_frame
+
+        frame = read_frame(Path(path), field="path")
+        allowed = {"request_id", "entity_key", "event_time", "label", "model"}
+        if "label" not in frame.columns:
+            raise InvalidInput("path: the file has no 'label' column", field="path")
+        extra = sorted(set(frame.columns) - allowed)
+        if extra:
+            raise InvalidInput(f"path: unexpected columns {extra}", field="path")
+        totals = {"accepted": 0, "duplicates": 0, "unknown": 0}
+        for start in range(0, len(frame), FEEDBACK_CHUNK):
+            chunk = frame.iloc[start : start + FEEDBACK_CHUNK]
+            items = [
+                {k: v for k, v in row.items() if not _missing(v)}
+                for row in chunk.to_dict("records")
+            ]
+            result = self.log_feedback(items)
+            for key in totals:
+                totals[key] += int(result[key])
+        return totals
+
+    def create_monitor(self, name: str, model: str, **spec: Any) -> Monitor:
+        """Create or replace a monitor (fields of :class:`MonitorSpec`)."""
+        return self.transport.create_monitor(MonitorSpec(name=name, model=model, **spec))
+
+    def get_monitor(self, name: str) -> Monitor:
+        """One monitor."""
+        return self.transport.get_monitor(name)
+
+    def list_monitors(self) -> list[Monitor]:
+        """Every monitor."""
+        return self.transport.list_monitors()
+
+    def delete_monitor(self, name: str) -> None:
+        """Delete a monitor and its runs."""
+        self.transport.delete_monitor(name)
+
+    def run_monitor(self, name: str) -> MonitorRun:
+        """Evaluate a monitor over its window now; the result is stored and returned."""
+        return self.transport.run_monitor(name)
+
+    def monitor_runs(self, name: str, limit: int = 50) -> list[MonitorRun]:
+        """Stored runs of a monitor, newest first."""
+        return self.transport.monitor_runs(name, limit)
+
+    def monitor_run(self, name: str, run_id: str) -> MonitorRun:
+        """One stored run."""
+        return self.transport.monitor_run(name, run_id)
+
+    def monitor_report(self, name: str, run_id: str) -> str:
+        """A self-contained HTML report of one run."""
+        return self.transport.monitor_report(name, run_id)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
