@@ -68,6 +68,8 @@ def test_clean_window_is_ok_with_performance_and_estimate(setup: tuple) -> None:
         ((rows[TARGET] == model.predict(rows[FEATURES])).mean()), abs=1e-9
     )
     assert estimated["accuracy"] == pytest.approx(realised["accuracy"], abs=0.05)
+    delay = run.results["label_delay_s"]
+    assert 0 < delay["median"] <= delay["p90"] <= delay["max"] < 3_600
     assert monitors.runs("churn-weekly")[0].id == run.id
     assert monitors.get_run("churn-weekly", run.id).results == run.results
 

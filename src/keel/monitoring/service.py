@@ -275,6 +275,13 @@ class MonitorService:
             monitor.model, version.version if version else None, start_ms, end_ms
         )
         n = len(labelled)
+        if n:
+            delays = labelled["label_delay_s"].to_numpy(dtype=np.float64)
+            results["label_delay_s"] = {
+                "median": float(np.median(delays)),
+                "p90": float(np.quantile(delays, 0.9)),
+                "max": float(delays.max()),
+            }
         if monitor.task == "classification" and "probabilities" in window.columns:
             results["estimated"] = self._estimate(monitor, version, reference, window)
         if n < monitor.min_samples:
