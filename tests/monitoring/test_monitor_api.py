@@ -58,6 +58,10 @@ def test_feedback_monitor_run_and_report(api: tuple) -> None:
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "tenure" in report.text and "<svg" in report.text and "accuracy" in report.text
     assert "<script" not in report.text  # self-contained, no JavaScript
+    diagnosis = http.get(f"/v1/monitors/churn-1h/runs/{body['id']}/diagnosis")
+    assert diagnosis.status_code == 200, diagnosis.text
+    assert diagnosis.json()["verdict"] == "no clear cause"
+    assert diagnosis.json()["scores"]["concept drift"] is not None
     assert http.delete("/v1/monitors/churn-1h").status_code == 204
     assert http.get("/v1/monitors/churn-1h").status_code == 404
 

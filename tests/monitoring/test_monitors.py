@@ -83,6 +83,9 @@ def test_drifted_window_alerts_and_names_the_feature(setup: tuple) -> None:
     assert "tenure" in run.summary["drifted"]
     assert run.summary["prediction_drift"] is True
     assert run.seconds > 0 and run.n_reference > 1_000
+    diagnosis = monitors.diagnose("churn-drift", run.id)
+    assert diagnosis.verdict == "data drift", diagnosis.as_dict()
+    assert diagnosis.attributions and diagnosis.attributions[0].feature == "tenure"
 
 
 def test_empty_window_is_insufficient_data_not_an_alarm(setup: tuple) -> None:

@@ -25,6 +25,7 @@ import pandas as pd
 from keel._models import now_ms
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring import metrics
+from keel.monitoring.diagnosis import Diagnosis, diagnose
 from keel.monitoring.drift import FeatureOverride, detect_drift
 from keel.monitoring.estimation import ConfidenceEstimator
 from keel.monitoring.feedback import FeedbackStore
@@ -125,6 +126,49 @@ class MonitorService:
         reference = self._reference(monitor, version)
         window = self._window(monitor, version, run.window_start_ms, run.window_end_ms)
         return reference.frame, window
+
+    def diagnose(
+        self,
+        name: str,
+        run_id: str,
+        *,
+        freshness: dict[str, tuple[float, float]] | None = None,
+        slice_by: list[str] | None = None,
+    ) -> Diagnosis:
+        """Which of data drift, concept drift, a data-quality break or a stale source best
+        explains a stored run's window (see :mod:`keel.monitoring.diagnosis`)."""
+        run = self.get_run(name, run_id)
+        monitor = self.get(name)
+        if run.version is None:
+            raise InvalidInput("diagnosis needs a run of one model version", field="run_id")
+        version = self.registry.get_version(run.model, run.version)
+        reference, window = self.samples(run)
+        features = list(run.results.get("features", []))
+        if len(window) < monitor.min_samples:
+            raise InvalidInput(
+                f"run {run_id} has {len(window)} predictions; nothing to diagnose",
+                field="run_id",
+            )
+        model = self.load_model(version)
+        reference_labels = window_labels = None
+        if monitor.label_column and monitor.label_column in reference.columns:
+            labelled = self.feedback.labelled(
+                run.model, run.version, run.window_start_ms, run.window_end_ms
+            )
+            if len(labelled) >= monitor.min_samples:
+                reference_labels = reference[monitor.label_column]
+                window = _strip_prefix(labelled)
+                window_labels = window["label_value"].to_numpy()
+        return diagnose(
+            model,
+            reference,
+            window,
+            features,
+            reference_labels=reference_labels,
+            window_labels=window_labels,
+            freshness=freshness,
+            slice_by=[c for c in (slice_by or []) if c in window.columns],
+        )
 
     # -- running ----------------------------------------------------------------------------
     def run(self, name: str, *, now: int | None = None) -> MonitorRun:
@@ -416,6 +460,13 @@ class MonitorService:
         chosen = [c for c in reference.columns if c in logged and c not in skip]
         # An empty window has no feature columns yet: monitor every reference column.
         return chosen or [c for c in reference.columns if c not in skip]
+
+
+def _strip_prefix(frame: pd.DataFrame) -> pd.DataFrame:
+    """Logged ``f_<feature>`` columns under their feature names."""
+    prefix = len(FEATURE_PREFIX)
+    renamed = {c: c[prefix:] for c in frame.columns if c.startswith(FEATURE_PREFIX)}
+    return frame.rename(columns=renamed)
 
 
 def _output_values(series: pd.Series) -> pd.Series:

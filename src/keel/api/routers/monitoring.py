@@ -88,3 +88,15 @@ def run_report(name: str, run_id: str, svc: Svc) -> HTMLResponse:
     run = svc.monitors.get_run(name, run_id)
     reference, window = svc.monitors.samples(run)
     return HTMLResponse(render_run(run, reference, window))
+
+
+@router.get("/v1/monitors/{name}/runs/{run_id}/diagnosis")
+def run_diagnosis(
+    name: str,
+    run_id: str,
+    svc: Svc,
+    slice_by: list[str] = Query([], max_length=20),
+) -> dict[str, Any]:
+    """Which of data drift, concept drift, a data-quality break or a stale source best
+    explains the run's window, with SHAP attributions and worst slices."""
+    return svc.monitors.diagnose(name, run_id, slice_by=slice_by).as_dict()

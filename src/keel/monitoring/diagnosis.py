@@ -1,0 +1,285 @@
+"""Why is this window bad? Rank the usual causes with the numbers behind each.
+
+Four explanations are scored from 0 (no evidence) to 1 (strong evidence):
+
+- **data-quality break** — the window fails data-quality checks: 1 for an
+  error (a missing column, values that no longer parse, a null-rate jump),
+  0.2 for warnings only (out-of-range values, new categories: usually drift);
+- **upstream staleness** — a source feeding the features is older than its
+  freshness SLA (``freshness``: source → (age seconds, SLA seconds));
+  score = how far past the SLA, capped at 1 when twice the SLA;
+- **data drift** — inputs moved: the share of the model's attention (mean
+  |SHAP| on the reference) that sits on drifted features (the plain share of
+  drifted features when no attributions are available), divided by 0.2 and
+  capped at 1 — drift in features carrying a fifth of the model's attention
+  is enough to explain a bad window;
+- **concept drift** — P(y | x) changed: realised accuracy (labels) below what
+  the model's own calibrated confidence predicts for the same window (the
+  confidence-based estimate holds under covariate shift but not under concept
+  drift); the first 0.03 of gap is tolerated (sampling noise and the
+  estimate's own error under covariate shift), then score = (gap − 0.03) /
+  0.07, so 1 at a 0.10 gap. Needs labels.
+
+The verdict is the highest score if it reaches 0.3, else "no clear cause".
+SHAP attributions (the ``shap`` library: TreeExplainer for tree ensembles,
+LinearExplainer for linear models) compare which features drive the
+predictions on the window vs the reference; models with neither get no
+attributions rather than a slow model-agnostic run, and the report says so.
+Slices (worst first) come from the labelled window when labels exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from keel.monitoring.drift import DriftReport, detect_drift
+from keel.monitoring.estimation import ConfidenceEstimator
+from keel.monitoring.performance import SliceResult, classification_metrics, slice_metrics
+from keel.monitoring.profile import ReferenceProfile
+from keel.monitoring.quality import QualityReport, check_quality
+
+__all__ = ["Attribution", "Diagnosis", "diagnose"]
+
+log = logging.getLogger("keel.monitoring")
+
+Cause = Literal["data-quality break", "upstream staleness", "data drift", "concept drift"]
+VERDICT_MIN = 0.3
+SHAP_ROWS = 300
+#: Accuracy gap (estimate − realised) explained by noise and the estimate's own error.
+CONCEPT_TOLERANCE = 0.03
+#: Share of the model's attention on drifted features that fully explains a bad window.
+DRIFT_ATTENTION = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """How much a feature drives predictions on the reference vs the window (mean |SHAP|)."""
+
+    feature: str
+    reference: float
+    current: float
+
+    @property
+    def change(self) -> float:
+        """Current minus reference."""
+        return self.current - self.reference
+
+
+@dataclass
+class Diagnosis:
+    """Scores per cause, the verdict, and the evidence a person can check."""
+
+    verdict: Cause | Literal["no clear cause"]
+    scores: dict[str, float | None]
+    evidence: list[str]
+    attributions: list[Attribution] = field(default_factory=list)
+    slices: list[SliceResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return {
+            "verdict": self.verdict,
+            "scores": self.scores,
+            "evidence": self.evidence,
+            "attributions": [
+                {"feature": a.feature, "reference": a.reference, "current": a.current}
+                for a in self.attributions
+            ],
+            "slices": [
+                {
+                    "column": s.column,
+                    "value": str(s.value),
+                    "n": s.n,
+                    "score": s.score,
+                    "gap": s.gap,
+                }
+                for s in self.slices
+            ],
+            "notes": self.notes,
+        }
+
+
+def diagnose(
+    model: Any,
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    reference_labels: Sequence[Any] | None = None,
+    window_labels: Sequence[Any] | None = None,
+    freshness: Mapping[str, tuple[float, float]] | None = None,
+    slice_by: Sequence[str] = (),
+) -> Diagnosis:
+    """Score the causes for a bad ``window`` of a binary classifier's inputs (see module doc).
+
+    ``model`` needs ``predict_proba`` (a keel-loaded model or the estimator itself);
+    ``reference_labels`` enable the confidence estimate that concept drift is judged
+    against, ``window_labels`` the realised side and the slices.
+    """
+    notes: list[str] = []
+    evidence: list[str] = []
+    columns = list(features)
+    profile = ReferenceProfile.from_frame(reference[columns])
+    quality = check_quality(profile, window[[c for c in columns if c in window.columns]])
+    drift = detect_drift(profile, window, features=columns)
+    attributions = _attributions(model, reference[columns], window, columns, notes)
+    scores: dict[str, float | None] = {
+        "data-quality break": _quality_score(quality, evidence),
+        "upstream staleness": _staleness_score(freshness or {}, evidence),
+        "data drift": _drift_score(drift, attributions, evidence),
+        "concept drift": _concept_score(
+            model, reference, window, columns, reference_labels, window_labels, evidence, notes
+        ),
+    }
+    slices: list[SliceResult] = []
+    if window_labels is not None and slice_by:
+        slices = _slices(model, window, columns, window_labels, slice_by)
+    known = {k: v for k, v in scores.items() if v is not None}
+    best = max(known, key=lambda k: known[k])
+    verdict = best if known[best] >= VERDICT_MIN else "no clear cause"
+    return Diagnosis(verdict, scores, evidence, attributions, slices[:10], notes)  # type: ignore[arg-type]
+
+
+def _quality_score(quality: QualityReport, evidence: list[str]) -> float:
+    errors = [f for f in quality.findings if f.severity == "error"]
+    for finding in errors:
+        evidence.append(f"data quality: {finding.message}")
+    if errors:
+        return 1.0
+    # Warnings (values out of the reference range, new categories) are how drift shows up
+    # in the data; alone they are weak evidence of a broken pipeline.
+    return 0.2 if quality.findings else 0.0
+
+
+def _staleness_score(freshness: Mapping[str, tuple[float, float]], evidence: list[str]) -> float:
+    worst = 0.0
+    for source, (age_s, sla_s) in freshness.items():
+        if sla_s > 0 and age_s > sla_s:
+            evidence.append(
+                f"upstream: {source} is {age_s / 3600:.1f} h old, SLA {sla_s / 3600:.1f} h"
+            )
+            worst = max(worst, min(1.0, (age_s - sla_s) / sla_s))
+    return worst
+
+
+def _drift_score(drift: DriftReport, attributions: list[Attribution], evidence: list[str]) -> float:
+    drifted = set(drift.drifted)
+    for name in drift.drifted:
+        item = drift.get(name)
+        evidence.append(
+            f"data drift: {name} ({item.test} {item.statistic:.3g}, threshold {item.threshold})"
+        )
+    if not drift.features:
+        return 0.0
+    if attributions:
+        total = sum(a.reference for a in attributions)
+        if total > 0:
+            share = sum(a.reference for a in attributions if a.feature in drifted) / total
+            return float(min(1.0, share / DRIFT_ATTENTION))
+    return min(1.0, len(drifted) / len(drift.features) / DRIFT_ATTENTION)
+
+
+def _concept_score(
+    model: Any,
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    columns: list[str],
+    reference_labels: Sequence[Any] | None,
+    window_labels: Sequence[Any] | None,
+    evidence: list[str],
+    notes: list[str],
+) -> float | None:
+    if reference_labels is None or window_labels is None:
+        notes.append("concept drift not scored: needs labels for the reference and the window")
+        return None
+    ref_scores = np.asarray(model.predict_proba(reference[columns]))[:, -1]
+    cur_scores = np.asarray(model.predict_proba(window[columns]))[:, -1]
+    estimated = (
+        ConfidenceEstimator().fit(np.asarray(reference_labels), ref_scores).estimate(cur_scores)
+    )
+    realised = classification_metrics(
+        np.asarray(window_labels), (cur_scores >= 0.5).astype(int), cur_scores
+    )
+    gap = float(estimated["accuracy"] or 0.0) - float(realised["accuracy"] or 0.0)
+    if gap > CONCEPT_TOLERANCE:
+        evidence.append(
+            f"concept drift: accuracy {realised['accuracy']:.3f} with labels vs "
+            f"{estimated['accuracy']:.3f} expected from the model's confidence"
+        )
+    return float(np.clip((gap - CONCEPT_TOLERANCE) / 0.07, 0.0, 1.0))
+
+
+def _attributions(
+    model: Any,
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    columns: list[str],
+    notes: list[str],
+) -> list[Attribution]:
+    try:
+        import shap
+    except ImportError:
+        notes.append("no SHAP attributions: pip install 'keelml[explain]'")
+        return []
+    native = getattr(model, "native", model)
+    ref = reference.sample(min(len(reference), SHAP_ROWS), random_state=0)
+    cur = window[columns].sample(min(len(window), SHAP_ROWS), random_state=0)
+    try:
+        if _is_tree(native):
+            explainer: Any = shap.TreeExplainer(native)
+        elif hasattr(native, "coef_"):
+            explainer = shap.LinearExplainer(native, ref)
+        else:
+            notes.append(
+                f"no SHAP attributions: no fast explainer for {type(native).__name__} "
+                "(tree ensembles and linear models have one)"
+            )
+            return []
+        ref_values = _positive_class(explainer(ref).values)
+        cur_values = _positive_class(explainer(cur).values)
+    except Exception as exc:  # an explainer that cannot handle this model must not fail diagnosis
+        log.warning("SHAP failed: %s", exc)
+        notes.append(f"no SHAP attributions: {exc}")
+        return []
+    items = [
+        Attribution(
+            name, float(np.abs(ref_values[:, j]).mean()), float(np.abs(cur_values[:, j]).mean())
+        )
+        for j, name in enumerate(columns)
+    ]
+    return sorted(items, key=lambda a: -abs(a.change))
+
+
+def _is_tree(native: Any) -> bool:
+    name = type(native).__module__ + "." + type(native).__name__
+    return any(k in name for k in ("lightgbm", "xgboost", "Forest", "Tree", "GradientBoosting"))
+
+
+def _positive_class(values: np.ndarray) -> np.ndarray:
+    array = np.asarray(values)
+    return array[:, :, -1] if array.ndim == 3 else array
+
+
+def _slices(
+    model: Any,
+    window: pd.DataFrame,
+    columns: list[str],
+    labels: Sequence[Any],
+    slice_by: Sequence[str],
+) -> list[SliceResult]:
+    frame = window.assign(
+        _label=np.asarray(labels), _pred=np.asarray(model.predict(window[columns]))
+    )
+    return slice_metrics(
+        frame,
+        by=list(slice_by),
+        metric="accuracy",
+        compute=lambda part: classification_metrics(part["_label"], part["_pred"]),
+    )
