@@ -42,13 +42,24 @@ def churn_model(services: Services, churn: tuple[pd.DataFrame, pd.DataFrame]) ->
     return model
 
 
-def serve_rows(model: Any, rows: pd.DataFrame, root: Path, *, shift: float = 0.0) -> list[str]:
-    """Log one prediction per row in the last hour, as the gateway would; returns request ids."""
+def serve_rows(
+    model: Any,
+    rows: pd.DataFrame,
+    root: Path,
+    *,
+    shift: float = 0.0,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """Log one prediction per row in the last hour, as the gateway would; returns request ids.
+
+    ``shift`` is added to tenure; ``extra`` columns are logged as features too.
+    """
     rows = rows.assign(tenure=rows["tenure"] + shift)
     proba = model.predict_proba(rows[FEATURES])
     ids = []
     with PredictionLog(root, flush_interval_s=0.05) as log:
-        records = zip(rows[FEATURES].to_dict("records"), proba, strict=True)
+        logged = rows[[*FEATURES, *extra]].astype({c: str for c in extra})
+        records = zip(logged.to_dict("records"), proba, strict=True)
         for i, (features, p) in enumerate(records):
             ids.append(f"r{i}")
             log.append(

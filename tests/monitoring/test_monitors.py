@@ -88,6 +88,24 @@ def test_drifted_window_alerts_and_names_the_feature(setup: tuple) -> None:
     assert diagnosis.attributions and diagnosis.attributions[0].feature == "tenure"
 
 
+def test_slices_rank_the_segment_that_drifted_first(setup: tuple) -> None:
+    monitors, model, production, root = setup
+    rows = production.head(900).copy()
+    monthly = rows["contract"].astype(str) == "Month-to-month"
+    rows.loc[monthly, "tenure"] = rows.loc[monthly, "tenure"] + 24  # only one segment moved
+    serve_rows(model, rows, root, extra=("contract",))
+    monitors.create(MonitorSpec(name="sliced", model="churn", slices=["contract"]))
+    run = monitors.run("sliced", now=NOW_MS)
+    first = run.results["slices"][0]
+    assert (first["column"], first["value"]) == ("contract", "Month-to-month")
+    assert "tenure" in first["drifted"]
+    others = [s for s in run.results["slices"] if s["value"] != "Month-to-month"]
+    assert all("tenure" not in s["drifted"] for s in others)
+    monitors.create(MonitorSpec(name="bad-slice", model="churn", slices=["region"]))
+    with pytest.raises(InvalidInput, match="slices: 'region' is not a column"):
+        monitors.run("bad-slice", now=NOW_MS)
+
+
 def test_empty_window_is_insufficient_data_not_an_alarm(setup: tuple) -> None:
     monitors, *_ = setup
     monitors.create(MonitorSpec(name="quiet", model="churn", window="1h"))

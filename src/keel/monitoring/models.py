@@ -54,6 +54,11 @@ class MonitorSpec(Entity):
     overrides: dict[str, OverrideSpec] = Field(default_factory=dict)
     correction: Correction = "bh"
     min_samples: int = Field(default=30, ge=1, le=1_000_000)
+    slices: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Columns whose values define segments checked on their own.",
+    )
     sampling_rate: float = Field(default=1.0, gt=0, le=1)
     label_column: str | None = Field(
         default=None, description="Target column of the reference (enables performance checks)."
