@@ -26,6 +26,13 @@ def test_demo_trains_registers_and_reloads_the_champion(tmp_path: Path) -> None:
     lineage = client.lineage(MODEL, figures["champion_version"])
     assert {d["context"] for d in lineage.datasets} == {"training", "validation", "evaluation"}
     assert "highest churn risk" in output.getvalue()
+    # The loop: served, monitored quiet, then the price change raises an alert.
+    loop = figures["loop"]
+    assert loop["served"]["cache_hits"] == 50 and loop["served"]["batched_rows"] > 0
+    assert (loop["quiet_status"], loop["alert_status"]) == ("ok", "alert")
+    assert "monthly_charges" in loop["drifted"]
+    assert loop["verdict"] in ("data drift", "concept drift")
+    assert "<svg" in loop["report_html"]
     client.close()
 
 

@@ -20,8 +20,11 @@ from rich.panel import Panel
 from rich.table import Table
 
 from keel.client import Client
+from keel.client._local import LocalTransport
 from keel.config import Settings
 from keel.demo.data import TARGET, load_churn, split
+from keel.demo.loop import serve_and_monitor
+from keel.services import Services
 
 __all__ = ["run_demo"]
 
@@ -216,6 +219,7 @@ def _walk(client: Client, console: Console, workdir: Path) -> dict[str, Any]:
             *(f"{r.metrics[k]:.3f}" for k in ("auc", "recall", "precision", "f1", "brier")),
         )
     console.print(summary)
+    loop = serve_and_monitor(client, _services(client), console, MODEL, test)
     console.print(
         Panel.fit(
             f"champion = {version.uri} ({version.flavor}), AUC {reloaded_auc:.3f} after reload",
@@ -230,4 +234,13 @@ def _walk(client: Client, console: Console, workdir: Path) -> dict[str, Any]:
         "reloaded_auc": reloaded_auc,
         "in_memory_auc": best[0]["auc"],
         "lgbm_model": lgbm,
+        "loop": loop,
     }
+
+
+def _services(client: Client) -> Services:
+    """The embedded services behind the demo's client (the demo never runs a server)."""
+    transport = client.transport
+    if not isinstance(transport, LocalTransport):
+        raise TypeError("the demo runs embedded")
+    return transport.services

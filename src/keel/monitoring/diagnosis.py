@@ -43,6 +43,7 @@ from keel.monitoring.estimation import ConfidenceEstimator
 from keel.monitoring.performance import SliceResult, classification_metrics, slice_metrics
 from keel.monitoring.profile import ReferenceProfile
 from keel.monitoring.quality import QualityReport, check_quality
+from keel.registry.signature import validate_frame
 
 __all__ = ["Attribution", "Diagnosis", "diagnose"]
 
@@ -114,14 +115,17 @@ def diagnose(
     *,
     reference_labels: Sequence[Any] | None = None,
     window_labels: Sequence[Any] | None = None,
+    calibration: tuple[pd.DataFrame, Sequence[Any]] | None = None,
     freshness: Mapping[str, tuple[float, float]] | None = None,
     slice_by: Sequence[str] = (),
 ) -> Diagnosis:
     """Score the causes for a bad ``window`` of a binary classifier's inputs (see module doc).
 
-    ``model`` needs ``predict_proba`` (a keel-loaded model or the estimator itself);
-    ``reference_labels`` enable the confidence estimate that concept drift is judged
-    against, ``window_labels`` the realised side and the slices.
+    ``model`` needs ``predict_proba`` (a keel-loaded model or the estimator itself).
+    Concept drift is judged against the confidence estimate, calibrated on
+    ``calibration`` (held-out rows and their labels: a model is over-confident on its
+    training data) or else on the reference and ``reference_labels``;
+    ``window_labels`` give the realised side and the slices.
     """
     notes: list[str] = []
     evidence: list[str] = []
@@ -135,7 +139,13 @@ def diagnose(
         "upstream staleness": _staleness_score(freshness or {}, evidence),
         "data drift": _drift_score(drift, attributions, evidence),
         "concept drift": _concept_score(
-            model, reference, window, columns, reference_labels, window_labels, evidence, notes
+            model,
+            calibration or (reference, reference_labels),
+            window,
+            columns,
+            window_labels,
+            evidence,
+            notes,
         ),
     }
     slices: list[SliceResult] = []
@@ -173,9 +183,13 @@ def _drift_score(drift: DriftReport, attributions: list[Attribution], evidence: 
     drifted = set(drift.drifted)
     for name in drift.drifted:
         item = drift.get(name)
-        evidence.append(
-            f"data drift: {name} ({item.test} {item.statistic:.3g}, threshold {item.threshold})"
-        )
+        if item.adjusted_pvalue is not None:
+            numbers = (
+                f"{item.test} {item.statistic:.3g}, p {item.adjusted_pvalue:.2g} < {item.threshold}"
+            )
+        else:
+            numbers = f"{item.test} {item.statistic:.3g} ≥ {item.threshold}"
+        evidence.append(f"data drift: {name} ({numbers})")
     if not drift.features:
         return 0.0
     if attributions:
@@ -188,19 +202,19 @@ def _drift_score(drift: DriftReport, attributions: list[Attribution], evidence: 
 
 def _concept_score(
     model: Any,
-    reference: pd.DataFrame,
+    calibration: tuple[pd.DataFrame, Sequence[Any] | None],
     window: pd.DataFrame,
     columns: list[str],
-    reference_labels: Sequence[Any] | None,
     window_labels: Sequence[Any] | None,
     evidence: list[str],
     notes: list[str],
 ) -> float | None:
+    reference, reference_labels = calibration
     if reference_labels is None or window_labels is None:
         notes.append("concept drift not scored: needs labels for the reference and the window")
         return None
-    ref_scores = np.asarray(model.predict_proba(reference[columns]))[:, -1]
-    cur_scores = np.asarray(model.predict_proba(window[columns]))[:, -1]
+    ref_scores = np.asarray(model.predict_proba(model_input(model, reference, columns)))[:, -1]
+    cur_scores = np.asarray(model.predict_proba(model_input(model, window, columns)))[:, -1]
     estimated = (
         ConfidenceEstimator().fit(np.asarray(reference_labels), ref_scores).estimate(cur_scores)
     )
@@ -229,8 +243,10 @@ def _attributions(
         notes.append("no SHAP attributions: pip install 'keelml[explain]'")
         return []
     native = getattr(model, "native", model)
-    ref = reference.sample(min(len(reference), SHAP_ROWS), random_state=0)
-    cur = window[columns].sample(min(len(window), SHAP_ROWS), random_state=0)
+    ref = model_input(model, reference, columns).sample(
+        min(len(reference), SHAP_ROWS), random_state=0
+    )
+    cur = model_input(model, window, columns).sample(min(len(window), SHAP_ROWS), random_state=0)
     try:
         if _is_tree(native):
             explainer: Any = shap.TreeExplainer(native)
@@ -257,6 +273,19 @@ def _attributions(
     return sorted(items, key=lambda a: -abs(a.change))
 
 
+def model_input(model: Any, frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows as the model expects them: coerced to its signature when it has one.
+
+    Logged predictions hold categories as plain strings; a model trained on pandas
+    categoricals (LightGBM) needs them back as ``category`` columns.
+    """
+    signature = getattr(model, "signature", None)
+    if not signature:
+        return frame[list(columns)]
+    names = [c["name"] for c in signature.get("inputs", [])]
+    return validate_frame(frame[names], signature)
+
+
 def _is_tree(native: Any) -> bool:
     name = type(native).__module__ + "." + type(native).__name__
     return any(k in name for k in ("lightgbm", "xgboost", "Forest", "Tree", "GradientBoosting"))
@@ -274,9 +303,8 @@ def _slices(
     labels: Sequence[Any],
     slice_by: Sequence[str],
 ) -> list[SliceResult]:
-    frame = window.assign(
-        _label=np.asarray(labels), _pred=np.asarray(model.predict(window[columns]))
-    )
+    predicted = model.predict(model_input(model, window, columns))
+    frame = window.assign(_label=np.asarray(labels), _pred=np.asarray(predicted))
     return slice_metrics(
         frame,
         by=list(slice_by),

@@ -25,7 +25,7 @@ import pandas as pd
 from keel._models import now_ms
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring import metrics
-from keel.monitoring.diagnosis import Diagnosis, diagnose
+from keel.monitoring.diagnosis import Diagnosis, diagnose, model_input
 from keel.monitoring.drift import FeatureOverride, detect_drift
 from keel.monitoring.estimation import ConfidenceEstimator
 from keel.monitoring.feedback import FeedbackStore
@@ -80,6 +80,7 @@ class MonitorService:
         self.predictions_root = predictions_root
         self.load_model = load_model
         self._references: dict[tuple[str, str], _Reference] = {}
+        self._calibration: dict[tuple[str, str, int], pd.DataFrame] = {}
 
     # -- definitions -----------------------------------------------------------------------
     def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
@@ -152,13 +153,14 @@ class MonitorService:
                 field="run_id",
             )
         model = self.load_model(version)
-        reference_labels = window_labels = None
+        calibration = window_labels = None
         if monitor.label_column and monitor.label_column in reference.columns:
             labelled = self.feedback.labelled(
                 run.model, run.version, run.window_start_ms, run.window_end_ms
             )
             if len(labelled) >= monitor.min_samples:
-                reference_labels = reference[monitor.label_column]
+                held_out = self.calibration_set(monitor, version, reference)
+                calibration = (held_out, held_out[monitor.label_column])
                 window = _strip_prefix(labelled)
                 window_labels = window["label_value"].to_numpy()
         return diagnose(
@@ -166,7 +168,7 @@ class MonitorService:
             reference,
             window,
             features,
-            reference_labels=reference_labels,
+            calibration=calibration,
             window_labels=window_labels,
             freshness=freshness,
             slice_by=[c for c in (slice_by or []) if c in window.columns],
@@ -351,7 +353,7 @@ class MonitorService:
             return None
         try:
             model = self.load_model(version)
-            predicted = model.predict(reference.frame[columns])
+            predicted = model.predict(model_input(model, reference.frame, columns))
         except Exception as exc:  # the model's own failure must not fail the monitor
             log.warning("monitor %s: cannot score the reference: %s", monitor.name, exc)
             return None
@@ -420,20 +422,48 @@ class MonitorService:
                 f"label_column: {monitor.label_column!r} is not in the reference",
                 field="label_column",
             )
+        held_out = self.calibration_set(monitor, version, reference.frame)
         columns = [c["name"] for c in (version.signature or {}).get("inputs", [])]
-        if not columns or any(c not in reference.frame.columns for c in columns):
+        if not columns or any(c not in held_out.columns for c in columns):
             return None
         try:
             model = self.load_model(version)
-            ref_scores = np.asarray(model.predict_proba(reference.frame[columns]))[:, -1]
+            scored = model.predict_proba(model_input(model, held_out, columns))
+            ref_scores = np.asarray(scored)[:, -1]
         except Exception as exc:  # no predict_proba, or the model fails on the reference
             log.warning("monitor %s: no reference scores: %s", monitor.name, exc)
             return None
-        estimator = ConfidenceEstimator().fit(reference.frame[monitor.label_column], ref_scores)
+        estimator = ConfidenceEstimator().fit(held_out[monitor.label_column], ref_scores)
         window_scores = _positive_scores(window)
         if window_scores is None:
             return None
         return estimator.estimate(window_scores)
+
+    def calibration_set(
+        self, monitor: Monitor, version: ModelVersion, reference: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Labelled rows the model did not train on, to calibrate its confidence.
+
+        A model is over-confident on its own training data, so the estimate is
+        calibrated on the version's run inputs logged as ``validation`` (else
+        ``evaluation``) when they carry the label column; the reference otherwise.
+        """
+        key = (monitor.name, version.name, version.version)
+        if key in self._calibration:
+            return self._calibration[key]
+        frame = reference
+        if version.run_id is not None:
+            inputs = self.tracking.get_run(version.run_id).inputs
+            for context in ("validation", "evaluation"):
+                found = [i for i in inputs if i.context == context]
+                if found:
+                    item = self.datasets.get_by_hash(found[0].content_hash)
+                    candidate = self.datasets.load(item.name, item.version)
+                    if monitor.label_column in candidate.columns:
+                        frame = candidate
+                        break
+        self._calibration[key] = frame
+        return frame
 
     # -- inputs -----------------------------------------------------------------------------
     def _version(self, monitor: Monitor) -> ModelVersion | None:
