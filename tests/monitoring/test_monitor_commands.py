@@ -61,6 +61,10 @@ def test_monitor_lifecycle_from_the_command_line(
     runs = json.loads(cli(home, "monitor", "runs", "churn-6h", "--json").stdout)
     assert len(runs) == 1 and runs[0]["status"] == "ok"
 
+    diagnosed = cli(home, "monitor", "diagnose", "churn-6h", "--json")
+    assert diagnosed.exit_code == 0, diagnosed.output
+    assert json.loads(diagnosed.stdout)["verdict"] == "no clear cause"
+
     out = tmp_path / "report.html"
     written = cli(home, "monitor", "report", "churn-6h", "-o", str(out))
     assert written.exit_code == 0, written.output

@@ -355,3 +355,46 @@ def feedback(
             f"{totals['unknown']} for unknown request ids"
         ),
     )
+
+
+@monitor_app.command("diagnose")
+def diagnose(
+    name: str = typer.Argument(..., help="Monitor name."),
+    run_id: str | None = typer.Argument(None, help="Run id (default: the latest run)."),
+    slice_by: list[str] = typer.Option([], "--slice-by", help="Column for worst segments."),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Explain a bad window: data drift, concept drift, a data-quality break or a stale source.
+
+    Example: keel monitor diagnose churn-weekly --slice-by contract
+    """
+
+    def run() -> dict[str, Any]:
+        client = make_client(server, token)
+        chosen = run_id
+        if chosen is None:
+            latest = client.monitor_runs(name, 1)
+            if not latest:
+                raise InvalidInput(f"monitor {name} has no runs yet", field="run_id")
+            chosen = latest[0].id
+        return client.diagnose_monitor_run(name, chosen, slice_by)
+
+    result = run_cli(run)
+
+    def render() -> None:
+        scores = ", ".join(
+            f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in result["scores"].items()
+        )
+        console.print(f"verdict: [bold]{result['verdict']}[/] ({scores})")
+        for line in result["evidence"]:
+            console.print(f"  · {line}")
+        for item in result["attributions"][:5]:
+            console.print(
+                f"  SHAP {item['feature']}: {item['reference']:.4f} → {item['current']:.4f}"
+            )
+        for note in result["notes"]:
+            console.print(f"  note: {note}")
+
+    emit(result, as_json, render)

@@ -86,6 +86,13 @@ class MonitoringMixin:
         """A self-contained HTML report of one run."""
         return self.transport.monitor_report(name, run_id)
 
+    def diagnose_monitor_run(
+        self, name: str, run_id: str, slice_by: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Which of data drift, concept drift, a data-quality break or a stale source best
+        explains a run's window: verdict, scores, evidence, SHAP attributions, slices."""
+        return self.transport.monitor_diagnosis(name, run_id, list(slice_by or []))
+
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
