@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json as jsonlib
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
+import urllib3
 from pydantic import BaseModel, TypeAdapter
 
 from keel._models import Page
 from keel.client._transport import Transport
-from keel.errors import KeelError, Unavailable, error_from_payload
+from keel.errors import InvalidInput, KeelError, Unavailable, error_from_payload
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.store.artifacts import iter_files, normalize_artifact_path
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
@@ -26,32 +28,92 @@ __all__ = ["HttpTransport"]
 B = TypeVar("B", bound=BaseModel)
 
 
+def _dumps(value: Any) -> bytes:
+    # Compact separators: smaller bodies. Entities arrive with NaN already as "NaN" strings.
+    return jsonlib.dumps(value, separators=(",", ":")).encode()
+
+
 def _q(segment: str) -> str:
     return quote(segment, safe="")
 
 
+class _Response:
+    """The parts of an HTTP response the transport reads."""
+
+    __slots__ = ("content", "status_code")
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
 class HttpTransport(Transport):
-    """REST client with a kept-alive connection pool."""
+    """REST client over one thread-safe pool of kept-alive connections.
+
+    urllib3 rather than httpx: an SDK call is mostly client overhead on loopback, and
+    urllib3 spends about a third of the time httpx does per request (0.3 vs 1.0 ms
+    measured with the tracking benchmark's ``log_metric`` loop).
+    """
 
     def __init__(
         self, base_url: str, *, token: str | None, timeout_s: float, cache_dir: Path
     ) -> None:
-        headers = {"user-agent": "keel-sdk"}
+        self.headers = {"user-agent": "keel-sdk", "accept": "application/json"}
         if token:
-            headers["authorization"] = f"Bearer {token}"
+            self.headers["authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
+        parsed = urlsplit(self.base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidInput(
+                f"server URL must be http(s)://host[:port], got {base_url!r}", field="uri"
+            )
+        self.prefix = parsed.path.rstrip("/")
         self.cache_dir = cache_dir
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        # No retries: a POST that reached the server must not be sent twice.
+        self.pool = urllib3.connection_from_url(
+            self.base_url,
+            maxsize=8,
+            timeout=urllib3.Timeout(total=timeout_s),
+            retries=False,
+        )
 
     def __repr__(self) -> str:
         return f"HttpTransport({self.base_url!r})"
 
     # ---- plumbing ------------------------------------------------------------------------
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> _Response:
+        headers = self.headers
+        body = content
+        if json is not None:
+            body = _dumps(json)
+            headers = {**headers, "content-type": "application/json"}
+        target = self.prefix + url
+        if params:
+            target += "?" + urlencode(
+                [(k, v) for k, v in params.items() if v is not None], doseq=True
+            )
         try:
-            response = self.http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
+            raw = self.pool.urlopen(
+                method, target, body=body, headers=headers, redirect=False, preload_content=True
+            )
+        except urllib3.exceptions.HTTPError as exc:
             raise Unavailable(f"cannot reach keel server at {self.base_url}: {exc}") from exc
+        response = _Response(raw.status, raw.data)
         if response.status_code >= 400:
             try:
                 payload: Any = response.json()
@@ -274,5 +336,40 @@ class HttpTransport(Transport):
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
+    # ---- monitoring ----------------------------------------------------------------------------
+    def submit_feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/feedback", json={"items": items}).json()
+        return result
+
+    def create_monitor(self, spec: MonitorSpec) -> Monitor:
+        return self._call("POST", "/v1/monitors", Monitor, json=spec.model_dump(mode="json"))
+
+    def get_monitor(self, name: str) -> Monitor:
+        return self._call("GET", f"/v1/monitors/{_q(name)}", Monitor)
+
+    def list_monitors(self) -> list[Monitor]:
+        return self._call_list("GET", "/v1/monitors", Monitor)
+
+    def delete_monitor(self, name: str) -> None:
+        self._request("DELETE", f"/v1/monitors/{_q(name)}")
+
+    def run_monitor(self, name: str) -> MonitorRun:
+        return self._call("POST", f"/v1/monitors/{_q(name)}/run", MonitorRun)
+
+    def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]:
+        url = f"/v1/monitors/{_q(name)}/runs"
+        return self._call_list("GET", url, MonitorRun, params={"limit": limit})
+
+    def monitor_run(self, name: str, run_id: str) -> MonitorRun:
+        return self._call("GET", f"/v1/monitors/{_q(name)}/runs/{_q(run_id)}", MonitorRun)
+
+    def monitor_report(self, name: str, run_id: str) -> str:
+        return self._request("GET", f"/v1/monitors/{_q(name)}/runs/{_q(run_id)}/report").text
+
+    def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]:
+        url = f"/v1/monitors/{_q(name)}/runs/{_q(run_id)}/diagnosis"
+        result: dict[str, Any] = self._request("GET", url, params={"slice_by": slice_by}).json()
+        return result
+
     def close(self) -> None:
-        self.http.close()
+        self.pool.close()

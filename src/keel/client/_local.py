@@ -9,6 +9,7 @@ from typing import Any
 
 from keel._models import Page
 from keel.client._transport import Transport
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.services import Services
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
@@ -165,6 +166,40 @@ class LocalTransport(Transport):
 
     def model_dir(self, item: ModelVersion) -> Path:
         return self.services.registry.model_dir(item)
+
+    # ---- monitoring ----------------------------------------------------------------------------
+    def submit_feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self.services.feedback.submit(items).__dict__)
+
+    def create_monitor(self, spec: MonitorSpec) -> Monitor:
+        return self.services.monitors.create(spec, actor=self.user)
+
+    def get_monitor(self, name: str) -> Monitor:
+        return self.services.monitors.get(name)
+
+    def list_monitors(self) -> list[Monitor]:
+        return self.services.monitors.list_monitors()
+
+    def delete_monitor(self, name: str) -> None:
+        self.services.monitors.delete(name)
+
+    def run_monitor(self, name: str) -> MonitorRun:
+        return self.services.monitors.run(name)
+
+    def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]:
+        return self.services.monitors.runs(name, limit)
+
+    def monitor_run(self, name: str, run_id: str) -> MonitorRun:
+        return self.services.monitors.get_run(name, run_id)
+
+    def monitor_report(self, name: str, run_id: str) -> str:
+        from keel.ui.monitor_report import render_run
+
+        run = self.services.monitors.get_run(name, run_id)
+        return render_run(run, *self.services.monitors.samples(run))
+
+    def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]:
+        return self.services.monitors.diagnose(name, run_id, slice_by=slice_by).as_dict()
 
     def close(self) -> None:
         self.services.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from keel._models import Page
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
 
@@ -144,6 +145,37 @@ class Transport(ABC):
 
     @abstractmethod
     def model_dir(self, item: ModelVersion) -> Path: ...
+
+    # ---- monitoring --------------------------------------------------------------------------
+    @abstractmethod
+    def submit_feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def create_monitor(self, spec: MonitorSpec) -> Monitor: ...
+
+    @abstractmethod
+    def get_monitor(self, name: str) -> Monitor: ...
+
+    @abstractmethod
+    def list_monitors(self) -> list[Monitor]: ...
+
+    @abstractmethod
+    def delete_monitor(self, name: str) -> None: ...
+
+    @abstractmethod
+    def run_monitor(self, name: str) -> MonitorRun: ...
+
+    @abstractmethod
+    def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]: ...
+
+    @abstractmethod
+    def monitor_run(self, name: str, run_id: str) -> MonitorRun: ...
+
+    @abstractmethod
+    def monitor_report(self, name: str, run_id: str) -> str: ...
+
+    @abstractmethod
+    def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]: ...
 
     @abstractmethod
     def close(self) -> None:
