@@ -7,6 +7,7 @@ reads ``os.environ`` itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,40 @@ class Settings(BaseSettings):
     max_metrics_per_batch: int = Field(
         default=10_000, ge=1, description="Most metrics accepted in one batch call."
     )
+    max_upload_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Largest raw upload (run artifact, dataset version); 413 above.",
+    )
+    max_predict_rows: int = Field(
+        default=10_000, ge=1, description="Most rows accepted in one predict call (422 above)."
+    )
+    max_filter_length: int = Field(
+        default=4000, ge=16, description="Longest run-search filter expression (characters)."
+    )
+    max_filter_tokens: int = Field(
+        default=400, ge=4, description="Most tokens in one run-search filter expression."
+    )
+    max_filter_depth: int = Field(
+        default=16, ge=1, description="Deepest parenthesis nesting in a run-search filter."
+    )
+    max_filter_terms: int = Field(
+        default=50, ge=1, description="Most comparisons in one run-search filter."
+    )
+    auth: Literal["off", "on"] = Field(
+        default="off",
+        description=(
+            "'on': every API call except health/metrics/docs needs an API token "
+            "(Authorization: Bearer). 'off': no tokens; `keel server` then refuses "
+            "non-loopback addresses."
+        ),
+    )
+    auth_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long a verified token is trusted without re-checking (revocation lag).",
+    )
     sqlite_busy_timeout_ms: int = Field(
         default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
     )
@@ -59,6 +94,113 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(
         default=None,
         description="Where registry models are unpacked for loading; default: home/cache.",
+    )
+
+    prediction_log_dir: Path | None = Field(
+        default=None,
+        description="Directory of the prediction log's Parquet segments; "
+        "default: artifact root/predictions.",
+    )
+    prediction_log_flush_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Longest a logged prediction waits in memory before it is written "
+        "(the kill -9 loss window).",
+    )
+    prediction_log_max_batch: int = Field(
+        default=10_000, ge=1, description="Most records the log writer puts in one segment."
+    )
+    prediction_log_max_queue: int = Field(
+        default=100_000,
+        ge=1,
+        description="Records the prediction log buffers; appends beyond it are dropped and "
+        "counted, never blocked.",
+    )
+    prediction_log_fsync: bool = Field(
+        default=True, description="fsync each prediction-log segment before it becomes visible."
+    )
+    prediction_log_compact_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often the log merges the small segments it wrote (0 = never).",
+    )
+
+    # ---- serving gateway (keel.serving; docs/serving.md) ----
+    serving_preload: str = Field(
+        default="", description="Models warmed at start and after alias moves: 'churn@champion'."
+    )
+    serving_pool_max_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Memory budget of loaded models (on-disk size)."
+    )
+    serving_batching: bool = Field(default=True, description="Coalesce concurrent requests.")
+    serving_batch_max_size: int = Field(default=64, ge=1, description="Most rows per batch.")
+    serving_batch_max_wait_us: int = Field(
+        default=500, ge=0, le=1_000_000, description="Longest a row waits for a fuller batch."
+    )
+    serving_predict_threads: int = Field(default=2, ge=1, le=64, description="Predict threads.")
+    serving_model_threads: int = Field(
+        default=1, ge=0, le=64, description="OpenMP threads per model call (0 = library default)."
+    )
+    serving_cache: bool = Field(default=True, description="Cache predictions by exact input.")
+    serving_cache_backend: Literal["auto", "memory", "redis"] = Field(
+        default="auto", description="Prediction cache store; auto = redis when KEEL_REDIS_URL."
+    )
+    serving_cache_max_entries: int = Field(default=100_000, ge=1, description="In-process size.")
+    serving_cache_ttl_s: float = Field(default=3600.0, gt=0, description="Default cache TTL.")
+    serving_cache_ttl_by_model: dict[str, float] = Field(
+        default_factory=dict, description="Per-model cache TTL in seconds (JSON object)."
+    )
+    serving_timeout_s: float = Field(default=5.0, gt=0, description="Predict timeout (504).")
+    serving_rate_limit: str = Field(
+        default="1000/minute", description="Per-client limit ('limits' syntax; '' = off)."
+    )
+    serving_breaker_error_rate: float = Field(
+        default=0.05, gt=0, le=1, description="Error share that opens a version's breaker."
+    )
+    serving_breaker_window_s: float = Field(default=60.0, gt=0, description="Breaker window.")
+    serving_breaker_min_requests: int = Field(
+        default=20, ge=1, description="Calls in the window before the breaker may open."
+    )
+    serving_breaker_reset_s: float = Field(default=30.0, gt=0, description="Open → half-open.")
+    serving_fallbacks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-model fallback while a breaker is open: 'previous' or 'constant:<json>'.",
+    )
+    serving_alias_refresh_ms: int = Field(
+        default=1000, ge=0, description="How often aliases are re-read (0 = every request)."
+    )
+    serving_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest predict body (413 above)."
+    )
+
+    # ---- feature store (keel.features; docs/features.md) ----
+    features_online_store: Literal["auto", "sqlite", "redis"] = Field(
+        default="auto", description="Online feature store; auto = redis when KEEL_REDIS_URL."
+    )
+    features_online_path: Path | None = Field(
+        default=None, description="SQLite file of online features; default: home/features."
+    )
+    features_duckdb_memory_limit: str = Field(
+        default="2GB", description="DuckDB memory limit for joins; above it DuckDB spills."
+    )
+    features_duckdb_threads: int | None = Field(
+        default=None, ge=1, le=256, description="DuckDB threads (default: all cores)."
+    )
+    features_registry_refresh_s: float = Field(
+        default=5.0, ge=0, description="How long a process trusts its copy of the definitions."
+    )
+    features_deprecate_after_days: int = Field(
+        default=90, ge=1, description="Features unused this long are listed as deprecated."
+    )
+    features_skew_ks_threshold: float = Field(
+        default=0.1, gt=0, le=1, description="KS statistic above which a feature is skewed."
+    )
+    features_skew_psi_threshold: float = Field(
+        default=0.2, gt=0, description="PSI above which a feature is skewed."
+    )
+    features_skew_null_rate_threshold: float = Field(
+        default=0.05, ge=0, le=1, description="Null-rate difference above which it is skewed."
     )
 
     @field_validator("home", mode="after")

@@ -11,7 +11,10 @@
     ├── Conflict (409, exit 1)
     ├── Unauthorized (401, exit 1)
     ├── Forbidden (403, exit 1)
-    └── Unavailable (503, exit 1)
+    ├── Unavailable (503, exit 1)
+    ├── ModelError (502, exit 1)          the served model raised; detail.error_class names it
+    ├── GatewayTimeout (504, exit 1)
+    └── RateLimited (429, exit 1)         detail.retry_after_s → Retry-After header
 
 The API maps these to responses in exactly one place (``keel.api.errors``); the
 HTTP client maps responses back with :func:`error_from_payload`, so local and
@@ -26,11 +29,14 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "GatewayTimeout",
     "InvalidInput",
     "KeelError",
     "MethodNotAllowed",
+    "ModelError",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "Unauthorized",
     "Unavailable",
     "error_from_payload",
@@ -114,6 +120,24 @@ class Unavailable(KeelError):
     """A dependency (database, model, queue) cannot serve the request now."""
 
     status, code = 503, "unavailable"
+
+
+class ModelError(KeelError):
+    """The served model raised while predicting; ``detail["error_class"]`` names its error."""
+
+    status, code = 502, "model_error"
+
+
+class GatewayTimeout(KeelError):
+    """A prediction did not finish within the serving timeout."""
+
+    status, code = 504, "gateway_timeout"
+
+
+class RateLimited(KeelError):
+    """The client sent more requests than its limit; retry after ``detail["retry_after_s"]``."""
+
+    status, code = 429, "rate_limited"
 
 
 def _all_subclasses(cls: type[KeelError]) -> list[type[KeelError]]:

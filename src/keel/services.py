@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
+from keel.auth.service import AuthService
 from keel.config import Settings
+from keel.features import FeatureStore
+from keel.monitoring.feedback import FeedbackStore
+from keel.monitoring.service import MonitorService
+from keel.registry.packaging import load_model_dir
 from keel.registry.service import RegistryService
+from keel.serving.predlog import log_root
 from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
+from keel.store.sql.auth import AuthSql
 from keel.store.sql.engine import make_engine
 from keel.store.sql.migrate import current_revision, head_revision, upgrade
+from keel.store.sql.monitoring import MonitorSql
 from keel.tracking.datasets import DatasetService
+from keel.tracking.filters import FilterLimits
 from keel.tracking.service import TrackingService
 
 __all__ = ["Services", "open_services"]
@@ -26,10 +37,42 @@ class Services:
     tracking: TrackingService
     datasets: DatasetService
     registry: RegistryService
+    auth: AuthService
+    features: FeatureStore
+    feedback: FeedbackStore
+    monitors: MonitorService
 
     def close(self) -> None:
-        """Release database connections."""
+        """Commit queued audit entries, then release database connections."""
+        self.auth.close()
+        self.features.close()
         self.store.dispose()
+
+
+def _feature_store(settings: Settings, engine: Engine) -> FeatureStore:
+    """The feature store; with Redis, a push invalidates the pushed entities' cached predictions.
+
+    Wired here so that keel.features never imports keel.serving. The serving
+    cache is tagged with ``entity_keys``: the join-key value (several keys joined by
+    ``|``). A push of more than 1,000 entities drops the whole shared cache instead.
+    """
+    features = FeatureStore(settings, engine=engine)
+    if settings.redis_url:
+        import redis
+
+        from keel.serving.events import publish_invalidation
+
+        client = redis.Redis.from_url(settings.redis_url)
+
+        def invalidate(_view: str, keys: list[dict[str, object]]) -> None:
+            if len(keys) > 1000:
+                publish_invalidation(client, everything=True)
+                return
+            for entity in {"|".join(str(v) for v in key.values()) for key in keys}:
+                publish_invalidation(client, entity=entity)
+
+        features.add_invalidation_callback(invalidate)
+    return features
 
 
 def open_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -40,11 +83,37 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(engine)
     store = SqlStore(engine)
     artifacts = ArtifactStore(settings.resolved_artifact_root)
+    tracking = TrackingService(
+        store,
+        artifacts,
+        max_batch=settings.max_metrics_per_batch,
+        filter_limits=FilterLimits.from_settings(settings),
+    )
+    datasets = DatasetService(store, artifacts)
+    registry = RegistryService(store, artifacts, settings.resolved_model_cache_dir)
+    predictions_root = log_root(settings)
+    feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
     return Services(
         settings=settings,
         store=store,
         artifacts=artifacts,
-        tracking=TrackingService(store, artifacts, max_batch=settings.max_metrics_per_batch),
-        datasets=DatasetService(store, artifacts),
-        registry=RegistryService(store, artifacts, settings.resolved_model_cache_dir),
+        tracking=tracking,
+        datasets=datasets,
+        registry=registry,
+        auth=AuthService(
+            AuthSql(engine), enabled=settings.auth == "on", cache_ttl_s=settings.auth_cache_ttl_s
+        ),
+        features=_feature_store(settings, engine),
+        feedback=feedback,
+        monitors=MonitorService(
+            MonitorSql(engine),
+            registry,
+            tracking,
+            datasets,
+            feedback,
+            predictions_root,
+            lambda version: load_model_dir(
+                registry.model_dir(version), allow_pickle=settings.allow_pickle
+            ),
+        ),
     )

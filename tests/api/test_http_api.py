@@ -31,7 +31,8 @@ def http(live_server: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def small_limit_url(tmp_path: Path) -> Iterator[str]:
     """A server whose request bodies are limited to LIMIT bytes."""
-    services = open_services(Settings(home=tmp_path / "limited", max_request_bytes=LIMIT))
+    limited = Settings(home=tmp_path / "limited", max_request_bytes=LIMIT, max_upload_bytes=LIMIT)
+    services = open_services(limited)
     with serve_in_thread(create_app(services=services)) as url:
         yield url
     services.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def test_clean_window_is_ok_with_performance_and_estimate(setup: tuple) -> None:
     )
     assert estimated["accuracy"] == pytest.approx(realised["accuracy"], abs=0.05)
     delay = run.results["label_delay_s"]
-    assert 0 < delay["median"] <= delay["p90"] <= delay["max"] < 3_600
+    since_import = time.time() - NOW_MS / 1000  # rows were stamped relative to NOW_MS
+    assert 0 < delay["median"] <= delay["p90"] <= delay["max"] < 3_000 + since_import + 5
     assert monitors.runs("churn-weekly")[0].id == run.id
     assert monitors.get_run("churn-weekly", run.id).results == run.results
 

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keel.errors import BadRequest
-from keel.tracking.filters import And, Comparison, Or, parse_filter, parse_order_by
+from keel.tracking.filters import (
+    And,
+    Comparison,
+    FilterLimits,
+    Or,
+    parse_filter,
+    parse_order_by,
+)
 
 _NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True).filter(
     lambda n: n not in {"and", "or", "in", "not", "like", "ilike", "asc", "desc"}
@@ -68,3 +75,51 @@ def test_order_by_rejects_trailing_tokens() -> None:
     with pytest.raises(BadRequest) as caught:
         parse_order_by(["metrics.auc desc extra"])
     assert caught.value.field == "order_by" and caught.value.detail["token"] == "extra"
+
+
+# ---- complexity limits (issue 7) ---------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=3000))
+def test_any_nesting_depth_parses_or_raises_bad_request_never_recursion(depth: int) -> None:
+    text = "(" * depth + "metrics.a > 1" + ")" * depth
+    limits = FilterLimits(max_length=10_000, max_tokens=10_000, max_depth=16)
+    if depth <= limits.max_depth:
+        assert parse_filter(text, limits) == Comparison("metric", "a", ">", 1.0)
+    else:
+        with pytest.raises(BadRequest, match="nested too deep"):
+            parse_filter(text, limits)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(comparisons(), min_size=1, max_size=30), st.integers(min_value=4, max_value=60))
+def test_token_limit_is_exact(parts: list[tuple[str, Comparison]], max_tokens: int) -> None:
+    text = " and ".join(p[0] for p in parts)
+    tokens = 4 * len(parts) - 1  # key op value per comparison, "and" between them
+    limits = FilterLimits(max_tokens=max_tokens)
+    if tokens <= max_tokens:
+        assert parse_filter(text, limits) is not None
+    else:
+        with pytest.raises(BadRequest, match="too many tokens") as caught:
+            parse_filter(text, limits)
+        assert caught.value.detail["limit"] == max_tokens
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=0, max_size=300), st.integers(min_value=16, max_value=200))
+def test_length_limit_applies_before_parsing(text: str, max_length: int) -> None:
+    limits = FilterLimits(max_length=max_length)
+    try:
+        parse_filter(text, limits)
+    except BadRequest as error:
+        assert error.field == "filter"
+        if len(text) > max_length:
+            assert error.detail["limit"] == max_length
+    else:
+        assert len(text) <= max_length
+
+
+def test_configured_term_limit_is_used() -> None:
+    with pytest.raises(BadRequest, match="at most 2"):
+        parse_filter("metrics.a > 1 and metrics.b > 1 and metrics.c > 1", FilterLimits(max_terms=2))

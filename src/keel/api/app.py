@@ -8,12 +8,23 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from keel import __version__
-from keel.api.errors import install_error_handlers
+from keel.api.authz import SecurityMiddleware, app_dependencies
+from keel.api.errors import ERROR_RESPONSES, install_error_handlers
 from keel.api.limits import BodySizeLimit
 from keel.api.observability import RequestMetrics
-from keel.api.routers import datasets, health, models, tracking
+from keel.api.routers import (
+    admin,
+    datasets,
+    features,
+    health,
+    models,
+    monitoring,
+    serving,
+    tracking,
+)
 from keel.config import Settings
 from keel.services import Services, open_services
+from keel.serving.startup import start_gateway
 
 __all__ = ["create_app"]
 
@@ -26,9 +37,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or open_services(settings)
+        svc = app.state.services
+        app.state.gateway = await start_gateway(svc.settings, svc.registry)  # ready once warm
         try:
             yield
         finally:
+            await app.state.gateway.close()
             if owned:
                 app.state.services.close()
 
@@ -37,12 +51,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version=__version__,
         description="Track, register, serve, monitor and retrain models: keel's REST API.",
         lifespan=lifespan,
+        dependencies=app_dependencies(settings),  # every route, also those added later
+        responses=ERROR_RESPONSES,
     )
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
-    for router in (health.router, tracking.router, datasets.router, models.router):
+    # the prediction hot path first
+    routers = (serving, health, tracking, datasets, models, admin, features, monitoring)
+    for router in (r.router for r in routers):
         app.include_router(router)
     app.add_middleware(RequestMetrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    app.add_middleware(SecurityMiddleware)  # outermost: 401 before a body is read
     return app

@@ -20,7 +20,7 @@ async def get_services(request: Request) -> Services:
 
 
 async def get_actor(request: Request) -> str | None:
-    """Who is calling: the authenticated user once auth lands, else the X-Keel-User hint."""
+    """Who is calling: the token's user (KEEL_AUTH=on), else the unverified X-Keel-User hint."""
     user = getattr(request.state, "user", None)
     return str(user) if user else request.headers.get("x-keel-user")
 

@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.api.limits import BodyTooLarge
@@ -23,9 +25,61 @@ from keel.errors import (
     PayloadTooLarge,
 )
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("keel.api")
+
+
+class _ErrorPayload(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"code", "message", "field", "detail"}}``."""
+
+    error: _ErrorPayload
+
+
+# Inline (not ``model=``): FastAPI documents a model under the route's own media
+# type, which would claim text/html for the errors of HTML routes.
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "detail": {"type": "object"},
+            },
+        }
+    },
+}
+
+#: Documented on every operation (the OpenAPI then matches what keel really answers).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    }
+    for status, description in (
+        (400, "Malformed request (bad JSON, bad filter syntax)"),
+        (401, "Missing or invalid API token"),
+        (403, "The caller's role or model ownership does not allow this"),
+        (404, "Unknown resource or route"),
+        (405, "Method not allowed on this path"),
+        (409, "Conflicts with existing state"),
+        (413, "Body or upload above the configured limit"),
+        (422, "A field has a bad value; `field` names it"),
+        (503, "Database or another dependency unavailable"),
+    )
+}
 
 
 def error_response(error: KeelError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -59,11 +113,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KeelError)
     async def _keel_error(_request: Request, exc: KeelError) -> JSONResponse:
-        return error_response(exc)
+        retry = exc.detail.get("retry_after_s")  # RateLimited, open breakers: tell when to retry
+        return error_response(exc, {"Retry-After": str(retry)} if retry is not None else None)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(_validation_error(exc))
+
+    @app.exception_handler(PydanticValidationError)
+    async def _model_validation(_request: Request, exc: PydanticValidationError) -> JSONResponse:
+        # a handler built a domain model from input the request schema let through
+        errors = exc.errors()
+        field = _field(tuple(errors[0].get("loc", ()))) if errors else "body"
+        message = f"{field}: {errors[0].get('msg', 'invalid value')}" if errors else str(exc)
+        return error_response(InvalidInput(message, field=field))
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # safety net: an integer the request schema did not bound reached the database
+        log.info("overflow on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(InvalidInput(f"a number in the request is out of range ({exc})"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

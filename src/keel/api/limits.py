@@ -1,7 +1,12 @@
-"""ASGI middleware rejecting request bodies above the configured size with 413."""
+"""ASGI middleware rejecting request bodies above the configured size with 413.
+
+Raw uploads (run artifacts, dataset versions) have their own, larger limit
+(``KEEL_MAX_UPLOAD_BYTES``); every other body is held to ``KEEL_MAX_REQUEST_BYTES``.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -9,7 +14,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.errors import PayloadTooLarge
 
-__all__ = ["BodySizeLimit", "BodyTooLarge"]
+__all__ = ["UPLOAD_ROUTES", "BodySizeLimit", "BodyTooLarge"]
+
+#: (method, path pattern) of routes whose body is a raw upload.
+UPLOAD_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("PUT", re.compile(r"^/v1/runs/[^/]+/artifacts/.+$")),
+    ("POST", re.compile(r"^/v1/datasets/[^/]+/versions/?$")),
+)
 
 
 class BodyTooLarge(HTTPException):
@@ -23,17 +34,26 @@ class BodyTooLarge(HTTPException):
 class BodySizeLimit:
     """Refuse bodies over ``max_bytes``: by Content-Length up front, else while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes or max_bytes
+
+    def limit_for(self, method: str, path: str) -> int:
+        """The body limit of a request."""
+        for upload_method, pattern in UPLOAD_ROUTES:
+            if method == upload_method and pattern.match(path):
+                return self.max_upload_bytes
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("method", "GET"), scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         seen = 0
 
@@ -45,18 +65,16 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         import json
 
-        error = PayloadTooLarge(
-            f"request body exceeds {self.max_bytes} bytes", field="body", limit=self.max_bytes
-        )
+        error = PayloadTooLarge(f"request body exceeds {limit} bytes", field="body", limit=limit)
         body = json.dumps(error.to_payload()).encode()
         headers: list[Any] = [
             (b"content-type", b"application/json"),

@@ -28,6 +28,11 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Integers are bounded to what the database columns hold (64-bit; versions 32-bit).
+_INT64 = 2**63 - 1
+_INT32 = 2**31 - 1
+
+
 class CreateExperiment(_Body):
     name: str = Field(max_length=256)
     description: str | None = Field(default=None, max_length=10_000)
@@ -42,8 +47,8 @@ class CreateRun(_Body):
     params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     user: str | None = Field(default=None, max_length=256)
     environment: dict[str, Any] = Field(default_factory=dict)
-    seed: int | None = None
-    start_time_ms: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=-_INT64, le=_INT64)
+    start_time_ms: int | None = Field(default=None, ge=0, le=_INT64)
 
 
 class EndRun(_Body):
@@ -51,12 +56,12 @@ class EndRun(_Body):
 
 
 class MetricBody(_Body):
-    key: str = Field(max_length=250)
+    key: str = Field(min_length=1, max_length=250)
     value: float = Field(
         description='A number; NaN and infinities as "NaN", "Infinity", "-Infinity".'
     )
-    step: int = 0
-    timestamp_ms: int | None = Field(default=None, ge=0)
+    step: int = Field(default=0, ge=-_INT64, le=_INT64)
+    timestamp_ms: int | None = Field(default=None, ge=0, le=_INT64)
 
 
 class BatchBody(_Body):
@@ -106,5 +111,5 @@ class UpdateVersion(_Body):
 
 
 class AliasBody(_Body):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=_INT32)
     reason: str | None = Field(default=None, max_length=2000)

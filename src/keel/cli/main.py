@@ -6,9 +6,14 @@ import typer
 
 from keel.cli._context import close_clients
 from keel.cli.datasets import datasets_app
+from keel.cli.features import features_app
 from keel.cli.models import models_app
+from keel.cli.monitor import monitor_app
+from keel.cli.predictions import predictions_app
+from keel.cli.serving import cache_app
 from keel.cli.system import db_app, server
 from keel.cli.tracking import experiments_app, runs_app
+from keel.cli.users import audit, tokens_app, users_app
 
 app = typer.Typer(
     name="keel",
@@ -32,6 +37,13 @@ app.add_typer(experiments_app, name="experiments")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(features_app, name="features")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command("audit")(audit)
+app.add_typer(predictions_app, name="predictions")
+app.add_typer(cache_app, name="cache")
+app.add_typer(monitor_app, name="monitor")
 
 
 @app.command("demo")

@@ -1,13 +1,20 @@
-"""``keel models``: list, show, versions, alias, history, lineage, import-mlflow."""
+"""``keel models``: list, show, versions, alias, history, lineage, import-mlflow, export."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from keel.cli._context import ServerOption, TokenOption, make_client
-from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
+from keel.cli._output import JsonOption, console, emit, fail, fmt_ms, run_cli, table
+from keel.errors import KeelError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keel.client import Client
 
 models_app = typer.Typer(
     help="Inspect the model registry and move aliases.\n\nExample: keel models show churn",
@@ -189,3 +196,116 @@ def import_mlflow(
     """
     version = run_cli(lambda: make_client(server, token).import_mlflow_model(path, name))
     emit(version, as_json, lambda: console.print(f"imported as {version.uri} ({version.flavor})"))
+
+
+@models_app.command("export")
+def export_model(
+    ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION, models:/... or NAME (latest)."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format; only onnx."),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="int8: dynamic int8 quantization of MatMul/Gemm weights."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="File to write (default: NAME-vVERSION.onnx here)."
+    ),
+    tolerance: float | None = typer.Option(
+        None, "--tolerance", help="Largest accepted output difference (1e-4 fp32, 0.1 int8)."
+    ),
+    samples: int = typer.Option(
+        1000, "--samples", min=1, max=100_000, help="Training-like rows in the parity check."
+    ),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Export a version as one self-contained ONNX file, after a parity check.
+
+    The file carries the signature and the keel model/version in its metadata.
+
+    Parity: the input example plus training rows; written only if it passes, else exit 2.
+
+    Prints the file size and onnxruntime vs original latency on 1 and 1,000 rows.
+
+    Example: keel models export churn@champion --format onnx --quantize int8 -o churn.onnx
+    """
+    from keel.errors import InvalidInput, NotFound
+    from keel.serving.export import export_onnx
+
+    if fmt != "onnx":
+        fail(InvalidInput(f"unknown format {fmt!r}; supported: onnx", field="format"))
+    client = run_cli(lambda: make_client(server, token))
+    try:
+        item = client.resolve(ref)
+    except NotFound as exc:
+        # A model that does not exist is bad input to this command: exit 2 (issue 4).
+        fail(InvalidInput(exc.message, field=exc.field or "model"))
+    except KeelError as exc:
+        fail(exc)
+    directory = run_cli(lambda: client.transport.model_dir(item))
+    target = output or Path(f"{item.name}-v{item.version}.onnx")
+    result = run_cli(
+        lambda: export_onnx(
+            directory,
+            target,
+            model=item.name,
+            version=item.version,
+            quantize=quantize,
+            tolerance=tolerance,
+            data=_training_data(client, item.name, item.version),
+            samples=samples,
+            allow_pickle=client.settings.allow_pickle,
+        )
+    )
+
+    def render() -> None:
+        console.print(
+            f"[green]✓[/] {result.model} v{result.version} ({result.flavor}, "
+            f"{result.converter}) → {result.path}: {result.size_bytes:,} bytes, {result.precision}"
+        )
+        if result.quantization_note:
+            console.print(f"[yellow]note:[/] {result.quantization_note}")
+        parity = result.parity
+        console.print(
+            f"parity on {parity.rows} rows: max |Δ {parity.metric}| = {parity.max_abs_diff:.3g} "
+            f"(tolerance {parity.tolerance:g}), {parity.label_mismatches} label mismatches"
+        )
+        if result.latency is not None:
+            lat = result.latency
+            table(
+                "latency (median ms per predict call)",
+                ["rows", "original", "onnxruntime", "speed-up", "onnxruntime run only"],
+                [
+                    (
+                        1,
+                        f"{lat.original_1_row_ms:.3f}",
+                        f"{lat.onnx_1_row_ms:.3f}",
+                        f"{lat.original_1_row_ms / lat.onnx_1_row_ms:.1f}x",
+                        f"{lat.onnx_run_1_row_ms:.3f}",
+                    ),
+                    (
+                        1000,
+                        f"{lat.original_1000_rows_ms:.3f}",
+                        f"{lat.onnx_1000_rows_ms:.3f}",
+                        f"{lat.original_1000_rows_ms / lat.onnx_1000_rows_ms:.1f}x",
+                        f"{lat.onnx_run_1000_rows_ms:.3f}",
+                    ),
+                ],
+            )
+            console.print(
+                "original and onnxruntime: called with a DataFrame, as the gateway does; "
+                "run only: session.run on ready tensors, as an edge runtime would"
+            )
+
+    emit(result.to_dict(), as_json, render)
+
+
+def _training_data(client: Client, name: str, version: int) -> pd.DataFrame | None:
+    """The version's training dataset (for the parity check), or None if it has none."""
+    try:
+        lineage = client.lineage(name, version)
+        for item in lineage.datasets:
+            if item.get("context") == "training":
+                return client.load_dataset(item["name"], item.get("dataset_version"))
+    except KeelError:
+        return None  # no run or no readable dataset: the parity check uses the example
+    return None

@@ -31,12 +31,15 @@ def server(
     workers: int | None = typer.Option(None, help="uvicorn worker processes."),
     allow_remote_without_auth: bool = typer.Option(
         False,
-        help="Bind a non-loopback address although authentication is not configured.",
+        help="Bind a non-loopback address with KEEL_AUTH=off (only behind a trusted, "
+        "authenticating proxy).",
     ),
 ) -> None:
     """Run the REST API (OpenAPI at /docs, /healthz, /readyz, /metrics).
 
-    Example: keel server --port 8080
+    A non-loopback address needs KEEL_AUTH=on and an admin (`keel users create-admin`).
+
+    Example: KEEL_AUTH=on keel server --host 0.0.0.0 --port 8080
     """
     import uvicorn
 
@@ -46,13 +49,11 @@ def server(
     host = host or settings.host
     port = port if port is not None else settings.port
     workers = workers or settings.workers
-    if not _is_loopback(host) and not allow_remote_without_auth:
-        console.print(
-            f"[bold red]refusing to listen on {host}:[/] keel would accept unauthenticated "
-            "writes from the network. Bind 127.0.0.1, or pass --allow-remote-without-auth "
-            "behind a trusted proxy."
-        )
-        raise typer.Exit(2)
+    if not _is_loopback(host):
+        problem = _remote_problem(settings, allow_remote_without_auth)
+        if problem:
+            console.print(f"[bold red]refusing to listen on {host}:[/] {problem}", soft_wrap=True)
+            raise typer.Exit(2)
     # Migrate once here so that several workers do not race to upgrade the schema.
     run_cli(lambda: open_services(settings).close())
     os.environ["KEEL_HOST"], os.environ["KEEL_PORT"] = host, str(port)
@@ -66,6 +67,31 @@ def server(
         log_level="warning",
         access_log=False,
     )
+
+
+def _remote_problem(settings: Settings, allow_without_auth: bool) -> str | None:
+    """Why the server may not listen on the network, or None when it may."""
+    if settings.auth != "on":
+        if allow_without_auth:
+            console.print("[yellow]warning:[/] KEEL_AUTH=off on a network address")
+            return None
+        return (
+            "keel would accept unauthenticated calls from the network. Set KEEL_AUTH=on "
+            "and create the first admin with `keel users create-admin NAME` (it prints "
+            "the admin's API token once), or bind 127.0.0.1."
+        )
+    from keel.services import open_services
+
+    services = run_cli(lambda: open_services(settings))
+    try:
+        if not services.auth.has_admin():
+            return (
+                "KEEL_AUTH=on but no admin exists, so nobody could use the API. Run "
+                "`keel users create-admin NAME` first (it prints the admin's API token once)."
+            )
+    finally:
+        services.close()
+    return None
 
 
 @db_app.command("upgrade")

@@ -13,6 +13,10 @@ Grammar (keywords are case-insensitive)::
 
 Example: ``metrics.auc > 0.8 and params.model = 'lgbm' and tags.team = 'growth'``.
 
+Complexity is bounded (:class:`FilterLimits`, from ``KEEL_MAX_FILTER_*``): the
+length of the text, its token count, parenthesis depth and comparison count, so
+a hostile expression costs bounded time and never exhausts the stack.
+
 Hand-written because the language is tiny and every error must name the token
 and its position; a parser generator would add a dependency for ~150 lines and
 worse messages. Errors raise :class:`~keel.errors.BadRequest` with
@@ -23,15 +27,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from keel.errors import BadRequest
+
+if TYPE_CHECKING:
+    from keel.config import Settings
 
 __all__ = [
     "ATTRIBUTES",
     "And",
     "Comparison",
     "Expr",
+    "FilterLimits",
     "Or",
     "OrderKey",
     "parse_filter",
@@ -65,7 +73,27 @@ _PREFIXES: dict[str, Kind] = {
     "run": "attribute",
 }
 _COMPARISON_OPS = {"=", "==", "!=", "<", "<=", ">", ">=", "like", "ilike"}
-_MAX_TERMS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class FilterLimits:
+    """Bounds on one filter expression; defaults equal the ``KEEL_MAX_FILTER_*`` defaults."""
+
+    max_length: int = 4000
+    max_tokens: int = 400
+    max_depth: int = 16
+    max_terms: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FilterLimits:
+        """The limits configured in ``settings``."""
+        return cls(
+            max_length=settings.max_filter_length,
+            max_tokens=settings.max_filter_tokens,
+            max_depth=settings.max_filter_depth,
+            max_terms=settings.max_filter_terms,
+        )
+
 _ESCAPE = re.compile(r"\\(.)")
 
 _TOKEN = re.compile(
@@ -125,10 +153,17 @@ class OrderKey:
     descending: bool
 
 
-def _tokenize(text: str, field: str) -> list[_Token]:
+def _tokenize(text: str, field: str, max_tokens: int) -> list[_Token]:
     tokens: list[_Token] = []
     position = 0
     while position < len(text):
+        if len(tokens) >= max_tokens:
+            raise BadRequest(
+                f"{field}: too many tokens (at most {max_tokens}) at position {position}",
+                field=field,
+                position=position,
+                limit=max_tokens,
+            )
         match = _TOKEN.match(text, position)
         if match is None:
             raise BadRequest(
@@ -145,11 +180,19 @@ def _tokenize(text: str, field: str) -> list[_Token]:
 
 
 class _Parser:
-    def __init__(self, text: str, field: str) -> None:
+    def __init__(self, text: str, field: str, limits: FilterLimits | None = None) -> None:
         self.field = field
-        self.tokens = _tokenize(text, field)
+        self.limits = limits or FilterLimits()
+        if len(text) > self.limits.max_length:
+            raise BadRequest(
+                f"{field}: expression is {len(text)} characters; at most {self.limits.max_length}",
+                field=field,
+                limit=self.limits.max_length,
+            )
+        self.tokens = _tokenize(text, field, self.limits.max_tokens)
         self.index = 0
         self.terms = 0
+        self.depth = 0
 
     def error(self, message: str, token: _Token | None = None) -> BadRequest:
         token = token or self.peek()
@@ -199,9 +242,13 @@ class _Parser:
     def parse_term(self) -> Expr:
         token = self.peek()
         if token is not None and token.text == "(":
+            self.depth += 1
+            if self.depth > self.limits.max_depth:
+                raise self.error(f"parentheses nested too deep (at most {self.limits.max_depth})")
             self.index += 1
             inner = self.parse_or()
             self.expect_punct(")")
+            self.depth -= 1
             return inner
         return self.parse_comparison()
 
@@ -247,8 +294,8 @@ class _Parser:
 
     def parse_comparison(self) -> Comparison:
         self.terms += 1
-        if self.terms > _MAX_TERMS:
-            raise self.error(f"too many comparisons (at most {_MAX_TERMS})")
+        if self.terms > self.limits.max_terms:
+            raise self.error(f"too many comparisons (at most {self.limits.max_terms})")
         kind, key, key_token = self.parse_key()
         negate = self.keyword("not")
         if self.keyword("in"):
@@ -274,15 +321,18 @@ class _Parser:
         return Comparison(kind, key, op, value)
 
 
-def parse_filter(text: str | None) -> Expr | None:
+def parse_filter(text: str | None, limits: FilterLimits | None = None) -> Expr | None:
     """Parse a filter expression; empty or None means no filter.
+
+    Raises :class:`BadRequest` (``field="filter"``) on bad syntax or an expression
+    over ``limits``.
 
     >>> parse_filter("metrics.auc > 0.8")
     Comparison(kind='metric', key='auc', op='>', value=0.8)
     """
     if text is None or not text.strip():
         return None
-    parser = _Parser(text, "filter")
+    parser = _Parser(text, "filter", limits)
     expr = parser.parse_or()
     if parser.peek() is not None:
         raise parser.error("unexpected token")

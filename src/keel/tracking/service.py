@@ -12,7 +12,7 @@ from keel.errors import Conflict, InvalidInput, NotFound
 from keel.store.artifacts import ArtifactStore, iter_files, normalize_artifact_path
 from keel.store.sql import SqlStore
 from keel.tracking.environment import environment_hash
-from keel.tracking.filters import parse_filter, parse_order_by
+from keel.tracking.filters import FilterLimits, parse_filter, parse_order_by
 from keel.tracking.models import ArtifactFile, Experiment, Metric, Run, RunInput, RunStatus
 from keel.tracking.validation import (
     MAX_TAG_VALUE,
@@ -37,11 +37,17 @@ class TrackingService:
     """Experiments and runs over a :class:`SqlStore` and an :class:`ArtifactStore`."""
 
     def __init__(
-        self, store: SqlStore, artifacts: ArtifactStore, *, max_batch: int = 10_000
+        self,
+        store: SqlStore,
+        artifacts: ArtifactStore,
+        *,
+        max_batch: int = 10_000,
+        filter_limits: FilterLimits | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.max_batch = max_batch
+        self.filter_limits = filter_limits or FilterLimits()
 
     # ---- experiments -------------------------------------------------------------
     def create_experiment(
@@ -187,7 +193,7 @@ class TrackingService:
         if not experiments:
             raise InvalidInput("name at least one experiment", field="experiments")
         ids = [self.get_experiment(e).id for e in experiments]
-        expr = parse_filter(filter)
+        expr = parse_filter(filter, self.filter_limits)
         order = parse_order_by(list(order_by or []))
         limit, offset = _max_results(max_results), decode_page_token(page_token)
         run_ids = self.store.search_run_ids(ids, expr, order, limit=limit + 1, offset=offset)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from keel._models import Page
@@ -13,6 +15,9 @@ from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredMo
 from keel.store.artifacts import normalize_artifact_path
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
+
+#: A version number in a path; bounded so it fits the database's integer column.
+VersionNo = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.post("", status_code=201, response_model=RegisteredModel)
@@ -73,25 +78,25 @@ def list_versions(name: str, svc: Svc) -> list[ModelVersion]:
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersion)
-def get_version(name: str, version: int, svc: Svc) -> ModelVersion:
+def get_version(name: str, version: VersionNo, svc: Svc) -> ModelVersion:
     """One version."""
     return svc.registry.get_version(name, version)
 
 
 @router.patch("/{name}/versions/{version}", response_model=ModelVersion)
-def update_version(name: str, version: int, body: UpdateVersion, svc: Svc) -> ModelVersion:
+def update_version(name: str, version: VersionNo, body: UpdateVersion, svc: Svc) -> ModelVersion:
     """Change description, status (archive / deprecate), card or tags of a version."""
     return svc.registry.update_version(name, version, **body.model_dump(exclude_none=True))
 
 
 @router.get("/{name}/versions/{version}/lineage", response_model=Lineage)
-def lineage(name: str, version: int, svc: Svc) -> Lineage:
+def lineage(name: str, version: VersionNo, svc: Svc) -> Lineage:
     """Version → run → datasets → code commit → parent versions."""
     return svc.registry.lineage(name, version)
 
 
 @router.get("/{name}/versions/{version}/files/{path:path}")
-def version_file(name: str, version: int, path: str, svc: Svc) -> FileResponse:
+def version_file(name: str, version: VersionNo, path: str, svc: Svc) -> FileResponse:
     """One file of a version (used by remote ``load_model``)."""
     clean = normalize_artifact_path(path)
     item = svc.registry.get_version(name, version)

@@ -1,0 +1,321 @@
+"""Authentication, authorization and audit for the whole HTTP API, in one place.
+
+- :class:`SecurityMiddleware` (ASGI, outermost): checks the bearer token when
+  ``KEEL_AUTH=on`` (401 before any body is read), puts the caller in
+  ``request.state.user`` / ``request.state.principal``, and appends an audit entry
+  for every mutating call (method not GET/HEAD/OPTIONS), whatever its outcome,
+  to the batched writer (:mod:`keel.auth.audit`); alias moves, users and tokens
+  are audited inside their own transaction instead.
+- :func:`authorize` (an app-wide dependency when auth is on, so a route added
+  later is covered automatically): the role the route needs comes from :func:`rule_for` — a
+  default by method plus :data:`OVERRIDES` keyed by (method, route template) —
+  and, for routes that name a model, the model's owner.
+
+With ``KEEL_AUTH=off`` the per-request work is a dictionary lookup and, for
+mutating calls, the audit entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel._models import now_ms
+from keel.auth.models import AuditEntry, Principal, Role
+from keel.config import Settings
+from keel.errors import Forbidden, KeelError, NotFound, Unauthorized
+from keel.services import Services
+from keel.store.sql.auth import RequestAudit, audit_context
+
+__all__ = [
+    "OVERRIDES",
+    "PENDING_ROUTES",
+    "PREFIX_RULES",
+    "PUBLIC_PATHS",
+    "Rule",
+    "SecurityMiddleware",
+    "app_dependencies",
+    "authorize",
+    "iter_routes",
+    "rule_for",
+]
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: Paths served without a token (liveness, scraping, API documentation).
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What a route needs: a role, optionally ownership of the model in path param ``owned``.
+
+    ``audited=False`` marks reads sent as POST (search, predict): they change
+    nothing, and auditing every prediction would flood the log.
+    """
+
+    role: Role
+    owned: str | None = None
+    action: str | None = None
+    audited: bool = True
+
+
+_ALIAS = "/v1/models/{name}/aliases/{alias}"
+_READ = Rule(Role.VIEWER, audited=False)
+
+#: Routes whose need differs from the default (GET/HEAD → viewer, other methods → editor).
+OVERRIDES: dict[tuple[str, str], Rule] = {
+    # reads sent as POST
+    ("POST", "/v1/runs/search"): _READ,
+    ("POST", "/v1/models/{name}@{alias}/predict"): _READ,
+    ("POST", "/v1/models/{name}/{version}/predict"): _READ,
+    ("POST", "/v1/deployments/{name}/predict"): _READ,
+    ("POST", "/v1/features/online"): _READ,
+    # what serves production traffic: deployer, and the owner when the model has one
+    ("PUT", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.set"),
+    ("DELETE", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.delete"),
+    # changing a model's owner is reserved to its owner (else anyone could take it over)
+    ("PATCH", "/v1/models/{name}"): Rule(Role.EDITOR, owned="name"),
+    # users, tokens and the audit log
+    ("GET", "/v1/users"): Rule(Role.ADMIN),
+    ("POST", "/v1/users"): Rule(Role.ADMIN, action="user.create"),
+    ("GET", "/v1/users/{name}"): Rule(Role.ADMIN),
+    ("PATCH", "/v1/users/{name}"): Rule(Role.ADMIN, action="user.update"),
+    ("GET", "/v1/users/{name}/tokens"): Rule(Role.ADMIN),
+    ("POST", "/v1/users/{name}/tokens"): Rule(Role.ADMIN, action="token.create"),
+    ("GET", "/v1/tokens"): Rule(Role.ADMIN),
+    ("DELETE", "/v1/tokens/{token_id}"): Rule(Role.ADMIN, action="token.revoke"),
+    ("GET", "/v1/audit"): Rule(Role.ADMIN),
+}
+
+#: Overrides for routes not written yet (deployments, ARCHITECTURE.md flow 1); the
+#: policy test allows them to be absent. Remove an entry once its route exists.
+PENDING_ROUTES = frozenset({("POST", "/v1/deployments/{name}/predict")})
+
+#: Path prefixes whose mutating routes need more than editor (checked after OVERRIDES).
+PREFIX_RULES: tuple[tuple[str, Rule], ...] = (
+    ("/v1/deployments", Rule(Role.DEPLOYER)),
+    ("/v1/users", Rule(Role.ADMIN)),
+    ("/v1/tokens", Rule(Role.ADMIN)),
+    ("/v1/audit", Rule(Role.ADMIN)),
+)
+
+_VIEWER, _EDITOR = Rule(Role.VIEWER), Rule(Role.EDITOR)
+
+
+def rule_for(method: str, template: str) -> Rule | None:
+    """What ``method`` on the route ``template`` needs; None for public paths."""
+    if template in PUBLIC_PATHS:
+        return None
+    rule = OVERRIDES.get((method, template))
+    if rule is not None:
+        return rule
+    for prefix, prefixed in PREFIX_RULES:
+        if template == prefix or template.startswith(prefix + "/"):
+            if method not in READ_METHODS or prefixed.role is Role.ADMIN:
+                return prefixed
+    return _VIEWER if method in READ_METHODS else _EDITOR
+
+
+def iter_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, str, str]]:
+    """``(method, served path, route.path)`` of every HTTP route, routers included.
+
+    :func:`authorize` keys the policy on ``route.path``; the two paths differ only
+    for a router included with a ``prefix``, which the policy test forbids.
+    """
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            extra = str(getattr(context, "prefix", "") or "")
+            yield from iter_routes(included.routes, prefix + extra)
+            continue
+        path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if path is not None and methods:
+            for method in sorted(methods):
+                if method != "HEAD":
+                    yield method, prefix + path, path
+
+
+def app_dependencies(settings: Settings) -> list[Any]:
+    """The app-wide dependencies: :func:`authorize` when ``KEEL_AUTH=on``, else none.
+
+    With auth off there is nothing to authorize, and each app-wide dependency
+    costs every request FastAPI's dependency resolution (~40 µs measured).
+    """
+    return [Depends(authorize)] if settings.auth == "on" else []
+
+
+async def authorize(request: Request) -> None:
+    """App-wide dependency: 403 unless the caller's role (and ownership) allows the route."""
+    services: Services = request.app.state.services
+    if not services.auth.enabled:
+        return
+    route = request.scope.get("route")
+    template: str = getattr(route, "path", request.url.path)
+    rule = rule_for(request.method, template)
+    if rule is None:
+        return
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise Unauthorized("an API token is required (Authorization: Bearer keel_...)")
+    if not principal.role.allows(rule.role):
+        raise Forbidden(
+            f"{request.method} {template} needs role {rule.role.value}; "
+            f"{principal.name!r} has role {principal.role.value}",
+            needed=rule.role.value,
+            role=principal.role.value,
+        )
+    if rule.owned is not None and principal.role is not Role.ADMIN:
+        name = request.path_params.get(rule.owned)
+        if name is not None:
+            await _check_owner(services, principal, str(name))
+
+
+async def _check_owner(services: Services, principal: Principal, model: str) -> None:
+    try:
+        owner = (await run_in_threadpool(services.registry.get_model, model)).owner
+    except NotFound:
+        return  # the route itself answers 404
+    if owner is not None and not principal.owns(owner):
+        raise Forbidden(
+            f"model {model!r} is owned by {owner!r}; only its owners or an admin may change it",
+            field="name",
+            owner=owner,
+        )
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return str(value.decode("latin-1"))[:256]
+    return None
+
+
+class SecurityMiddleware:
+    """Authenticate (when on) and audit every mutating call; see the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        services: Services | None = getattr(scope["app"].state, "services", None)
+        if services is None:  # not started (no lifespan yet): nothing to check against
+            await self.app(scope, receive, send)
+            return
+        auth = services.auth
+        method: str = scope["method"]
+        state = scope.setdefault("state", {})
+        actor: str | None = None
+        if auth.enabled and scope["path"] not in PUBLIC_PATHS:
+            try:
+                principal = await self._authenticate(services, scope)
+            except Unauthorized as error:
+                await self._deny(services, scope, error, send)
+                return
+            state["user"], state["principal"] = principal.name, principal
+            actor = principal.name
+        elif not auth.enabled:
+            actor = _header(scope, b"x-keel-user")  # unverified hint: auth is off
+        if method in READ_METHODS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        ctx = RequestAudit(
+            actor=actor,
+            method=method,
+            target=scope["path"],
+            client=client[0] if client else None,
+            route_of=lambda: getattr(scope.get("route"), "path", None),
+        )
+        reset = audit_context.set(ctx)
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not ctx.written:
+                ctx.written = True
+                entry = _entry(ctx, scope, message["status"])
+                if entry is not None:
+                    services.auth.record(entry)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, audited_send)
+        finally:
+            audit_context.reset(reset)
+
+    @staticmethod
+    async def _authenticate(services: Services, scope: Scope) -> Principal:
+        token = _bearer(scope)
+        if token is None:
+            raise Unauthorized("an API token is required (Authorization: Bearer keel_...)")
+        cached = services.auth.cached_principal(token)
+        if cached is not None:
+            return cached
+        # argon2 and the token lookup block: keep them off the event loop
+        principal: Principal = await run_in_threadpool(services.auth.authenticate, token)
+        return principal
+
+    @staticmethod
+    async def _deny(services: Services, scope: Scope, error: KeelError, send: Send) -> None:
+        from keel.api.errors import error_response
+
+        response = error_response(error, headers={"www-authenticate": 'Bearer realm="keel"'})
+        if scope["method"] not in READ_METHODS:
+            client = scope.get("client")
+            ctx = RequestAudit(
+                actor=None,
+                method=scope["method"],
+                target=scope["path"],
+                client=client[0] if client else None,
+            )
+            entry = _entry(ctx, scope, error.status)
+            if entry is not None:
+                services.auth.record(entry)
+
+        async def _receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await response(scope, _receive, send)
+
+
+def _entry(ctx: RequestAudit, scope: Scope, status: int) -> AuditEntry | None:
+    """The audit entry of a mutating call, or None for a read sent as POST."""
+    route = scope.get("route")
+    template: str | None = getattr(route, "path", None) or ctx.route
+    rule = OVERRIDES.get((ctx.method, template)) if template else None
+    if rule is not None and not rule.audited:
+        return None
+    # unrouted (401 before routing, 404): the raw path stands in for the template
+    action = (rule.action if rule else None) or f"{ctx.method} {template or ctx.target[:200]}"
+    # model_construct: the fields are built here, validating them again costs per call
+    return AuditEntry.model_construct(
+        id=None,
+        before=None,
+        after=None,
+        at_ms=now_ms(),
+        actor=ctx.actor,
+        action=action,
+        method=ctx.method,
+        route=template,
+        target=ctx.target[:2000],
+        status=status,
+        client=ctx.client,
+    )

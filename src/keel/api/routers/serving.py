@@ -1,0 +1,124 @@
+"""Serving routes: predict by alias or version, cache invalidation, gateway status.
+
+A thin adapter: the body is read raw (bounded by ``KEEL_SERVING_MAX_BODY_BYTES``) and
+handed to :class:`keel.serving.gateway.Gateway`, which validates it against the model
+signature itself (faster than a pydantic model per instance); the response is
+serialised with orjson and carries a ``Server-Timing`` header.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from keel.errors import PayloadTooLarge, Unavailable
+from keel.serving import _json
+from keel.serving.gateway import Gateway, Target
+
+router = APIRouter(tags=["serving"])
+
+_PREDICT_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "instances": {"type": "array", "items": {"type": "object"}},
+                        "columns": {"type": "array", "items": {"type": "string"}},
+                        "data": {"type": "array", "items": {"type": "array"}},
+                        "probabilities": {"type": "boolean"},
+                        "entity_keys": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class InvalidateBody(BaseModel):
+    """What to drop from the prediction cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, max_length=256)
+    version: int | None = Field(default=None, ge=1)
+    entity: str | None = Field(default=None, max_length=1024)
+    all: bool = False
+
+
+def gateway_of(request: Request) -> Gateway:
+    """The process's gateway (started in the app lifespan)."""
+    gateway: Gateway | None = getattr(request.app.state, "gateway", None)
+    if gateway is None:
+        raise Unavailable("the serving gateway is not running", field="gateway")
+    return gateway
+
+
+def client_key(request: Request) -> str:
+    """Whom the rate limit counts: the authenticated user, else X-Keel-Client, else the IP."""
+    user = getattr(request.state, "user", None)
+    if user:
+        return f"user:{getattr(user, 'name', user)}"
+    header = request.headers.get("x-keel-client")
+    if header:
+        return f"client:{header[:200]}"
+    return f"ip:{request.client.host if request.client else 'unknown'}"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _serve(request: Request, target: Target) -> Response:
+    gateway = gateway_of(request)
+    body = await read_body(request, gateway.settings.serving_max_body_bytes)
+    result = await gateway.predict(target, body, client_key=client_key(request))
+    mark = time.perf_counter()
+    payload = _json.dumps(result.body)
+    timings = dict(result.timings_ms, serialisation=(time.perf_counter() - mark) * 1000)
+    header = ", ".join(f"{stage};dur={ms:.3f}" for stage, ms in timings.items())
+    return Response(payload, media_type="application/json", headers={"Server-Timing": header})
+
+
+@router.post("/v1/models/{name}@{alias}/predict", openapi_extra=_PREDICT_DOC)
+async def predict_alias(name: str, alias: str, request: Request) -> Response:
+    """Predict with the version an alias points at (e.g. ``churn@champion``)."""
+    return await _serve(request, Target(name, alias=alias))
+
+
+@router.post("/v1/models/{name}/{version}/predict", openapi_extra=_PREDICT_DOC)
+async def predict_version(name: str, version: int, request: Request) -> Response:
+    """Predict with one model version."""
+    return await _serve(request, Target(name, version=version))
+
+
+@router.post("/v1/cache/invalidate")
+async def invalidate(body: InvalidateBody, request: Request) -> dict[str, Any]:
+    """Drop prediction-cache entries (a model, a version, an entity, or all) on every replica."""
+    dropped = await gateway_of(request).invalidate(
+        model=body.model, version=body.version, entity=body.entity, everything=body.all
+    )
+    return {"dropped": dropped}
+
+
+@router.get("/v1/serving/status")
+async def status(request: Request) -> dict[str, Any]:
+    """Loaded models (load, warm-up and first-request times), aliases, breakers, cache."""
+    return gateway_of(request).status()

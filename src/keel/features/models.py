@@ -1,0 +1,288 @@
+"""Feature-store definitions (entities, feature views, feature services) and results.
+
+Definitions are pydantic models with ``extra="forbid"``: the same classes
+validate Python code and YAML files, so an error names the field path either
+way. Durations are seconds (``ttl``, ``freshness_sla``); YAML also accepts
+``"90d"``, ``"6h"``, ``"30m"``, ``"45s"``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Entity",
+    "Feature",
+    "FeatureService",
+    "FeatureView",
+    "FileSource",
+    "Freshness",
+    "MaterializationRecord",
+    "ObjectChange",
+    "Plan",
+    "SqlSource",
+    "StoredDefinition",
+    "UnusedFeature",
+    "UsageRecord",
+    "ValueType",
+    "parse_duration_s",
+]
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class ValueType(StrEnum):
+    """Types a feature or join key can have; each maps to one DuckDB/Arrow type."""
+
+    INT64 = "int64"
+    FLOAT64 = "float64"
+    STRING = "string"
+    BOOL = "bool"
+
+
+def parse_duration_s(value: Any) -> Any:
+    """``"90d"`` → 7776000; numbers and timedeltas pass through as seconds.
+
+    >>> parse_duration_s("6h")
+    21600
+    """
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("duration must be seconds or a number with s/m/h/d/w, e.g. '6h'")
+        return int(float(match.group(1)) * _UNITS[match.group(2)])
+    return value
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration_s), Field(ge=0)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Entity(_Spec):
+    """What features describe (a customer), identified by its join keys."""
+
+    kind: Literal["entity"] = "entity"
+    name: Name
+    join_keys: list[Name] = Field(min_length=1)
+    value_type: ValueType = ValueType.INT64
+    description: str = ""
+    owner: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("value_type")
+    @classmethod
+    def _key_type(cls, value: ValueType) -> ValueType:
+        if value not in (ValueType.INT64, ValueType.STRING):
+            raise ValueError("join keys are int64 or string")
+        return value
+
+    @field_validator("join_keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[str]) -> list[str]:
+        if len(set(keys)) != len(keys):
+            raise ValueError("join keys must be unique")
+        return keys
+
+
+def _features_shorthand(value: Any) -> Any:
+    # YAML shorthand: {tenure_days: int64, plan_type: string}
+    if isinstance(value, dict):
+        return [{"name": k, "dtype": v} for k, v in value.items()]
+    return value
+
+
+class Feature(_Spec):
+    """One typed column of a feature view."""
+
+    name: Name
+    dtype: ValueType
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class FileSource(_Spec):
+    """A Parquet or CSV file (or a glob of them) with one row per entity and event time."""
+
+    type: Literal["file"] = "file"
+    path: str = Field(min_length=1)
+    format: Literal["parquet", "csv"] = "parquet"
+    timestamp_field: Name = "event_timestamp"
+    created_timestamp_field: Name | None = None
+
+
+class SqlSource(_Spec):
+    """A table or query read through SQLAlchemy (any database it can reach)."""
+
+    type: Literal["sql"] = "sql"
+    url: str = Field(min_length=1, description="SQLAlchemy URL of the source database.")
+    table: str | None = None
+    query: str | None = None
+    timestamp_field: Name = "event_timestamp"
+    created_timestamp_field: Name | None = None
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+
+class FeatureView(_Spec):
+    """Typed features of one or more entities, read from one source.
+
+    ``ttl`` (seconds; 0 = no limit) bounds how old a value may be relative to
+    the row it is joined to; ``freshness_sla`` (seconds) is how stale the
+    online copy may get before freshness reports it stale.
+    """
+
+    kind: Literal["feature_view"] = "feature_view"
+    name: Name
+    entities: list[Name] = Field(min_length=1)
+    features: Annotated[list[Feature], BeforeValidator(_features_shorthand)] = Field(min_length=1)
+    source: Annotated[FileSource | SqlSource, Field(discriminator="type")]
+    ttl: Duration = 0
+    freshness_sla: Duration | None = None
+    cadence: Literal["hourly", "daily", "weekly", "streaming", "manual"] = "daily"
+    owner: str | None = None
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    online: bool = True
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, features: list[Feature]) -> list[Feature]:
+        names = [f.name for f in features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+        return features
+
+    def feature(self, name: str) -> Feature | None:
+        """The feature called ``name``, or None."""
+        return next((f for f in self.features if f.name == name), None)
+
+
+class FeatureService(_Spec):
+    """A named set of ``view:feature`` references, usually the inputs of one model."""
+
+    kind: Literal["feature_service"] = "feature_service"
+    name: Name
+    features: list[str] = Field(min_length=1)
+    model: str | None = Field(default=None, description="Registered model that reads these.")
+    owner: str | None = None
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("features")
+    @classmethod
+    def _references(cls, refs: list[str]) -> list[str]:
+        for ref in refs:
+            view, _, feature = ref.partition(":")
+            if not re.match(NAME_PATTERN, view) or not (
+                feature == "*" or re.match(NAME_PATTERN, feature)
+            ):
+                raise ValueError(f"{ref!r} is not 'view:feature' or 'view:*'")
+        return refs
+
+
+Definition = Entity | FeatureView | FeatureService
+
+
+class StoredDefinition(BaseModel):
+    """One applied version of a definition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    name: str
+    version: int
+    spec: dict[str, Any]
+    spec_hash: str
+    created_at_ms: int
+    removed_at_ms: int | None = None
+
+
+class ObjectChange(BaseModel):
+    """One line of a plan: what ``apply`` would do to one definition."""
+
+    action: Literal["add", "change", "remove", "unchanged"]
+    kind: str
+    name: str
+    from_version: int | None = None
+    to_version: int | None = None
+    changes: list[str] = Field(default_factory=list)
+
+
+class Plan(BaseModel):
+    """What ``apply`` would change: adds, changes and removals (unchanged ones too)."""
+
+    items: list[ObjectChange]
+
+    @property
+    def has_changes(self) -> bool:
+        """True when applying would write anything."""
+        return any(item.action != "unchanged" for item in self.items)
+
+
+class UsageRecord(BaseModel):
+    """When a feature was defined and last read offline (training) / online (serving)."""
+
+    view: str
+    feature: str
+    defined_at_ms: int
+    last_offline_ms: int | None = None
+    last_online_ms: int | None = None
+
+
+class MaterializationRecord(BaseModel):
+    """What the store remembers about a view's online copy."""
+
+    view: str
+    materialized_until_ms: int | None = None
+    last_materialized_at_ms: int | None = None
+    last_push_at_ms: int | None = None
+    rows_written: int = 0
+
+
+class Freshness(BaseModel):
+    """How current a view's online copy is."""
+
+    view: str
+    cadence: str
+    materialized_until_ms: int | None
+    last_materialized_at_ms: int | None
+    last_push_at_ms: int | None
+    rows_written: int
+    age_s: float | None
+    sla_s: int | None
+    is_stale: bool | None
+
+
+class UnusedFeature(BaseModel):
+    """A feature nobody read (offline or online) within the deprecation window."""
+
+    view: str
+    feature: str
+    last_used_ms: int | None
+    defined_at_ms: int
+    dependent_models: list[str]

@@ -1,0 +1,319 @@
+"""Offline store: feature-view sources read by DuckDB; point-in-time joins with ``ASOF JOIN``.
+
+Point-in-time rule: an entity row at time *t* gets, per view, the source row
+with the same join keys and the greatest event time ``<= t`` (a value stamped
+exactly *t* is visible). When the view has a TTL and ``t - event_time > ttl``
+the view's features are NULL. Tie rule: several source rows with the same
+keys and event time resolve to the one with the greatest created timestamp
+(when the source declares one), then the one that comes last in the source
+(file order; for several files, file-name order). Times compare in UTC at
+microsecond resolution.
+
+Ties cost a hash aggregate over the source, so whether a Parquet source has
+any is checked once per (files, sizes, modification times) and remembered in
+the process; tie-free sources are joined directly.
+
+Memory: DuckDB runs the join with ``memory_limit`` and a ``temp_directory``
+it spills sorts to, and results leave it as Arrow record batches; for entity
+sets larger than memory, ``FeatureStore.write_historical_features`` streams
+Parquet → Parquet inside DuckDB (``COPY … TO``), never holding the rows in Python.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from keel.errors import InvalidInput
+from keel.features._frames import times_us
+from keel.features.models import Entity, FeatureView, FileSource, SqlSource, ValueType
+
+__all__ = ["DUCK_TYPES", "Selection", "connect", "historical_query", "register_source"]
+
+DUCK_TYPES = {
+    ValueType.INT64: "BIGINT",
+    ValueType.FLOAT64: "DOUBLE",
+    ValueType.STRING: "VARCHAR",
+    ValueType.BOOL: "BOOLEAN",
+}
+_INTS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "HUGEINT"}
+_COMPATIBLE = {
+    ValueType.INT64: _INTS,
+    ValueType.FLOAT64: _INTS | {"FLOAT", "DOUBLE", "REAL"},
+    ValueType.STRING: {"VARCHAR"},
+    ValueType.BOOL: {"BOOLEAN"},
+}
+_OLDEST = -(2**62)  # created time of rows without one: older than any real time
+_NAIVE_TIMES = {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"}
+_AWARE_TIMES = {"TIMESTAMP WITH TIME ZONE"}
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(text: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(memory_limit: str, temp_dir: Path, threads: int | None = None) -> Any:
+    """An in-memory DuckDB connection that spills to ``temp_dir`` above ``memory_limit``."""
+    import duckdb  # imported here: opening services should not pay for it
+
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {"memory_limit": memory_limit, "temp_directory": str(temp_dir)}
+    if threads:
+        config["threads"] = threads
+    return duckdb.connect(":memory:", config=config)
+
+
+def _compatible(dtype: ValueType, duck_type: str) -> bool:
+    base = re.sub(r"\(.*\)$", "", duck_type)
+    return base in _COMPATIBLE[dtype] or (dtype is ValueType.FLOAT64 and base == "DECIMAL")
+
+
+def time_expr(column: str, duck_type: str, what: str) -> str:
+    """SQL for UTC epoch microseconds of a time column (naive = UTC)."""
+    if duck_type in _AWARE_TIMES:
+        return f"(epoch_ns({q(column)}) // 1000)"
+    if duck_type in _NAIVE_TIMES:
+        return f"(epoch_ns(CAST({q(column)} AS TIMESTAMP_NS)) // 1000)"
+    raise InvalidInput(
+        f"timestamp column {column!r} of {what} has type {duck_type}, not a timestamp "
+        "(one column must not mix timezone-aware and naive values)",
+        field=column,
+    )
+
+
+def _describe(con: Any, relation: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _read_arrow(view: FeatureView) -> pa.Table:
+    """A CSV (glob) or SQL source as Arrow with ``__fts``/``__cts`` (µs) and ``__ord``."""
+    source = view.source
+    field = f"{view.name}.source"
+    if isinstance(source, FileSource):
+        try:
+            parts = [pa_csv.read_csv(name) for name in sorted(glob.glob(source.path))]
+            table = pa.concat_tables(parts, promote_options="default")
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InvalidInput(f"cannot read {source.path}: {exc}", field=f"{field}.path") from exc
+    else:
+        table = _read_sql(source, field)
+    # Source order (the tie rule) is fixed before rows without an event time are dropped.
+    table = table.append_column("__ord", pa.array(np.arange(table.num_rows), pa.int64()))
+    what = f"source of {view.name!r}"
+    if source.timestamp_field in table.column_names:
+        table = table.filter(pc.is_valid(table.column(source.timestamp_field)))
+        times = times_us(table, source.timestamp_field, what)
+        table = table.append_column("__fts", pa.array(times, pa.int64()))
+    created_field = source.created_timestamp_field
+    if created_field and created_field in table.column_names:
+        column = table.column(created_field)
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        created = np.zeros(table.num_rows, dtype=np.int64)
+        if valid.any():
+            created[valid] = times_us(table.filter(pa.array(valid)), created_field, what)
+        table = table.append_column("__cts", pa.array(created, pa.int64(), mask=~valid))
+    return table
+
+
+def _read_sql(source: SqlSource, field: str) -> pa.Table:
+    import pandas as pd
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(source.url)
+    query = source.query or f"SELECT * FROM {source.table}"
+    try:
+        with engine.connect() as conn:
+            frame = pd.read_sql(text(query), conn)
+    except SQLAlchemyError as exc:
+        raise InvalidInput(
+            f"cannot read SQL source: {exc.__class__.__name__}", field=field
+        ) from exc
+    finally:
+        engine.dispose()
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def register_source(con: Any, view: FeatureView, entities: dict[str, Entity], alias: str) -> None:
+    """Create temp view ``alias``: the view's rows, typed, one per (keys, event time).
+
+    Columns: the join keys, ``__fts`` (event time, epoch µs) and the features.
+    Raises ``InvalidInput`` naming the column when the source lacks one or
+    its type no longer matches the definition.
+    """
+    source = view.source
+    what = f"the source of feature view {view.name!r}"
+    raw = f"{alias}__raw"
+    if isinstance(source, FileSource) and source.format == "parquet":
+        if not glob.glob(source.path):
+            raise InvalidInput(
+                f"{what} is missing: no file matches {source.path}",
+                field=f"{view.name}.source.path",
+            )
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {q(raw)} AS SELECT * FROM read_parquet("
+            f"{lit(source.path)}, file_row_number=true, filename=true)"
+        )
+        order = "struct_pack(a := filename, b := file_row_number)"
+    else:
+        if isinstance(source, FileSource) and not glob.glob(source.path):
+            raise InvalidInput(
+                f"{what} is missing: no file matches {source.path}",
+                field=f"{view.name}.source.path",
+            )
+        con.register(raw, _read_arrow(view))
+        order = "__ord"
+    columns = _describe(con, q(raw))
+
+    def need(column: str, dtype: ValueType | None) -> None:
+        if column not in columns:
+            raise InvalidInput(
+                f"{what} has no column {column!r} (it has: {', '.join(sorted(columns))})",
+                field=f"{view.name}.{column}",
+            )
+        if dtype is not None and not _compatible(dtype, columns[column]):
+            raise InvalidInput(
+                f"column {column!r} of {what} is {columns[column]}, the definition says {dtype}",
+                field=f"{view.name}.{column}",
+            )
+
+    keys = join_keys(view, entities)
+    for key, dtype in keys.items():
+        need(key, dtype)
+    need(source.timestamp_field, None)
+    for feature in view.features:
+        need(feature.name, feature.dtype)
+    if "__fts" in columns:
+        fts = "__fts"
+    else:
+        fts = time_expr(source.timestamp_field, columns[source.timestamp_field], what)
+    cts = "CAST(NULL AS BIGINT)"
+    if source.created_timestamp_field:
+        need(source.created_timestamp_field, None)
+        cts = (
+            "__cts"
+            if "__cts" in columns
+            else time_expr(
+                source.created_timestamp_field, columns[source.created_timestamp_field], what
+            )
+        )
+    key_list = ", ".join(q(k) for k in keys)
+    typed = ", ".join(
+        f"{q(f.name)} := CAST({q(f.name)} AS {DUCK_TYPES[f.dtype]})" for f in view.features
+    )
+    unpack = ", ".join(f"s.{q(f.name)} AS {q(f.name)}" for f in view.features)
+    not_null = " AND ".join(f"{q(k)} IS NOT NULL" for k in keys)
+    rows = f"""SELECT {key_list}, {fts} AS __fts, {cts} AS __cts, {order} AS __o,
+                      {", ".join(q(f.name) for f in view.features)}
+               FROM {q(raw)} WHERE {q(source.timestamp_field)} IS NOT NULL AND {not_null}"""
+    if not _has_ties(con, view, rows, key_list):
+        casts = ", ".join(
+            f"CAST({q(f.name)} AS {DUCK_TYPES[f.dtype]}) AS {q(f.name)}" for f in view.features
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {q(alias)} AS "
+            f"SELECT {key_list}, __fts, {casts} FROM ({rows})"
+        )
+        return
+    # Tie rule: per (keys, event time) keep the greatest (created time, source order).
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {q(alias)} AS
+        SELECT {key_list}, __fts, {unpack} FROM (
+            SELECT {key_list}, __fts,
+                   arg_max(struct_pack({typed}),
+                           struct_pack(c := coalesce(__cts, {_OLDEST}), o := __o)) AS s
+            FROM ({rows})
+            GROUP BY {key_list}, __fts)"""
+    )
+
+
+#: Parquet sources known to have no two rows with the same keys and event time, by
+#: (view, files with size and mtime): the check costs a hash aggregate over the source.
+_TIE_FREE: dict[tuple[Any, ...], bool] = {}
+
+
+def _has_ties(con: Any, view: FeatureView, rows: str, key_list: str) -> bool:
+    source = view.source
+    signature: tuple[Any, ...] | None = None
+    if isinstance(source, FileSource) and source.format == "parquet":
+        files = []
+        for name in sorted(glob.glob(source.path)):
+            stat = Path(name).stat()
+            files.append((name, stat.st_size, stat.st_mtime_ns))
+        signature = (view.name, key_list, source.timestamp_field, tuple(files))
+        if signature in _TIE_FREE:
+            return not _TIE_FREE[signature]
+    ties = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM ({rows}) GROUP BY {key_list}, __fts HAVING count(*) > 1)"
+    ).fetchone()
+    found = bool(ties and ties[0])
+    if signature is not None:
+        if len(_TIE_FREE) > 1024:
+            _TIE_FREE.clear()
+        _TIE_FREE[signature] = not found
+    return found
+
+
+def join_keys(view: FeatureView, entities: dict[str, Entity]) -> dict[str, ValueType]:
+    """Join key → type for a view, in entity order."""
+    keys: dict[str, ValueType] = {}
+    for name in view.entities:
+        entity = entities[name]
+        for key in entity.join_keys:
+            keys[key] = entity.value_type
+    return keys
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Features wanted from one view, with their output column names."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+    columns: tuple[str, ...]
+
+
+def historical_query(
+    selections: Sequence[Selection],
+    entities: dict[str, Entity],
+    head: str = "e.__row",
+    tail: str = "",
+) -> str:
+    """``SELECT <head>, <features>`` over temp views ``__entity`` and ``__v0``, ``__v1``, …
+
+    Rows come back in no particular order unless ``tail`` orders them; ``__row``
+    says where each belongs.
+    """
+    outputs: list[str] = []
+    joins: list[str] = []
+    for i, selection in enumerate(selections):
+        alias = f"__v{i}"
+        view = selection.view
+        keys = join_keys(view, entities)
+        on = " AND ".join(f"e.{q(k)} = {alias}.{q(k)}" for k in keys)
+        joins.append(f"ASOF LEFT JOIN {q(alias)} ON {on} AND e.__ts >= {alias}.__fts")
+        ttl_us = view.ttl * 1_000_000
+        for feature, column in zip(selection.features, selection.columns, strict=True):
+            value = f"{alias}.{q(feature)}"
+            if ttl_us:
+                value = f"CASE WHEN e.__ts - {alias}.__fts <= {ttl_us} THEN {value} END"
+            outputs.append(f"{value} AS {q(column)}")
+    # No ORDER BY: sorting a million wide rows in DuckDB costs more than putting them
+    # back in entity order with one O(n) take on the Arrow side (see _retrieval).
+    return f"SELECT {head}, {', '.join(outputs)} FROM __entity e {' '.join(joins)} {tail}"

@@ -1,0 +1,262 @@
+"""Files of the prediction log: layout, segment schema, records → Arrow, atomic writes.
+
+See :mod:`keel.serving.predlog` for the design; this module is its file-level half.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from keel.serving.records import PredictionRecord
+
+if TYPE_CHECKING:
+    from keel.config import Settings
+
+__all__ = [
+    "BASE_SCHEMA",
+    "FEATURE_PREFIX",
+    "SIGNATURE_TYPES",
+    "iter_partitions",
+    "log_root",
+    "partition_dir",
+    "records_to_table",
+    "write_segment",
+]
+
+FEATURE_PREFIX = "f_"
+FORMAT_VERSION = "1"
+BASE_SCHEMA = pa.schema(
+    [
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("request_id", pa.string()),
+        ("deployment", pa.string()),
+        ("arm", pa.string()),
+        ("entity_key", pa.string()),
+        ("probabilities", pa.list_(pa.float64())),
+        ("latency_ms", pa.float64()),
+        ("cached", pa.bool_()),
+        ("fallback", pa.bool_()),
+        ("extra", pa.string()),
+    ]
+)
+# Signature column types (keel.registry.signature) → Arrow types of the f_ columns.
+SIGNATURE_TYPES: dict[str, pa.DataType] = {
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "long": pa.int64(),
+    "integer": pa.int32(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "category": pa.string(),
+    "datetime": pa.timestamp("us"),
+    "binary": pa.binary(),
+}
+
+
+def log_root(settings: Settings) -> Path:
+    """The prediction log's directory: ``prediction_log_dir`` or ``<artifact_root>/predictions``."""
+    configured = settings.prediction_log_dir
+    return (configured or settings.resolved_artifact_root / "predictions").expanduser()
+
+
+def partition_dir(root: Path, model: str, version: int, at_ms: int) -> Path:
+    """The hour partition a prediction of ``model`` v``version`` at ``at_ms`` belongs to."""
+    moment = dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC)
+    return (
+        root
+        / f"model={quote(model, safe='')}"
+        / f"version={int(version)}"
+        / f"date={moment:%Y-%m-%d}"
+        / f"hour={moment:%H}"
+    )
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_segment(table: pa.Table, directory: Path, name: str, *, fsync: bool = True) -> Path:
+    """Write ``table`` as ``directory/name`` atomically (temporary file, fsync, rename).
+
+    A concurrent reader sees either no file or the whole file; the temporary file starts
+    with a dot and ends in ``.tmp``, so ``*.parquet`` listings skip it.
+    """
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    try:
+        with tmp.open("wb") as stream:
+            pq.write_table(table, stream, compression="zstd")
+            stream.flush()
+            if fsync:
+                os.fsync(stream.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        # The rename is durable once the directory is; new directories need their parents.
+        for path in [directory, *(p.parent for p in missing)]:
+            _fsync_dir(path)
+    return final
+
+
+def records_to_table(
+    model: str, version: int, records: list[PredictionRecord], schema: dict[str, pa.DataType]
+) -> pa.Table:
+    """One segment's table; ``schema`` (feature → Arrow type) is read and widened in place."""
+    columns: dict[str, pa.Array] = {
+        "ts": pa.array([r.at_ms for r in records], pa.int64()).cast(BASE_SCHEMA.field("ts").type),
+        "request_id": _text([r.request_id for r in records]),
+        "deployment": _text([r.deployment for r in records]),
+        "arm": _text([r.arm for r in records]),
+        "entity_key": _text([r.entity_key for r in records]),
+        "output": _typed(schema, "\0output", _Lazy(lambda: [r.output for r in records])),
+        "probabilities": _probabilities([r.probabilities for r in records]),
+        "latency_ms": _floats([r.latency_ms for r in records]),
+        "cached": pa.array([bool(r.cached) for r in records], pa.bool_()),
+        "fallback": pa.array([bool(r.fallback) for r in records], pa.bool_()),
+        "extra": _text([json.dumps(r.extra, default=str) if r.extra else None for r in records]),
+    }
+    rows = [r.features if type(r.features) is dict else _features(r) for r in records]
+    try:
+        # One pass in C++ over every row infers all feature columns at once (keys unioned,
+        # int and float unified); a column with mixed kinds makes it fail, then per column.
+        struct = pa.array(rows)
+        inferred = {
+            struct.type.field(i).name: struct.field(i) for i in range(struct.type.num_fields)
+        }
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        inferred = {str(k): None for row in rows for k in row}
+    for name, guess in inferred.items():
+        values = _Lazy(lambda key=name: [row.get(key) for row in rows])  # type: ignore[misc]
+        columns[FEATURE_PREFIX + name] = _typed(schema, name, values, guess)
+    metadata = {
+        "keel.model": model,
+        "keel.version": str(version),
+        "keel.format": FORMAT_VERSION,
+    }
+    return pa.table(columns).replace_schema_metadata(metadata)
+
+
+def _features(record: PredictionRecord) -> Mapping[str, Any]:
+    return record.features if isinstance(record.features, Mapping) else {}
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pa.array([_float(v) for v in values], pa.float64())
+
+
+def _text(values: Sequence[Any]) -> pa.Array:
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _probabilities(values: Sequence[Any]) -> pa.Array:
+    try:
+        return pa.array(values, pa.list_(pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        pass
+    cleaned: list[list[float] | None] = []
+    for row in values:
+        try:
+            cleaned.append(None if row is None else [float(p) for p in row])
+        except (TypeError, ValueError):
+            cleaned.append(None)
+    return pa.array(cleaned, pa.list_(pa.float64()))
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _widen(known: pa.DataType, seen: pa.DataType) -> pa.DataType:
+    if pa.types.is_null(known):
+        return seen
+    if pa.types.is_null(seen) or known == seen:
+        return known
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if all(any(check(t) for check in numeric) for t in (known, seen)):
+        both_int = pa.types.is_integer(known) and pa.types.is_integer(seen)
+        return pa.int64() if both_int else pa.float64()
+    return pa.string()
+
+
+class _Lazy:
+    """A list of column values built on first use (most columns never need the Python list)."""
+
+    def __init__(self, build: Callable[[], list[Any]]) -> None:
+        self._build = build
+        self._values: list[Any] | None = None
+
+    def __call__(self) -> list[Any]:
+        if self._values is None:
+            self._values = self._build()
+        return self._values
+
+
+def _typed(
+    schema: dict[str, pa.DataType], name: str, values: _Lazy, inferred: pa.Array | None = None
+) -> pa.Array:
+    """An Arrow column of ``values()`` in the column's known type, widening it when needed.
+
+    ``inferred``: the values as Arrow already inferred them, if known.
+    """
+    known = schema.get(name)
+    if inferred is None:
+        try:
+            inferred = pa.array(values())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            inferred = None  # mixed kinds (1 and "a"): only text holds them
+    if inferred is not None and known is not None:
+        if inferred.type == known or pa.types.is_null(inferred.type):
+            return inferred.cast(known)
+        try:
+            # safe: 2.5 never becomes 2 in an integer column; the column widens instead
+            return inferred.cast(known, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    if inferred is None:
+        target = pa.string()
+    elif known is None:
+        target = inferred.type
+    else:
+        target = _widen(known, inferred.type)
+    if pa.types.is_string(target):
+        array = pa.array([_json_text(v) for v in values()], pa.string())
+    else:
+        array = inferred.cast(target) if inferred is not None else pa.array(values(), target)
+    if not pa.types.is_null(target):
+        schema[name] = target
+    return array
+
+
+def iter_partitions(root: Path) -> Iterable[Path]:
+    """Every hour partition directory under ``root``."""
+    return sorted(root.glob("model=*/version=*/date=*/hour=*"))

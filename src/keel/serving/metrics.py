@@ -1,0 +1,58 @@
+"""Prometheus metrics of the serving gateway (exported on ``/metrics`` with the API's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_ROWS",
+    "CACHE",
+    "ERRORS",
+    "FALLBACKS",
+    "LATENCY",
+    "MODEL_LOAD",
+    "POOL_BYTES",
+    "REQUESTS",
+    "series",
+]
+
+REQUESTS = Counter("keel_serving_requests_total", "Predict requests answered", ["model", "version"])
+ERRORS = Counter(
+    "keel_serving_errors_total",
+    "Predict requests that failed, by kind (model_error, timeout, unavailable, load_error)",
+    ["model", "version", "kind"],
+)
+LATENCY = Histogram(
+    "keel_serving_latency_seconds",
+    "Predict latency inside the gateway (validation, cache, model)",
+    ["model", "version"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CACHE = Counter("keel_serving_cache_total", "Prediction-cache lookups per row", ["model", "result"])
+FALLBACKS = Counter(
+    "keel_serving_fallbacks_total", "Requests answered by a fallback", ["model", "version"]
+)
+BATCH_ROWS = Histogram(
+    "keel_serving_batch_rows",
+    "Rows per model call (micro-batch size)",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+)
+MODEL_LOAD = Gauge(
+    "keel_serving_model_load_seconds", "Time to load a model version", ["model", "version"]
+)
+POOL_BYTES = Gauge("keel_serving_pool_bytes", "Size of the loaded models (on-disk bytes)")
+
+_SERIES: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def series(model: str, version: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one version (children kept: ``labels()``
+    costs a lock and a lookup per call on the hot path)."""
+    found = _SERIES.get((model, version))
+    if found is None:
+        labels = (model, str(version))
+        found = _SERIES[(model, version)] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    return found

@@ -1,0 +1,391 @@
+"""Reading and compacting the prediction log (layout: :mod:`keel.serving.predlog`).
+
+Queries prune partitions before DuckDB sees a file: only the ``model=``/``version=``
+directories asked for, and only the ``date=``/``hour=`` directories that overlap the
+window, are listed. DuckDB then reads those files with ``hive_partitioning=true`` (the
+model and version columns come from the directory names) and ``union_by_name=true``.
+
+Compaction merges the segments of a closed hour (its end more than ``grace_s`` ago) into
+one file ``compact-….parquet``, written atomically. Its footer lists the files it
+replaces (``keel.compacted_from``); readers skip those names, so a crash between the
+rename and the deletion of the inputs never double-counts a prediction, and the next
+compaction deletes the leftovers. A file lock serialises compactions of one hour. In an
+hour still being written (``include_open``, the log's own compactor thread) only the small
+``part-`` segments are merged, so earlier merged files are not rewritten as the hour grows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from keel.config import Settings
+from keel.errors import InvalidInput
+from keel.serving._segments import BASE_SCHEMA, log_root, write_segment
+
+__all__ = [
+    "CompactionReport",
+    "CorruptSegmentWarning",
+    "compact",
+    "parse_time",
+    "predictions",
+    "segment_files",
+]
+
+COMPACTED_FROM = b"keel.compacted_from"
+_HIVE_TYPES = "{'model': VARCHAR, 'version': BIGINT, 'date': DATE, 'hour': INTEGER}"
+_MAGIC = b"PAR1"
+_HOUR = dt.timedelta(hours=1)
+
+
+class CorruptSegmentWarning(UserWarning):
+    """A prediction-log file is not a complete Parquet file and was left out of a query."""
+
+
+def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.datetime | None:
+    """A UTC datetime from a datetime (naive = UTC), epoch milliseconds or an ISO-8601 string.
+
+    Strings may also be relative to now: ``15m``, ``2h``, ``7d`` ago. Raises InvalidInput
+    naming ``field``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise InvalidInput(
+        f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d; "
+        f"got {value!r}",
+        field=field,
+    )
+
+
+def _hour_start(partition: Path) -> dt.datetime | None:
+    try:
+        day = dt.date.fromisoformat(partition.parent.name.removeprefix("date="))
+        hour = int(partition.name.removeprefix("hour="))
+        return dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _partitions(
+    root: Path,
+    model: str | None,
+    version: int | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> list[Path]:
+    model_glob = "model=*" if model is None else f"model={quote(model, safe='')}"
+    version_glob = "version=*" if version is None else f"version={int(version)}"
+    found = []
+    for partition in sorted(root.glob(f"{model_glob}/{version_glob}/date=*/hour=*")):
+        begins = _hour_start(partition)
+        if begins is None:
+            continue
+        if (start is None or begins + _HOUR > start) and (end is None or begins < end):
+            found.append(partition)
+    return found
+
+
+def _is_complete(path: Path) -> bool:
+    """Cheap check of Parquet's leading and trailing magic bytes (a torn file fails it)."""
+    try:
+        size = path.stat().st_size
+        if size < 12:
+            return False
+        with path.open("rb") as stream:
+            head = stream.read(4)
+            stream.seek(-4, os.SEEK_END)
+            return head == _MAGIC and stream.read(4) == _MAGIC
+    except OSError:
+        return False
+
+
+def _warn_corrupt(path: Path, reason: str) -> None:
+    warnings.warn(
+        f"prediction log: skipping {path} ({reason})", CorruptSegmentWarning, stacklevel=4
+    )
+
+
+def _live_files(partition: Path) -> list[Path]:
+    """The segments of one partition a reader should read (compacted inputs excluded)."""
+    files = sorted(p for p in partition.glob("*.parquet") if not p.name.startswith("."))
+    replaced: set[str] = set()
+    for path in files:
+        if path.name.startswith("compact-") and _is_complete(path):
+            try:
+                meta = pq.read_metadata(path).metadata or {}
+            except (OSError, pa.ArrowException):
+                continue
+            replaced.update(json.loads(meta.get(COMPACTED_FROM, b"[]")))
+    return [p for p in files if p.name not in replaced]
+
+
+def segment_files(
+    root: Path,
+    model: str | None = None,
+    version: int | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> list[Path]:
+    """The complete segment files a query of this window reads; torn ones are warned about."""
+    selected = []
+    for partition in _partitions(root, model, version, start, end):
+        for path in _live_files(partition):
+            if _is_complete(path):
+                selected.append(path)
+            else:
+                _warn_corrupt(path, "not a complete Parquet file")
+    return selected
+
+
+def _readable(files: list[Path]) -> list[Path]:
+    good = []
+    for path in files:
+        try:
+            pq.read_table(path)  # the error path only: decode it all to find the bad file
+        except (OSError, pa.ArrowException) as exc:
+            _warn_corrupt(path, f"unreadable: {exc}")
+        else:
+            good.append(path)
+    return good
+
+
+def predictions(
+    model: str | None = None,
+    version: int | None = None,
+    start: dt.datetime | int | str | None = None,
+    end: dt.datetime | int | str | None = None,
+    *,
+    settings: Settings | None = None,
+    columns: Sequence[str] | None = None,
+    limit: int | None = None,
+    root: Path | None = None,
+) -> pa.Table:
+    """Logged predictions in ``[start, end)`` as an Arrow table, oldest first.
+
+    Columns: ``model``, ``version``, ``ts`` (UTC), the fixed columns of
+    :data:`keel.serving.predlog.BASE_SCHEMA`, ``output`` and one ``f_<feature>`` column
+    per feature; ``columns`` selects a subset (the partition pruning and Parquet column
+    pruning make a one-feature query over one version cheap). ``.to_pandas()`` gives a
+    DataFrame. Times: see :func:`parse_time`. Files that are not complete Parquet files
+    are skipped with a :class:`CorruptSegmentWarning`.
+    """
+    start_at, end_at = parse_time(start, "start"), parse_time(end, "end")
+    if start_at and end_at and start_at >= end_at:
+        raise InvalidInput("start must be before end", field="start")
+    if limit is not None and limit < 1:
+        raise InvalidInput("limit must be at least 1", field="limit")
+    base = root if root is not None else log_root(settings or Settings())
+    files = segment_files(base, model, version, start_at, end_at)
+    if not files:
+        return _empty(columns)
+    wanted = dict.fromkeys(("model", "version", *(columns or ())))
+    select = "*" if not columns else ", ".join(_quoted(c) for c in wanted)
+    where, params = ["TRUE"], {}
+    if start_at is not None:
+        where.append("ts >= $start")
+        params["start"] = start_at
+    if end_at is not None:
+        where.append("ts < $end")
+        params["end"] = end_at
+    order = "ORDER BY ts" if not columns or "ts" in columns else ""
+    suffix = f" LIMIT {int(limit)}" if limit else ""
+    for attempt in range(3):
+        sql = (
+            f"SELECT {select} FROM read_parquet($files, hive_partitioning = true, "
+            f"union_by_name = true, hive_types = {_HIVE_TYPES}) "
+            f"WHERE {' AND '.join(where)} {order}{suffix}"
+        )
+        try:
+            with duckdb.connect() as con:
+                table = con.sql(sql, params={**params, "files": [str(f) for f in files]})
+                return _ordered(table.to_arrow_table())
+        except duckdb.BinderException as exc:
+            raise InvalidInput(
+                f"unknown column in {list(columns or [])}: {exc}", field="columns"
+            ) from exc
+        except duckdb.Error as exc:
+            # A file vanished (compaction finished) or is corrupt inside: list again.
+            if attempt == 2:
+                raise InvalidInput(f"cannot read the prediction log: {exc}", field="root") from exc
+            files = _readable(segment_files(base, model, version, start_at, end_at))
+            if not files:
+                return _empty(columns)
+    raise AssertionError("unreachable")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ordered(table: pa.Table) -> pa.Table:
+    first = [c for c in ("model", "version", "ts") if c in table.column_names]
+    rest = [c for c in table.column_names if c not in first and c not in ("date", "hour")]
+    table = table.select(first + rest)
+    if "ts" in table.column_names:
+        # DuckDB hands back microseconds in "Etc/UTC"; give back the stored ms / UTC type.
+        index = table.column_names.index("ts")
+        ts_type = BASE_SCHEMA.field("ts").type
+        table = table.set_column(index, "ts", table.column("ts").cast(ts_type))
+    return table
+
+
+def _empty(columns: Sequence[str] | None) -> pa.Table:
+    schema = pa.schema([("model", pa.string()), ("version", pa.int64()), *BASE_SCHEMA])
+    if columns:
+        schema = pa.schema([f for f in schema if f.name in ("model", "version", *columns)])
+    return schema.empty_table()
+
+
+@dataclass
+class CompactionReport:
+    """What one :func:`compact` call did."""
+
+    partitions: int = 0
+    files_in: int = 0
+    files_out: int = 0
+    rows: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    skipped_busy: int = 0
+    quarantined: list[str] = field(default_factory=list)
+    compacted: list[str] = field(default_factory=list)
+
+
+def compact(
+    root: Path,
+    *,
+    model: str | None = None,
+    version: int | None = None,
+    grace_s: float = 300.0,
+    now: dt.datetime | None = None,
+    fsync: bool = True,
+    include_open: bool = False,
+    partitions: Sequence[Path] | None = None,
+) -> CompactionReport:
+    """Merge each closed hour partition with more than one segment into one file.
+
+    An hour is closed when it ended more than ``grace_s`` seconds before ``now``.
+    ``include_open`` also merges the small segments already written in open hours into
+    one more ``compact-`` file (safe: a segment is immutable once visible, later ones stay
+    beside the merged file), so a periodic run keeps the current hour's file count low.
+    ``partitions``: only these hour directories (the log's own compactor passes the ones
+    it wrote to). Files that are not readable
+    Parquet are renamed ``*.corrupt`` (kept, never read again) and listed in the report.
+    """
+    if grace_s < 0:
+        raise InvalidInput("grace_s must be >= 0", field="grace_s")
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=grace_s)
+    report = CompactionReport()
+    until = None if include_open else cutoff - _HOUR
+    chosen = _partitions(root, model, version, None, until) if partitions is None else partitions
+    for partition in chosen:
+        if not partition.is_dir():
+            continue
+        begins = _hour_start(partition)
+        if begins is None:
+            continue
+        closed = begins + _HOUR <= cutoff
+        if not (closed or include_open):
+            continue
+        lock_path = partition / ".compact.lock"
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                report.skipped_busy += 1
+                continue
+            _compact_partition(partition, begins, report, fsync=fsync, closed=closed)
+    return report
+
+
+def _compact_partition(
+    partition: Path,
+    begins: dt.datetime,
+    report: CompactionReport,
+    *,
+    fsync: bool,
+    closed: bool,
+) -> None:
+    live = _live_files(partition)
+    every = {p.name for p in partition.glob("*.parquet")}
+    leftovers = every - {p.name for p in live}
+    if closed:
+        for stale in partition.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)  # a writer killed mid-write; the hour is closed
+    else:
+        # An open hour: merge only the small segments, never rewrite earlier merged files
+        # again and again as the hour grows; the closed-hour pass makes the final file.
+        live = [p for p in live if p.name.startswith("part-")]
+    if len(live) <= 1:
+        _remove(partition, leftovers)
+        return
+    tables, inputs = [], []
+    for path in live:
+        try:
+            tables.append(pq.read_table(path))
+        except (OSError, pa.ArrowException):
+            path.rename(path.with_name(path.name + ".corrupt"))
+            report.quarantined.append(str(path))
+            continue
+        inputs.append(path)
+    if len(inputs) <= 1:
+        _remove(partition, leftovers)
+        return
+    report.bytes_in += sum(p.stat().st_size for p in inputs)
+    merged = pa.concat_tables(
+        [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
+    ).sort_by("ts")
+    first_meta = tables[0].schema.metadata or {}
+    names = sorted(p.name for p in inputs)
+    metadata = {
+        **{k: v for k, v in first_meta.items() if k != COMPACTED_FROM},
+        COMPACTED_FROM: json.dumps(names).encode(),
+    }
+    name = f"compact-{begins:%Y%m%dT%H}-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
+    written = write_segment(merged.replace_schema_metadata(metadata), partition, name, fsync=fsync)
+    _remove(partition, leftovers | set(names))
+    report.partitions += 1
+    report.files_in += len(inputs)
+    report.files_out += 1
+    report.rows += merged.num_rows
+    report.bytes_out += written.stat().st_size
+    report.compacted.append(str(partition))
+
+
+def _remove(partition: Path, names: set[str]) -> None:
+    for name in names:
+        (partition / name).unlink(missing_ok=True)
+    if names:
+        fd = os.open(partition, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,346 @@
+"""Check predict request bodies against a model signature, without pandas on the hot path.
+
+A body is ``{"instances": [{col: value}, ...]}`` or ``{"columns": [...], "data": [[...]]}``,
+optionally with ``"probabilities": true`` and ``"entity_keys": [...]`` (one per row, used by
+event-based cache invalidation). :class:`InputSpec` turns it into rows of plain Python
+values in signature order, normalised (``1`` and ``1.0`` in a ``double`` column are the same
+value), so that a row's canonical bytes are its prediction-cache key, and builds the typed
+DataFrame a batch of such rows is predicted on.
+
+Checking each value in Python costs a few microseconds per row, where building a pandas
+frame per request and running :func:`keel.registry.signature.validate_frame` costs about a
+millisecond; the frame is built once per micro-batch instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import InvalidInput
+from keel.serving import _json
+
+__all__ = ["InputSpec", "ParsedInput"]
+
+_BODY_KEYS = frozenset({"instances", "columns", "data", "probabilities", "entity_keys"})
+_FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf, "infinity": math.inf, "-infinity": -math.inf}
+_FLOAT_WORDS["nan"] = math.nan
+
+
+@dataclass(slots=True)
+class ParsedInput:
+    """A validated request: rows in signature order, their cache keys and the options."""
+
+    rows: list[tuple[Any, ...]]
+    keys: list[bytes]
+    columns: list[str]
+    probabilities: bool
+    entity_keys: list[str | None] | None
+
+    def features(self, index: int) -> dict[str, Any]:
+        """Row ``index`` as a ``{column: value}`` dict (for the prediction log)."""
+        return dict(zip(self.columns, self.rows[index], strict=True))
+
+
+class _Bad(Exception):
+    """A value does not fit its column; carries the reason for the InvalidInput."""
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is float:
+        return None if value != value else value
+    if kind is int:
+        return float(value)
+    if isinstance(value, str) and value.lower() in _FLOAT_WORDS:
+        number = _FLOAT_WORDS[value.lower()]
+        return None if number != number else number
+    raise _Bad
+
+
+def _integer(value: Any) -> int | None:
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is int:
+        return int(value)
+    if kind is float:
+        if value != value:
+            return None
+        if value.is_integer():
+            return int(value)
+    raise _Bad
+
+
+def _boolean(value: Any) -> bool | None:
+    if value is None or type(value) is bool:
+        return value
+    raise _Bad
+
+
+def _string(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise _Bad
+
+
+def _category(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if type(value) is float:
+        return None if value != value else value
+    raise _Bad
+
+
+def _datetime(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            dt.datetime.fromisoformat(value)
+            return value
+        except ValueError:
+            pass
+        try:
+            pd.Timestamp(value)
+            return value
+        except ValueError:
+            pass
+    raise _Bad
+
+
+def _binary(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            base64.b64decode(value, validate=True)
+            return value
+        except (binascii.Error, ValueError):
+            pass
+    raise _Bad
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "double": _number,
+    "float": _number,
+    "long": _integer,
+    "integer": _integer,
+    "boolean": _boolean,
+    "string": _string,
+    "category": _category,
+    "datetime": _datetime,
+    "binary": _binary,
+}
+_MISSING_OK = frozenset({"double", "float"})  # a float column takes NaN (signature rule)
+
+
+def _column_array(kind: str, values: Sequence[Any]) -> Any:
+    has_null = any(v is None for v in values)
+    if kind == "double":
+        return np.array(values, dtype=np.float64)
+    if kind == "float":
+        return np.array(values, dtype=np.float32)
+    if kind in ("long", "integer"):
+        if has_null:
+            return pd.array(values, dtype="Int64" if kind == "long" else "Int32")
+        return np.array(values, dtype=np.int64 if kind == "long" else np.int32)
+    if kind == "boolean":
+        return pd.array(values, dtype="boolean") if has_null else np.array(values, dtype=bool)
+    if kind == "category":
+        return pd.Categorical(values)
+    if kind == "datetime":
+        return pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+    if kind == "binary":
+        return np.array([None if v is None else base64.b64decode(v) for v in values], object)
+    return np.array(values, dtype=object)
+
+
+class InputSpec:
+    """The input contract of one model version: its signature's columns, or anything.
+
+    Without a signature, rows are accepted as given (the model decides) and the cache key is
+    the row with sorted keys.
+    """
+
+    def __init__(self, signature: dict[str, Any] | None, *, max_rows: int = 10_000) -> None:
+        inputs = (signature or {}).get("inputs") or None
+        self.columns: list[str] | None = [c["name"] for c in inputs] if inputs else None
+        self.kinds: list[str] = [c["type"] for c in inputs] if inputs else []
+        self.nullable: list[bool] = [bool(c.get("nullable")) for c in inputs] if inputs else []
+        self._checks = [_CHECKS[k] for k in self.kinds]
+        self._names = frozenset(self.columns or ())
+        self.max_rows = max_rows
+
+    # ---- request bodies ------------------------------------------------------------------
+    def parse(self, body: bytes | dict[str, Any]) -> ParsedInput:
+        """Validate a request body; raises InvalidInput naming the field (and row)."""
+        payload = _json.loads(body) if isinstance(body, bytes | bytearray) else body
+        if not isinstance(payload, dict):
+            raise InvalidInput(
+                "the body must be a JSON object with 'instances' or 'columns' + 'data'",
+                field="body",
+            )
+        unknown = sorted(set(payload) - _BODY_KEYS)
+        if unknown:
+            raise InvalidInput(
+                f"unexpected field {unknown[0]!r}", field=unknown[0], expected=sorted(_BODY_KEYS)
+            )
+        probabilities = payload.get("probabilities", False)
+        if not isinstance(probabilities, bool):
+            raise InvalidInput("probabilities must be true or false", field="probabilities")
+        records = self._records(payload)
+        if not records:
+            raise InvalidInput("no rows: send at least one instance", field="instances")
+        if len(records) > self.max_rows:
+            raise InvalidInput(
+                f"{len(records)} rows exceed the limit of {self.max_rows} per request",
+                field="instances",
+                limit=self.max_rows,
+            )
+        entity_keys = self._entity_keys(payload.get("entity_keys"), len(records))
+        if self.columns is None:
+            return self._free_rows(records, probabilities, entity_keys)
+        rows = [self.check_row(record, i) for i, record in enumerate(records)]
+        keys = [_json.dumps(row) for row in rows]
+        return ParsedInput(rows, keys, self.columns, probabilities, entity_keys)
+
+    @staticmethod
+    def _records(payload: dict[str, Any]) -> list[Any]:
+        if "instances" in payload:
+            if "columns" in payload or "data" in payload:
+                raise InvalidInput(
+                    "send either 'instances' or 'columns' + 'data', not both", field="instances"
+                )
+            instances = payload["instances"]
+            if not isinstance(instances, list):
+                raise InvalidInput("instances must be a list of objects", field="instances")
+            for i, row in enumerate(instances):
+                if not isinstance(row, dict):
+                    raise InvalidInput(
+                        f"instance {i} is a {type(row).__name__}, not an object",
+                        field="instances",
+                        row=i,
+                    )
+            return instances
+        columns, data = payload.get("columns"), payload.get("data")
+        if columns is None and data is None:
+            raise InvalidInput(
+                "the body needs 'instances' or 'columns' + 'data'", field="instances"
+            )
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise InvalidInput("columns must be a list of column names", field="columns")
+        if len(set(columns)) != len(columns):
+            raise InvalidInput("columns has duplicate names", field="columns")
+        if not isinstance(data, list):
+            raise InvalidInput("data must be a list of rows", field="data")
+        records = []
+        for i, values in enumerate(data):
+            if not isinstance(values, list) or len(values) != len(columns):
+                raise InvalidInput(
+                    f"data row {i} must be a list of {len(columns)} values",
+                    field="data",
+                    row=i,
+                )
+            records.append(dict(zip(columns, values, strict=True)))
+        return records
+
+    @staticmethod
+    def _entity_keys(raw: Any, n: int) -> list[str | None] | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, list) or len(raw) != n:
+            raise InvalidInput(f"entity_keys must be a list of {n} keys", field="entity_keys")
+        keys: list[str | None] = []
+        for i, key in enumerate(raw):
+            if key is not None and not isinstance(key, str | int):
+                raise InvalidInput(f"entity key {i} must be a string", field="entity_keys", row=i)
+            keys.append(None if key is None else str(key))
+        return keys
+
+    def check_row(self, record: dict[str, Any], row: int) -> tuple[Any, ...]:
+        """One instance as a tuple in signature order; raises InvalidInput for a bad value."""
+        assert self.columns is not None
+        if len(record) != len(self.columns) or record.keys() != self._names:
+            self._wrong_columns(record, row)
+        values = []
+        for name, kind, nullable, check in zip(
+            self.columns, self.kinds, self.nullable, self._checks, strict=True
+        ):
+            raw = record[name]
+            try:
+                value = check(raw)
+            except _Bad:
+                raise InvalidInput(
+                    f"column {name!r} expects {kind}, got {raw!r} ({type(raw).__name__}) "
+                    f"in row {row}",
+                    field=name,
+                    row=row,
+                    expected=kind,
+                ) from None
+            if value is None and not nullable and kind not in _MISSING_OK:
+                raise InvalidInput(
+                    f"column {name!r} has a missing value (null or NaN) in row {row} "
+                    "but is not nullable",
+                    field=name,
+                    row=row,
+                    expected=kind,
+                )
+            values.append(value)
+        return tuple(values)
+
+    def _wrong_columns(self, record: dict[str, Any], row: int) -> None:
+        assert self.columns is not None
+        for name in self.columns:
+            if name not in record:
+                raise InvalidInput(
+                    f"row {row} is missing column {name!r}",
+                    field=name,
+                    row=row,
+                    expected=self.columns,
+                )
+        extra = next(str(k) for k in record if k not in self._names)
+        raise InvalidInput(
+            f"row {row} has unexpected column {extra!r}",
+            field=extra,
+            row=row,
+            expected=self.columns,
+        )
+
+    def _free_rows(
+        self, records: list[Any], probabilities: bool, entity_keys: list[str | None] | None
+    ) -> ParsedInput:
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        rows = [tuple(r.get(c) for c in columns) for r in records]
+        keys = [_json.dumps(dict(sorted(r.items()))) for r in records]
+        return ParsedInput(rows, keys, columns, probabilities, entity_keys)
+
+    # ---- batches --------------------------------------------------------------------------
+    def frame(self, rows: Sequence[tuple[Any, ...]], columns: Sequence[str]) -> pd.DataFrame:
+        """The typed DataFrame of a batch of checked rows (one column per signature input)."""
+        if self.columns is None:
+            return pd.DataFrame.from_records(list(rows), columns=list(columns))
+        by_column = list(zip(*rows, strict=True))
+        return pd.DataFrame(
+            {
+                name: _column_array(kind, values)
+                for name, kind, values in zip(self.columns, self.kinds, by_column, strict=True)
+            }
+        )
+
+    def example_rows(self, example: dict[str, Any] | None) -> list[tuple[Any, ...]]:
+        """The rows of a stored input example (``{"columns", "data"}``), checked like requests."""
+        if not example or self.columns is None:
+            return []
+        parsed = self.parse({"columns": example["columns"], "data": example["data"]})
+        return parsed.rows

@@ -1,0 +1,59 @@
+"""Python-function models that misbehave on purpose (they store themselves, no pickle).
+
+They live in an importable module because the registry loads a model class by
+``module:QualName``. :data:`SWITCH` lets a test make :class:`Switchable` fail or recover.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SWITCH = {"fail": False}
+
+
+class _StoresItself:
+    def save(self, directory: Path) -> None:
+        (directory / "params.txt").write_text(repr(vars(self)))
+
+    @classmethod
+    def load(cls, directory: Path) -> Any:
+        return cls()
+
+
+class Raising(_StoresItself):
+    """Every prediction raises ``RuntimeError``."""
+
+    def predict(self, X: Any) -> Any:
+        raise RuntimeError("model exploded on purpose")
+
+
+class Switchable(_StoresItself):
+    """Predicts the row sums, or raises ``ValueError`` while ``SWITCH["fail"]`` is true."""
+
+    def predict(self, X: Any) -> Any:
+        if SWITCH["fail"]:
+            raise ValueError("switched to failing")
+        return np.asarray(X, dtype=float).sum(axis=1)
+
+
+class Slow(_StoresItself):
+    """Sleeps 5 s before answering zeros (for the timeout)."""
+
+    def predict(self, X: Any) -> Any:
+        time.sleep(5.0)
+        return np.zeros(len(X))
+
+
+class BrokenOnLoad(_StoresItself):
+    """Saves fine; loading raises as a corrupt model file would."""
+
+    def predict(self, X: Any) -> Any:
+        return np.zeros(len(X))
+
+    @classmethod
+    def load(cls, directory: Path) -> Any:
+        raise OSError(f"corrupt model file in {directory.name}")
