@@ -93,6 +93,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     registry = RegistryService(store, artifacts, settings.resolved_model_cache_dir)
     predictions_root = log_root(settings)
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
+    features = _feature_store(settings, engine)
     return Services(
         settings=settings,
         store=store,
@@ -103,7 +104,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         auth=AuthService(
             AuthSql(engine), enabled=settings.auth == "on", cache_ttl_s=settings.auth_cache_ttl_s
         ),
-        features=_feature_store(settings, engine),
+        features=features,
         feedback=feedback,
         monitors=MonitorService(
             MonitorSql(engine),
@@ -115,5 +116,6 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
             lambda version: load_model_dir(
                 registry.model_dir(version), allow_pickle=settings.allow_pickle
             ),
+            freshness=features.freshness,
         ),
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from tests.features.conftest import write_seed
 from tests.monitoring.conftest import FEATURES, NOW_MS, serve_rows
 
 from keel.demo.data import TARGET
@@ -106,6 +107,30 @@ def test_slices_rank_the_segment_that_drifted_first(setup: tuple) -> None:
     monitors.create(MonitorSpec(name="bad-slice", model="churn", slices=["region"]))
     with pytest.raises(InvalidInput, match="slices: 'region' is not a column"):
         monitors.run("bad-slice", now=NOW_MS)
+
+
+def test_stale_feature_view_raises_an_alert(
+    setup: tuple, services: Services, tmp_path: Path
+) -> None:
+    monitors, model, production, root = setup
+    seed = write_seed(tmp_path / "features")
+    services.features.apply(seed.defs)
+    # The seed's usage data ends in January 2026: materialised, it is months past its 2 h SLA.
+    services.features.materialize("2026-01-01", "2026-01-06", ["customer_usage"])
+    monitors.freshness_source = services.features.freshness
+    serve_rows(model, production.head(200), root)
+    monitors.create(MonitorSpec(name="fresh", model="churn", feature_views=["customer_usage"]))
+    run = monitors.run("fresh", now=NOW_MS)
+    assert run.status == "alert" and run.summary["stale_sources"] == ["customer_usage"]
+    (record,) = run.results["freshness"]
+    assert record["is_stale"] and record["age_s"] > record["sla_s"] == 7_200
+    diagnosis = monitors.diagnose("fresh", run.id)
+    assert diagnosis.scores["upstream staleness"] == 1.0
+    with pytest.raises(NotFound, match="unknown feature views: nope"):
+        monitors.create(MonitorSpec(name="x", model="churn", feature_views=["nope"]))
+    monitors.freshness_source = None
+    with pytest.raises(InvalidInput, match="feature_views: no feature store"):
+        monitors.create(MonitorSpec(name="y", model="churn", feature_views=["customer_usage"]))
 
 
 def test_empty_window_is_insufficient_data_not_an_alarm(setup: tuple) -> None:

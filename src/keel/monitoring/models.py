@@ -54,6 +54,11 @@ class MonitorSpec(Entity):
     overrides: dict[str, OverrideSpec] = Field(default_factory=dict)
     correction: Correction = "bh"
     min_samples: int = Field(default=30, ge=1, le=1_000_000)
+    feature_views: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Feature-store views feeding the model: their freshness vs SLA is checked.",
+    )
     slices: list[str] = Field(
         default_factory=list,
         max_length=10,

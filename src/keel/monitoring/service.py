@@ -46,6 +46,9 @@ __all__ = ["MonitorService"]
 log = logging.getLogger("keel.monitoring")
 
 ModelLoader = Callable[[ModelVersion], Any]
+#: views → their freshness records (``FeatureStore.freshness``); objects with ``view``,
+#: ``age_s``, ``sla_s`` and ``is_stale``.
+FreshnessSource = Callable[[list[str]], list[Any]]
 #: Most frequent values of a slice column that are checked as segments.
 MAX_SEGMENTS = 20
 
@@ -71,6 +74,7 @@ class MonitorService:
         feedback: FeedbackStore,
         predictions_root: Path,
         load_model: ModelLoader,
+        freshness: FreshnessSource | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -79,6 +83,7 @@ class MonitorService:
         self.feedback = feedback
         self.predictions_root = predictions_root
         self.load_model = load_model
+        self.freshness_source = freshness
         self._references: dict[tuple[str, str], _Reference] = {}
         self._calibration: dict[tuple[str, str, int], pd.DataFrame] = {}
 
@@ -88,6 +93,8 @@ class MonitorService:
         self.registry.get_model(spec.model)
         if spec.reference is not None:
             self._dataset_ref(spec.reference)
+        if spec.feature_views:
+            self._freshness(spec.feature_views)  # unknown views fail here, not at run time
         now = now_ms()
         try:
             created = self.store.get_monitor(spec.name).created_at_ms
@@ -163,6 +170,12 @@ class MonitorService:
                 calibration = (held_out, held_out[monitor.label_column])
                 window = _strip_prefix(labelled)
                 window_labels = window["label_value"].to_numpy()
+        if freshness is None and monitor.feature_views:
+            freshness = {
+                r.view: (float(r.age_s), float(r.sla_s))
+                for r in self._freshness(monitor.feature_views)
+                if r.age_s is not None and r.sla_s
+            }
         return diagnose(
             model,
             reference,
@@ -195,6 +208,11 @@ class MonitorService:
             )
         else:
             status = self._checks(monitor, version, reference, window, features, results, summary)
+        if monitor.feature_views:
+            stale = self._freshness_check(monitor, results)
+            summary["stale_sources"] = stale
+            if stale and status != "insufficient data":
+                status = "alert"
         labelled = self._performance(monitor, version, reference, window, start_ms, end_ms, results)
         if labelled and results.get("performance_alert"):
             status = "alert"
@@ -269,6 +287,23 @@ class MonitorService:
             summary["prediction_drift"] = output_drift["drifted"]
         alert = bool(drift.drifted or summary["quality_errors"] or summary.get("prediction_drift"))
         return "alert" if alert else "ok"
+
+    def _freshness(self, views: list[str]) -> list[Any]:
+        if self.freshness_source is None:
+            raise InvalidInput(
+                "feature_views: no feature store is configured for this monitor service",
+                field="feature_views",
+            )
+        return self.freshness_source(views)
+
+    def _freshness_check(self, monitor: Monitor, results: dict[str, Any]) -> list[str]:
+        """Freshness of the views feeding the model; returns the stale ones."""
+        records = self._freshness(monitor.feature_views)
+        results["freshness"] = [
+            {"view": r.view, "age_s": r.age_s, "sla_s": r.sla_s, "is_stale": r.is_stale}
+            for r in records
+        ]
+        return [r.view for r in records if r.is_stale]
 
     def _slice_drift(
         self,
