@@ -1,4 +1,4 @@
-"""kill -9 the server mid-burst of alias moves and token creations.
+"""kill -9 the server mid-burst of alias moves, token creations and feedback.
 
 Every acknowledged alias move and token must be stored after the restart, each
 with its audit entry (same transaction), and nothing may be half-written: no
@@ -158,5 +158,56 @@ def test_alias_moves_and_tokens_survive_kill_9_mid_burst(node: Node) -> None:
         created = services.auth.audit(AuditQuery(action="token.create", limit=10_000))
         assert {e.target for e in created} >= {f"token:{i}" for i in token_ids}
         assert len(token_ids) - 1 <= len(acked.tokens) + 1  # at most one unacknowledged
+    finally:
+        services.close()
+
+
+def _labeller(
+    node: Node, worker: int, acked: list[str], cut: list[str], stop: threading.Event
+) -> None:
+    headers = {"authorization": f"Bearer {node.admin}"}
+    with httpx.Client(base_url=node.url, headers=headers, timeout=10) as http:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            ids = [f"w{worker}-{i}-{j}" for j in range(5)]
+            try:
+                response = http.post(
+                    "/v1/feedback", json={"items": [{"request_id": r, "label": 1} for r in ids]}
+                )
+            except httpx.TransportError as exc:
+                cut.append(type(exc).__name__)
+                return
+            response.raise_for_status()
+            acked.extend(ids)
+
+
+def test_feedback_survives_kill_9_mid_burst(node: Node) -> None:
+    acked: list[str] = []
+    cut: list[str] = []
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_labeller, args=(node, w, acked, cut, stop)) for w in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 300 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    node.process.kill()
+    assert node.process.wait(timeout=10) == -9
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=15)
+    assert len(acked) >= 100, (len(acked), cut)
+
+    services = open_services(Settings(home=node.home, auth="on"))
+    try:
+        stored = services.feedback.labels()
+        assert set(acked) <= set(stored["request_id"])  # every acknowledged label survived
+        assert not stored["request_id"].duplicated().any()  # no batch stored twice
+        # A batch is one segment: a cut request left all five labels or none.
+        batches = stored["request_id"].str.rsplit("-", n=1).str[0].value_counts()
+        assert (batches == 5).all()
     finally:
         services.close()

@@ -134,6 +134,20 @@ class FeedbackStore:
         frame: pd.DataFrame = table.to_pandas()
         return frame.sort_values("ts").reset_index(drop=True)
 
+    def labels(self) -> pd.DataFrame:
+        """Every stored label (the whole history, corrections included), oldest first."""
+        files = self._files()
+        if not files:
+            return pd.DataFrame(columns=FEEDBACK_SCHEMA.names)
+        with duckdb.connect() as con:
+            table: pa.Table = (
+                con.read_parquet([str(f) for f in files], union_by_name=True)
+                .order("received_ts")
+                .to_arrow_table()
+            )
+        frame: pd.DataFrame = table.to_pandas()
+        return frame
+
     # -- storage -------------------------------------------------------------------------
     def _files(self) -> list[Path]:
         if not self.root.exists():
