@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import keel
 from keel.api import create_app
 from keel.config import Settings
 from keel.registry.models import ModelVersion
-from keel.services import open_services
+from keel.services import Services, open_services
 
 JSON = {"content-type": "application/json"}
 LIMIT = 2048
@@ -245,8 +246,22 @@ def test_readyz_is_200_with_checks(http: httpx.Client) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "schema": "ok", "artifacts": "ok"},
+        "checks": {"serving": "ok", "database": "ok", "schema": "ok", "artifacts": "ok"},
     }
+
+
+def test_readyz_is_503_until_the_gateway_has_warmed_up(services: Services) -> None:
+    # Without the lifespan (which preloads and warms the models) the gateway is not ready.
+    app = create_app(services=services)
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await http.get("/readyz")
+
+    response = asyncio.run(ask())
+    assert response.status_code == 503
+    assert response.json()["checks"]["serving"] == "warming up"
 
 
 def test_metrics_exposes_request_counter(http: httpx.Client) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -20,9 +20,18 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(svc: Svc) -> JSONResponse:
-    """The database answers and its schema is current; 503 otherwise."""
+def readyz(svc: Svc, request: Request) -> JSONResponse:
+    """The database answers, its schema is current and the preloaded models are warm;
+    503 otherwise (a model that failed to preload is named)."""
     checks: dict[str, str] = {}
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is None or not gateway.ready:
+        checks["serving"] = "warming up"
+    elif gateway.preload_errors:
+        failed = ", ".join(f"{ref}: {error}" for ref, error in gateway.preload_errors.items())
+        checks["serving"] = f"preload failed: {failed}"
+    else:
+        checks["serving"] = "ok"
     try:
         with svc.store.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
