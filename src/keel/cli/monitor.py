@@ -14,8 +14,7 @@ from keel.errors import InvalidInput
 if TYPE_CHECKING:
     from keel.monitoring.drift import DriftReport
     from keel.monitoring.models import Monitor, MonitorRun
-    from keel.monitoring.stats.choice import TestName
-    from keel.monitoring.stats.correction import Correction
+    from keel.monitoring.vocabulary import Correction, TestName
 
 monitor_app = typer.Typer(
     help="Monitoring: drift, data quality, performance.\n\n"

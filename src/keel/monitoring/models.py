@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from keel._models import Entity
-from keel.monitoring.stats.choice import TestName
-from keel.monitoring.stats.correction import Correction
+from keel.monitoring.vocabulary import Correction, TestName
 
 __all__ = ["Monitor", "MonitorRun", "MonitorSpec", "OverrideSpec", "parse_duration"]
 

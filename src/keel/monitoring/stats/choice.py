@@ -20,9 +20,9 @@ choice can be overridden per feature (test and threshold).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from keel.errors import InvalidInput
+from keel.monitoring.vocabulary import FeatureKind, TestName
 
 __all__ = [
     "LARGE_SAMPLE",
@@ -34,8 +34,6 @@ __all__ = [
     "choose_test",
 ]
 
-FeatureKind = Literal["numeric", "categorical"]
-TestName = Literal["ks", "wasserstein", "chi2", "jensen_shannon", "psi", "kl_divergence"]
 
 #: Tests whose verdict is a p-value below the threshold; the others are distances above it.
 P_VALUE_TESTS: frozenset[str] = frozenset({"ks", "chi2"})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import false_discovery_control
 
+from keel.monitoring.vocabulary import Correction
+
 __all__ = ["Correction", "adjust_pvalues"]
 
-Correction = Literal["none", "bonferroni", "bh"]
 
 
 def adjust_pvalues(pvalues: object, method: Correction = "bh") -> NDArray[np.float64]:
