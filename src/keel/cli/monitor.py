@@ -12,6 +12,7 @@ from keel.cli._output import JsonOption, console, emit, run_cli, table
 from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from keel.client import Client
     from keel.monitoring.drift import DriftReport
     from keel.monitoring.models import Monitor, MonitorRun
     from keel.monitoring.vocabulary import Correction, TestName
@@ -304,6 +305,16 @@ def runs(
     )
 
 
+def _run_or_latest(client: Client, name: str, run_id: str | None) -> str:
+    """``run_id``, or the id of the monitor's latest run."""
+    if run_id is not None:
+        return run_id
+    latest = client.monitor_runs(name, 1)
+    if not latest:
+        raise InvalidInput(f"monitor {name} has no runs yet", field="run_id")
+    return latest[0].id
+
+
 @monitor_app.command("report")
 def report(
     name: str = typer.Argument(..., help="Monitor name."),
@@ -319,13 +330,7 @@ def report(
 
     def run() -> str:
         client = make_client(server, token)
-        chosen = run_id
-        if chosen is None:
-            latest = client.monitor_runs(name, 1)
-            if not latest:
-                raise InvalidInput(f"monitor {name} has no runs yet", field="run_id")
-            chosen = latest[0].id
-        return client.monitor_report(name, chosen)
+        return client.monitor_report(name, _run_or_latest(client, name, run_id))
 
     html = run_cli(run)
     output.write_text(html, encoding="utf-8")
@@ -372,13 +377,7 @@ def diagnose(
 
     def run() -> dict[str, Any]:
         client = make_client(server, token)
-        chosen = run_id
-        if chosen is None:
-            latest = client.monitor_runs(name, 1)
-            if not latest:
-                raise InvalidInput(f"monitor {name} has no runs yet", field="run_id")
-            chosen = latest[0].id
-        return client.diagnose_monitor_run(name, chosen, slice_by)
+        return client.diagnose_monitor_run(name, _run_or_latest(client, name, run_id), slice_by)
 
     result = run_cli(run)
 
