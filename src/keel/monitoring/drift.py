@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from keel.errors import InvalidInput
 from keel.monitoring.profile import ColumnProfile, ReferenceProfile, profile_as
-from keel.monitoring.stats._binning import numeric_counts, quantile_edges
+from keel.monitoring.stats._binning import aligned_counts, numeric_counts, quantile_edges
 from keel.monitoring.stats.chi2 import chi2_from_counts
 from keel.monitoring.stats.choice import MIN_SAMPLES, FeatureKind, TestChoice, TestName, choose_test
 from keel.monitoring.stats.correction import Correction, adjust_pvalues
@@ -234,11 +234,8 @@ def _cells(
         edges = quantile_edges(ref.sorted_values, bins)
         return numeric_counts(ref.sorted_values, edges), numeric_counts(cur.sorted_values, edges)
     assert ref.counts is not None and cur.counts is not None
-    levels = list(ref.counts.index) + [k for k in cur.counts.index if k not in ref.counts.index]
-    return (
-        ref.counts.reindex(levels, fill_value=0).to_numpy(dtype=np.float64),
-        cur.counts.reindex(levels, fill_value=0).to_numpy(dtype=np.float64),
-    )
+    _, ref_counts, cur_counts = aligned_counts(ref.counts, cur.counts)
+    return ref_counts, cur_counts
 
 
 def _finite_or_none(value: float | None) -> float | None:

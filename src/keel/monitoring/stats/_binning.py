@@ -10,6 +10,7 @@ from keel.monitoring.stats._result import column_pairs
 
 __all__ = [
     "EPSILON",
+    "aligned_counts",
     "binned_counts",
     "category_counts",
     "is_categorical",
@@ -58,6 +59,13 @@ def category_counts(
     """
     ref_counts = pd.Series(np.asarray(reference, dtype=object)).dropna().value_counts(sort=False)
     cur_counts = pd.Series(np.asarray(current, dtype=object)).dropna().value_counts(sort=False)
+    return aligned_counts(ref_counts, cur_counts)
+
+
+def aligned_counts(
+    ref_counts: pd.Series, cur_counts: pd.Series
+) -> tuple[list[object], NDArray[np.float64], NDArray[np.float64]]:
+    """Two level → count series over the union of levels (reference order first, 0 if absent)."""
     levels = list(ref_counts.index) + [v for v in cur_counts.index if v not in ref_counts.index]
     ref = ref_counts.reindex(levels, fill_value=0).to_numpy(dtype=np.float64)
     cur = cur_counts.reindex(levels, fill_value=0).to_numpy(dtype=np.float64)
