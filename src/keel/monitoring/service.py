@@ -15,7 +15,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,14 @@ from keel.monitoring.diagnosis import Diagnosis, diagnose, model_input
 from keel.monitoring.drift import FeatureOverride, detect_drift
 from keel.monitoring.estimation import ConfidenceEstimator
 from keel.monitoring.feedback import FeedbackStore
+from keel.monitoring.inputs import MonitorInputs, Reference, strip_prefix
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.monitoring.performance import classification_metrics, regression_metrics
 from keel.monitoring.profile import ReferenceProfile
 from keel.monitoring.quality import QualityThresholds, check_quality
+from keel.monitoring.segments import segment_drift
 from keel.registry.models import ModelVersion
 from keel.registry.service import RegistryService
-from keel.serving.predlog import FEATURE_PREFIX
-from keel.serving.predquery import predictions
 from keel.store.sql.monitoring import MonitorSql
 from keel.tracking.datasets import DatasetService
 from keel.tracking.service import TrackingService
@@ -49,17 +48,6 @@ ModelLoader = Callable[[ModelVersion], Any]
 #: views → their freshness records (``FeatureStore.freshness``); objects with ``view``,
 #: ``age_s``, ``sla_s`` and ``is_stale``.
 FreshnessSource = Callable[[list[str]], list[Any]]
-#: Most frequent values of a slice column that are checked as segments.
-MAX_SEGMENTS = 20
-
-
-@dataclass
-class _Reference:
-    """A reference frame and what is derived from it once (profile, model outputs)."""
-
-    frame: pd.DataFrame
-    profile: ReferenceProfile
-    outputs: dict[int, pd.DataFrame]
 
 
 class MonitorService:
@@ -78,21 +66,17 @@ class MonitorService:
     ) -> None:
         self.store = store
         self.registry = registry
-        self.tracking = tracking
-        self.datasets = datasets
+        self.inputs = MonitorInputs(registry, tracking, datasets, predictions_root)
         self.feedback = feedback
-        self.predictions_root = predictions_root
         self.load_model = load_model
         self.freshness_source = freshness
-        self._references: dict[tuple[str, str], _Reference] = {}
-        self._calibration: dict[tuple[str, str, int], pd.DataFrame] = {}
 
     # -- definitions -----------------------------------------------------------------------
     def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
         """Create or replace a monitor; the model (and a named reference) must exist."""
         self.registry.get_model(spec.model)
         if spec.reference is not None:
-            self._dataset_ref(spec.reference)
+            self.inputs.dataset_ref(spec.reference)
         if spec.feature_views:
             self._freshness(spec.feature_views)  # unknown views fail here, not at run time
         now = now_ms()
@@ -133,8 +117,8 @@ class MonitorService:
         version = (
             self.registry.get_version(run.model, run.version) if run.version is not None else None
         )
-        reference = self._reference(monitor, version)
-        window = self._window(monitor, version, run.window_start_ms, run.window_end_ms)
+        reference = self.inputs.reference(monitor, version)
+        window = self.inputs.window(monitor, version, run.window_start_ms, run.window_end_ms)
         return reference.frame, window
 
     def diagnose(
@@ -166,9 +150,9 @@ class MonitorService:
                 run.model, run.version, run.window_start_ms, run.window_end_ms
             )
             if len(labelled) >= monitor.min_samples:
-                held_out = self.calibration_set(monitor, version, reference)
+                held_out = self.inputs.calibration_set(monitor, version, reference)
                 calibration = (held_out, held_out[monitor.label_column])
-                window = _strip_prefix(labelled)
+                window = strip_prefix(labelled)
                 window_labels = window["label_value"].to_numpy()
         if freshness is None and monitor.feature_views:
             freshness = {
@@ -194,10 +178,10 @@ class MonitorService:
         started = time.perf_counter()
         end_ms = now if now is not None else now_ms()
         start_ms = end_ms - monitor.window_s * 1000
-        version = self._version(monitor)
-        reference = self._reference(monitor, version)
-        window = self._window(monitor, version, start_ms, end_ms)
-        features = self._features(monitor, reference.frame, window)
+        version = self.inputs.version(monitor)
+        reference = self.inputs.reference(monitor, version)
+        window = self.inputs.window(monitor, version, start_ms, end_ms)
+        features = self.inputs.features(monitor, reference.frame, window)
         results: dict[str, Any] = {"features": features}
         summary: dict[str, Any] = {}
         status = "ok"
@@ -239,7 +223,7 @@ class MonitorService:
         self,
         monitor: Monitor,
         version: ModelVersion | None,
-        reference: _Reference,
+        reference: Reference,
         window: pd.DataFrame,
         features: list[str],
         results: dict[str, Any],
@@ -280,7 +264,7 @@ class MonitorService:
             f"{f.check}:{f.feature}" for f in quality.findings if f.severity == "error"
         ]
         if monitor.slices:
-            results["slices"] = self._slice_drift(monitor, reference, window, features, overrides)
+            results["slices"] = segment_drift(monitor, reference, window, features, overrides)
         output_drift = self._output_drift(monitor, version, reference, window)
         if output_drift is not None:
             results["prediction_drift"] = output_drift
@@ -305,64 +289,11 @@ class MonitorService:
         ]
         return [r.view for r in records if r.is_stale]
 
-    def _slice_drift(
-        self,
-        monitor: Monitor,
-        reference: _Reference,
-        window: pd.DataFrame,
-        features: list[str],
-        overrides: dict[str, FeatureOverride],
-    ) -> list[dict[str, Any]]:
-        """Drift per segment (value of each slice column), worst first.
-
-        Each segment is compared with the *same segment* of the reference when the
-        reference has the column, else with the whole reference. Segments with
-        fewer than ``min_samples`` rows are skipped (listed with verdict
-        "insufficient data") so a handful of rows never tops the ranking.
-        """
-        out: list[dict[str, Any]] = []
-        for column in monitor.slices:
-            if column not in window.columns:
-                raise InvalidInput(
-                    f"slices: {column!r} is not a column of the window", field="slices"
-                )
-            counts = window[column].astype(str).value_counts()
-            for value in counts.index[:MAX_SEGMENTS]:
-                part = window[window[column].astype(str) == value]
-                item: dict[str, Any] = {"column": column, "value": value, "n": len(part)}
-                if len(part) < monitor.min_samples:
-                    out.append({**item, "verdict": "insufficient data", "drifted": []})
-                    continue
-                base: ReferenceProfile | pd.DataFrame = reference.profile
-                if column in reference.frame.columns:
-                    same = reference.frame[reference.frame[column].astype(str) == value]
-                    if len(same) >= monitor.min_samples:
-                        base = same
-                report = detect_drift(
-                    base,
-                    part,
-                    features=[f for f in features if f != column],
-                    overrides={k: v for k, v in overrides.items() if k != column},
-                    correction=monitor.correction,
-                    min_samples=monitor.min_samples,
-                )
-                worst = report.features[0] if report.features else None
-                out.append(
-                    {
-                        **item,
-                        "verdict": "drift" if report.drifted else "no drift",
-                        "drifted": report.drifted,
-                        "worst_feature": worst.feature if worst else None,
-                        "worst_statistic": worst.statistic if worst else None,
-                    }
-                )
-        return sorted(out, key=lambda r: (-len(r["drifted"]), -(r.get("worst_statistic") or 0)))
-
     def _output_drift(
         self,
         monitor: Monitor,
         version: ModelVersion | None,
-        reference: _Reference,
+        reference: Reference,
         window: pd.DataFrame,
     ) -> dict[str, Any] | None:
         """Model outputs on the window vs its outputs on the reference (same version)."""
@@ -379,7 +310,7 @@ class MonitorService:
         return item
 
     def _reference_outputs(
-        self, monitor: Monitor, version: ModelVersion, reference: _Reference
+        self, monitor: Monitor, version: ModelVersion, reference: Reference
     ) -> pd.DataFrame | None:
         if version.version in reference.outputs:
             return reference.outputs[version.version]
@@ -400,7 +331,7 @@ class MonitorService:
         self,
         monitor: Monitor,
         version: ModelVersion | None,
-        reference: _Reference,
+        reference: Reference,
         window: pd.DataFrame,
         start_ms: int,
         end_ms: int,
@@ -447,7 +378,7 @@ class MonitorService:
         self,
         monitor: Monitor,
         version: ModelVersion | None,
-        reference: _Reference,
+        reference: Reference,
         window: pd.DataFrame,
     ) -> dict[str, float | None] | None:
         if version is None or monitor.label_column is None:
@@ -457,7 +388,7 @@ class MonitorService:
                 f"label_column: {monitor.label_column!r} is not in the reference",
                 field="label_column",
             )
-        held_out = self.calibration_set(monitor, version, reference.frame)
+        held_out = self.inputs.calibration_set(monitor, version, reference.frame)
         columns = [c["name"] for c in (version.signature or {}).get("inputs", [])]
         if not columns or any(c not in held_out.columns for c in columns):
             return None
@@ -473,122 +404,6 @@ class MonitorService:
         if window_scores is None:
             return None
         return estimator.estimate(window_scores)
-
-    def calibration_set(
-        self, monitor: Monitor, version: ModelVersion, reference: pd.DataFrame
-    ) -> pd.DataFrame:
-        """Labelled rows the model did not train on, to calibrate its confidence.
-
-        A model is over-confident on its own training data, so the estimate is
-        calibrated on the version's run inputs logged as ``validation`` (else
-        ``evaluation``) when they carry the label column; the reference otherwise.
-        """
-        key = (monitor.name, version.name, version.version)
-        if key in self._calibration:
-            return self._calibration[key]
-        frame = reference
-        if version.run_id is not None:
-            inputs = self.tracking.get_run(version.run_id).inputs
-            for context in ("validation", "evaluation"):
-                found = [i for i in inputs if i.context == context]
-                if found:
-                    item = self.datasets.get_by_hash(found[0].content_hash)
-                    candidate = self.datasets.load(item.name, item.version)
-                    if monitor.label_column in candidate.columns:
-                        frame = candidate
-                        break
-        self._calibration[key] = frame
-        return frame
-
-    # -- inputs -----------------------------------------------------------------------------
-    def _version(self, monitor: Monitor) -> ModelVersion | None:
-        if monitor.version == "*":
-            return None
-        if monitor.version.isdigit():
-            return self.registry.get_version(monitor.model, int(monitor.version))
-        return self.registry.resolve(f"models:/{monitor.model}@{monitor.version}")
-
-    def _reference(self, monitor: Monitor, version: ModelVersion | None) -> _Reference:
-        if monitor.reference is not None:
-            name, number = self._dataset_ref(monitor.reference)
-            item = self.datasets.get(name, number)
-        else:
-            item = self._training_data(monitor, version)
-        key = (monitor.name, item.content_hash)
-        if key not in self._references:
-            frame = self.datasets.load(item.name, item.version)
-            self._references[key] = _Reference(frame, ReferenceProfile.from_frame(frame), {})
-        return self._references[key]
-
-    def _training_data(self, monitor: Monitor, version: ModelVersion | None) -> Any:
-        if version is None or version.run_id is None:
-            raise InvalidInput(
-                f"monitor {monitor.name}: no reference given and the model version has no "
-                "run to take training data from",
-                field="reference",
-            )
-        run = self.tracking.get_run(version.run_id)
-        training = [i for i in run.inputs if i.context == "training"]
-        if not training:
-            raise InvalidInput(
-                f"monitor {monitor.name}: run {run.id} logged no training dataset; "
-                "give a reference dataset",
-                field="reference",
-            )
-        return self.datasets.get_by_hash(training[0].content_hash)
-
-    def _dataset_ref(self, ref: str) -> tuple[str, int | None]:
-        name, _, number = ref.partition("@")
-        if number and not number.isdigit():
-            raise InvalidInput(
-                f"reference: expected name or name@version, got {ref!r}", field="reference"
-            )
-        version = int(number) if number else None
-        self.datasets.get(name, version)
-        return name, version
-
-    def _window(
-        self, monitor: Monitor, version: ModelVersion | None, start_ms: int, end_ms: int
-    ) -> pd.DataFrame:
-        table = predictions(
-            monitor.model,
-            version.version if version else None,
-            start_ms,
-            end_ms,
-            root=self.predictions_root,
-        )
-        frame = table.to_pandas()
-        frame = frame.rename(
-            columns={
-                c: c[len(FEATURE_PREFIX) :] for c in frame.columns if c.startswith(FEATURE_PREFIX)
-            }
-        )
-        if monitor.sampling_rate < 1 and len(frame):
-            frame = frame.sample(frac=monitor.sampling_rate, random_state=0)
-        return frame
-
-    def _features(
-        self, monitor: Monitor, reference: pd.DataFrame, window: pd.DataFrame
-    ) -> list[str]:
-        if monitor.features:
-            missing = [f for f in monitor.features if f not in reference.columns]
-            if missing:
-                raise InvalidInput(
-                    f"features: not in the reference: {', '.join(missing)}", field="features"
-                )
-            return list(monitor.features)
-        logged = {c for c in window.columns}
-        skip = {monitor.label_column}
-        chosen = [c for c in reference.columns if c in logged and c not in skip]
-        # An empty window has no feature columns yet: monitor every reference column.
-        return chosen or [c for c in reference.columns if c not in skip]
-
-
-def _strip_prefix(frame: pd.DataFrame) -> pd.DataFrame:
-    """Logged ``f_<feature>`` columns under their feature names."""
-    prefix = len(FEATURE_PREFIX)
-    renamed = {c: c[prefix:] for c in frame.columns if c.startswith(FEATURE_PREFIX)}
-    return frame.rename(columns=renamed)
 
 
 def _output_values(series: pd.Series) -> pd.Series:
