@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
@@ -151,3 +154,38 @@ def client(
         sdk = Client(url, settings=settings.model_copy(update={"home": settings.home / "remote"}))
     yield sdk
     sdk.close()
+
+
+@contextmanager
+def server_process(log_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``uvicorn keel.api.app:create_app`` in its own process (so tests can ``kill -9`` it).
+
+    ``env`` holds the KEEL_* settings; the caller's KEEL_* variables are dropped. Yields
+    the base URL once ``/healthz`` answers, and the process; kills it at the end.
+    """
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    environ.update(env)
+    command = [sys.executable, "-m", "uvicorn", "keel.api.app:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with (log_dir / "server.log").open("wb") as log:
+        process = subprocess.Popen(command, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60  # importing the app takes seconds on a busy machine
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)  # else Popen.__del__ warns in a later test
+            raise RuntimeError((log_dir / "server.log").read_text()[-2000:])
+        time.sleep(0.05)
+    try:
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)

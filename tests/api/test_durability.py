@@ -7,9 +7,7 @@ acknowledged writes, gets SIGKILL, and the same KEEL_HOME is reopened.
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import free_port
+from tests.conftest import server_process
 
 from keel.config import Settings
 from keel.errors import NotFound
@@ -48,30 +46,9 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """``uvicorn keel.api.app:create_app`` in its own process on a SQLite KEEL_HOME."""
-    home, port = tmp_path / "keel", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env["KEEL_HOME"] = str(home)
-    command = [sys.executable, "-m", "uvicorn", "keel.api.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with (tmp_path / "server.log").open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # importing the app takes seconds on a busy machine
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait(timeout=10)  # else Popen.__del__ warns in a later test
-            raise RuntimeError((tmp_path / "server.log").read_text()[-2000:])
-        time.sleep(0.05)
-    yield Server(url, process, home)
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
+    home = tmp_path / "keel"
+    with server_process(tmp_path, KEEL_HOME=str(home)) as (url, process):
+        yield Server(url, process, home)
 
 
 def _write(http: httpx.Client, i: int, runs: list[str], tag: str) -> Write:

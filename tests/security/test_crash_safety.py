@@ -9,9 +9,7 @@ alias points where its last stored move says.
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import free_port
+from tests.conftest import server_process
 from tests.security.conftest import register_versions
 
 from keel.auth.models import AuditQuery, Role
@@ -58,30 +56,8 @@ def node(tmp_path: Path) -> Iterator[Node]:
     services.auth.create_user("dep", Role.DEPLOYER)
     deployer = services.auth.create_token("dep").token
     services.close()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(KEEL_HOME=str(home), KEEL_AUTH="on")
-    command = [sys.executable, "-m", "uvicorn", "keel.api.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with (tmp_path / "server.log").open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # generous: CI machines can be busy
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait(timeout=10)  # else Popen.__del__ warns in a later test
-            raise RuntimeError((tmp_path / "server.log").read_text()[-2000:])
-        time.sleep(0.05)
-    yield Node(url, process, home, deployer, admin)
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
+    with server_process(tmp_path, KEEL_HOME=str(home), KEEL_AUTH="on") as (url, process):
+        yield Node(url, process, home, deployer, admin)
 
 
 def _mover(node: Node, alias: str, acked: Acked, stop: threading.Event) -> None:
