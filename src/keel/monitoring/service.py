@@ -70,6 +70,7 @@ class MonitorService:
         self.feedback = feedback
         self.load_model = load_model
         self.freshness_source = freshness
+        self._estimators: dict[tuple[str, str, str, int], ConfidenceEstimator] = {}
 
     # -- definitions -----------------------------------------------------------------------
     def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
@@ -388,6 +389,21 @@ class MonitorService:
                 f"label_column: {monitor.label_column!r} is not in the reference",
                 field="label_column",
             )
+        window_scores = _positive_scores(window)
+        if window_scores is None:
+            return None
+        key = (monitor.name, monitor.label_column, version.name, version.version)
+        if key not in self._estimators:
+            estimator = self._fit_estimator(monitor, version, reference, monitor.label_column)
+            if estimator is None:
+                return None
+            self._estimators[key] = estimator
+        return self._estimators[key].estimate(window_scores)
+
+    def _fit_estimator(
+        self, monitor: Monitor, version: ModelVersion, reference: Reference, label: str
+    ) -> ConfidenceEstimator | None:
+        """Calibrate the version's scores on held-out labelled rows (once per version)."""
         held_out = self.inputs.calibration_set(monitor, version, reference.frame)
         columns = [c["name"] for c in (version.signature or {}).get("inputs", [])]
         if not columns or any(c not in held_out.columns for c in columns):
@@ -399,11 +415,7 @@ class MonitorService:
         except Exception as exc:  # no predict_proba, or the model fails on the reference
             log.warning("monitor %s: no reference scores: %s", monitor.name, exc)
             return None
-        estimator = ConfidenceEstimator().fit(held_out[monitor.label_column], ref_scores)
-        window_scores = _positive_scores(window)
-        if window_scores is None:
-            return None
-        return estimator.estimate(window_scores)
+        return ConfidenceEstimator().fit(held_out[label], ref_scores)
 
 
 def _output_values(series: pd.Series) -> pd.Series:
