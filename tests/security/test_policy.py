@@ -168,3 +168,44 @@ def test_no_mounted_sub_apps_escape_authorize(sqlite_settings: Settings) -> None
     app = create_app(sqlite_settings)
     mounted = [r for r in app.routes if not hasattr(r, "original_router")]
     assert all(isinstance(r, APIRoute) or getattr(r, "methods", None) for r in mounted)
+
+
+def _flat(routes: list[object]) -> list[object]:
+    out: list[object] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        out.extend(_flat(included.routes) if included is not None else [route])
+    return out
+
+
+def _served_by(app: object, method: str, path: str) -> str | None:
+    """The template of the route Starlette picks for ``method path`` (first full match)."""
+    from starlette.routing import Match
+
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    for route in _flat(app.router.routes):  # type: ignore[attr-defined]
+        match, _ = route.matches(scope)  # type: ignore[attr-defined]
+        if match is Match.FULL:
+            return str(route.path)  # type: ignore[attr-defined]
+    return None
+
+
+def test_paths_decided_before_routing_reach_their_routes(sqlite_settings: Settings) -> None:
+    """The audit skip and the fast lane match paths before FastAPI routes them: each
+    such path must be served by the very route whose template they matched."""
+    from keel.api.authz import _unaudited
+    from keel.api.fastlane import FAST_ROUTES
+
+    app = create_app(sqlite_settings)
+    unaudited = [(m, t) for (m, t), rule in OVERRIDES.items() if not rule.audited]
+    for method, template in [*unaudited, *FAST_ROUTES]:
+        if (method, template) in PENDING_ROUTES:
+            continue
+        path = _concrete(template)
+        assert _served_by(app, method, path) == template, (method, template)
+    for method, template in unaudited:
+        assert _unaudited(method, _concrete(template))
+    # near misses stay audited
+    assert not _unaudited("POST", "/v1/runs/x/metrics")
+    assert not _unaudited("POST", "/v1/models/x/1/predict/extra")
+    assert not _unaudited("PUT", "/v1/models/x@y/predict")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from keel import __version__
 from keel.api.authz import SecurityMiddleware, app_dependencies
 from keel.api.errors import ERROR_RESPONSES, install_error_handlers
+from keel.api.fastlane import FastLane
 from keel.api.limits import BodySizeLimit
 from keel.api.observability import RequestMetrics
 from keel.api.routers import (
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routers = (serving, health, tracking, datasets, models, admin, features, monitoring)
     for router in (r.router for r in routers):
         app.include_router(router)
+    app.add_middleware(FastLane, router=app.router)  # innermost: inside every check below
     app.add_middleware(RequestMetrics)
     app.add_middleware(
         BodySizeLimit,

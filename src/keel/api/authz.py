@@ -17,12 +17,14 @@ mutating calls, the audit entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel._models import now_ms
@@ -41,6 +43,7 @@ __all__ = [
     "SecurityMiddleware",
     "app_dependencies",
     "authorize",
+    "check_access",
     "iter_routes",
     "rule_for",
 ]
@@ -160,21 +163,36 @@ async def authorize(request: Request) -> None:
         return
     route = request.scope.get("route")
     template: str = getattr(route, "path", request.url.path)
-    rule = rule_for(request.method, template)
+    principal: Principal | None = getattr(request.state, "principal", None)
+    await check_access(services, request.method, template, principal, request.path_params)
+
+
+async def check_access(
+    services: Services,
+    method: str,
+    template: str,
+    principal: Principal | None,
+    path_params: Mapping[str, Any],
+) -> None:
+    """Raise Unauthorized/Forbidden unless ``principal`` may call ``method`` on ``template``.
+
+    The one authorization decision, shared by :func:`authorize` and the fast lane
+    (:mod:`keel.api.fastlane`); call it only when authentication is on.
+    """
+    rule = rule_for(method, template)
     if rule is None:
         return
-    principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise Unauthorized("an API token is required (Authorization: Bearer keel_...)")
     if not principal.role.allows(rule.role):
         raise Forbidden(
-            f"{request.method} {template} needs role {rule.role.value}; "
+            f"{method} {template} needs role {rule.role.value}; "
             f"{principal.name!r} has role {principal.role.value}",
             needed=rule.role.value,
             role=principal.role.value,
         )
     if rule.owned is not None and principal.role is not Role.ADMIN:
-        name = request.path_params.get(rule.owned)
+        name = path_params.get(rule.owned)
         if name is not None:
             await _check_owner(services, principal, str(name))
 
@@ -235,7 +253,7 @@ class SecurityMiddleware:
             actor = principal.name
         elif not auth.enabled:
             actor = _header(scope, b"x-keel-user")  # unverified hint: auth is off
-        if method in READ_METHODS:
+        if method in READ_METHODS or _unaudited(method, scope["path"]):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -294,6 +312,29 @@ class SecurityMiddleware:
             return {"type": "http.request", "body": b"", "more_body": False}
 
         await response(scope, _receive, send)
+
+
+def _unaudited_patterns() -> dict[str, re.Pattern[str]]:
+    templates: dict[str, list[str]] = {}
+    for (method, template), rule in OVERRIDES.items():
+        if not rule.audited:
+            pattern = compile_path(template)[0].pattern
+            # one alternation per method: the templates' group names would clash
+            templates.setdefault(method, []).append(re.sub(r"\(\?P<\w+>", "(?:", pattern))
+    return {method: re.compile("|".join(found)) for method, found in templates.items()}
+
+
+_UNAUDITED = _unaudited_patterns()
+
+
+def _unaudited(method: str, path: str) -> bool:
+    """Whether ``path`` is a read sent as POST (predict, search): no audit entry to build.
+
+    Known before routing, this spares the hottest routes the audit bookkeeping; the
+    policy tests check that each such path is routed to the route of its template.
+    """
+    pattern = _UNAUDITED.get(method)
+    return pattern is not None and pattern.match(path) is not None
 
 
 def _entry(ctx: RequestAudit, scope: Scope, status: int) -> AuditEntry | None:

@@ -83,7 +83,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(error: KeelError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON response for ``error`` with its class's status."""
+    """The JSON response for ``error`` with its class's status.
+
+    An error that says when to retry (rate limits, open breakers) gets ``Retry-After``.
+    """
+    retry = error.detail.get("retry_after_s")
+    if retry is not None:
+        headers = {"Retry-After": str(retry), **(headers or {})}
     return JSONResponse(error.to_payload(), status_code=error.status, headers=headers)
 
 
@@ -113,8 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KeelError)
     async def _keel_error(_request: Request, exc: KeelError) -> JSONResponse:
-        retry = exc.detail.get("retry_after_s")  # RateLimited, open breakers: tell when to retry
-        return error_response(exc, {"Retry-After": str(retry)} if retry is not None else None)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -51,7 +51,11 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("method", "GET"), scope.get("path", ""))
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = None
+        for key, value in scope.get("headers") or ():
+            if key == b"content-length":
+                declared = value
+                break
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(send, limit)
             return

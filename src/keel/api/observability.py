@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,11 +21,17 @@ LATENCY = Histogram(
 )
 
 
+_Series = tuple[Any, Any]
+
+
 class RequestMetrics:
     """Count requests and time them per route template (never per raw path)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # label children per (method, route, status): labels() takes a lock and builds a
+        # key on every call, a tenth of what a cached prediction costs
+        self._series: dict[tuple[str, str, int], _Series] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,5 +52,14 @@ class RequestMetrics:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             method = scope.get("method", "GET")
-            REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(time.perf_counter() - started)
+            key = (method, template, status)
+            series = self._series.get(key)
+            if series is None:
+                series = (
+                    REQUESTS.labels(method, template, str(status)),
+                    LATENCY.labels(method, template),
+                )
+                if len(self._series) < 10_000:  # templates x methods x statuses: small
+                    self._series[key] = series
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)

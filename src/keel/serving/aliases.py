@@ -66,6 +66,13 @@ class AliasTable:
             state.serving = state.target
         return state.serving
 
+    def serving_now(self, name: str, alias: str) -> int | None:
+        """The version serving ``name@alias`` if known without a registry read, else None."""
+        if self.refresh_ms == 0:
+            return None
+        state = self.states.get((name, alias))
+        return None if state is None else state.serving
+
     async def pin(self, name: str, alias: str) -> int:
         """Resolve and warm the alias now (preloading); raises when it cannot be served."""
         current = await asyncio.to_thread(self.read, name, alias)

@@ -98,6 +98,26 @@ class MemoryCache:
                     found.append(entry[1])
         return found
 
+    def peek_all(
+        self, model: str, version: int, keys: Sequence[bytes], probabilities: bool
+    ) -> list[CachedRow] | None:
+        """Every row (with probabilities when asked), or None if any is missing or expired.
+
+        Expired entries are left for :meth:`get_many` to remove.
+        """
+        now = time.monotonic()
+        found: list[CachedRow] = []
+        with self._lock:
+            for key in keys:
+                full = (model, version, key)
+                entry = self._entries.get(full)
+                if entry is None or entry[0] <= now or (probabilities and entry[1][1] is None):
+                    return None
+                found.append(entry[1])
+            for key in keys:
+                self._entries.move_to_end((model, version, key))
+        return found
+
     async def put_many(
         self,
         model: str,

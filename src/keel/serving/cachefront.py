@@ -29,6 +29,19 @@ class GuardedCache:
         """The store's class name (``MemoryCache`` or ``RedisCache``)."""
         return type(self.store).__name__
 
+    @property
+    def is_local(self) -> bool:
+        """Whether entries live in this process (then :meth:`peek` can answer)."""
+        return isinstance(self.store, MemoryCache)
+
+    def peek(
+        self, model: str, version: int, keys: Sequence[bytes], probabilities: bool
+    ) -> list[CachedRow] | None:
+        """Every row from the in-process store, or None on any miss (nothing counted)."""
+        if not isinstance(self.store, MemoryCache):
+            return None
+        return self.store.peek_all(model, version, keys, probabilities)
+
     def ttl_s(self, model: str) -> float:
         """The TTL of ``model``'s entries."""
         return self.ttl_by_model.get(model, self.default_ttl_s)

@@ -15,6 +15,7 @@ __all__ = [
     "MODEL_LOAD",
     "POOL_BYTES",
     "REQUESTS",
+    "cache_series",
     "series",
 ]
 
@@ -46,6 +47,7 @@ MODEL_LOAD = Gauge(
 POOL_BYTES = Gauge("keel_serving_pool_bytes", "Size of the loaded models (on-disk bytes)")
 
 _SERIES: dict[tuple[str, int], tuple[Any, Any]] = {}
+_CACHE_SERIES: dict[str, tuple[Any, Any]] = {}
 
 
 def series(model: str, version: int) -> tuple[Any, Any]:
@@ -55,4 +57,12 @@ def series(model: str, version: int) -> tuple[Any, Any]:
     if found is None:
         labels = (model, str(version))
         found = _SERIES[(model, version)] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    return found
+
+
+def cache_series(model: str) -> tuple[Any, Any]:
+    """The cache hit and miss counters of one model (children kept, as in :func:`series`)."""
+    found = _CACHE_SERIES.get(model)
+    if found is None:
+        found = _CACHE_SERIES[model] = (CACHE.labels(model, "hit"), CACHE.labels(model, "miss"))
     return found

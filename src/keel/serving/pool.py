@@ -149,6 +149,14 @@ class ModelPool:
         """The loaded entry, or None; does not load."""
         return self._entries.get((name, version))
 
+    def loaded(self, name: str, version: int) -> PoolEntry | None:
+        """The version if it is loaded (marked recently used), else None; never loads."""
+        key = (name, version)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
     def entries(self) -> list[PoolEntry]:
         """Loaded entries, least recently used first."""
         return list(self._entries.values())

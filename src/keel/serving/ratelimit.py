@@ -1,23 +1,25 @@
-"""Per-client request limits with the ``limits`` library (sliding window counter).
+"""Per-client request limits: a sliding window counter, in process or in Redis.
 
 The sliding-window counter (two fixed-window counters, weighted) costs O(1) per request
 whatever the limit; the exact moving window keeps one timestamp per request, which at
-1,000/minute and more makes each check slower the busier the client. Counters live in
-process memory, or in Redis when a URL is given so that every gateway
-replica shares them.
+1,000/minute and more makes each check slower the busier the client. With a Redis URL
+the counters live in Redis through the ``limits`` library, so that every gateway replica
+shares them; without one they live in this process
+(:class:`keel.serving._window.SlidingWindowCounter`, same arithmetic; its docstring says
+why not ``limits``' memory storage).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from keel.errors import InvalidInput, RateLimited
+from keel.serving._window import SlidingWindowCounter, ceil_seconds
 
 __all__ = ["RateLimiter"]
 
@@ -41,7 +43,10 @@ class RateLimiter:
                     field="serving_rate_limit",
                 ) from exc
         self._pool: Any = None
-        storage: Storage
+        self._shared: SlidingWindowCounterRateLimiter | None = None
+        self._local: SlidingWindowCounter | None = None
+        if self.item is None:
+            return
         if redis_url:
             import redis.asyncio as aioredis
 
@@ -52,19 +57,23 @@ class RateLimiter:
                 key_prefix="keel-rl",
                 connection_pool=self._pool,
             )
+            self._shared = SlidingWindowCounterRateLimiter(storage)
         else:
-            storage = MemoryStorage()
-        self.storage = storage
-        self._limiter = SlidingWindowCounterRateLimiter(storage)
+            self._local = SlidingWindowCounter(self.item.amount, self.item.get_expiry())
 
     async def check(self, key: str) -> None:
         """Count one request of ``key``; raise RateLimited when it is over the limit."""
-        if self.item is None:
+        if self._local is not None:
+            if self._local.hit(key):
+                return
+            retry = ceil_seconds(self._local.retry_after_s(key))
+        elif self._shared is not None and self.item is not None:
+            if await self._shared.hit(self.item, key):
+                return
+            stats = await self._shared.get_window_stats(self.item, key)
+            retry = ceil_seconds(stats.reset_time - time.time())
+        else:
             return
-        if await self._limiter.hit(self.item, key):
-            return
-        stats = await self._limiter.get_window_stats(self.item, key)
-        retry = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(
             f"rate limit {self.spec} exceeded for this client; retry in {retry} s",
             field="client",
@@ -79,4 +88,7 @@ class RateLimiter:
 
     async def reset(self) -> None:
         """Forget every counter (tests, operators)."""
-        await self.storage.reset()
+        if self._local is not None:
+            self._local.reset()
+        elif self._shared is not None:
+            await self._shared.storage.reset()

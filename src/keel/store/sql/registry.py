@@ -54,8 +54,10 @@ class RegistrySql(SqlBase):
             )
         return model
 
-    def _model_row(self, s: Session, name: str) -> RegisteredModelRow:
-        row = s.get(RegisteredModelRow, name)
+    def _model_row(self, s: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
+        # lock: SELECT ... FOR UPDATE, so that writers of one model's versions queue on
+        # PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises every writer).
+        row = s.get(RegisteredModelRow, name, with_for_update=lock or None)
         if row is None:
             raise NotFound(f"model {name!r} not found", field="name")
         return row
@@ -113,7 +115,7 @@ class RegistrySql(SqlBase):
     def create_model_version(self, version: ModelVersion) -> ModelVersion:
         """Insert the next version number of ``version.name`` and return it."""
         with self.write(conflict=f"model {version.name!r} got a version concurrently; retry") as s:
-            self._model_row(s, version.name)
+            self._model_row(s, version.name, lock=True)  # max(version) + 1 without a race
             latest = s.scalar(
                 select(func.max(ModelVersionRow.version)).where(
                     ModelVersionRow.model_name == version.name

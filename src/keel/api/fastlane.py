@@ -1,0 +1,228 @@
+"""The fast lane: raw-ASGI handlers for the two hottest routes, in front of FastAPI's router.
+
+``POST /v1/models/{name}@{alias}/predict`` (and ``/{version}/predict``) serves production
+traffic, and ``POST /v1/runs/{run_id}/metrics`` is called once per logged value by
+training loops. Through FastAPI each pays for routing over every route, dependency
+solving, request and response objects: about 100-150 µs, more than a cached prediction
+itself costs (measured with ``benchmarks/bench_serving.py`` and ``bench_tracking.py``).
+
+The lane keeps every guarantee of the normal path:
+
+- it sits *inside* the security, body-size and request-metrics middlewares, so
+  authentication, audit entries, 413s and Prometheus series are unchanged;
+- it applies the same authorization (:func:`keel.api.authz.check_access`) and sets
+  ``scope["route"]`` to the very route it stands in for, so audit entries and metrics
+  carry the same route template;
+- errors are answered with the same JSON and headers (:func:`keel.api.errors.error_response`);
+- whatever it does not handle itself (a metric body that does not validate, a version that
+  is not a number) falls through to the FastAPI route with the body replayed, so those
+  answers are the route's own, word for word.
+
+The FastAPI routes stay declared: they document the API (OpenAPI) and answer what falls
+through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel.api.authz import check_access
+from keel.api.errors import error_response
+from keel.api.limits import BodyTooLarge
+from keel.api.routers.serving import client_key_of, predict_payload
+from keel.api.schemas import MetricBody
+from keel.errors import KeelError, PayloadTooLarge
+from keel.services import Services
+from keel.serving.gateway import Gateway, Target
+from keel.tracking.models import Metric
+
+__all__ = ["FAST_ROUTES", "FastLane"]
+
+log = logging.getLogger("keel.api")
+
+_PREDICT_ALIAS = "/v1/models/{name}@{alias}/predict"
+_PREDICT_VERSION = "/v1/models/{name}/{version}/predict"
+_LOG_METRIC = "/v1/runs/{run_id}/metrics"
+
+#: The (method, route template) pairs the lane answers itself.
+FAST_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", _PREDICT_ALIAS),
+    ("POST", _PREDICT_VERSION),
+    ("POST", _LOG_METRIC),
+)
+
+Handler = Callable[[Scope, Receive, Send, dict[str, Any]], Awaitable[None]]
+
+
+class _FallThrough(Exception):
+    """The lane declines a request it has already read: replay its body to the router."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+
+class FastLane:
+    """ASGI middleware answering :data:`FAST_ROUTES`; every other request passes through."""
+
+    def __init__(self, app: ASGIApp, router: Any) -> None:
+        self.app = app
+        self.router = router  # the FastAPI router: its routes are looked up on first use
+        self._routes: list[tuple[Route, Handler]] | None = None
+        self._handlers: dict[str, Handler] = {
+            _PREDICT_ALIAS: self._predict,
+            _PREDICT_VERSION: self._predict,
+            _LOG_METRIC: self._log_metric,
+        }
+
+    def routes(self) -> list[tuple[Route, Handler]]:
+        """The declared routes the lane stands in for, with their handlers."""
+        if self._routes is None:
+            found: list[tuple[Route, Handler]] = []
+            for method, template in FAST_ROUTES:
+                route = _declared(self.router.routes, method, template)
+                if route is not None:
+                    found.append((route, self._handlers[template]))
+            self._routes = found
+        return self._routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        for route, handler in self.routes():
+            match = route.path_regex.match(path)
+            if match is None:
+                continue
+            params = match.groupdict()
+            scope["route"], scope["path_params"] = route, params
+            scope["endpoint"] = getattr(route, "endpoint", None)
+            try:
+                await self._guarded(handler, scope, receive, send, params)
+            except _FallThrough as declined:
+                await self.app(scope, _replay(declined.body, receive), send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _guarded(
+        self, handler: Handler, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
+    ) -> None:
+        try:
+            services: Services = scope["app"].state.services
+            if services.auth.enabled:
+                template = scope["route"].path
+                principal = scope.get("state", {}).get("principal")
+                await check_access(services, "POST", template, principal, params)
+            await handler(scope, receive, send, params)
+        except KeelError as error:
+            await error_response(error)(scope, receive, send)
+        except BodyTooLarge as exc:
+            too_large = PayloadTooLarge(str(exc.detail), field="body", limit=exc.limit)
+            await error_response(too_large)(scope, receive, send)
+        except _FallThrough:
+            raise
+        except Exception as exc:  # the same answer as the app's catch-all handler
+            log.exception("unhandled error on POST %s", scope["path"])
+            internal = KeelError(f"internal error ({type(exc).__name__})")
+            await error_response(internal)(scope, receive, send)
+
+    # ---- handlers --------------------------------------------------------------------------
+    async def _predict(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
+    ) -> None:
+        gateway: Gateway | None = getattr(scope["app"].state, "gateway", None)
+        version: int | None = None
+        if "version" in params:
+            raw = params["version"]
+            if not raw.isdigit():
+                raise _FallThrough(await _read(receive, None))  # the route's own 422
+            version = int(raw)
+        if gateway is None:
+            raise _FallThrough(await _read(receive, None))  # the route's own 503
+        body = await _read(receive, gateway.settings.serving_max_body_bytes)
+        target = Target(params["name"], version=version, alias=params.get("alias"))
+        result = await gateway.predict(target, body, client_key=client_key_of(scope))
+        payload, timing = predict_payload(result)
+        await _send(send, 200, payload, [(b"server-timing", timing.encode("latin-1"))])
+
+    async def _log_metric(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
+    ) -> None:
+        body = await _read(receive, None)
+        try:
+            parsed = MetricBody.model_validate_json(body)
+        except ValidationError:
+            raise _FallThrough(body) from None  # the route words the 400/422 itself
+        metric = Metric.model_construct(
+            key=parsed.key, value=parsed.value, step=parsed.step, timestamp_ms=parsed.timestamp_ms
+        )
+        services: Services = scope["app"].state.services
+        run_id: str = params["run_id"]
+        await anyio.to_thread.run_sync(
+            lambda: services.tracking.log_batch(run_id, metrics=[metric])
+        )
+        await _send(send, 204, b"", [])
+
+
+def _declared(routes: Iterable[Any], method: str, template: str) -> Route | None:
+    """The route declared for ``method`` on ``template``, included routers searched too."""
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI >= 0.160 nests them
+        if included is not None:
+            inner = _declared(included.routes, method, template)
+            if inner is not None:
+                return inner
+        elif getattr(route, "path", None) == template and method in (route.methods or ()):
+            return route  # type: ignore[no-any-return]
+    return None
+
+
+async def _read(receive: Receive, limit: int | None) -> bytes:
+    """The whole request body; PayloadTooLarge past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the already-read body over once, then the client's events."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    if status != 204:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            *headers,
+        ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
