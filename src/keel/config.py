@@ -193,6 +193,15 @@ class Settings(BaseSettings):
     features_deprecate_after_days: int = Field(
         default=90, ge=1, description="Features unused this long are listed as deprecated."
     )
+    features_engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where point-in-time lookups run: in this process, or as Ray tasks.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster for features_engine=ray (ray.init(address=...)); "
+        "default: a local Ray on this machine's cores.",
+    )
     features_skew_ks_threshold: float = Field(
         default=0.1, gt=0, le=1, description="KS statistic above which a feature is skewed."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -12,7 +13,7 @@ from keel.features import FeatureStore
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.service import MonitorService
 from keel.registry.packaging import load_model_dir
-from keel.registry.service import RegistryService
+from keel.registry.service import AliasListener, RegistryService
 from keel.serving.predlog import log_root
 from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
@@ -25,6 +26,8 @@ from keel.tracking.filters import FilterLimits
 from keel.tracking.service import TrackingService
 
 __all__ = ["Services", "open_services"]
+
+log = logging.getLogger("keel")
 
 
 @dataclass
@@ -75,6 +78,28 @@ def _feature_store(settings: Settings, engine: Engine) -> FeatureStore:
     return features
 
 
+def _alias_publisher(redis_url: str) -> AliasListener:
+    """Tell every gateway replica about an alias move made by this process (Redis pub/sub).
+
+    Without it, a replica sees a move made elsewhere (the CLI, another server) at its next
+    poll (``KEEL_SERVING_ALIAS_REFRESH_MS``). Publishing is best effort: a Redis outage
+    leaves the polls.
+    """
+    import redis
+
+    from keel.serving.events import CHANNEL, make_invalidation
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def publish(name: str, alias: str, _version: int | None) -> None:
+        try:
+            client.publish(CHANNEL, make_invalidation(model=name, alias=alias).to_json())
+        except redis.RedisError as exc:
+            log.warning("could not announce the move of %s@%s: %r", name, alias, exc)
+
+    return publish
+
+
 def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Connect to the configured store; upgrade the schema first unless ``migrate`` is False."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -91,6 +116,8 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     )
     datasets = DatasetService(store, artifacts)
     registry = RegistryService(store, artifacts, settings.resolved_model_cache_dir)
+    if settings.redis_url:
+        registry.add_alias_listener(_alias_publisher(settings.redis_url))
     predictions_root = log_root(settings)
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
     features = _feature_store(settings, engine)

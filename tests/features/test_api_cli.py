@@ -241,3 +241,81 @@ def test_feature_store_from_services_shares_callbacks(services: Services) -> Non
     calls: list[str] = []
     services.features.add_invalidation_callback(lambda view, keys: calls.append(view))
     assert FeatureStore(services)._callbacks is services.features._callbacks
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    import io
+
+    sink = io.BytesIO()
+    frame.to_parquet(sink)
+    return sink.getvalue()
+
+
+def test_api_historical_parquet_in_parquet_out(lite_api: httpx.Client) -> None:
+    import io
+
+    entity = pd.DataFrame(
+        {
+            "customer_id": [1, 1],
+            "event_timestamp": pd.to_datetime(["2026-01-02", "2025-12-01"], utc=True),
+        }
+    )
+    response = lite_api.post(
+        "/v1/features/historical",
+        params={"features": ["customer_account:tenure_days", "customer_account:plan_type"]},
+        content=_parquet(entity),
+        headers={"content-type": "application/vnd.apache.parquet"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/vnd.apache.parquet"
+    result = pd.read_parquet(io.BytesIO(response.content))
+    assert list(result.columns) == ["tenure_days", "plan_type"]  # feature columns only
+    assert result["tenure_days"].notna().tolist() == [True, False]  # nothing before the data
+
+
+@pytest.mark.parametrize(
+    ("params", "body", "field", "message"),
+    [
+        ({"features": ["customer_account:tenure_days"]}, b"", "body", "no entity rows"),
+        ({"features": ["customer_account:tenure_days"]}, b"PAR1 junk", "body", "not a valid"),
+        ({}, b"x", "features", "no features requested"),
+        ({"features": ["a:b"], "service": "churn_v1"}, b"x", "features", "not both"),
+        ({"service": "churn_v1", "engine": "spark"}, b"x", "engine", "unknown retrieval engine"),
+    ],
+)
+def test_api_historical_bad_requests_are_named(
+    lite_api: httpx.Client, params: dict[str, Any], body: bytes, field: str, message: str
+) -> None:
+    response = lite_api.post(
+        "/v1/features/historical",
+        params=params,
+        content=body,
+        headers={"content-type": "application/vnd.apache.parquet"},
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and message in error["message"]
+
+
+def test_api_apply_plan_and_materialize(lite_api: httpx.Client) -> None:
+    listed = lite_api.get("/v1/features/definitions", params={"kind": "feature_view"}).json()
+    definitions = {
+        "entities": [{"name": "customer", "join_keys": ["customer_id"]}],
+        "feature_views": [listed[0]["spec"]],
+    }
+    planned = lite_api.post(
+        "/v1/features/apply", json={"definitions": definitions, "dry_run": True}
+    )
+    assert planned.status_code == 200, planned.text
+    removed = {i["name"] for i in planned.json()["items"] if i["action"] == "remove"}
+    assert removed == {"churn_v1", listed[1]["name"]}  # prune: the rest would go
+    # dry_run changed nothing
+    assert len(lite_api.get("/v1/features/definitions").json()) == 4
+    written = lite_api.post(
+        "/v1/features/materialize",
+        json={"start": "2026-01-01", "end": "2026-01-06", "views": ["customer_account"]},
+    )
+    assert written.status_code == 200, written.text
+    assert written.json() == {"written": {"customer_account": 50}}
+    bad = lite_api.post("/v1/features/materialize", json={"end": "yesterday-ish"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "end"

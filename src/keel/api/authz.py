@@ -81,6 +81,7 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/models/{name}/{version}/predict"): _READ,
     ("POST", "/v1/deployments/{name}/predict"): _READ,
     ("POST", "/v1/features/online"): _READ,
+    ("POST", "/v1/features/historical"): _READ,
     # what serves production traffic: deployer, and the owner when the model has one
     ("PUT", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.set"),
     ("DELETE", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.delete"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from keel._models import Page
+from keel.client._features import FeaturesMixin
 from keel.client._monitoring import MonitoringMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
@@ -36,7 +37,7 @@ def _is_remote(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(("http://", "https://"))
 
 
-class Client(RegistryMixin, MonitoringMixin):
+class Client(RegistryMixin, MonitoringMixin, FeaturesMixin):
     """keel's Python SDK.
 
     ``Client()`` works embedded (SQLite under ``~/.keel`` or ``KEEL_*`` settings);

@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+import pandas as pd
+import pyarrow as pa
 import urllib3
 from pydantic import BaseModel, TypeAdapter
 
 from keel._models import Page
 from keel.client._transport import Transport
 from keel.errors import InvalidInput, KeelError, Unavailable, error_from_payload
+from keel.features._frames import to_arrow
+from keel.features.definitions import Definitions
+from keel.features.models import Plan, StoredDefinition
+from keel.features.wire import ARROW_STREAM, read_table, write_table
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.store.artifacts import iter_files, normalize_artifact_path
@@ -26,6 +32,15 @@ from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metri
 __all__ = ["HttpTransport"]
 
 B = TypeVar("B", bound=BaseModel)
+
+#: Rows per request for online lookups and pushes: below the server's per-request caps.
+FEATURE_ROWS_CHUNK = 10_000
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones, so that entity rows serialise as JSON."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "shape", None) == () else value
 
 
 def _dumps(value: Any) -> bytes:
@@ -96,9 +111,10 @@ class HttpTransport(Transport):
         json: Any = None,
         content: bytes | None = None,
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> _Response:
-        headers = self.headers
         body = content
+        headers = {**self.headers, **headers} if headers else self.headers
         if json is not None:
             body = _dumps(json)
             headers = {**headers, "content-type": "application/json"}
@@ -370,6 +386,77 @@ class HttpTransport(Transport):
         url = f"/v1/monitors/{_q(name)}/runs/{_q(run_id)}/diagnosis"
         result: dict[str, Any] = self._request("GET", url, params={"slice_by": slice_by}).json()
         return result
+
+    # ---- features ------------------------------------------------------------------------------
+    def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:
+        body = {
+            "definitions": definitions.model_dump(mode="json"),
+            "prune": prune,
+            "dry_run": dry_run,
+        }
+        return self._call("POST", "/v1/features/apply", Plan, json=body)
+
+    def feature_definitions(self, kind: str | None) -> list[StoredDefinition]:
+        params = {"kind": kind} if kind else {}
+        return self._call_list("GET", "/v1/features/definitions", StoredDefinition, params=params)
+
+    def historical_features(
+        self,
+        entity: pd.DataFrame | pa.Table,
+        features: list[str] | str,
+        timestamp_column: str,
+        full_names: bool,
+        engine: str | None,
+    ) -> pa.Table:
+        # The same conversion (and the same naive/aware check) as the embedded path.
+        table = to_arrow(entity, "entity_df", (timestamp_column,))
+        params: dict[str, Any] = {
+            "timestamp_column": timestamp_column,
+            "full_names": "true" if full_names else "false",
+            "engine": engine,
+        }
+        params["service" if isinstance(features, str) else "features"] = features
+        response = self._request(
+            "POST",
+            "/v1/features/historical",
+            content=write_table(table, ARROW_STREAM),
+            params=params,
+            headers={"content-type": ARROW_STREAM, "accept": ARROW_STREAM},
+        )
+        return read_table(response.content, ARROW_STREAM)
+
+    def online_features(
+        self, rows: list[dict[str, Any]], features: list[str] | str, full_names: bool
+    ) -> list[dict[str, Any]]:
+        if not rows:
+            raise InvalidInput("no entity rows", field="entity_rows")
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(rows), FEATURE_ROWS_CHUNK):
+            chunk = [
+                {k: _plain(v) for k, v in row.items()}
+                for row in rows[start : start + FEATURE_ROWS_CHUNK]
+            ]
+            body = {"entity_rows": chunk, "features": features, "full_names": full_names}
+            results.extend(
+                self._request("POST", "/v1/features/online", json=body).json()["results"]
+            )
+        return results
+
+    def push_features(self, view: str, rows: pd.DataFrame) -> int:
+        # ISO times at µs (tz-aware ones end in Z), NaN as null: what the route reads back.
+        records = jsonlib.loads(rows.to_json(orient="records", date_format="iso", date_unit="us"))
+        written = 0
+        for start in range(0, len(records), FEATURE_ROWS_CHUNK):
+            body = {"view": view, "rows": records[start : start + FEATURE_ROWS_CHUNK]}
+            written += int(self._request("POST", "/v1/features/push", json=body).json()["rows"])
+        return written
+
+    def materialize_features(
+        self, start: str | None, end: str, views: list[str] | None
+    ) -> dict[str, int]:
+        body = {"start": start, "end": end, "views": views}
+        response = self._request("POST", "/v1/features/materialize", json=body)
+        return {str(k): int(v) for k, v in response.json()["written"].items()}
 
     def close(self) -> None:
         self.pool.close()

@@ -7,8 +7,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+
 from keel._models import Page
 from keel.client._transport import Transport
+from keel.features._engine import engine_from
+from keel.features.definitions import Definitions
+from keel.features.models import Plan, StoredDefinition
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.services import Services
@@ -200,6 +206,49 @@ class LocalTransport(Transport):
 
     def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]:
         return self.services.monitors.diagnose(name, run_id, slice_by=slice_by).as_dict()
+
+    # ---- features ------------------------------------------------------------------------------
+    def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:
+        if dry_run:
+            return self.services.features.plan(definitions, prune=prune)
+        return self.services.features.apply(definitions, prune=prune)
+
+    def feature_definitions(self, kind: str | None) -> list[StoredDefinition]:
+        return self.services.features.list_definitions(kind)
+
+    def historical_features(
+        self,
+        entity: pd.DataFrame | pa.Table,
+        features: list[str] | str,
+        timestamp_column: str,
+        full_names: bool,
+        engine: str | None,
+    ) -> pa.Table:
+        table: pa.Table = self.services.features.get_historical_features(
+            entity,
+            features,
+            timestamp_column=timestamp_column,
+            full_names=full_names,
+            as_arrow=True,
+            features_only=True,
+            engine=engine_from(engine, self.services.settings.features_engine),
+        )
+        return table
+
+    def online_features(
+        self, rows: list[dict[str, Any]], features: list[str] | str, full_names: bool
+    ) -> list[dict[str, Any]]:
+        return self.services.features.get_online_features(rows, features, full_names=full_names)
+
+    def push_features(self, view: str, rows: pd.DataFrame) -> int:
+        return self.services.features.push(view, rows)
+
+    def materialize_features(
+        self, start: str | None, end: str, views: list[str] | None
+    ) -> dict[str, int]:
+        if start is None:
+            return self.services.features.materialize_incremental(end, views)
+        return self.services.features.materialize(start, end, views)
 
     def close(self) -> None:
         self.services.close()

@@ -12,7 +12,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+
 from keel._models import Page
+from keel.features.definitions import Definitions
+from keel.features.models import Plan, StoredDefinition
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
@@ -176,6 +181,37 @@ class Transport(ABC):
 
     @abstractmethod
     def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]: ...
+
+    # ---- features ----------------------------------------------------------------------------
+    @abstractmethod
+    def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan: ...
+
+    @abstractmethod
+    def feature_definitions(self, kind: str | None) -> list[StoredDefinition]: ...
+
+    @abstractmethod
+    def historical_features(
+        self,
+        entity: pd.DataFrame | pa.Table,
+        features: list[str] | str,
+        timestamp_column: str,
+        full_names: bool,
+        engine: str | None,
+    ) -> pa.Table:
+        """The feature columns only, one row per entity row, in order."""
+
+    @abstractmethod
+    def online_features(
+        self, rows: list[dict[str, Any]], features: list[str] | str, full_names: bool
+    ) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def push_features(self, view: str, rows: pd.DataFrame) -> int: ...
+
+    @abstractmethod
+    def materialize_features(
+        self, start: str | None, end: str, views: list[str] | None
+    ) -> dict[str, int]: ...
 
     @abstractmethod
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.errors import InvalidInput, NotFound
+from keel.features._asof import Lookup, parallel, positions, sort_all
 from keel.features._frames import Frame, cast_column, times_us, to_arrow
+from keel.features._sources import prepared_sources
 from keel.features.models import Entity, FeatureService, FeatureView
 from keel.features.offline import (
     Selection,
@@ -25,7 +28,16 @@ from keel.features.offline import (
     time_expr,
 )
 
-__all__ = ["Catalog", "historical", "historical_to_parquet", "resolve"]
+__all__ = [
+    "Catalog",
+    "EntityRows",
+    "attach",
+    "entity_rows",
+    "historical",
+    "historical_to_parquet",
+    "plan_lookups",
+    "resolve",
+]
 
 
 @dataclass(frozen=True)
@@ -85,13 +97,45 @@ def resolve(
     return selections
 
 
-def _entity_table(
-    entity: pa.Table, selections: Sequence[Selection], catalog: Catalog, timestamp_column: str
-) -> pa.Table:
+@dataclass(frozen=True)
+class EntityRows:
+    """What retrieval needs of the entity rows: typed join keys and UTC epoch µs."""
+
+    keys: dict[str, pa.ChunkedArray]
+    times: np.ndarray[Any, np.dtype[np.int64]]
+
+
+def entity_rows(
+    entity_df: Frame, selections: Sequence[Selection], catalog: Catalog, timestamp_column: str
+) -> EntityRows:
+    """The join keys every selection needs (cast to the entity's type) and the times.
+
+    Raises ``InvalidInput`` naming the timestamp column or join key that is
+    missing, null, or of the wrong type.
+    """
     keys: dict[str, Any] = {}
     for selection in selections:
         keys.update(join_keys(selection.view, catalog.entities))
-    columns: dict[str, Any] = {}
+    if isinstance(entity_df, pa.Table):
+        present = entity_df.column_names
+    elif isinstance(entity_df, pd.DataFrame):
+        present = [str(c) for c in entity_df.columns]
+    else:
+        raise InvalidInput(
+            "entity_df must be a pandas DataFrame or a pyarrow Table", field="entity_df"
+        )
+    if timestamp_column not in present:
+        raise InvalidInput(
+            f"entity rows have no timestamp column {timestamp_column!r} "
+            f"(columns: {', '.join(present)})",
+            field=timestamp_column,
+        )
+    if isinstance(entity_df, pd.DataFrame):
+        # Only the columns the join reads cross into Arrow; the rest stay in pandas.
+        wanted = [c for c in (*keys, timestamp_column) if c in entity_df.columns]
+        entity_df = entity_df[wanted]
+    entity = to_arrow(entity_df, "entity_df", (timestamp_column,))
+    columns: dict[str, pa.ChunkedArray] = {}
     for key, dtype in keys.items():
         if key not in entity.column_names:
             raise InvalidInput(
@@ -102,9 +146,26 @@ def _entity_table(
         if column.null_count:
             raise InvalidInput(f"{column.null_count} entity rows have no {key!r}", field=key)
         columns[key] = column
-    columns["__ts"] = pa.array(times_us(entity, timestamp_column, "entity"), pa.int64())
-    columns["__row"] = pa.array(np.arange(entity.num_rows, dtype=np.int64))
-    return pa.table(columns)
+    return EntityRows(columns, times_us(entity, timestamp_column, "entity"))
+
+
+def plan_lookups(
+    catalog: Catalog,
+    selections: Sequence[Selection],
+    *,
+    memory_limit: str,
+    temp_dir: Path,
+    threads: int | None,
+) -> list[Lookup]:
+    """One lookup per selection: its join keys, prepared source and TTL."""
+    views = [s.view for s in selections]
+    prepared = prepared_sources(
+        views, catalog.entities, memory_limit=memory_limit, temp_dir=temp_dir, threads=threads
+    )
+    return [
+        Lookup(tuple(join_keys(v, catalog.entities)), p, v.ttl * 1_000_000)
+        for v, p in zip(views, prepared, strict=True)
+    ]
 
 
 def historical(
@@ -116,24 +177,41 @@ def historical(
     memory_limit: str,
     temp_dir: Path,
     threads: int | None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> pa.Table:
-    """Feature columns for each entity row, in entity-row order (one ASOF join per view)."""
-    entity = to_arrow(entity_df, "entity_df", (timestamp_column,))
-    keyed = _entity_table(entity, selections, catalog, timestamp_column)
-    con = connect(memory_limit, temp_dir, threads)
-    try:
-        con.register("__entity", keyed)
-        for i, selection in enumerate(selections):
-            register_source(con, selection.view, catalog.entities, f"__v{i}")
-        reader = con.sql(historical_query(selections, catalog.entities)).to_arrow_reader(1_000_000)
-        result = reader.read_all()
-    finally:
-        con.close()
-    # __row is a permutation of 0..n-1: invert it and take, O(n), no sort.
-    rows = np.asarray(result.column("__row").to_numpy(), dtype=np.int64)
-    order = np.empty_like(rows)
-    order[rows] = np.arange(len(rows), dtype=np.int64)
-    return result.drop_columns(["__row"]).combine_chunks().take(pa.array(order))
+    """Feature columns for each entity row, in entity-row order.
+
+    ``engine="ray"`` runs the lookups as Ray tasks over key-hash chunks of the
+    entity rows (see ``_ray``); the answer is the same.
+    """
+    rows = entity_rows(entity_df, selections, catalog, timestamp_column)
+    if engine == "ray":
+        from keel.features._ray import ray_positions
+
+        lookups = plan_lookups(
+            catalog, selections, memory_limit=memory_limit, temp_dir=temp_dir, threads=threads
+        )
+        found = ray_positions(lookups, rows.keys, rows.times, address=ray_address)
+    else:
+        # Sorting the entity rows needs only their keys: it runs while the sources load.
+        tuples = [tuple(join_keys(s.view, catalog.entities)) for s in selections]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-entity") as background:
+            sorting = background.submit(sort_all, tuples, rows.keys, rows.times, threads)
+            lookups = plan_lookups(
+                catalog, selections, memory_limit=memory_limit, temp_dir=temp_dir, threads=threads
+            )
+            orders = sorting.result()
+        found = positions(lookups, rows.keys, rows.times, threads, orders)
+    parts = parallel(
+        lambda i: lookups[i].source.gather(found[i], selections[i].features),
+        range(len(selections)),
+        threads,
+    )
+    columns: dict[str, pa.Array] = {}
+    for selection, values in zip(selections, parts, strict=True):
+        columns.update(zip(selection.columns, values, strict=True))
+    return pa.table(columns)
 
 
 def historical_to_parquet(
@@ -203,6 +281,8 @@ def attach(entity_df: Frame, features: pa.Table, as_arrow: bool) -> pd.DataFrame
         for name in features.column_names:
             out = out.append_column(name, features.column(name))
         return out
-    values = features.to_pandas()
+    # split_blocks + self_destruct: one pandas block per column, Arrow buffers freed as
+    # they convert, so the peak is one copy of the features rather than two.
+    values = features.to_pandas(split_blocks=True, self_destruct=True)
     values.index = entity_df.index
     return pd.concat([entity_df, values], axis=1)

@@ -10,8 +10,9 @@ keys and event time resolve to the one with the greatest created timestamp
 microsecond resolution.
 
 Ties cost a hash aggregate over the source, so whether a Parquet source has
-any is checked once per (files, sizes, modification times) and remembered in
-the process; tie-free sources are joined directly.
+any is checked once per (files, sizes, modification times, inodes) and
+remembered in the process; tie-free sources are joined directly. In-memory
+retrieval (``_asof``) finds ties after its own sort instead, for free.
 
 Memory: DuckDB runs the join with ``memory_limit`` and a ``temp_directory``
 it spills sorts to, and results leave it as Arrow record batches; for entity
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import glob
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +40,16 @@ from keel.errors import InvalidInput
 from keel.features._frames import times_us
 from keel.features.models import Entity, FeatureView, FileSource, SqlSource, ValueType
 
-__all__ = ["DUCK_TYPES", "Selection", "connect", "historical_query", "register_source"]
+__all__ = [
+    "DUCK_TYPES",
+    "Selection",
+    "connect",
+    "file_signature",
+    "forget_tie_checks",
+    "historical_query",
+    "register_source",
+    "view_rows",
+]
 
 DUCK_TYPES = {
     ValueType.INT64: "BIGINT",
@@ -67,15 +79,33 @@ def lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: One in-memory DuckDB database per (memory limit, spill folder, threads): opening one
+#: costs 15-50 ms, a cursor on it (a connection of its own) well under one.
+_DATABASES: dict[tuple[str, str, int | None], Any] = {}
+_DATABASES_LOCK = threading.Lock()
+
+
 def connect(memory_limit: str, temp_dir: Path, threads: int | None = None) -> Any:
-    """An in-memory DuckDB connection that spills to ``temp_dir`` above ``memory_limit``."""
+    """A DuckDB connection that spills to ``temp_dir`` above ``memory_limit``.
+
+    Connections share one in-memory database per configuration, but temp views
+    and registered tables belong to the connection: closing it drops them.
+    """
     import duckdb  # imported here: opening services should not pay for it
 
     temp_dir.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"memory_limit": memory_limit, "temp_directory": str(temp_dir)}
-    if threads:
-        config["threads"] = threads
-    return duckdb.connect(":memory:", config=config)
+    key = (memory_limit, str(temp_dir), threads or None)
+    with _DATABASES_LOCK:
+        database = _DATABASES.get(key)
+        if database is None:
+            config: dict[str, Any] = {"memory_limit": memory_limit, "temp_directory": str(temp_dir)}
+            if threads:
+                config["threads"] = threads
+            if len(_DATABASES) >= 8:
+                # Dropped, not closed: cursors still open keep their database alive.
+                _DATABASES.pop(next(iter(_DATABASES)))
+            database = _DATABASES[key] = duckdb.connect(":memory:", config=config)
+        return database.cursor()
 
 
 def _compatible(dtype: ValueType, duck_type: str) -> bool:
@@ -150,10 +180,19 @@ def _read_sql(source: SqlSource, field: str) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def register_source(con: Any, view: FeatureView, entities: dict[str, Entity], alias: str) -> None:
+def register_source(
+    con: Any,
+    view: FeatureView,
+    entities: dict[str, Entity],
+    alias: str,
+    ties: Literal["check", "resolve", "keep"] = "check",
+) -> None:
     """Create temp view ``alias``: the view's rows, typed, one per (keys, event time).
 
     Columns: the join keys, ``__fts`` (event time, epoch µs) and the features.
+    ``ties``: ``"check"`` applies the tie rule when the source has ties,
+    ``"resolve"`` always applies it, ``"keep"`` never does (the caller detects
+    ties itself, cheaper after its own sort, and asks again with ``"resolve"``).
     Raises ``InvalidInput`` naming the column when the source lacks one or
     its type no longer matches the definition.
     """
@@ -222,7 +261,8 @@ def register_source(con: Any, view: FeatureView, entities: dict[str, Entity], al
     rows = f"""SELECT {key_list}, {fts} AS __fts, {cts} AS __cts, {order} AS __o,
                       {", ".join(q(f.name) for f in view.features)}
                FROM {q(raw)} WHERE {q(source.timestamp_field)} IS NOT NULL AND {not_null}"""
-    if not _has_ties(con, view, rows, key_list):
+    resolve = ties == "resolve" or (ties == "check" and _has_ties(con, view, rows, key_list))
+    if not resolve:
         casts = ", ".join(
             f"CAST({q(f.name)} AS {DUCK_TYPES[f.dtype]}) AS {q(f.name)}" for f in view.features
         )
@@ -248,15 +288,37 @@ def register_source(con: Any, view: FeatureView, entities: dict[str, Entity], al
 _TIE_FREE: dict[tuple[Any, ...], bool] = {}
 
 
+#: A file modified less than this long ago may still change within the same mtime tick.
+RACY_S = 2.0
+
+
+def file_signature(pattern: str) -> tuple[tuple[str, int, int, int], ...] | None:
+    """(name, size, mtime, inode) of each file matching ``pattern``, or None if not cacheable.
+
+    None when no file matches or one was modified within ``RACY_S``: two writes
+    in the same mtime tick with the same size would look alike (git's "racy
+    clean" problem), so such files are read afresh until they settle.
+    """
+    files = []
+    settled = time.time_ns() - int(RACY_S * 1e9)
+    for name in sorted(glob.glob(pattern)):
+        try:
+            stat = Path(name).stat()
+        except OSError:
+            return None
+        if stat.st_mtime_ns > settled or stat.st_ctime_ns > settled:
+            return None
+        files.append((name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return tuple(files) or None
+
+
 def _has_ties(con: Any, view: FeatureView, rows: str, key_list: str) -> bool:
     source = view.source
     signature: tuple[Any, ...] | None = None
     if isinstance(source, FileSource) and source.format == "parquet":
-        files = []
-        for name in sorted(glob.glob(source.path)):
-            stat = Path(name).stat()
-            files.append((name, stat.st_size, stat.st_mtime_ns))
-        signature = (view.name, key_list, source.timestamp_field, tuple(files))
+        files = file_signature(source.path)
+        if files is not None:
+            signature = (view.name, key_list, source.timestamp_field, files)
         if signature in _TIE_FREE:
             return not _TIE_FREE[signature]
     ties = con.execute(
@@ -268,6 +330,23 @@ def _has_ties(con: Any, view: FeatureView, rows: str, key_list: str) -> bool:
             _TIE_FREE.clear()
         _TIE_FREE[signature] = not found
     return found
+
+
+def view_rows(
+    con: Any, view: FeatureView, entities: dict[str, Entity], *, resolve_ties: bool
+) -> pa.Table:
+    """The view's rows as Arrow: typed join keys, ``__fts``, features.
+
+    Without ``resolve_ties`` rows sharing keys and event time all come back.
+    """
+    register_source(con, view, entities, "__view", "resolve" if resolve_ties else "keep")
+    keys = ", ".join(
+        f"CAST({q(k)} AS {DUCK_TYPES[t]}) AS {q(k)}" for k, t in join_keys(view, entities).items()
+    )
+    features = ", ".join(q(f.name) for f in view.features)
+    # One large batch: the columns then reach numpy without concatenating chunks.
+    query = f"SELECT {keys}, __fts, {features} FROM __view"
+    return con.sql(query).to_arrow_table(batch_size=1 << 24)
 
 
 def join_keys(view: FeatureView, entities: dict[str, Entity]) -> dict[str, ValueType]:
@@ -317,3 +396,8 @@ def historical_query(
     # No ORDER BY: sorting a million wide rows in DuckDB costs more than putting them
     # back in entity order with one O(n) take on the Arrow side (see _retrieval).
     return f"SELECT {head}, {', '.join(outputs)} FROM __entity e {' '.join(joins)} {tail}"
+
+
+def forget_tie_checks() -> None:
+    """Forget which sources were found tie-free (they are checked again when next read)."""
+    _TIE_FREE.clear()

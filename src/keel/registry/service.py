@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
 from keel.tracking.validation import check_name
 
-__all__ = ["MODEL_META_FILE", "RegistryService", "manifest_hash"]
+__all__ = ["MODEL_META_FILE", "AliasListener", "RegistryService", "manifest_hash"]
+
+log = logging.getLogger("keel.registry")
+
+#: ``listener(model name, alias, version it now points at or None when deleted)``
+AliasListener = Callable[[str, str, int | None], None]
 
 MODEL_META_FILE = "keel_model.json"
 _VERSION_RETRIES = 5
@@ -46,6 +52,29 @@ class RegistryService:
         self.store = store
         self.artifacts = artifacts
         self.cache_dir = Path(cache_dir)
+        self._alias_listeners: list[AliasListener] = []
+
+    def add_alias_listener(self, listener: AliasListener) -> None:
+        """Call ``listener(name, alias, version or None)`` after every alias move or delete.
+
+        Listeners run in the thread that moved the alias, after the move committed; one
+        that raises is logged and the others still run (the move stands). The serving
+        gateway listens, so a move made through this process is served at once instead of
+        at the next poll; ``keel.services`` adds one that tells other processes via Redis.
+        """
+        self._alias_listeners.append(listener)
+
+    def remove_alias_listener(self, listener: AliasListener) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        if listener in self._alias_listeners:
+            self._alias_listeners.remove(listener)
+
+    def _alias_moved(self, name: str, alias: str, version: int | None) -> None:
+        for listener in list(self._alias_listeners):
+            try:
+                listener(name, alias, version)
+            except Exception:  # the move is committed; a listener must not undo the answer
+                log.exception("alias listener failed for %s@%s", name, alias)
 
     # ---- registered models -------------------------------------------------------
     def create_model(
@@ -220,13 +249,17 @@ class RegistryService:
             raise Conflict(
                 f"{target.uri} is archived; it cannot take alias {alias!r}", field="version"
             )
-        return self.store.set_alias(name, check_alias(alias), version, actor=actor, reason=reason)
+        event = self.store.set_alias(name, check_alias(alias), version, actor=actor, reason=reason)
+        self._alias_moved(name, alias, version)
+        return event
 
     def delete_alias(
         self, name: str, alias: str, *, actor: str | None = None, reason: str | None = None
     ) -> AliasEvent:
         """Remove an alias (recorded in its history)."""
-        return self.store.set_alias(name, check_alias(alias), None, actor=actor, reason=reason)
+        event = self.store.set_alias(name, check_alias(alias), None, actor=actor, reason=reason)
+        self._alias_moved(name, alias, None)
+        return event
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Who moved which alias when, oldest first."""

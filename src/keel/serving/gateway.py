@@ -102,6 +102,7 @@ class Gateway:
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,6 +123,8 @@ class Gateway:
                 self.preload_errors[ref] = exc.message
                 log.error("preloading %s failed: %s", ref, exc.message)
         self._tasks.append(loop.create_task(self.aliases.run()))
+        self._loop = loop
+        self.registry.add_alias_listener(self._alias_moved)
         # Everything alive now (libraries, loaded models) lives as long as the process: take
         # it out of the collector's sight, so full collections under load stop walking it
         # (p99 300+ ms → ~50 ms in benchmarks/bench_serving.py). close() gives it back.
@@ -143,6 +146,7 @@ class Gateway:
     async def close(self) -> None:
         """Stop background tasks and batchers, flush the prediction log, close connections."""
         self.ready = False
+        self.registry.remove_alias_listener(self._alias_moved)
         gc.unfreeze()
         for task in self._tasks:
             task.cancel()
@@ -426,16 +430,23 @@ class Gateway:
             await self._redis.publish(CHANNEL, event.to_json())
         return dropped
 
+    def _alias_moved(self, name: str, alias: str, _version: int | None) -> None:
+        """Registry listener (any thread): re-read a served alias now, not at the next poll."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and (name, alias) in self.aliases.states:
+            loop.call_soon_threadsafe(self._refresh_alias, (name, alias))
+
+    def _refresh_alias(self, key: tuple[str, str]) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(self.aliases.refresh([key])))
+
     def apply(self, event: Invalidation) -> int:
         """Apply an event from another replica; returns local entries dropped."""
         if event.origin == self.id:
             return 0
         self.events_applied += 1
         if event.kind == "alias" and event.model and event.alias:
-            key = (event.model, event.alias)
-            if key in self.aliases.states:
-                task = asyncio.get_running_loop().create_task(self.aliases.refresh([key]))
-                self._tasks.append(task)
+            if (event.model, event.alias) in self.aliases.states:
+                self._refresh_alias((event.model, event.alias))
             return 0
         return self.cache.drop_local(event) if self.cache is not None else 0
 

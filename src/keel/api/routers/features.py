@@ -1,16 +1,20 @@
-"""REST routes of the feature store: online lookups, pushes, freshness, skew, definitions."""
+"""REST routes of the feature store: point-in-time and online lookups, pushes,
+materialisation, definitions, freshness, skew."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.api.deps import Svc
 from keel.errors import InvalidInput
-from keel.features import Freshness, StoredDefinition, UnusedFeature
+from keel.features import Definitions, Freshness, Plan, StoredDefinition, UnusedFeature
+from keel.features._engine import engine_from
+from keel.features.wire import ARROW_STREAM, PARQUET, read_table, write_table
 
 router = APIRouter(prefix="/v1/features", tags=["features"])
 
@@ -66,6 +70,91 @@ def online_features(body: OnlineRequest, svc: Svc) -> OnlineResponse:
         body.entity_rows, body.features, full_names=body.full_names
     )
     return OnlineResponse(results=rows)
+
+
+@router.post(
+    "/historical",
+    response_class=Response,
+    responses={200: {"content": {ARROW_STREAM: {}, PARQUET: {}}}},
+)
+async def historical_features(
+    request: Request,
+    svc: Svc,
+    features: list[str] | None = Query(None, description="'view:feature' or 'view:*', repeated"),
+    service: str | None = Query(None, description="A feature service name instead of features"),
+    timestamp_column: str = Query("event_timestamp", max_length=256),
+    full_names: bool = False,
+    engine: str | None = Query(None, description="local or ray; default KEEL_FEATURES_ENGINE"),
+) -> Response:
+    """Point-in-time features for entity rows sent as an Arrow IPC stream or Parquet body.
+
+    The answer holds the feature columns only, one row per entity row in the
+    same order, in the body's format (``Accept`` may ask for the other one).
+    The body is bounded by ``KEEL_MAX_REQUEST_BYTES``; larger entity sets go
+    through ``keel features historical`` (Parquet to Parquet on the server).
+    """
+    if features is not None and service is not None:
+        raise InvalidInput("give features or service, not both", field="features")
+    if features is None and service is None:
+        raise InvalidInput("no features requested", field="features")
+    chosen = engine_from(engine, svc.settings.features_engine)
+    body = await request.body()
+    kind = request.headers.get("content-type", ARROW_STREAM)
+    accept = request.headers.get("accept", "")
+    answer = PARQUET if PARQUET in accept else ARROW_STREAM if ARROW_STREAM in accept else None
+
+    def run() -> tuple[bytes, str]:
+        entity = read_table(body, kind)
+        result = svc.features.get_historical_features(
+            entity,
+            service if service is not None else list(features or []),
+            timestamp_column=timestamp_column,
+            full_names=full_names,
+            as_arrow=True,
+            features_only=True,
+            engine=chosen,
+        )
+        media = answer or (PARQUET if kind.startswith(PARQUET) else ARROW_STREAM)
+        return write_table(result, media), media
+
+    content, media = await run_in_threadpool(run)
+    return Response(content=content, media_type=media)
+
+
+class MaterializeRequest(_Body):
+    start: str | None = Field(
+        default=None, description="ISO time; omit for an incremental run from the last end."
+    )
+    end: str
+    views: list[str] | None = None
+
+
+class MaterializeResponse(BaseModel):
+    written: dict[str, int]
+
+
+@router.post("/materialize", response_model=MaterializeResponse)
+def materialize(body: MaterializeRequest, svc: Svc) -> MaterializeResponse:
+    """Copy the latest value per entity in ``[start, end]`` into the online store."""
+    if body.start is None:
+        written = svc.features.materialize_incremental(body.end, body.views)
+    else:
+        written = svc.features.materialize(body.start, body.end, body.views)
+    return MaterializeResponse(written=written)
+
+
+class ApplyRequest(_Body):
+    definitions: Definitions
+    prune: bool = Field(default=True, description="Remove live definitions missing from this set.")
+    dry_run: bool = Field(default=False, description="Only plan: change nothing.")
+
+
+@router.post("/apply", response_model=Plan)
+def apply(body: ApplyRequest, svc: Svc) -> Plan:
+    """Store new or changed definitions as new versions (or, with dry_run, only plan)."""
+    if body.dry_run:
+        return svc.features.plan(body.definitions, prune=body.prune)
+    return svc.features.apply(body.definitions, prune=body.prune)
 
 
 @router.post("/push", response_model=PushResponse)

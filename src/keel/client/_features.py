@@ -1,0 +1,148 @@
+"""Feature-store half of :class:`keel.Client`: definitions, point-in-time and online lookups,
+pushes and materialisation, the same over the embedded and the HTTP transport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from keel.errors import InvalidInput
+from keel.features._engine import RetrievalEngine
+from keel.features._frames import Frame
+from keel.features._retrieval import attach
+from keel.features.definitions import Definitions, as_definitions, load_yaml
+from keel.features.models import Entity, FeatureService, FeatureView, Plan, StoredDefinition
+
+if TYPE_CHECKING:
+    from keel.client._transport import Transport
+
+__all__ = ["FeaturesMixin"]
+
+DefinitionsInput = Definitions | Iterable[Entity | FeatureView | FeatureService] | str | Path
+
+
+def _definitions(definitions: DefinitionsInput) -> Definitions:
+    # Parsed on the caller's side: relative source paths in a YAML file resolve
+    # against the file's folder here, before the definitions travel.
+    if isinstance(definitions, str | Path):
+        return load_yaml(definitions)
+    return as_definitions(definitions)
+
+
+def _times(value: datetime | str, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise InvalidInput(f"{field} must be a datetime or an ISO string", field=field)
+
+
+class FeaturesMixin:
+    """Feature-store methods; mixed into :class:`keel.Client`."""
+
+    transport: Transport
+
+    def apply_features(self, definitions: DefinitionsInput, *, prune: bool = True) -> Plan:
+        """Store new or changed entities, feature views and services; returns the plan applied.
+
+        ``definitions`` is a YAML file or a list of definition objects; with
+        ``prune`` (default) live definitions missing from it are removed.
+        """
+        return self.transport.apply_features(_definitions(definitions), prune, dry_run=False)
+
+    def plan_features(self, definitions: DefinitionsInput, *, prune: bool = True) -> Plan:
+        """What :meth:`apply_features` would change, changing nothing."""
+        return self.transport.apply_features(_definitions(definitions), prune, dry_run=True)
+
+    def list_feature_views(self) -> list[FeatureView]:
+        """Every live feature view."""
+        return [
+            FeatureView.model_validate(d.spec)
+            for d in self.transport.feature_definitions("feature_view")
+        ]
+
+    def list_feature_definitions(self, kind: str | None = None) -> list[StoredDefinition]:
+        """Newest live version of every definition (``entity``, ``feature_view``,
+        ``feature_service``, or all)."""
+        return self.transport.feature_definitions(kind)
+
+    def get_historical_features(
+        self,
+        entity_df: Frame,
+        features: Sequence[str] | str,
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_names: bool = False,
+        as_arrow: bool = False,
+        engine: RetrievalEngine | None = None,
+    ) -> pd.DataFrame | pa.Table:
+        """Point-in-time correct features for each entity row.
+
+        The result is ``entity_df`` unchanged plus one column per feature, in
+        the same row order. ``features`` is ``["view:feature", "view:*"]`` or a
+        feature-service name. Over HTTP the rows travel as an Arrow IPC stream,
+        bounded by the server's ``KEEL_MAX_REQUEST_BYTES``.
+        """
+        if not isinstance(entity_df, pd.DataFrame | pa.Table):
+            raise InvalidInput(
+                "entity_df must be a pandas DataFrame or a pyarrow Table", field="entity_df"
+            )
+        if not isinstance(features, str):
+            features = list(features)
+        table = self.transport.historical_features(
+            entity_df, features, timestamp_column, full_names, engine
+        )
+        return attach(entity_df, table, as_arrow)
+
+    def get_online_features(
+        self,
+        entity_rows: Sequence[Mapping[str, Any]],
+        features: Sequence[str] | str,
+        *,
+        full_names: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Latest values for each entity row: its keys plus one entry per feature
+        (None when never materialised or older than the view's TTL)."""
+        rows = [dict(r) for r in entity_rows]
+        if not isinstance(features, str):
+            features = list(features)
+        return self.transport.online_features(rows, features, full_names)
+
+    def push_features(self, view: str, rows: Frame | Sequence[Mapping[str, Any]]) -> int:
+        """Write rows (join keys, the source's timestamp, every feature) online now; rows written.
+
+        Older event times never overwrite newer ones.
+        """
+        if isinstance(rows, pa.Table):
+            frame = rows.to_pandas()
+        elif isinstance(rows, pd.DataFrame):
+            frame = rows
+        else:
+            frame = pd.DataFrame.from_records([dict(r) for r in rows])
+        if frame.empty:
+            raise InvalidInput("no rows to push", field="rows")
+        return self.transport.push_features(view, frame)
+
+    def materialize_features(
+        self, start: datetime | str, end: datetime | str, views: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """Copy the latest value per entity with event time in ``[start, end]`` online.
+
+        Returns rows written per view (every online view when ``views`` is None).
+        """
+        chosen = None if views is None else list(views)
+        return self.transport.materialize_features(
+            _times(start, "start"), _times(end, "end"), chosen
+        )
+
+    def materialize_features_incremental(
+        self, end: datetime | str, views: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """Materialise each view from where its last run ended (first run: ``end - ttl``)."""
+        chosen = None if views is None else list(views)
+        return self.transport.materialize_features(None, _times(end, "end"), chosen)
