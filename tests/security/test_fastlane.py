@@ -100,6 +100,11 @@ def test_malformed_json_and_unknown_run(auth_server: AuthServer, run_id: str) ->
     missing = _metric(auth_server, "no-such-run", {"key": "k", "value": 1.0})
     assert missing.status_code == 404
     assert "no-such-run" in missing.json()["error"]["message"]
+    # the entry written with the metric rolled back with it; the failure is recorded once
+    entries = auth_server.services.auth.audit(AuditQuery(action="metrics", limit=100))
+    assert [(e.status, e.target) for e in entries if "no-such-run" in e.target] == [
+        (404, "/v1/runs/no-such-run/metrics")
+    ]
 
 
 def test_predict_routes_decline_to_the_route_for_bad_versions(auth_server: AuthServer) -> None:

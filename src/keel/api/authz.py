@@ -42,6 +42,7 @@ __all__ = [
     "Rule",
     "SecurityMiddleware",
     "app_dependencies",
+    "audit_entry",
     "authorize",
     "check_access",
     "iter_routes",
@@ -270,7 +271,7 @@ class SecurityMiddleware:
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start" and not ctx.written:
                 ctx.written = True
-                entry = _entry(ctx, scope, message["status"])
+                entry = audit_entry(ctx, scope, message["status"])
                 if entry is not None:
                     services.auth.record(entry)
             await send(message)
@@ -305,7 +306,7 @@ class SecurityMiddleware:
                 target=scope["path"],
                 client=client[0] if client else None,
             )
-            entry = _entry(ctx, scope, error.status)
+            entry = audit_entry(ctx, scope, error.status)
             if entry is not None:
                 services.auth.record(entry)
 
@@ -338,8 +339,9 @@ def _unaudited(method: str, path: str) -> bool:
     return pattern is not None and pattern.match(path) is not None
 
 
-def _entry(ctx: RequestAudit, scope: Scope, status: int) -> AuditEntry | None:
-    """The audit entry of a mutating call, or None for a read sent as POST."""
+def audit_entry(ctx: RequestAudit, scope: Scope, status: int) -> AuditEntry | None:
+    """The audit entry of a mutating call answered with ``status``, or None for a read
+    sent as POST."""
     route = scope.get("route")
     template: str | None = getattr(route, "path", None) or ctx.route
     rule = OVERRIDES.get((ctx.method, template)) if template else None

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.api.authz import check_access
+from keel.api.authz import audit_entry, check_access
 from keel.api.errors import error_response
 from keel.api.limits import BodyTooLarge
 from keel.api.routers.serving import client_key_of, predict_payload
@@ -41,6 +41,8 @@ from keel.api.schemas import MetricBody
 from keel.errors import KeelError, PayloadTooLarge
 from keel.services import Services
 from keel.serving.gateway import Gateway, Target
+from keel.store.sql import WriteBusy
+from keel.store.sql.auth import audit_context
 from keel.tracking.models import Metric
 
 __all__ = ["FAST_ROUTES", "FastLane"]
@@ -166,9 +168,29 @@ class FastLane:
         )
         services: Services = scope["app"].state.services
         run_id: str = params["run_id"]
-        await anyio.to_thread.run_sync(
-            lambda: services.tracking.log_batch(run_id, metrics=[metric])
-        )
+        # The request's audit entry commits with the metric, instead of through the
+        # batched audit writer, whose separate transactions contend for SQLite's lock
+        # with every call (0.2-1 ms per call measured). On failure it rolls back with
+        # the write and the security middleware records the error as usual.
+        request = audit_context.get()
+        entry = audit_entry(request, scope, 204) if request and not request.written else None
+
+        def write(nowait: bool = False) -> None:
+            services.tracking.log_batch(run_id, metrics=[metric], nowait=nowait, audit=entry)
+
+        if services.store.inline_writes:
+            # One metric into a local SQLite file takes ~0.3 ms; handing it to a worker
+            # thread and back cost 0.6-0.9 ms more per call on an idle machine (two
+            # thread wake-ups). So it runs here, but never waits for the write lock:
+            # if another writer holds it, the waiting happens on a thread as before.
+            try:
+                write(nowait=True)
+            except WriteBusy:
+                await anyio.to_thread.run_sync(write)
+        else:
+            await anyio.to_thread.run_sync(write)
+        if request is not None and entry is not None:
+            request.written = True
         await _send(send, 204, b"", [])
 
 

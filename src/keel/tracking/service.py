@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from keel._models import Page, decode_page_token, encode_page_token, now_ms
+from keel.auth.models import AuditEntry
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.store.artifacts import ArtifactStore, iter_files, normalize_artifact_path
 from keel.store.sql import SqlStore
@@ -152,8 +153,16 @@ class TrackingService:
         metrics: Sequence[Metric | Mapping[str, Any]] = (),
         params: Mapping[str, object] | None = None,
         tags: Mapping[str, str] | None = None,
+        nowait: bool = False,
+        audit: AuditEntry | None = None,
     ) -> None:
-        """Log metrics, params and tags atomically (all or nothing)."""
+        """Log metrics, params and tags atomically (all or nothing).
+
+        ``nowait`` (SQLite): raise :class:`keel.store.sql.WriteBusy` at once, writing nothing,
+        when another writer holds the database lock, instead of waiting for it.
+        ``audit``: an audit entry committed in the same transaction (the API's own entry
+        for the request, so that it is neither lost nor written by a second transaction).
+        """
         checked = [self._metric(m) for m in metrics]
         if len(checked) + len(params or {}) + len(tags or {}) > self.max_batch:
             raise InvalidInput(
@@ -166,6 +175,8 @@ class TrackingService:
             metrics=checked,
             params={check_key(k, "params"): param_value(k, v) for k, v in (params or {}).items()},
             tags=self._tags(tags or {}),
+            nowait=nowait,
+            audit=audit,
         )
 
     def log_metric(

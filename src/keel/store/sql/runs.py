@@ -10,8 +10,10 @@ from sqlalchemy import Connection, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from keel._models import now_ms
+from keel.auth.models import AuditEntry
 from keel.errors import Conflict, NotFound
 from keel.store.sql._base import SqlBase, upsert
+from keel.store.sql._fastwrite import write_one_metric
 from keel.store.sql.tables import (
     DatasetVersionRow,
     ExperimentRow,
@@ -22,6 +24,7 @@ from keel.store.sql.tables import (
     RunRow,
     RunTagRow,
 )
+from keel.store.sql.tables_auth import AuditRow
 from keel.tracking.models import Experiment, Metric, Run, RunInput, RunStatus
 
 __all__ = ["RunSql"]
@@ -55,6 +58,19 @@ def _newer_than_stored(excluded: Any) -> Any:
     return tuple_(excluded.step, excluded.timestamp_ms) >= tuple_(
         table.c.step, table.c.timestamp_ms
     )
+
+
+def _metric_row(run_id: str, metric: Metric, stamp: int) -> dict[str, Any]:
+    """A ``metrics`` row; NaN as value 0 with ``is_nan`` (SQLite turns NaN into NULL)."""
+    is_nan = math.isnan(metric.value)
+    return {
+        "run_id": run_id,
+        "key": metric.key,
+        "value": 0.0 if is_nan else metric.value,
+        "is_nan": is_nan,
+        "step": metric.step,
+        "timestamp_ms": metric.timestamp_ms if metric.timestamp_ms is not None else stamp,
+    }
 
 
 class RunSql(SqlBase):
@@ -248,15 +264,21 @@ class RunSql(SqlBase):
         metrics: Sequence[Metric] = (),
         params: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
+        nowait: bool = False,
+        audit: AuditEntry | None = None,
     ) -> None:
         """Write metrics, params and tags in one transaction.
 
         A param may be logged again with the same value; a different value
         raises :class:`Conflict` and nothing of the batch is written. This is
         the hottest write path (one call per logged metric), so it uses
-        SQLAlchemy Core statements rather than the ORM unit of work.
+        SQLAlchemy Core statements rather than the ORM unit of work. ``nowait``: see
+        :meth:`write_conn`. ``audit``: an entry committed with the batch (or not at all).
         """
-        with self.write_conn() as conn:
+        if len(metrics) == 1 and not params and not tags and self.inline_writes:
+            self._log_one_metric(run_id, metrics[0], audit=audit, nowait=nowait)
+            return
+        with self.write_conn(nowait=nowait) as conn:
             experiment_id = self._experiment_of(conn, run_id)
             if params:
                 self._add_params(conn, run_id, params)
@@ -270,6 +292,26 @@ class RunSql(SqlBase):
                 )
             if metrics:
                 self._add_metrics(conn, run_id, experiment_id, metrics)
+            if audit is not None:
+                conn.execute(insert(AuditRow), [audit.model_dump(exclude={"id"})])
+
+    def _log_one_metric(
+        self, run_id: str, metric: Metric, *, audit: AuditEntry | None, nowait: bool
+    ) -> None:
+        """One metric on SQLite, on the DBAPI connection (see ``_fastwrite`` for why)."""
+        cache: dict[str, str] = self.__dict__.setdefault("_run_experiments", {})
+        experiment_id = cache.get(run_id)
+        if experiment_id is None:
+            with self.engine.connect() as conn:
+                experiment_id = self._experiment_of(conn, run_id)
+        write_one_metric(
+            self.engine,
+            _metric_row(run_id, metric, now_ms()),
+            experiment_id,
+            _newer_than_stored,
+            audit=audit,
+            nowait=nowait,
+        )
 
     def _experiment_of(self, conn: Connection, run_id: str) -> str:
         # A run never changes experiment and is never deleted, so the answer
@@ -315,15 +357,7 @@ class RunSql(SqlBase):
         rows: list[dict[str, Any]] = []
         newest: dict[str, dict[str, Any]] = {}
         for m in metrics:
-            is_nan = math.isnan(m.value)
-            row = {
-                "run_id": run_id,
-                "key": m.key,
-                "value": 0.0 if is_nan else m.value,
-                "is_nan": is_nan,
-                "step": m.step,
-                "timestamp_ms": m.timestamp_ms if m.timestamp_ms is not None else stamp,
-            }
+            row = _metric_row(run_id, m, stamp)
             rows.append(row)
             best = newest.get(m.key)
             if best is None or (row["step"], row["timestamp_ms"]) >= (
