@@ -114,6 +114,10 @@ def test_predict_routes_decline_to_the_route_for_bad_versions(auth_server: AuthS
         f"{auth_server.url}/v1/models/m/latest/predict", json=body, headers=headers, timeout=30
     )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "version"
+    huge = httpx.post(
+        f"{auth_server.url}/v1/models/m/{2**70}/predict", json=body, headers=headers, timeout=30
+    )
+    assert huge.status_code == 422, huge.text  # found by schemathesis: was a 500
     unknown = httpx.post(
         f"{auth_server.url}/v1/models/nope@champion/predict", json=body, headers=headers
     )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from keel import __version__
 from keel.api.authz import SecurityMiddleware, app_dependencies
@@ -27,7 +28,28 @@ from keel.config import Settings
 from keel.services import Services, open_services
 from keel.serving.startup import start_gateway
 
-__all__ = ["create_app"]
+__all__ = ["KeelAPI", "create_app"]
+
+
+class KeelAPI(FastAPI):
+    """FastAPI with keel's middlewares outside FastAPI's own error and telemetry layers.
+
+    Order, outermost first: security, body size, request metrics, the fast lane, then
+    FastAPI's stack (server errors, telemetry, exception handlers, router). The fast lane
+    answers its routes (predictions, metric logging) without entering FastAPI's layers,
+    which cost a cached prediction about as much as the prediction itself; every other
+    request goes on through them as before. Our middlewares answer their own errors.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        ours, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = ours
+        for middleware in reversed(ours):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        return app
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -47,7 +69,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if owned:
                 app.state.services.close()
 
-    app = FastAPI(
+    app = KeelAPI(
         title="keel",
         version=__version__,
         description="Track, register, serve, monitor and retrain models: keel's REST API.",

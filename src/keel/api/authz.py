@@ -251,6 +251,11 @@ class SecurityMiddleware:
             except Unauthorized as error:
                 await self._deny(services, scope, error, send)
                 return
+            except KeelError as error:  # the token store is unreachable, say: 503, not 500
+                from keel.api.errors import error_response
+
+                await error_response(error)(scope, receive, send)
+                return
             state["user"], state["principal"] = principal.name, principal
             actor = principal.name
         elif not auth.enabled:

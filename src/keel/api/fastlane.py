@@ -60,6 +60,9 @@ FAST_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", _LOG_METRIC),
 )
 
+#: Versions are 32-bit in the database; a larger number is the route's 422 to word.
+_MAX_VERSION = 2**31 - 1
+
 Handler = Callable[[Scope, Receive, Send, dict[str, Any]], Awaitable[None]]
 
 
@@ -144,7 +147,7 @@ class FastLane:
         version: int | None = None
         if "version" in params:
             raw = params["version"]
-            if not raw.isdigit():
+            if not raw.isdigit() or int(raw) > _MAX_VERSION:
                 raise _FallThrough(await _read(receive, None))  # the route's own 422
             version = int(raw)
         if gateway is None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Scope
 
+from keel.api.routers.models import VersionNo
 from keel.errors import PayloadTooLarge, Unavailable
 from keel.serving import _json
 from keel.serving.gateway import Gateway, PredictResult, Target
@@ -48,7 +49,7 @@ class InvalidateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(default=None, max_length=256)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2_147_483_647)
     entity: str | None = Field(default=None, max_length=1024)
     all: bool = False
 
@@ -116,7 +117,7 @@ async def predict_alias(name: str, alias: str, request: Request) -> Response:
 
 
 @router.post("/v1/models/{name}/{version}/predict", openapi_extra=_PREDICT_DOC)
-async def predict_version(name: str, version: int, request: Request) -> Response:
+async def predict_version(name: str, version: VersionNo, request: Request) -> Response:
     """Predict with one model version."""
     return await _serve(request, Target(name, version=version))
 
