@@ -14,7 +14,14 @@ from fastapi.routing import APIRoute
 from tests.security.conftest import AuthServer, register_versions
 
 from keel.api import create_app
-from keel.api.authz import OVERRIDES, PENDING_ROUTES, PUBLIC_PATHS, iter_routes, rule_for
+from keel.api.authz import (
+    OVERRIDES,
+    PENDING_ROUTES,
+    PUBLIC_PATHS,
+    flat_routes,
+    iter_routes,
+    rule_for,
+)
 from keel.auth.models import Role
 from keel.config import Settings
 
@@ -170,20 +177,12 @@ def test_no_mounted_sub_apps_escape_authorize(sqlite_settings: Settings) -> None
     assert all(isinstance(r, APIRoute) or getattr(r, "methods", None) for r in mounted)
 
 
-def _flat(routes: list[object]) -> list[object]:
-    out: list[object] = []
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        out.extend(_flat(included.routes) if included is not None else [route])
-    return out
-
-
 def _served_by(app: object, method: str, path: str) -> str | None:
     """The template of the route Starlette picks for ``method path`` (first full match)."""
     from starlette.routing import Match
 
     scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
-    for route in _flat(app.router.routes):  # type: ignore[attr-defined]
+    for _, route in flat_routes(app.router.routes):  # type: ignore[attr-defined]
         match, _ = route.matches(scope)  # type: ignore[attr-defined]
         if match is Match.FULL:
             return str(route.path)  # type: ignore[attr-defined]

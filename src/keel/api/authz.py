@@ -45,6 +45,7 @@ __all__ = [
     "audit_entry",
     "authorize",
     "check_access",
+    "flat_routes",
     "iter_routes",
     "rule_for",
 ]
@@ -129,24 +130,31 @@ def rule_for(method: str, template: str) -> Rule | None:
     return _VIEWER if method in READ_METHODS else _EDITOR
 
 
+def flat_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(prefix, route)`` for every route, in matching order, included routers opened
+    (FastAPI >= 0.160 keeps an included router as one nested entry)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            extra = str(getattr(context, "prefix", "") or "")
+            yield from flat_routes(included.routes, prefix + extra)
+        else:
+            yield prefix, route
+
+
 def iter_routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, str, str]]:
     """``(method, served path, route.path)`` of every HTTP route, routers included.
 
     :func:`authorize` keys the policy on ``route.path``; the two paths differ only
     for a router included with a ``prefix``, which the policy test forbids.
     """
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            context = getattr(route, "include_context", None)
-            extra = str(getattr(context, "prefix", "") or "")
-            yield from iter_routes(included.routes, prefix + extra)
-            continue
+    for outer, route in flat_routes(routes, prefix):
         path, methods = getattr(route, "path", None), getattr(route, "methods", None)
         if path is not None and methods:
             for method in sorted(methods):
                 if method != "HEAD":
-                    yield method, prefix + path, path
+                    yield method, outer + path, path
 
 
 def app_dependencies(settings: Settings) -> list[Any]:

@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.api.authz import audit_entry, check_access
+from keel.api.authz import audit_entry, check_access, flat_routes
 from keel.api.errors import error_response
 from keel.api.limits import BodyTooLarge
-from keel.api.routers.serving import client_key_of, predict_payload
+from keel.api.routers.serving import client_key_of, predict_payload, read_body
 from keel.api.schemas import MetricBody
 from keel.errors import KeelError, PayloadTooLarge
 from keel.services import Services
@@ -148,11 +148,11 @@ class FastLane:
         if "version" in params:
             raw = params["version"]
             if not raw.isdigit() or int(raw) > _MAX_VERSION:
-                raise _FallThrough(await _read(receive, None))  # the route's own 422
+                raise _FallThrough(await read_body(scope, receive, None))  # the route's own 422
             version = int(raw)
         if gateway is None:
-            raise _FallThrough(await _read(receive, None))  # the route's own 503
-        body = await _read(receive, gateway.settings.serving_max_body_bytes)
+            raise _FallThrough(await read_body(scope, receive, None))  # the route's own 503
+        body = await read_body(scope, receive, gateway.settings.serving_max_body_bytes)
         target = Target(params["name"], version=version, alias=params.get("alias"))
         result = await gateway.predict(target, body, client_key=client_key_of(scope))
         payload, timing = predict_payload(result)
@@ -161,7 +161,7 @@ class FastLane:
     async def _log_metric(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
     ) -> None:
-        body = await _read(receive, None)
+        body = await read_body(scope, receive, None)
         try:
             parsed = MetricBody.model_validate_json(body)
         except ValidationError:
@@ -199,33 +199,12 @@ class FastLane:
 
 def _declared(routes: Iterable[Any], method: str, template: str) -> Route | None:
     """The route declared for ``method`` on ``template``, included routers searched too."""
-    for route in routes:
-        included = getattr(route, "original_router", None)  # FastAPI >= 0.160 nests them
-        if included is not None:
-            inner = _declared(included.routes, method, template)
-            if inner is not None:
-                return inner
-        elif getattr(route, "path", None) == template and method in (route.methods or ()):
+    for _, route in flat_routes(routes):
+        if getattr(route, "path", None) == template and method in (
+            getattr(route, "methods", None) or ()
+        ):
             return route  # type: ignore[no-any-return]
     return None
-
-
-async def _read(receive: Receive, limit: int | None) -> bytes:
-    """The whole request body; PayloadTooLarge past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

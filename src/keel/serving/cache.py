@@ -82,6 +82,10 @@ class MemoryCache:
 
     async def get_many(self, model: str, version: int, keys: Sequence[bytes]) -> list[Any]:
         """Cached rows (None for misses); expired entries are removed on the way."""
+        return self.lookup(model, version, keys)
+
+    def lookup(self, model: str, version: int, keys: Sequence[bytes]) -> list[Any]:
+        """:meth:`get_many` without the coroutine (the store does no I/O)."""
         now = time.monotonic()
         found: list[Any] = []
         with self._lock:
@@ -101,21 +105,10 @@ class MemoryCache:
     def peek_all(
         self, model: str, version: int, keys: Sequence[bytes], probabilities: bool
     ) -> list[CachedRow] | None:
-        """Every row (with probabilities when asked), or None if any is missing or expired.
-
-        Expired entries are left for :meth:`get_many` to remove.
-        """
-        now = time.monotonic()
-        found: list[CachedRow] = []
-        with self._lock:
-            for key in keys:
-                full = (model, version, key)
-                entry = self._entries.get(full)
-                if entry is None or entry[0] <= now or (probabilities and entry[1][1] is None):
-                    return None
-                found.append(entry[1])
-            for key in keys:
-                self._entries.move_to_end((model, version, key))
+        """Every row (with probabilities when asked), or None if any is missing or expired."""
+        found = self.lookup(model, version, keys)
+        if any(row is None or (probabilities and row[1] is None) for row in found):
+            return None
         return found
 
     async def put_many(

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from keel.api.routers.models import VersionNo
 from keel.errors import PayloadTooLarge, Unavailable
@@ -87,24 +87,34 @@ def predict_payload(result: PredictResult) -> tuple[bytes, str]:
     return payload, ", ".join(f"{stage};dur={ms:.3f}" for stage, ms in timings.items())
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body; 413 as soon as it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
+async def read_body(scope: Scope, receive: Receive, limit: int | None) -> bytes:
+    """The request body; 413 as soon as it exceeds ``limit`` bytes (by Content-Length
+    up front, else while it streams). Shared by the route and the fast lane."""
+    if limit is not None:
+        for key, value in scope.get("headers") or ():
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(
+                    f"predict body exceeds {limit} bytes", field="body", limit=limit
+                )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
+        if limit is not None and size > limit:
             raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _serve(request: Request, target: Target) -> Response:
     gateway = gateway_of(request)
-    body = await read_body(request, gateway.settings.serving_max_body_bytes)
+    body = await read_body(request.scope, request.receive, gateway.settings.serving_max_body_bytes)
     result = await gateway.predict(target, body, client_key=client_key(request))
     payload, timing = predict_payload(result)
     return Response(payload, media_type="application/json", headers={"Server-Timing": timing})

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Dialect
 from keel.auth.models import AuditEntry
 from keel.errors import Conflict, Unavailable
 from keel.store.sql._base import WriteBusy, upsert_statement
+from keel.store.sql.engine import begin_write
 from keel.store.sql.tables import LatestMetricRow, MetricRow
 from keel.store.sql.tables_auth import AuditRow
 
@@ -81,16 +82,8 @@ def write_one_metric(
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        busy_ms: int | None = None
         try:
-            if nowait:
-                busy_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
-                raw.execute("PRAGMA busy_timeout=0")
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-            finally:
-                if busy_ms is not None:
-                    raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+            begin_write(raw, nowait=nowait)
         except sqlite3.OperationalError as exc:
             if nowait and "locked" in str(exc):
                 raise WriteBusy("the database is locked by another writer") from exc

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from keel.config import Settings
 
-__all__ = ["NOWAIT_OPTION", "WRITE_OPTION", "is_sqlite", "make_engine"]
+__all__ = ["NOWAIT_OPTION", "WRITE_OPTION", "begin_write", "is_sqlite", "make_engine"]
 
 #: Execution option marking a connection that will write (see the SQLite BEGIN hook).
 WRITE_OPTION = "keel_write"
@@ -22,6 +22,26 @@ NOWAIT_OPTION = "keel_nowait"
 def is_sqlite(url: str) -> bool:
     """True when ``url`` points at SQLite."""
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def begin_write(raw: sqlite3.Connection, *, nowait: bool, busy_ms: int | None = None) -> None:
+    """``BEGIN IMMEDIATE`` on a sqlite3 connection; with ``nowait``, fail at once
+    (``sqlite3.OperationalError: database is locked``) instead of waiting for the lock.
+
+    Only BEGIN IMMEDIATE can wait (for the write lock): once it holds the lock, the
+    connection's busy timeout (``busy_ms``, read from the connection when not given)
+    goes back for everything else.
+    """
+    if not nowait:
+        raw.execute("BEGIN IMMEDIATE")
+        return
+    if busy_ms is None:
+        busy_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -71,21 +91,13 @@ def make_engine(settings: Settings) -> Engine:
             # handling, and SQLAlchemy's execution path costs ~0.1 ms per statement.
             options = conn.get_execution_options()
             raw = conn.connection.dbapi_connection
-            statement = "BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN"
-            nowait = statement != "BEGIN" and options.get(NOWAIT_OPTION, False)
             try:
-                if nowait:
-                    # Only BEGIN IMMEDIATE can wait (for the write lock): once it holds
-                    # the lock, the timeout goes back for everything else.
-                    raw.execute("PRAGMA busy_timeout=0")
-                    try:
-                        raw.execute(statement)
-                    finally:
-                        raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+                if options.get(WRITE_OPTION, False):
+                    begin_write(raw, nowait=options.get(NOWAIT_OPTION, False), busy_ms=busy_ms)
                 else:
-                    raw.execute(statement)
+                    raw.execute("BEGIN")
             except sqlite3.OperationalError as exc:  # as SQLAlchemy would have raised it
-                raise OperationalError(statement, None, exc) from exc
+                raise OperationalError("BEGIN", None, exc) from exc
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -299,27 +299,28 @@ class RunSql(SqlBase):
         self, run_id: str, metric: Metric, *, audit: AuditEntry | None, nowait: bool
     ) -> None:
         """One metric on SQLite, on the DBAPI connection (see ``_fastwrite`` for why)."""
-        cache: dict[str, str] = self.__dict__.setdefault("_run_experiments", {})
-        experiment_id = cache.get(run_id)
-        if experiment_id is None:
-            with self.engine.connect() as conn:
-                experiment_id = self._experiment_of(conn, run_id)
         write_one_metric(
             self.engine,
             _metric_row(run_id, metric, now_ms()),
-            experiment_id,
+            self._experiment_of(None, run_id),
             _newer_than_stored,
             audit=audit,
             nowait=nowait,
         )
 
-    def _experiment_of(self, conn: Connection, run_id: str) -> str:
+    def _experiment_of(self, conn: Connection | None, run_id: str) -> str:
         # A run never changes experiment and is never deleted, so the answer
-        # can be remembered; the foreign keys still guard every insert.
+        # can be remembered; the foreign keys still guard every insert. Without
+        # ``conn``, a connection is checked out only when the answer is not known.
         cache: dict[str, str] = self.__dict__.setdefault("_run_experiments", {})
         found = cache.get(run_id)
         if found is None:
-            found = conn.execute(select(RunRow.experiment_id).where(RunRow.id == run_id)).scalar()
+            statement = select(RunRow.experiment_id).where(RunRow.id == run_id)
+            if conn is None:
+                with self.engine.connect() as reader:
+                    found = reader.execute(statement).scalar()
+            else:
+                found = conn.execute(statement).scalar()
             if found is None:
                 raise NotFound(f"run {run_id!r} not found", field="run_id")
             if len(cache) >= 100_000:
