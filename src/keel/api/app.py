@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel import __version__
 from keel.api.authz import SecurityMiddleware, app_dependencies
@@ -39,7 +43,41 @@ class KeelAPI(FastAPI):
     answers its routes (predictions, metric logging) without entering FastAPI's layers,
     which cost a cached prediction about as much as the prediction itself; every other
     request goes on through them as before. Our middlewares answer their own errors.
+
+    FastAPI asks OpenTelemetry whether a tracer or meter provider is configured on
+    every request (reading ``os.environ`` three times), a fifth of what a cached
+    prediction costs; the answer is reused for ``TELEMETRY_RECHECK_S`` seconds, so a
+    provider configured while the server runs is picked up within that time.
     """
+
+    TELEMETRY_RECHECK_S = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._telemetry_on = False
+        self._telemetry_checked = -math.inf
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not self.root_path
+            and "fastapi.telemetry" not in scope
+            and not self._telemetry_enabled()
+        ):
+            await Starlette.__call__(self, scope, receive, send)  # FastAPI's path when off
+            return
+        await super().__call__(scope, receive, send)
+
+    def _telemetry_enabled(self) -> bool:
+        """FastAPI's own answer, asked at most once per ``TELEMETRY_RECHECK_S``."""
+        telemetry = getattr(self, "_native_telemetry", None)
+        if telemetry is None:  # a FastAPI without native telemetry: nothing to ask
+            return False
+        now = time.monotonic()
+        if now - self._telemetry_checked >= self.TELEMETRY_RECHECK_S:
+            self._telemetry_on = bool(telemetry.enabled())
+            self._telemetry_checked = now
+        return self._telemetry_on
 
     def build_middleware_stack(self) -> ASGIApp:
         ours, self.user_middleware = self.user_middleware, []

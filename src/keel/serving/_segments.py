@@ -10,6 +10,9 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -17,7 +20,7 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from keel.serving.records import PredictionRecord
+from keel.serving.records import PredictionRecord, ServedRequest
 
 if TYPE_CHECKING:
     from keel.config import Settings
@@ -30,6 +33,7 @@ __all__ = [
     "log_root",
     "partition_dir",
     "records_to_table",
+    "served_to_table",
     "write_segment",
 ]
 
@@ -120,19 +124,19 @@ def records_to_table(
     model: str, version: int, records: list[PredictionRecord], schema: dict[str, pa.DataType]
 ) -> pa.Table:
     """One segment's table; ``schema`` (feature → Arrow type) is read and widened in place."""
-    columns: dict[str, pa.Array] = {
-        "ts": pa.array([r.at_ms for r in records], pa.int64()).cast(BASE_SCHEMA.field("ts").type),
-        "request_id": _text([r.request_id for r in records]),
-        "deployment": _text([r.deployment for r in records]),
-        "arm": _text([r.arm for r in records]),
-        "entity_key": _text([r.entity_key for r in records]),
-        "output": _typed(schema, "\0output", _Lazy(lambda: [r.output for r in records])),
-        "probabilities": _probabilities([r.probabilities for r in records]),
-        "latency_ms": _floats([r.latency_ms for r in records]),
-        "cached": pa.array([bool(r.cached) for r in records], pa.bool_()),
-        "fallback": pa.array([bool(r.fallback) for r in records], pa.bool_()),
-        "extra": _text([json.dumps(r.extra, default=str) if r.extra else None for r in records]),
-    }
+    base = _Base(
+        at_ms=[r.at_ms for r in records],
+        request_id=[r.request_id for r in records],
+        deployment=[r.deployment for r in records],
+        arm=[r.arm for r in records],
+        entity_key=[r.entity_key for r in records],
+        output=[r.output for r in records],
+        probabilities=[r.probabilities for r in records],
+        latency_ms=[r.latency_ms for r in records],
+        cached=[bool(r.cached) for r in records],
+        fallback=[bool(r.fallback) for r in records],
+        extra=[json.dumps(r.extra, default=str) if r.extra else None for r in records],
+    )
     rows = [r.features if type(r.features) is dict else _features(r) for r in records]
     try:
         # One pass in C++ over every row infers all feature columns at once (keys unioned,
@@ -143,8 +147,101 @@ def records_to_table(
         }
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         inferred = {str(k): None for row in rows for k in row}
-    for name, guess in inferred.items():
-        values = _Lazy(lambda key=name: [row.get(key) for row in rows])  # type: ignore[misc]
+    features = {
+        name: (_Lazy(lambda key=name: [row.get(key) for row in rows]), guess)  # type: ignore[misc]
+        for name, guess in inferred.items()
+    }
+    return _table(model, version, base, features, schema)
+
+
+def served_to_table(
+    model: str, version: int, served: list[ServedRequest], schema: dict[str, pa.DataType]
+) -> pa.Table:
+    """One segment's table from whole requests whose rows share one ``columns`` layout.
+
+    The rows are already tuples in column order, so each feature column is one slice
+    of their transposition: no per-row dict, no inference over dicts. ``schema`` as in
+    :func:`records_to_table`; the tables the two build are the same for the same rows.
+    """
+    # attrgetter, map and chain keep the per-row work in C: at thousands of rows a
+    # second, Python-level loops here cost the serving process as much as the request.
+    counts = [len(s.outputs) for s in served]
+    one_row_each = len(counts) == sum(counts)
+
+    def each(attribute: str) -> list[Any]:  # one value per request → one per row
+        values = map(attrgetter(attribute), served)
+        return list(values if one_row_each else chain.from_iterable(map(repeat, values, counts)))
+
+    def per_row(attribute: str) -> list[Any]:  # a sequence per request, or None
+        values = map(attrgetter(attribute), served)
+        return list(
+            chain.from_iterable(
+                repeat(None, n) if v is None else v for v, n in zip(values, counts, strict=True)
+            )
+        )
+
+    rows = list(chain.from_iterable(map(attrgetter("rows"), served)))
+    nothing = [None] * len(rows)
+    base = _Base(
+        at_ms=each("at_ms"),
+        request_id=each("request_id"),
+        deployment=nothing,
+        arm=nothing,
+        entity_key=per_row("entity_keys"),
+        output=list(chain.from_iterable(map(attrgetter("outputs"), served))),
+        probabilities=per_row("probabilities"),
+        latency_ms=each("latency_ms"),
+        cached=list(map(bool, chain.from_iterable(map(attrgetter("hits"), served)))),
+        fallback=list(map(bool, each("fallback"))),
+        extra=nothing,
+    )
+    columns = served[0].columns if served else ()
+    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    features = {
+        str(name): (_Lazy(lambda values=values: list(values)), None)  # type: ignore[misc]
+        for name, values in zip(columns, transposed, strict=True)
+    }
+    return _table(model, version, base, features, schema)
+
+
+@dataclass(slots=True)
+class _Base:
+    """The fixed columns of a segment, one Python value per row."""
+
+    at_ms: list[int]
+    request_id: list[Any]
+    deployment: list[Any]
+    arm: list[Any]
+    entity_key: list[Any]
+    output: list[Any]
+    probabilities: list[Any]
+    latency_ms: list[Any]
+    cached: list[bool]
+    fallback: list[bool]
+    extra: list[str | None]
+
+
+def _table(
+    model: str,
+    version: int,
+    base: _Base,
+    features: Mapping[str, tuple[_Lazy, pa.Array | None]],
+    schema: dict[str, pa.DataType],
+) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        "ts": pa.array(base.at_ms, pa.int64()).cast(BASE_SCHEMA.field("ts").type),
+        "request_id": _text(base.request_id),
+        "deployment": _text(base.deployment),
+        "arm": _text(base.arm),
+        "entity_key": _text(base.entity_key),
+        "output": _typed(schema, "\0output", _Lazy(lambda: base.output)),
+        "probabilities": _probabilities(base.probabilities),
+        "latency_ms": _floats(base.latency_ms),
+        "cached": pa.array(base.cached, pa.bool_()),
+        "fallback": pa.array(base.fallback, pa.bool_()),
+        "extra": _text(base.extra),
+    }
+    for name, (values, guess) in features.items():
         columns[FEATURE_PREFIX + name] = _typed(schema, name, values, guess)
     metadata = {
         "keel.model": model,

@@ -16,6 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +40,12 @@ from keel.serving.interface import (
     PredictResult,
     Target,
     limit_native_threads,
-    prediction_records,
 )
 from keel.serving.metrics import BATCH_ROWS, ERRORS, FALLBACKS, cache_series, series
 from keel.serving.pool import ModelPool, PoolEntry
 from keel.serving.protection import Protection
 from keel.serving.ratelimit import RateLimiter
+from keel.serving.records import ServedRequest
 from keel.serving.subscriber import listen
 from keel.serving.validation import ParsedInput
 
@@ -75,6 +76,11 @@ class Gateway:
         self.settings = settings
         self.registry = registry
         self.prediction_log = prediction_log
+        # A sink that takes whole requests (PredictionLog) gets them; others get records.
+        append_served = getattr(prediction_log, "append_served", None)
+        self._log: Callable[[ServedRequest], None] = (
+            append_served if callable(append_served) else self._log_records
+        )
         self.id = uuid.uuid4().hex[:12]
         self.limiter = RateLimiter(settings.serving_rate_limit, redis_url=settings.redis_url)
         self.executor = ThreadPoolExecutor(
@@ -164,6 +170,11 @@ class Gateway:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
+
+    def _log_records(self, served: ServedRequest) -> None:
+        if self.prediction_log is not None:
+            for record in served.records():
+                self.prediction_log.append(record)
 
     def _on_load(self, entry: PoolEntry) -> None:
         setter = getattr(self.prediction_log, "set_signature", None)
@@ -305,18 +316,22 @@ class Gateway:
             entry.first_request_ms = elapsed_ms
             entry.first_request_warm = entry.warmup_ms is not None
         if self.prediction_log is not None:
-            for record in prediction_records(
-                request_id,
-                name,
-                outcome.version,
-                outcome.predictions,
-                outcome.probabilities,
-                outcome.hits,
-                outcome.fallback,
-                parsed,
-                elapsed_ms,
-            ):
-                self.prediction_log.append(record)
+            self._log(
+                ServedRequest(
+                    request_id,
+                    int(time.time() * 1000),
+                    name,
+                    outcome.version,
+                    parsed.columns,
+                    parsed.rows,
+                    outcome.predictions,
+                    outcome.probabilities,
+                    outcome.hits,
+                    outcome.fallback,
+                    elapsed_ms,
+                    parsed.entity_keys,
+                )
+            )
         return PredictResult(result, timings)
 
     async def _answer(

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from keel.serving.records import PredictionRecord
-from keel.serving.validation import ParsedInput
 
 __all__ = [
     "PredictResult",
     "PredictionSink",
     "Target",
     "limit_native_threads",
-    "prediction_records",
 ]
 
 _THREAD_LIMITS = threading.local()
 
 
 class PredictionSink(Protocol):
-    """Where served predictions go (``keel.serving.predlog.PredictionLog``): never blocks."""
+    """Where served predictions go (``keel.serving.predlog.PredictionLog``): never blocks.
+
+    A sink that also has ``append_served(ServedRequest)`` gets each request whole
+    (one call per request); any other gets one :class:`PredictionRecord` per row.
+    """
 
     def append(self, record: PredictionRecord) -> None:
         """Queue one record."""
@@ -61,33 +61,3 @@ def limit_native_threads(threads: int) -> None:
         from threadpoolctl import threadpool_limits
 
         _THREAD_LIMITS.limits = threadpool_limits(limits=threads, user_api="openmp")
-
-
-def prediction_records(
-    request_id: str,
-    model: str,
-    version: int,
-    predictions: list[Any],
-    probabilities: list[Any] | None,
-    hits: list[bool],
-    fallback: bool,
-    parsed: ParsedInput,
-    latency_ms: float,
-) -> Iterator[PredictionRecord]:
-    """One :class:`PredictionRecord` per served row of a request."""
-    at_ms = int(time.time() * 1000)
-    entities = parsed.entity_keys
-    for i, prediction in enumerate(predictions):
-        yield PredictionRecord(
-            request_id=request_id,
-            at_ms=at_ms,
-            model=model,
-            version=version,
-            features=parsed.features(i),
-            output=prediction,
-            latency_ms=latency_ms,
-            cached=hits[i],
-            fallback=fallback,
-            entity_key=None if entities is None else entities[i],
-            probabilities=None if probabilities is None else probabilities[i],
-        )

@@ -27,6 +27,10 @@ Writes and the loss window
 --------------------------
 :meth:`PredictionLog.append` puts the record on an in-memory buffer and returns: no I/O,
 no lock, never an exception (a bad record is counted and dropped, like a full buffer).
+The gateway uses :meth:`PredictionLog.append_served` instead: one
+:class:`~keel.serving.records.ServedRequest` per request, whose rows the writer turns
+into columns directly (a record and a features dict per row cost a cache hit about
+as much as answering it).
 A single writer thread (datasette's one write connection fed by a queue) wakes every
 ``flush_interval_s`` (sooner when ``max_batch`` records wait), converts the batch to
 Arrow and writes one segment per partition: temporary file, fsync, rename, fsync of the
@@ -73,9 +77,10 @@ from keel.serving._segments import (
     log_root,
     partition_dir,
     records_to_table,
+    served_to_table,
     write_segment,
 )
-from keel.serving.records import PredictionRecord
+from keel.serving.records import PredictionRecord, ServedRequest
 
 if TYPE_CHECKING:
     from keel.config import Settings
@@ -116,6 +121,11 @@ class PredictionLogStats:
     pending: int
 
 
+def _rows(item: PredictionRecord | ServedRequest) -> int:
+    """How many predictions a buffered item holds."""
+    return len(item.outputs) if type(item) is ServedRequest else 1
+
+
 class PredictionLog:
     """Append-only, batched, durable log of served predictions (see the module docstring).
 
@@ -149,7 +159,10 @@ class PredictionLog:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.fsync = fsync
-        self._buffer: deque[PredictionRecord] = deque()
+        self._buffer: deque[PredictionRecord | ServedRequest] = deque()
+        # Rows beyond one per buffered item (multi-row requests), so that ``max_queue``
+        # bounds rows: changed under ``_lock``, read without it.
+        self._extra_rows = 0
         self._wake = threading.Event()
         self._flush_requests: list[threading.Event] = []
         self._lock = threading.Lock()  # counters and flush requests, never taken by append
@@ -193,18 +206,38 @@ class PredictionLog:
     def append(self, record: PredictionRecord) -> None:
         """Queue one record for the writer; drops (and counts) instead of blocking or raising."""
         try:
-            if self._closed:
-                self._count("dropped_closed")
-            elif type(record) is not PredictionRecord:
+            if type(record) is not PredictionRecord:
                 self._count("invalid")
-            elif len(self._buffer) >= self.max_queue:
-                self._count("dropped_full")
             else:
-                self._buffer.append(record)  # deque.append is atomic under the GIL
-                if len(self._buffer) >= self.max_batch and not self._wake.is_set():
-                    self._wake.set()
+                self._enqueue(record, 1)
         except Exception:  # never into the response path
             logger.exception("prediction log append failed")
+
+    def append_served(self, served: ServedRequest) -> None:
+        """Queue one request's rows at once (the gateway's way in; see :class:`ServedRequest`).
+
+        Like :meth:`append`, it never blocks or raises; ``max_queue`` counts the rows.
+        """
+        try:
+            if type(served) is not ServedRequest:
+                self._count("invalid")
+            else:
+                self._enqueue(served, len(served.outputs))
+        except Exception:  # never into the response path
+            logger.exception("prediction log append failed")
+
+    def _enqueue(self, item: PredictionRecord | ServedRequest, rows: int) -> None:
+        if self._closed:
+            self._count("dropped_closed", rows)
+        elif len(self._buffer) + self._extra_rows + rows > self.max_queue:
+            self._count("dropped_full", rows)
+        else:
+            if rows > 1:
+                with self._lock:
+                    self._extra_rows += rows - 1
+            self._buffer.append(item)  # deque.append is atomic under the GIL
+            if len(self._buffer) >= self.max_batch and not self._wake.is_set():
+                self._wake.set()
 
     def set_signature(self, model: str, version: int, signature: Mapping[str, Any]) -> None:
         """Fix the feature column types of ``model`` v``version`` from its model signature."""
@@ -221,7 +254,7 @@ class PredictionLog:
     def stats(self) -> PredictionLogStats:
         """Written, dropped and pending record counts."""
         with self._lock:
-            return PredictionLogStats(**self._counts, pending=len(self._buffer))
+            return PredictionLogStats(**self._counts, pending=len(self._buffer) + self._extra_rows)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Write everything appended before this call; False if that took over ``timeout_s``."""
@@ -245,8 +278,9 @@ class PredictionLog:
             self._thread.join(timeout_s)
         if not self._thread.is_alive() and self._buffer:
             # Appended in the instant between the closed check and the writer's last drain.
-            self._count("dropped_closed", len(self._buffer))
+            self._count("dropped_closed", len(self._buffer) + self._extra_rows)
             self._buffer.clear()
+            self._extra_rows = 0
 
     def _count(self, outcome: str, n: int = 1) -> None:
         with self._lock:
@@ -265,57 +299,79 @@ class PredictionLog:
             waiting = len(self._buffer)
             while waiting > 0:
                 batch = self._take(min(waiting, self.max_batch))
-                waiting -= self.max_batch
+                if not batch:
+                    break
+                waiting -= len(batch)
                 try:
                     self._write_batch(batch)
                 except Exception:  # the writer thread must outlive any one bad batch
-                    logger.exception("prediction log: batch of %d records lost", len(batch))
-                    self._count("failed", len(batch))
+                    lost = sum(_rows(item) for item in batch)
+                    logger.exception("prediction log: batch of %d records lost", lost)
+                    self._count("failed", lost)
             for request in requests:
                 request.set()
             if closing and not self._buffer:
                 return
 
-    def _take(self, limit: int) -> list[PredictionRecord]:
-        batch: list[PredictionRecord] = []
+    def _take(self, limit: int) -> list[PredictionRecord | ServedRequest]:
+        """Up to ``limit`` rows' worth of buffered items (at least one item)."""
+        batch: list[PredictionRecord | ServedRequest] = []
         pop = self._buffer.popleft
+        rows = extra = 0
         try:
-            while len(batch) < limit:
-                batch.append(pop())
+            while rows < limit:
+                item = pop()
+                batch.append(item)
+                n = _rows(item)
+                rows += n
+                extra += n - 1
         except IndexError:
             pass
+        if extra:
+            with self._lock:
+                self._extra_rows -= extra
         return batch
 
-    def _write_batch(self, batch: list[PredictionRecord]) -> None:
+    def _write_batch(self, batch: list[PredictionRecord | ServedRequest]) -> None:
         # Group by (model, version, hour) with integer keys: building the directory path per
-        # record (datetime, quoting) would cost more than converting the record.
-        groups: dict[tuple[str, int, int], list[PredictionRecord]] = {}
-        for record in batch:
+        # record (datetime, quoting) would cost more than converting the record. Whole
+        # requests group further by their feature columns, each group its own segment.
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for item in batch:
             try:
-                key = (str(record.model), int(record.version), int(record.at_ms) // _HOUR_MS)
+                key: tuple[Any, ...] = (
+                    str(item.model),
+                    int(item.version),
+                    int(item.at_ms) // _HOUR_MS,
+                )
             except (TypeError, ValueError, OverflowError):
-                self._count("invalid")
+                self._count("invalid", _rows(item))
                 continue
-            groups.setdefault(key, []).append(record)
-        for (model, version, hour), records in groups.items():
+            if type(item) is ServedRequest:
+                key += (tuple(item.columns),)
+            groups.setdefault(key, []).append(item)
+        for key, items in groups.items():
+            model, version, hour = key[:3]
+            rows = sum(_rows(item) for item in items)
             try:
                 folder = partition_dir(self.root, model, version, hour * _HOUR_MS)
             except (ValueError, OverflowError, OSError):
-                self._count("invalid", len(records))
+                self._count("invalid", rows)
                 continue
             try:
                 with self._lock:
                     schema = self._schemas.setdefault((model, version), {})
-                table = records_to_table(model, version, records, schema)
-                name = f"part-{records[0].at_ms}-{os.getpid()}-{next(_sequence):06d}.parquet"
+                to_table = served_to_table if len(key) > 3 else records_to_table
+                table = to_table(model, version, items, schema)
+                name = f"part-{items[0].at_ms}-{os.getpid()}-{next(_sequence):06d}.parquet"
                 write_segment(table, folder, name, fsync=self.fsync)
             except Exception:
                 # Disk full, permissions, a value Arrow cannot hold: the log must not kill
                 # the writer thread; the loss is counted and logged.
-                logger.exception("prediction log: could not write %d records", len(records))
-                self._count("failed", len(records))
+                logger.exception("prediction log: could not write %d records", rows)
+                self._count("failed", rows)
                 continue
-            self._count("written", len(records))
+            self._count("written", rows)
             self._count("segments")
             SEGMENTS.inc()
             if self._compactor is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PredictionRecord"]
+__all__ = ["PredictionRecord", "ServedRequest"]
 
 
 @dataclass(slots=True)
@@ -31,3 +32,46 @@ class PredictionRecord:
     entity_key: str | None = None
     probabilities: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ServedRequest:
+    """One answered request with all its rows: what the gateway hands the prediction log.
+
+    One small object per request, referring to what the request already holds (its
+    parsed rows, the outputs), instead of a :class:`PredictionRecord` and a features
+    dict per row: on a cache hit building those cost about as much as answering. The
+    log's writer thread turns a batch of them into columns (``_segments.served_to_table``);
+    :meth:`records` gives the same rows as :class:`PredictionRecord` objects.
+    """
+
+    request_id: str
+    at_ms: int
+    model: str
+    version: int
+    columns: Sequence[str]  # feature names, in the order of each row's values
+    rows: Sequence[tuple[Any, ...]]
+    outputs: Sequence[Any]
+    probabilities: Sequence[Any] | None  # per row (None where absent), or None
+    hits: Sequence[bool]
+    fallback: bool
+    latency_ms: float
+    entity_keys: Sequence[str | None] | None = None
+
+    def records(self) -> Iterator[PredictionRecord]:
+        """One :class:`PredictionRecord` per row."""
+        entities, probabilities = self.entity_keys, self.probabilities
+        for i, output in enumerate(self.outputs):
+            yield PredictionRecord(
+                request_id=self.request_id,
+                at_ms=self.at_ms,
+                model=self.model,
+                version=self.version,
+                features=dict(zip(self.columns, self.rows[i], strict=True)),
+                output=output,
+                latency_ms=self.latency_ms,
+                cached=self.hits[i],
+                fallback=self.fallback,
+                entity_key=None if entities is None else entities[i],
+                probabilities=None if probabilities is None else probabilities[i],
+            )
