@@ -332,3 +332,29 @@ def test_archived_version_cannot_take_alias(
     body = _error(http.put("/v1/models/m/aliases/champion", json={"version": version}), 409)
     assert body["code"] == "conflict" and body["field"] == "version"
     assert http.get("/v1/models/m").json()["aliases"] == {}
+
+
+def test_a_content_length_below_the_body_cannot_smuggle_it_past_the_limit(
+    small_limit_url: str,
+) -> None:
+    """A declared length within the limit is trusted (the server frames the body by it):
+    the bytes beyond it never reach the route as body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(small_limit_url)
+    payload = b'{"name": "smuggled", "description": "' + b"d" * (LIMIT * 2) + b'"}'
+    head = (
+        b"POST /v1/experiments HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 20\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head + payload)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    assert 400 <= status < 500, reply[:300]
+    with httpx.Client(base_url=small_limit_url) as http:
+        assert http.get("/v1/experiments").json()["items"] == []

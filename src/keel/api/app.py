@@ -10,12 +10,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel import __version__
 from keel.api.authz import SecurityMiddleware, app_dependencies
 from keel.api.errors import ERROR_RESPONSES, install_error_handlers
 from keel.api.fastlane import FastLane
+from keel.api.frontdoor import FrontDoor
 from keel.api.limits import BodySizeLimit
 from keel.api.observability import RequestMetrics
 from keel.api.routers import (
@@ -35,6 +37,28 @@ from keel.serving.startup import start_gateway
 __all__ = ["KeelAPI", "create_app"]
 
 
+class _AppState(State):
+    """Starlette's ``State`` whose values are also plain attributes.
+
+    ``State.__getattr__`` is a Python call (1.5 µs here) and a prediction reads the
+    app's state three times; an instance attribute is read without any call.
+    """
+
+    def __setattr__(self, key: Any, value: Any) -> None:
+        super().__setattr__(key, value)
+        object.__setattr__(self, key, value)
+
+    def __delattr__(self, key: Any) -> None:
+        super().__delattr__(key)
+        object.__delattr__(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.__setattr__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.__delattr__(key)
+
+
 class KeelAPI(FastAPI):
     """FastAPI with keel's middlewares outside FastAPI's own error and telemetry layers.
 
@@ -43,6 +67,9 @@ class KeelAPI(FastAPI):
     answers its routes (predictions, metric logging) without entering FastAPI's layers,
     which cost a cached prediction about as much as the prediction itself; every other
     request goes on through them as before. Our middlewares answer their own errors.
+
+    Predictions enter through :class:`~keel.api.frontdoor.FrontDoor`, which runs the same
+    middlewares' steps in one frame instead of one ASGI layer each.
 
     FastAPI asks OpenTelemetry whether a tracer or meter provider is configured on
     every request (reading ``os.environ`` three times), a fifth of what a cached
@@ -54,8 +81,10 @@ class KeelAPI(FastAPI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.state = _AppState(dict(self.state._state))
         self._telemetry_on = False
         self._telemetry_checked = -math.inf
+        self._front: FrontDoor | None = None  # set when the middleware stack is built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -64,6 +93,11 @@ class KeelAPI(FastAPI):
             and "fastapi.telemetry" not in scope
             and not self._telemetry_enabled()
         ):
+            front = self._front
+            if front is not None and scope["method"] == "POST":
+                scope["app"] = self
+                if await front(scope, receive, send):
+                    return
             await Starlette.__call__(self, scope, receive, send)  # FastAPI's path when off
             return
         await super().__call__(scope, receive, send)
@@ -85,8 +119,12 @@ class KeelAPI(FastAPI):
             app = super().build_middleware_stack()
         finally:
             self.user_middleware = ours
+        built: dict[type, Any] = {}
         for middleware in reversed(ours):
-            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+            app = built[middleware.cls] = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        parts = (SecurityMiddleware, BodySizeLimit, RequestMetrics, FastLane)
+        if all(part in built for part in parts):
+            self._front = FrontDoor(*(built[part] for part in parts))
         return app
 
 

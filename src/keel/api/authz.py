@@ -249,26 +249,11 @@ class SecurityMiddleware:
         if services is None:  # not started (no lifespan yet): nothing to check against
             await self.app(scope, receive, send)
             return
-        auth = services.auth
+        admitted, actor = await self.admit(services, scope, receive, send)
+        if not admitted:
+            return
         method: str = scope["method"]
-        state = scope.setdefault("state", {})
-        actor: str | None = None
-        if auth.enabled and scope["path"] not in PUBLIC_PATHS:
-            try:
-                principal = await self._authenticate(services, scope)
-            except Unauthorized as error:
-                await self._deny(services, scope, error, send)
-                return
-            except KeelError as error:  # the token store is unreachable, say: 503, not 500
-                from keel.api.errors import error_response
-
-                await error_response(error)(scope, receive, send)
-                return
-            state["user"], state["principal"] = principal.name, principal
-            actor = principal.name
-        elif not auth.enabled:
-            actor = _header(scope, b"x-keel-user")  # unverified hint: auth is off
-        if method in READ_METHODS or _unaudited(method, scope["path"]):
+        if self.unaudited(method, scope["path"]):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -293,6 +278,39 @@ class SecurityMiddleware:
             await self.app(scope, receive, audited_send)
         finally:
             audit_context.reset(reset)
+
+    async def admit(
+        self, services: Services, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[bool, str | None]:
+        """Authenticate the request when auth is on: ``(admitted, actor)``.
+
+        A request that is not admitted has been answered (401, or 503 when the token
+        store is unreachable) and its denial audited. Shared with the front door
+        (:mod:`keel.api.frontdoor`), which serves unaudited routes only.
+        """
+        auth = services.auth
+        state = scope.setdefault("state", {})
+        if auth.enabled and scope["path"] not in PUBLIC_PATHS:
+            try:
+                principal = await self._authenticate(services, scope)
+            except Unauthorized as error:
+                await self._deny(services, scope, error, send)
+                return False, None
+            except KeelError as error:  # the token store is unreachable, say: 503, not 500
+                from keel.api.errors import error_response
+
+                await error_response(error)(scope, receive, send)
+                return False, None
+            state["user"], state["principal"] = principal.name, principal
+            return True, principal.name
+        if not auth.enabled:
+            return True, _header(scope, b"x-keel-user")  # unverified hint: auth is off
+        return True, None
+
+    @staticmethod
+    def unaudited(method: str, path: str) -> bool:
+        """Whether a request is left out of the audit log (reads, and reads sent as POST)."""
+        return method in READ_METHODS or _unaudited(method, path)
 
     @staticmethod
     async def _authenticate(services: Services, scope: Scope) -> Principal:

@@ -81,6 +81,7 @@ class FastLane:
         self.app = app
         self.router = router  # the FastAPI router: its routes are looked up on first use
         self._routes: list[tuple[Route, Handler]] | None = None
+        self._targets: dict[tuple[str, int | None, str | None], Target] = {}
         self._handlers: dict[str, Handler] = {
             _PREDICT_ALIAS: self._predict,
             _PREDICT_VERSION: self._predict,
@@ -102,20 +103,43 @@ class FastLane:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        for route, handler in self.routes():
-            match = route.path_regex.match(path)
-            if match is None:
-                continue
-            params = match.groupdict()
-            scope["route"], scope["path_params"] = route, params
-            scope["endpoint"] = getattr(route, "endpoint", None)
-            try:
-                await self._guarded(handler, scope, receive, send, params)
-            except _FallThrough as declined:
-                await self.app(scope, _replay(declined.body, receive), send)
-            return
-        await self.app(scope, receive, send)
+        found = self.match(scope["path"], self.routes())
+        if found is None:
+            await self.app(scope, receive, send)
+        else:
+            await self.serve(scope, receive, send, *found)
+
+    def predict_routes(self) -> list[tuple[Route, Handler]]:
+        """The routes of :meth:`routes` that serve predictions."""
+        return [(route, handler) for route, handler in self.routes() if handler == self._predict]
+
+    @staticmethod
+    def match(
+        path: str, routes: list[tuple[Route, Handler]]
+    ) -> tuple[Route, Handler, dict[str, Any]] | None:
+        """The first of ``routes`` matching ``path``, its handler and path parameters."""
+        for route, handler in routes:
+            found = route.path_regex.match(path)
+            if found is not None:
+                return route, handler, found.groupdict()
+        return None
+
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        handler: Handler,
+        params: dict[str, Any],
+    ) -> None:
+        """Answer a request :meth:`match` gave to ``handler`` (or fall through to FastAPI)."""
+        scope["route"], scope["path_params"] = route, params
+        scope["endpoint"] = getattr(route, "endpoint", None)
+        try:
+            await self._guarded(handler, scope, receive, send, params)
+        except _FallThrough as declined:
+            await self.app(scope, _replay(declined.body, receive), send)
 
     async def _guarded(
         self, handler: Handler, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
@@ -153,10 +177,20 @@ class FastLane:
         if gateway is None:
             raise _FallThrough(await read_body(scope, receive, None))  # the route's own 503
         body = await read_body(scope, receive, gateway.settings.serving_max_body_bytes)
-        target = Target(params["name"], version=version, alias=params.get("alias"))
+        target = self._target(params["name"], version, params.get("alias"))
         result = await gateway.predict(target, body, client_key=client_key_of(scope))
         payload, timing = predict_payload(result)
         await _send(send, 200, payload, [(b"server-timing", timing.encode("latin-1"))])
+
+    def _target(self, name: str, version: int | None, alias: str | None) -> Target:
+        """The (immutable) target of a path, remembered: building one costs ~1 µs."""
+        key = (name, version, alias)
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= 4096:  # paths name a few models each: rarely reached
+                self._targets.clear()
+            target = self._targets[key] = Target(name, version=version, alias=alias)
+        return target
 
     async def _log_metric(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]

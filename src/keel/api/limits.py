@@ -50,15 +50,28 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        guarded = await self.guard(scope, receive, send)
+        if guarded is not None:
+            await self.app(scope, guarded, send)
+
+    async def guard(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """The ``receive`` to read the body with, or None after answering 413.
+
+        A declared Content-Length within the limit needs no counting: the server
+        delivers exactly that many bytes (httptools and h11 frame bodies by it), so the
+        client's ``receive`` is returned as is. Shared with the front door.
+        """
         limit = self.limit_for(scope.get("method", "GET"), scope.get("path", ""))
         declared = None
         for key, value in scope.get("headers") or ():
             if key == b"content-length":
                 declared = value
                 break
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(send, limit)
-            return
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await self._reject(send, limit)
+                return None
+            return receive
         seen = 0
 
         async def limited_receive() -> Message:
@@ -73,7 +86,7 @@ class BodySizeLimit:
                     raise BodyTooLarge(limit)
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
 
     async def _reject(self, send: Send, limit: int) -> None:
         import json

@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel._metrics import HotCounter, HotHistogram
 
 __all__ = ["RequestMetrics"]
 
-REQUESTS = Counter(
+# Updated on every request: lock-free series (keel._metrics), same samples as Counter/Histogram.
+REQUESTS = HotCounter(
     "keel_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
 )
-LATENCY = Histogram(
+LATENCY = HotHistogram(
     "keel_http_request_duration_seconds",
     "HTTP request latency",
     ["method", "route"],
@@ -49,17 +51,21 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            method = scope.get("method", "GET")
-            key = (method, template, status)
-            series = self._series.get(key)
-            if series is None:
-                series = (
-                    REQUESTS.labels(method, template, str(status)),
-                    LATENCY.labels(method, template),
-                )
-                if len(self._series) < 10_000:  # templates x methods x statuses: small
-                    self._series[key] = series
-            series[0].inc()
-            series[1].observe(time.perf_counter() - started)
+            self.record(scope, status, started)
+
+    def record(self, scope: Scope, status: int, started: float) -> None:
+        """Count one answered request and its latency under its route template."""
+        route = scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        method = scope.get("method", "GET")
+        key = (method, template, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                REQUESTS.labels(method, template, str(status)),
+                LATENCY.labels(method, template),
+            )
+            if len(self._series) < 10_000:  # templates x methods x statuses: small
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)

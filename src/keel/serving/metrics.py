@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from keel._metrics import HotCounter, HotHistogram
+
 __all__ = [
     "BATCH_ROWS",
     "CACHE",
@@ -19,19 +21,24 @@ __all__ = [
     "series",
 ]
 
-REQUESTS = Counter("keel_serving_requests_total", "Predict requests answered", ["model", "version"])
+# The three series every prediction updates are lock-free (keel._metrics); same samples.
+REQUESTS = HotCounter(
+    "keel_serving_requests_total", "Predict requests answered", ["model", "version"]
+)
 ERRORS = Counter(
     "keel_serving_errors_total",
     "Predict requests that failed, by kind (model_error, timeout, unavailable, load_error)",
     ["model", "version", "kind"],
 )
-LATENCY = Histogram(
+LATENCY = HotHistogram(
     "keel_serving_latency_seconds",
     "Predict latency inside the gateway (validation, cache, model)",
     ["model", "version"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-CACHE = Counter("keel_serving_cache_total", "Prediction-cache lookups per row", ["model", "result"])
+CACHE = HotCounter(
+    "keel_serving_cache_total", "Prediction-cache lookups per row", ["model", "result"]
+)
 FALLBACKS = Counter(
     "keel_serving_fallbacks_total", "Requests answered by a fallback", ["model", "version"]
 )

@@ -79,12 +79,24 @@ def client_key_of(scope: Scope) -> str:
     return f"ip:{client[0] if client else 'unknown'}"
 
 
+#: The stages of most answers, in order, and their Server-Timing value as one template:
+#: one %-format costs a third of formatting each stage and joining (2 µs on a 50 µs hit).
+_STAGES = ("validation", "cache", "model")
+_TIMING = "validation;dur=%.3f, cache;dur=%.3f, model;dur=%.3f, serialisation;dur=%.3f"
+
+
 def predict_payload(result: PredictResult) -> tuple[bytes, str]:
     """The response body and its ``Server-Timing`` header value."""
     mark = time.perf_counter()
     payload = _json.dumps(result.body)
-    timings = dict(result.timings_ms, serialisation=(time.perf_counter() - mark) * 1000)
-    return payload, ", ".join(f"{stage};dur={ms:.3f}" for stage, ms in timings.items())
+    serialisation = (time.perf_counter() - mark) * 1000
+    stages = result.timings_ms
+    if tuple(stages) == _STAGES:
+        timing = _TIMING % (stages["validation"], stages["cache"], stages["model"], serialisation)
+    else:
+        timings = dict(stages, serialisation=serialisation)
+        timing = ", ".join(f"{stage};dur={ms:.3f}" for stage, ms in timings.items())
+    return payload, timing
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int | None) -> bytes:
