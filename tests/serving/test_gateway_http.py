@@ -20,6 +20,7 @@ from tests.serving.conftest import (
 )
 
 from keel.config import Settings
+from keel.demo.data import TARGET
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +283,25 @@ def test_a_preload_that_fails_is_reported_not_fatal(
     with live_gateway(settings) as live:
         status = httpx.get(f"{live.url}/v1/serving/status").json()
         assert "nowhere" in status["preload_errors"]["nowhere@champion"]
+
+
+def test_a_model_without_signature_is_served_with_the_requests_columns(
+    churn: Churn, make_settings: Callable[..., Settings]
+) -> None:
+    """No signature: rows are taken as sent, the model sees the request's own columns."""
+    from sklearn.linear_model import LogisticRegression
+
+    settings = make_settings()
+    name = unique("unsigned")
+    numeric = ["tenure", "monthly_charges"]
+    train = churn.train.dropna(subset=numeric)
+    model = LogisticRegression(max_iter=500).fit(train[numeric], train[TARGET])
+    register(settings, name, model, None)
+    rows = [{"tenure": 3.0, "monthly_charges": 95.5}, {"tenure": 60.0, "monthly_charges": 20.0}]
+    with live_gateway(settings) as live:
+        answer = post(live, f"/v1/models/{name}/1/predict", {"instances": rows})
+        assert answer.status_code == 200, answer.text
+        expected = model.predict(pd.DataFrame(rows)).tolist()
+        assert answer.json()["predictions"] == expected
+        cached = post(live, f"/v1/models/{name}/1/predict", {"instances": rows}).json()
+        assert cached["predictions"] == expected and cached["cached"] is True

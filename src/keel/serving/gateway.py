@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -370,7 +371,9 @@ class Gateway:
         breaker = self.protection.breaker(name, version)
         if breaker.allow():
             try:
-                predictions, probabilities = await self._call(entry, rows, parsed.probabilities)
+                predictions, probabilities = await self._call(
+                    entry, rows, parsed.probabilities, parsed.columns
+                )
             except ModelError:
                 breaker.record(False)
                 ERRORS.labels(name, str(version), "model_error").inc()
@@ -406,12 +409,18 @@ class Gateway:
         return outcome
 
     async def _call(
-        self, entry: PoolEntry, rows: list[tuple[Any, ...]], probabilities: bool
+        self,
+        entry: PoolEntry,
+        rows: list[tuple[Any, ...]],
+        probabilities: bool,
+        columns: Sequence[str],
     ) -> BatchResult:
         if not self.settings.serving_batching or entry.spec.columns is None:
+            # Without a signature each request names its own columns: never batched.
             BATCH_ROWS.labels(entry.name).observe(len(rows))
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, entry.run, rows, probabilities)
+            run = functools.partial(entry.run, rows, probabilities, columns)
+            return await loop.run_in_executor(self.executor, run)
         key = (entry.name, entry.version)
         batcher = self.batchers.get(key)
         if batcher is None or batcher.owner is not entry:  # first call, or reloaded since

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,13 +64,22 @@ class PoolEntry:
 
     matrix_ok: bool = False  # set at load: rows may go to the model as one float array
 
-    def run(self, rows: list[tuple[Any, ...]], probabilities: bool) -> BatchResult:
-        """Predict checked rows (in a worker thread); a model failure becomes ModelError."""
+    def run(
+        self,
+        rows: list[tuple[Any, ...]],
+        probabilities: bool,
+        columns: Sequence[str] | None = None,
+    ) -> BatchResult:
+        """Predict checked rows (in a worker thread); a model failure becomes ModelError.
+
+        ``columns`` names the values of each row when the model has no signature (the
+        request's own keys); with a signature the rows are in its order.
+        """
         try:
             if self.matrix_ok:
                 frame: Any = np.array(rows, dtype=np.float64)  # None → NaN, as in a frame
             else:
-                frame = self.spec.frame(rows, self.spec.columns or [])
+                frame = self.spec.frame(rows, self.spec.columns or columns or [])
             predictions = self.model.predict(frame).tolist()
             proba = self.model.predict_proba(frame).tolist() if probabilities else None
         except KeelError:
