@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from keel.config import Settings
@@ -16,7 +16,7 @@ from keel.serving.pool import ModelPool, PoolEntry
 
 __all__ = ["Protection"]
 
-Call = Callable[[PoolEntry, list[tuple[Any, ...]], bool], Awaitable[BatchResult]]
+Call = Callable[[PoolEntry, list[tuple[Any, ...]], bool, Sequence[str]], Awaitable[BatchResult]]
 
 
 class Protection:
@@ -79,10 +79,12 @@ class Protection:
                 retry_after_s=retry,
             )
         older = await self.pool.get(name, previous)
-        if older.spec.columns != entry.spec.columns:  # another signature: check the body again
+        columns = older.spec.columns
+        if columns is None or columns != entry.spec.columns:
+            # another signature (or none: the rows' columns come from the body): parse again
             reparsed = older.spec.parse(body)
-            rows = [reparsed.rows[i] for i in misses]
-        predictions, proba = await call(older, rows, probabilities)
+            rows, columns = [reparsed.rows[i] for i in misses], reparsed.columns
+        predictions, proba = await call(older, rows, probabilities, columns)
         return predictions, proba, previous
 
     def describe(self) -> dict[str, dict[str, Any]]:
