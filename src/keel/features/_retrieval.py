@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.errors import InvalidInput, NotFound
-from keel.features._asof import Lookup, parallel, positions, sort_all
+from keel.features._asof import Lookup, fetch, parallel, sort_all
 from keel.features._frames import Frame, cast_column, times_us, to_arrow
 from keel.features._sources import prepared_sources
 from keel.features.models import Entity, FeatureService, FeatureView
@@ -186,6 +186,7 @@ def historical(
     entity rows (see ``_ray``); the answer is the same.
     """
     rows = entity_rows(entity_df, selections, catalog, timestamp_column)
+    names = [s.features for s in selections]
     if engine == "ray":
         from keel.features._ray import ray_positions
 
@@ -193,6 +194,9 @@ def historical(
             catalog, selections, memory_limit=memory_limit, temp_dir=temp_dir, threads=threads
         )
         found = ray_positions(lookups, rows.keys, rows.times, address=ray_address)
+        parts = parallel(
+            lambda i: lookups[i].source.gather(found[i], names[i]), range(len(lookups)), threads
+        )
     else:
         # Sorting the entity rows needs only their keys: it runs while the sources load.
         tuples = [tuple(join_keys(s.view, catalog.entities)) for s in selections]
@@ -202,12 +206,7 @@ def historical(
                 catalog, selections, memory_limit=memory_limit, temp_dir=temp_dir, threads=threads
             )
             orders = sorting.result()
-        found = positions(lookups, rows.keys, rows.times, threads, orders)
-    parts = parallel(
-        lambda i: lookups[i].source.gather(found[i], selections[i].features),
-        range(len(selections)),
-        threads,
-    )
+        parts = fetch(lookups, names, rows.keys, orders, threads)
     columns: dict[str, pa.Array] = {}
     for selection, values in zip(selections, parts, strict=True):
         columns.update(zip(selection.columns, values, strict=True))

@@ -1,4 +1,4 @@
-"""Prepared feature-view sources, read by DuckDB and remembered per source version.
+"""Prepared feature-view sources, read by ``offline.view_rows`` and remembered per version.
 
 Reading, typing, de-duplicating and sorting a source costs far more than
 looking entity rows up in it, and file sources rarely change between calls,
@@ -25,7 +25,7 @@ from keel.features.offline import connect, file_signature, join_keys, view_rows
 __all__ = ["CACHE_BYTES", "clear_cache", "prepared_sources"]
 
 #: Memory the process may hold in prepared sources (the usage view of the
-#: benchmark, 1.8 M rows × 5 features, takes about 130 MB).
+#: benchmark, 1.8 M rows × 5 features, takes about 100 MB).
 CACHE_BYTES = 1 << 30
 
 _cache: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
