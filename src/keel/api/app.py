@@ -18,6 +18,7 @@ from keel.api.authz import SecurityMiddleware, app_dependencies
 from keel.api.errors import ERROR_RESPONSES, install_error_handlers
 from keel.api.fastlane import FastLane
 from keel.api.frontdoor import FrontDoor
+from keel.api.hitpath import HitPath
 from keel.api.limits import BodySizeLimit
 from keel.api.observability import RequestMetrics
 from keel.api.routers import (
@@ -69,7 +70,8 @@ class KeelAPI(FastAPI):
     request goes on through them as before. Our middlewares answer their own errors.
 
     Predictions enter through :class:`~keel.api.frontdoor.FrontDoor`, which runs the same
-    middlewares' steps in one frame instead of one ASGI layer each.
+    middlewares' steps in one frame instead of one ASGI layer each; a repeated cache hit
+    is answered before it, serialised already (:class:`~keel.api.hitpath.HitPath`).
 
     FastAPI asks OpenTelemetry whether a tracer or meter provider is configured on
     every request (reading ``os.environ`` three times), a fifth of what a cached
@@ -85,6 +87,7 @@ class KeelAPI(FastAPI):
         self._telemetry_on = False
         self._telemetry_checked = -math.inf
         self._front: FrontDoor | None = None  # set when the middleware stack is built
+        self._hits: HitPath | None = None  # repeated cache hits, before the front door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -96,7 +99,10 @@ class KeelAPI(FastAPI):
             front = self._front
             if front is not None and scope["method"] == "POST":
                 scope["app"] = self
-                if await front(scope, receive, send):
+                hits = self._hits
+                if (hits is not None and await hits(scope, receive, send)) or await front(
+                    scope, receive, send
+                ):
                     return
             await Starlette.__call__(self, scope, receive, send)  # FastAPI's path when off
             return
@@ -125,6 +131,7 @@ class KeelAPI(FastAPI):
         parts = (SecurityMiddleware, BodySizeLimit, RequestMetrics, FastLane)
         if all(part in built for part in parts):
             self._front = FrontDoor(*(built[part] for part in parts))
+            self._hits = HitPath(self._front)
         return app
 
 

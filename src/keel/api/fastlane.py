@@ -45,7 +45,7 @@ from keel.store.sql import WriteBusy
 from keel.store.sql.auth import audit_context
 from keel.tracking.models import Metric
 
-__all__ = ["FAST_ROUTES", "FastLane"]
+__all__ = ["FAST_ROUTES", "MAX_VERSION", "FastLane", "replay_message"]
 
 log = logging.getLogger("keel.api")
 
@@ -61,7 +61,7 @@ FAST_ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 #: Versions are 32-bit in the database; a larger number is the route's 422 to word.
-_MAX_VERSION = 2**31 - 1
+MAX_VERSION = 2**31 - 1
 
 Handler = Callable[[Scope, Receive, Send, dict[str, Any]], Awaitable[None]]
 
@@ -171,7 +171,7 @@ class FastLane:
         version: int | None = None
         if "version" in params:
             raw = params["version"]
-            if not raw.isdigit() or int(raw) > _MAX_VERSION:
+            if not raw.isdigit() or int(raw) > MAX_VERSION:
                 raise _FallThrough(await read_body(scope, receive, None))  # the route's own 422
             version = int(raw)
         if gateway is None:
@@ -243,13 +243,18 @@ def _declared(routes: Iterable[Any], method: str, template: str) -> Route | None
 
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands the already-read body over once, then the client's events."""
+    return replay_message({"type": "http.request", "body": body, "more_body": False}, receive)
+
+
+def replay_message(message: Message, receive: Receive) -> Receive:
+    """A ``receive`` that hands ``message`` (already received) over once, then the client's."""
     given = False
 
     async def again() -> Message:
         nonlocal given
         if not given:
             given = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return message
         return await receive()
 
     return again

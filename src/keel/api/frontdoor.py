@@ -60,10 +60,7 @@ class FrontDoor:
         path: str = scope["path"]
         if not path.endswith("/predict"):
             return False
-        routes = self._routes
-        if routes is None:
-            routes = self._routes = self._unaudited(self.lane.predict_routes())
-        found = self.lane.match(path, routes)
+        found = self.lane.match(path, self.routes())
         if found is None:
             return False
         services: Services | None = getattr(scope["app"].state, "services", None)
@@ -89,6 +86,13 @@ class FrontDoor:
         finally:
             self.metrics.record(scope, status, started)
         return True
+
+    def routes(self) -> list[tuple[Route, Handler]]:
+        """The predict routes the front door serves (those the audit log leaves out)."""
+        routes = self._routes
+        if routes is None:
+            routes = self._routes = self._unaudited(self.lane.predict_routes())
+        return routes
 
     def _unaudited(self, routes: list[tuple[Route, Handler]]) -> list[tuple[Route, Handler]]:
         """The routes the audit log leaves out: the only ones the front door may serve."""

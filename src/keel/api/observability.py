@@ -57,7 +57,12 @@ class RequestMetrics:
         """Count one answered request and its latency under its route template."""
         route = scope.get("route")
         template = getattr(route, "path", "unmatched")
-        method = scope.get("method", "GET")
+        series = self.series(scope.get("method", "GET"), template, status)
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
+
+    def series(self, method: str, template: str, status: int) -> _Series:
+        """The request counter and latency histogram of one (method, route, status)."""
         key = (method, template, status)
         series = self._series.get(key)
         if series is None:
@@ -67,5 +72,4 @@ class RequestMetrics:
             )
             if len(self._series) < 10_000:  # templates x methods x statuses: small
                 self._series[key] = series
-        series[0].inc()
-        series[1].observe(time.perf_counter() - started)
+        return series

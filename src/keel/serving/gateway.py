@@ -36,7 +36,9 @@ from keel.serving.aliases import AliasTable
 from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.cachefront import open_cache
 from keel.serving.events import CHANNEL, Invalidation, make_invalidation
+from keel.serving.hits import MEMO_MAX_BODY, TIMING, render, response_body
 from keel.serving.interface import (
+    CachedAnswer,
     PredictionSink,
     PredictResult,
     Target,
@@ -50,7 +52,7 @@ from keel.serving.records import ServedRequest
 from keel.serving.subscriber import listen
 from keel.serving.validation import ParsedInput
 
-__all__ = ["Gateway", "PredictResult", "PredictionSink", "Target"]
+__all__ = ["CachedAnswer", "Gateway", "PredictResult", "PredictionSink", "Target"]
 
 log = logging.getLogger("keel.serving")
 
@@ -245,20 +247,13 @@ class Gateway:
         A cache hit's version, model entry, parsed body and rows are all in memory: this
         path answers them with no timeout scope, no task switch and no lock wait (the
         cheapest request keel serves; see docs/benchmarks.md). Anything else returns None
-        and takes the full path, which validates and counts again.
+        and takes the full path, which validates and counts again. The answer is also
+        rendered for :meth:`answer_cached`, which serves the next identical request.
         """
-        cache = self.cache
-        if cache is None or not cache.is_local:
+        located = self._locate(target)
+        if located is None:
             return None
-        name = target.name
-        version = target.version
-        if version is None:
-            version = self.aliases.serving_now(name, target.alias or "")
-            if version is None:
-                return None
-        entry = self.pool.loaded(name, version)
-        if entry is None:
-            return None
+        name, version, entry = located
         mark = time.perf_counter()
         try:
             parsed = entry.spec.parse(body)
@@ -267,9 +262,13 @@ class Gateway:
         if parsed.probabilities and not entry.has_probabilities:
             return None
         checked = time.perf_counter()
-        rows = cache.peek(name, version, parsed.keys, parsed.probabilities)
+        rows = self.cache.peek(name, version, parsed.keys, parsed.probabilities)  # type: ignore[union-attr]
         if rows is None:
             return None
+        if len(body) <= MEMO_MAX_BODY:
+            rendered = entry.hits.get(body)
+            if rendered is None or not rendered.current(rows):
+                entry.hits.remember(body, render(name, version, parsed, rows))
         self.cache_hits[name] += len(rows)
         cache_series(name)[0].inc(len(rows))
         timings = {
@@ -286,6 +285,83 @@ class Gateway:
         )
         return self._respond(entry, parsed, outcome, started, timings)
 
+    def answer_cached(self, target: Target, body: bytes, *, client_key: str) -> CachedAnswer | None:
+        """A repeated cache hit's response, serialised, or None: then call :meth:`predict`.
+
+        Serves a body :meth:`predict` has already answered from the in-process cache
+        (its rendered answer, see :mod:`keel.serving.hits`) while the cache still holds
+        the very rows it was rendered from; the rate limit, counters, latency series and
+        prediction log are those of :meth:`predict`. It returns None before counting
+        anything, so a caller that gets None calls :meth:`predict` with the same body.
+        Raises :class:`~keel.errors.RateLimited` as :meth:`predict` does.
+        """
+        started = time.perf_counter()
+        if not self.limiter.is_local:
+            return None
+        located = self._locate(target)
+        if located is None:
+            return None
+        name, version, entry = located
+        rendered = entry.hits.get(body)
+        if rendered is None:
+            return None
+        parsed = rendered.parsed
+        checked = time.perf_counter()
+        rows: list[Any] = self.cache.store.lookup(name, version, parsed.keys)  # type: ignore[union-attr]
+        if not rendered.current(rows):  # a miss, expired or changed row: not the same rows
+            return None
+        found = time.perf_counter()
+        self.limiter.check_local(client_key)
+        request_id = b"%032x" % random.getrandbits(128)  # uuid4 reads urandom: 10x slower
+        payload = rendered.payload(request_id)
+        done = time.perf_counter()
+        elapsed_ms = (done - started) * 1000
+        n = len(rows)
+        self.cache_hits[name] += n
+        cache_series(name)[0].inc(n)
+        requests, latency = series(name, version)
+        requests.inc()
+        latency.observe(elapsed_ms / 1000)
+        if self.prediction_log is not None:
+            self._log(
+                ServedRequest(
+                    request_id.decode("ascii"),
+                    int(time.time() * 1000),
+                    name,
+                    version,
+                    parsed.columns,
+                    parsed.rows,
+                    rendered.predictions,
+                    rendered.probabilities,
+                    rendered.hits,
+                    False,
+                    elapsed_ms,
+                    parsed.entity_keys,
+                )
+            )
+        timing = TIMING % (
+            (checked - started) * 1000,
+            (found - checked) * 1000,
+            0.0,
+            (done - found) * 1000,
+        )
+        return CachedAnswer(payload, timing)
+
+    def _locate(self, target: Target) -> tuple[str, int, PoolEntry] | None:
+        """Name, version and loaded entry of a target served from the in-process cache,
+        when all three are known without awaiting anything; else None."""
+        cache = self.cache
+        if cache is None or not cache.is_local:
+            return None
+        name = target.name
+        version = target.version
+        if version is None:
+            version = self.aliases.serving_now(name, target.alias or "")
+            if version is None:
+                return None
+        entry = self.pool.loaded(name, version)
+        return None if entry is None else (name, version, entry)
+
     def _respond(
         self,
         entry: PoolEntry,
@@ -298,16 +374,15 @@ class Gateway:
         name = entry.name
         elapsed_ms = (time.perf_counter() - started) * 1000
         request_id = f"{random.getrandbits(128):032x}"  # uuid4 reads urandom: 10x slower
-        result: dict[str, Any] = {
-            "predictions": outcome.predictions,
-            "model": name,
-            "version": outcome.version,
-            "request_id": request_id,
-            "cached": all(outcome.hits),
-            "fallback": outcome.fallback,
-        }
-        if parsed.probabilities:
-            result["probabilities"] = outcome.probabilities
+        result = response_body(
+            outcome.predictions,
+            name,
+            outcome.version,
+            request_id,
+            cached=all(outcome.hits),
+            fallback=outcome.fallback,
+            probabilities=outcome.probabilities if parsed.probabilities else None,
+        )
         requests, latency = series(name, outcome.version)
         requests.inc()
         latency.observe(elapsed_ms / 1000)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from keel.serving.records import PredictionRecord
 
 __all__ = [
+    "CachedAnswer",
     "PredictResult",
     "PredictionSink",
     "Target",
@@ -49,6 +50,14 @@ class PredictResult:
 
     body: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A repeated cache hit's answer, already serialised (``Gateway.answer_cached``)."""
+
+    payload: bytes  # the JSON response body
+    timing: str  # its ``Server-Timing`` header value
 
 
 def limit_native_threads(threads: int) -> None:

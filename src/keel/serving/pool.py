@@ -32,6 +32,7 @@ from keel.registry.flavors import LoadedModel
 from keel.registry.packaging import load_model_dir
 from keel.registry.service import RegistryService
 from keel.serving.batcher import BatchResult
+from keel.serving.hits import HitMemo
 from keel.serving.metrics import MODEL_LOAD, POOL_BYTES
 from keel.serving.validation import InputSpec
 
@@ -56,6 +57,7 @@ class PoolEntry:
     first_request_ms: float | None = None
     first_request_warm: bool | None = None
     loaded_at: float = field(default_factory=time.time)
+    hits: HitMemo = field(default_factory=HitMemo)  # rendered cache-hit answers by body
 
     @property
     def has_probabilities(self) -> bool:

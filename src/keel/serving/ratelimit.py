@@ -61,20 +61,34 @@ class RateLimiter:
         else:
             self._local = SlidingWindowCounter(self.item.amount, self.item.get_expiry())
 
+    @property
+    def is_local(self) -> bool:
+        """Whether a check needs no I/O (no limit, or counters in this process)."""
+        return self._shared is None
+
     async def check(self, key: str) -> None:
         """Count one request of ``key``; raise RateLimited when it is over the limit."""
-        if self._local is not None:
-            if self._local.hit(key):
-                return
-            retry = ceil_seconds(self._local.retry_after_s(key))
-        elif self._shared is not None and self.item is not None:
-            if await self._shared.hit(self.item, key):
-                return
-            stats = await self._shared.get_window_stats(self.item, key)
-            retry = ceil_seconds(stats.reset_time - time.time())
-        else:
+        if self._shared is None:
+            self.check_local(key)
             return
-        raise RateLimited(
+        assert self.item is not None  # a shared limiter always has its item
+        if await self._shared.hit(self.item, key):
+            return
+        stats = await self._shared.get_window_stats(self.item, key)
+        raise self._exceeded(ceil_seconds(stats.reset_time - time.time()))
+
+    def check_local(self, key: str) -> None:
+        """:meth:`check` without the coroutine, for a limiter that :attr:`is_local`."""
+        local = self._local
+        if local is None:
+            if self._shared is not None:
+                raise RuntimeError("a Redis-backed rate limiter is checked with check()")
+            return
+        if not local.hit(key):
+            raise self._exceeded(ceil_seconds(local.retry_after_s(key)))
+
+    def _exceeded(self, retry: int) -> RateLimited:
+        return RateLimited(
             f"rate limit {self.spec} exceeded for this client; retry in {retry} s",
             field="client",
             retry_after_s=retry,

@@ -19,6 +19,7 @@ from keel.api.routers.models import VersionNo
 from keel.errors import PayloadTooLarge, Unavailable
 from keel.serving import _json
 from keel.serving.gateway import Gateway, PredictResult, Target
+from keel.serving.hits import TIMING
 
 router = APIRouter(tags=["serving"])
 
@@ -69,20 +70,25 @@ def client_key(request: Request) -> str:
 
 def client_key_of(scope: Scope) -> str:
     """:func:`client_key` from the ASGI scope (the fast lane has no Request object)."""
-    user = scope.get("state", {}).get("user")
-    if user:
-        return f"user:{getattr(user, 'name', user)}"
+    client_header = None
     for key, value in scope.get("headers") or ():
         if key == b"x-keel-client" and value:
-            return f"client:{value.decode('latin-1')[:200]}"
-    client = scope.get("client")
+            client_header = value
+            break
+    return client_key_from(scope.get("state", {}).get("user"), client_header, scope.get("client"))
+
+
+def client_key_from(user: Any, client_header: bytes | None, client: Any) -> str:
+    """:func:`client_key` from its parts: the user, the X-Keel-Client header, the peer."""
+    if user:
+        return f"user:{getattr(user, 'name', user)}"
+    if client_header:
+        return f"client:{client_header.decode('latin-1')[:200]}"
     return f"ip:{client[0] if client else 'unknown'}"
 
 
-#: The stages of most answers, in order, and their Server-Timing value as one template:
-#: one %-format costs a third of formatting each stage and joining (2 µs on a 50 µs hit).
+#: The stages of most answers, in order (``TIMING`` formats their Server-Timing at once).
 _STAGES = ("validation", "cache", "model")
-_TIMING = "validation;dur=%.3f, cache;dur=%.3f, model;dur=%.3f, serialisation;dur=%.3f"
 
 
 def predict_payload(result: PredictResult) -> tuple[bytes, str]:
@@ -92,7 +98,7 @@ def predict_payload(result: PredictResult) -> tuple[bytes, str]:
     serialisation = (time.perf_counter() - mark) * 1000
     stages = result.timings_ms
     if tuple(stages) == _STAGES:
-        timing = _TIMING % (stages["validation"], stages["cache"], stages["model"], serialisation)
+        timing = TIMING % (stages["validation"], stages["cache"], stages["model"], serialisation)
     else:
         timings = dict(stages, serialisation=serialisation)
         timing = ", ".join(f"{stage};dur={ms:.3f}" for stage, ms in timings.items())
