@@ -23,7 +23,9 @@ Targets
 -------
 keel ≥ 3x MLflow throughput and p99 ≤ 1/3 of MLflow's (prediction cache off);
 keel throughput ≥ 80 % of the floor calling ``predict`` (overhead ≤ 20 %, cache off);
-keel cache hits ≥ 80 % of the throughput of a floor route returning a constant.
+keel cache hits ≥ 80 % of the throughput of a floor route returning a constant (checked
+on the median ratio of ``--rounds`` alternating rounds with both servers up; the
+sequential figures are reported too).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -222,6 +225,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=20, help="measured seconds per target")
     parser.add_argument("--skip-mlflow", action="store_true", help="only keel and the floors")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="alternating cache-hit / constant rounds, both servers up (0: none)",
+    )
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None
     mlflow_bin = PEER_VENV / "bin" / "mlflow"
@@ -249,12 +258,15 @@ def main() -> None:
             "--port",
         ]
 
-        def load(url: str, bodies: list[bytes], name: str) -> dict[str, float]:
-            log(f"load: {name} ({'wrk' if use_wrk else 'python'}, {args.duration} s)")
+        def load(
+            url: str, bodies: list[bytes], name: str, duration: int | None = None
+        ) -> dict[str, float]:
+            seconds = duration or args.duration
+            log(f"load: {name} ({'wrk' if use_wrk else 'python'}, {seconds} s)")
             if use_wrk:
                 script = wrk_script(bodies, scratch / f"{name}.lua")
-                return run_wrk(url, script, args.duration)
-            return run_python_load(url, bodies, args.duration)
+                return run_wrk(url, script, seconds)
+            return run_python_load(url, bodies, seconds)
 
         # keel, cache off (model path), batching on and off; then cache hits
         for name, extra in (
@@ -303,6 +315,47 @@ def main() -> None:
             check(f"{url}/predict", keel_bodies[0], model, rows[0], columns, keel=False)
             results["floor_predict"] = load(f"{url}/predict", keel_bodies, "floor_predict")
             results["floor_constant"] = load(f"{url}/constant", hit_body, "floor_constant")
+
+        # Cache hits against the constant route again, both servers up, in alternating
+        # rounds: measured minutes apart (above), the two see different machine states
+        # (the floor alone moved by ±25 % between runs here); alternating puts the noise
+        # on both. The target is checked on the median of the per-round ratios.
+        if args.rounds:
+            keel_port, floor_port = free_port(), free_port()
+            keel_env = base_env(
+                KEEL_HOME=str(scratch / "keel"),
+                KEEL_SERVING_PRELOAD=f"{MODEL}@champion",
+                KEEL_SERVING_RATE_LIMIT="100000000/minute",
+            )
+            floor_cmd = [
+                sys.executable,
+                str(HERE / "peers" / "starlette_floor.py"),
+                str(model_dir),
+                str(floor_port),
+            ]
+            with (
+                server(
+                    [*keel_cmd, str(keel_port), "--workers", "1"],
+                    f"http://127.0.0.1:{keel_port}/readyz",
+                    keel_env,
+                    120,
+                ),
+                server(floor_cmd, f"http://127.0.0.1:{floor_port}/ping", base_env(), 60),
+            ):
+                hit_url = f"http://127.0.0.1:{keel_port}/v1/models/{MODEL}@champion/predict"
+                check(hit_url, keel_bodies[0], model, rows[0], columns, keel=True)
+                rounds: list[dict[str, float]] = []
+                seconds = max(3, args.duration // 2)
+                for n in range(args.rounds):
+                    log(f"interleaved round {n + 1}/{args.rounds} ({seconds} s each)")
+                    hit = load(hit_url, hit_body, "keel_cache_hit", seconds)
+                    constant = load(
+                        f"http://127.0.0.1:{floor_port}/constant", hit_body, "floor", seconds
+                    )
+                    rounds.append(
+                        {"keel_cache_hit_rps": hit["rps"], "floor_constant_rps": constant["rps"]}
+                    )
+                results["interleaved"] = rounds
 
         if not args.skip_mlflow:
             mlflow_dir = scratch / "mlflow-model"
@@ -388,9 +441,15 @@ def report(
         / results["floor_constant"]["rps"],
         "batching_gain_rps": keel["rps"] / results["keel_no_batching"]["rps"],
     }
+    hit_ratio = ratios["cache_hit_vs_constant_rps"]
+    if results.get("interleaved"):
+        per_round = [
+            r["keel_cache_hit_rps"] / r["floor_constant_rps"] for r in results["interleaved"]
+        ]
+        ratios["cache_hit_vs_constant_rps_interleaved"] = hit_ratio = statistics.median(per_round)
     targets = {
         "keel_vs_floor_rps >= 0.8": ratios["keel_vs_floor_rps"] >= 0.8,
-        "cache_hit_vs_constant_rps >= 0.8": ratios["cache_hit_vs_constant_rps"] >= 0.8,
+        "cache_hit_vs_constant_rps >= 0.8": hit_ratio >= 0.8,
     }
     if "mlflow" in results:
         mlflow = results["mlflow"]
@@ -421,6 +480,8 @@ def report(
     for column in ("target", "req/s", "p50 ms", "p99 ms", "requests", "errors"):
         table.add_column(column, justify="right" if column != "target" else "left")
     for name, r in results.items():
+        if name == "interleaved":
+            continue
         table.add_row(
             name,
             f"{r['rps']:.0f}",
@@ -431,6 +492,12 @@ def report(
         )
     console = Console()
     console.print(table)
+    for n, r in enumerate(results.get("interleaved") or (), 1):
+        console.print(
+            f"interleaved round {n}: cache hit {r['keel_cache_hit_rps']:.0f} req/s, "
+            f"constant {r['floor_constant_rps']:.0f} req/s "
+            f"({r['keel_cache_hit_rps'] / r['floor_constant_rps']:.0%})"
+        )
     for name, value in {**first, **ratios}.items():
         console.print(f"{name}: {value:.2f}")
     for name, met in targets.items():
