@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keel.serving import PredictionLog, predictions
+from keel.serving import PredictionLog, _segments, predictions
 from keel.serving._segments import records_to_table, served_to_table
 from keel.serving.records import ServedRequest
 
@@ -74,6 +75,40 @@ def test_served_requests_make_the_table_their_records_make(
 
     assert from_served.schema == from_records.schema
     assert from_served.equals(from_records), (from_served.to_pylist(), from_records.to_pylist())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 3).flatmap(lambda k: st.tuples(*(served_requests(i) for i in range(k)))),
+    st.lists(st.integers(0, 2), min_size=2, max_size=12),
+)
+def test_requests_sharing_rows_make_the_table_their_records_make(
+    distinct: tuple[ServedRequest, ...], picks: list[int]
+) -> None:
+    # Repeated bodies share one parsed rows object (the parse memo): the writer converts
+    # it once and gathers; the table must be the one of the records, row by row.
+    served = [
+        replace(distinct[p % len(distinct)], request_id=f"q{i}", at_ms=BASE_MS + i)
+        for i, p in enumerate(picks)
+    ]
+    records = [record for request in served for record in request.records()]
+
+    from_served = served_to_table("churn", 1, served, {})
+    from_records = records_to_table("churn", 1, records, {})
+
+    assert from_served.schema == from_records.schema
+    assert from_served.equals(from_records), (from_served.to_pylist(), from_records.to_pylist())
+
+
+def test_a_hot_key_batch_takes_the_shared_rows_path() -> None:
+    one = _request(0, 2)
+    served = [replace(one, request_id=f"h{i}") for i in range(50)]
+    shared = _segments._shared_rows([s.rows for s in served], [2] * 50)
+    assert shared is not None
+    rows, positions = shared
+    assert rows == list(one.rows) and positions.to_pylist() == [0, 1] * 50
+    distinct = [_request(i, 1) for i in range(50)]
+    assert _segments._shared_rows([s.rows for s in distinct], [1] * 50) is None
 
 
 def _request(i: int, rows: int) -> ServedRequest:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -180,8 +181,8 @@ def served_to_table(
             )
         )
 
-    rows = list(chain.from_iterable(map(attrgetter("rows"), served)))
-    nothing = [None] * len(rows)
+    rows_of = list(map(attrgetter("rows"), served))
+    nothing = [None] * sum(counts)
     base = _Base(
         at_ms=each("at_ms"),
         request_id=each("request_id"),
@@ -196,12 +197,49 @@ def served_to_table(
         extra=nothing,
     )
     columns = served[0].columns if served else ()
+    shared = _shared_rows(rows_of, counts)
+    if shared is None:
+        rows = list(chain.from_iterable(rows_of))
+        positions = None
+    else:
+        rows, positions = shared
     transposed = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     features = {
         str(name): (_Lazy(lambda values=values: list(values)), None)  # type: ignore[misc]
         for name, values in zip(columns, transposed, strict=True)
     }
-    return _table(model, version, base, features, schema)
+    return _table(model, version, base, features, schema, positions)
+
+
+def _shared_rows(
+    rows_of: list[Sequence[tuple[Any, ...]]], counts: list[int]
+) -> tuple[list[tuple[Any, ...]], pa.Array] | None:
+    """The distinct rows of requests that share row objects, and each row's position among
+    them; None when fewer than half the requests repeat another's rows.
+
+    A repeated request body is parsed once (the gateway's parse memo), so every request
+    of a hot key refers to the same rows object: its feature values are converted to
+    Arrow once and gathered with one ``take``, instead of once per request. Under a
+    cache-hit load this conversion held the GIL for milliseconds at a time in the
+    serving process (it showed as a 10+ ms p99 at a 0.6 ms p50). Identity, not
+    equality: the check stays in C (``map``, ``dict``) and costs nothing when it fails.
+    """
+    ids = list(map(id, rows_of))
+    last = dict(zip(ids, range(len(ids)), strict=True))  # distinct rows → a request using them
+    if len(last) * 2 > len(ids):
+        return None
+    slot = {key: n for n, key in enumerate(last)}
+    distinct = [rows_of[i] for i in last.values()]
+    starts = np.cumsum([0, *map(len, distinct)])[:-1]
+    which = np.fromiter(map(slot.__getitem__, ids), dtype=np.int64, count=len(ids))
+    sizes = np.asarray(counts, dtype=np.int64)
+    first = starts[which]
+    if sizes.size and (sizes == 1).all():
+        positions = first
+    else:  # several rows per request: its rows follow its distinct set's start
+        before = np.cumsum(sizes) - sizes
+        positions = np.repeat(first - before, sizes) + np.arange(int(sizes.sum()))
+    return list(chain.from_iterable(distinct)), pa.array(positions, pa.int64())
 
 
 @dataclass(slots=True)
@@ -227,7 +265,9 @@ def _table(
     base: _Base,
     features: Mapping[str, tuple[_Lazy, pa.Array | None]],
     schema: dict[str, pa.DataType],
+    positions: pa.Array | None = None,
 ) -> pa.Table:
+    """The segment table; feature values are gathered by ``positions`` when given."""
     columns: dict[str, pa.Array] = {
         "ts": pa.array(base.at_ms, pa.int64()).cast(BASE_SCHEMA.field("ts").type),
         "request_id": _text(base.request_id),
@@ -242,7 +282,8 @@ def _table(
         "extra": _text(base.extra),
     }
     for name, (values, guess) in features.items():
-        columns[FEATURE_PREFIX + name] = _typed(schema, name, values, guess)
+        column = _typed(schema, name, values, guess)
+        columns[FEATURE_PREFIX + name] = column if positions is None else column.take(positions)
     metadata = {
         "keel.model": model,
         "keel.version": str(version),
