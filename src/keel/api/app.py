@@ -144,7 +144,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         owned = services is None
         app.state.services = services or open_services(settings)
         svc = app.state.services
-        app.state.gateway = await start_gateway(svc.settings, svc.registry)  # ready once warm
+        # ready once warm; feature services naming a served model feed it online features
+        app.state.gateway = await start_gateway(svc.settings, svc.registry, features=svc.features)
         try:
             yield
         finally:

@@ -77,6 +77,21 @@ class DefinitionsMixin(StoreBase):
             self._catalog, self._catalog_at = catalog, now
         return catalog
 
+    def cached_catalog(self) -> Catalog | None:
+        """The catalog :meth:`catalog` would return without reading the database, or None.
+
+        None when the cached copy is missing or older than ``features_registry_refresh_s``:
+        then only :meth:`catalog` (which may read) gives the live definitions. For callers
+        that must not block, such as the serving gateway on its event loop.
+        """
+        catalog = self._catalog
+        if (
+            catalog is None
+            or self.clock() - self._catalog_at > self.settings.features_registry_refresh_s
+        ):
+            return None
+        return catalog
+
     def list_definitions(self, kind: str | None = None) -> list[StoredDefinition]:
         """Newest live version of every definition (of one kind when given)."""
         if kind is not None and kind not in ("entity", "feature_view", "feature_service"):

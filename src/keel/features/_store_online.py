@@ -24,6 +24,13 @@ class OnlineMixin(DefinitionsMixin):
         """Call ``callback(view, entity_keys)`` after each push (the serving cache hook)."""
         self._callbacks.append(callback)
 
+    def remove_invalidation_callback(self, callback: InvalidationCallback) -> None:
+        """Stop calling ``callback`` (from :meth:`add_invalidation_callback`); no-op if absent."""
+        try:
+            self._callbacks.remove(callback)
+        except ValueError:
+            pass
+
     def get_online_features(
         self,
         entity_rows: Sequence[Mapping[str, Any]],

@@ -35,6 +35,7 @@ from keel.registry.uri import parse_model_ref
 from keel.serving.aliases import AliasTable
 from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.cachefront import open_cache
+from keel.serving.enrich import PENDING, FeatureBinder, OnlineFeatureSource
 from keel.serving.events import CHANNEL, Invalidation, make_invalidation
 from keel.serving.hits import MEMO_MAX_BODY, TIMING, render, response_body
 from keel.serving.interface import (
@@ -75,6 +76,7 @@ class Gateway:
         registry: RegistryService,
         *,
         prediction_log: PredictionSink | None = None,
+        features: OnlineFeatureSource | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -103,6 +105,14 @@ class Gateway:
         self.aliases = AliasTable(registry, self.pool, refresh_ms=settings.serving_alias_refresh_ms)
         self.cache = open_cache(settings)
         self.protection = Protection(settings, registry, self.pool)
+        # Feature services naming a served model feed it online features (enrich.py).
+        self.binder = (
+            None
+            if features is None
+            else FeatureBinder(
+                features, self.pool.entries, threads=max(2, settings.serving_predict_threads)
+            )
+        )
         self.batchers: dict[tuple[str, int], MicroBatcher] = {}
         self.cache_hits: Counter[str] = Counter()
         self.cache_misses: Counter[str] = Counter()
@@ -132,6 +142,11 @@ class Gateway:
                 self.preload_errors[ref] = exc.message
                 log.error("preloading %s failed: %s", ref, exc.message)
         self._tasks.append(loop.create_task(self.aliases.run()))
+        if self.binder is not None:
+            self.binder.listen(self.cache)
+            # half the store's trust period: requests rarely find the definitions stale
+            every = min(30.0, max(0.5, self.settings.features_registry_refresh_s / 2))
+            self._tasks.append(loop.create_task(self.binder.watch(every)))
         self._loop = loop
         self.registry.add_alias_listener(self._alias_moved)
         # Everything alive now (libraries, loaded models) lives as long as the process: take
@@ -171,6 +186,8 @@ class Gateway:
             await self._redis.aclose()
         await self.limiter.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.binder is not None:
+            self.binder.close()
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
 
@@ -184,6 +201,8 @@ class Gateway:
         signature = entry.model.signature
         if callable(setter) and signature is not None:
             setter(entry.name, entry.version, signature)
+        if self.binder is not None:
+            entry.binding = PENDING  # resolved by its first request, before any fast path
 
     # ---- predict -----------------------------------------------------------------------------
     async def predict(self, target: Target, body: bytes, *, client_key: str) -> PredictResult:
@@ -232,14 +251,24 @@ class Gateway:
             ERRORS.labels(name, str(version), "load_error").inc()
             raise
         mark = time.perf_counter()
-        parsed = entry.spec.parse(body)
+        parsed = await self._parse(entry, body, timings)
         if parsed.probabilities and not entry.has_probabilities:
             raise InvalidInput(
                 f"model {name}/{version} does not output probabilities", field="probabilities"
             )
-        timings["validation"] = (time.perf_counter() - mark) * 1000
+        timings["validation"] = (time.perf_counter() - mark) * 1000 - timings.get("features", 0.0)
         outcome = await self._answer(entry, parsed, body, timings)
         return self._respond(entry, parsed, outcome, started, timings)
+
+    async def _parse(self, entry: PoolEntry, body: bytes, timings: dict[str, float]) -> ParsedInput:
+        """The request's rows: the body's, with online features merged in when a feature
+        service feeds the model (the lookup's time goes to ``timings["features"]``)."""
+        binder = self.binder
+        if binder is not None:
+            binding = await binder.binding(entry)
+            if binding is not None:
+                return await binder.parse(entry, binding, body, timings)
+        return entry.spec.parse(body)
 
     def _from_memory(self, target: Target, body: bytes, started: float) -> PredictResult | None:
         """The answer when every row is in the in-process cache, without awaiting anything.
@@ -360,7 +389,11 @@ class Gateway:
             if version is None:
                 return None
         entry = self.pool.loaded(name, version)
-        return None if entry is None else (name, version, entry)
+        if entry is None or entry.binding is not None:
+            # A bound model's answer depends on online values, not on the body alone (and
+            # an unresolved one may be bound): only the full path answers it.
+            return None
+        return name, version, entry
 
     def _respond(
         self,
@@ -459,7 +492,13 @@ class Gateway:
             breaker.record(True)
         else:
             predictions, probabilities, answered = await self.protection.fallback(
-                entry, body, misses, rows, parsed.probabilities, self._call
+                entry,
+                body,
+                misses,
+                rows,
+                parsed.probabilities,
+                self._call,
+                reparse=lambda older: self._parse(older, body, {}),
             )
             outcome.version, outcome.fallback = answered, True
         timings["model"] = (time.perf_counter() - mark) * 1000

@@ -65,6 +65,11 @@ class PoolEntry:
         return self.model.classes is not None
 
     matrix_ok: bool = False  # set at load: rows may go to the model as one float array
+    # Online features (keel.serving.enrich): the FeatureBinding of a model a feature
+    # service feeds, enrich.PENDING until the gateway resolved it, None when the body
+    # alone is the model's input (only then may the in-process fast paths answer).
+    binding: Any = None
+    binding_inputs: Any = None  # the definitions ``binding`` was built from
 
     def run(
         self,
@@ -110,6 +115,7 @@ class PoolEntry:
             ),
             "first_request_warm": self.first_request_warm,
             "loaded_at": self.loaded_at,
+            "feature_services": list(getattr(self.binding, "services", ())),
         }
 
 

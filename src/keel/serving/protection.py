@@ -13,6 +13,7 @@ from keel.serving.breaker import CircuitBreaker
 from keel.serving.fallback import Fallback, parse_fallbacks, previous_version
 from keel.serving.metrics import ERRORS
 from keel.serving.pool import ModelPool, PoolEntry
+from keel.serving.validation import ParsedInput
 
 __all__ = ["Protection"]
 
@@ -52,11 +53,14 @@ class Protection:
         rows: list[tuple[Any, ...]],
         probabilities: bool,
         call: Call,
+        *,
+        reparse: Callable[[PoolEntry], Awaitable[ParsedInput]] | None = None,
     ) -> tuple[list[Any], list[Any] | None, int]:
         """Answer ``rows`` while ``entry``'s breaker is open: predictions and the version used.
 
         Raises Unavailable (503, with ``retry_after_s``) when no fallback is configured or
-        there is no earlier version.
+        there is no earlier version. ``reparse(older)`` turns the request into the older
+        version's rows when their signatures differ (default: parse ``body`` again).
         """
         name, version = entry.name, entry.version
         retry = self.breaker(name, version).retry_after_s()
@@ -82,7 +86,7 @@ class Protection:
         columns = older.spec.columns
         if columns is None or columns != entry.spec.columns:
             # another signature (or none: the rows' columns come from the body): parse again
-            reparsed = older.spec.parse(body)
+            reparsed = await reparse(older) if reparse is not None else older.spec.parse(body)
             rows, columns = [reparsed.rows[i] for i in misses], reparsed.columns
         predictions, proba = await call(older, rows, probabilities, columns)
         return predictions, proba, previous

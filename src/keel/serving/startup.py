@@ -6,6 +6,7 @@ import logging
 
 from keel.config import Settings
 from keel.registry.service import RegistryService
+from keel.serving.enrich import OnlineFeatureSource
 from keel.serving.gateway import Gateway, PredictionSink
 
 __all__ = ["open_prediction_log", "start_gateway"]
@@ -25,10 +26,18 @@ def open_prediction_log(settings: Settings) -> PredictionSink | None:
 
 
 async def start_gateway(
-    settings: Settings, registry: RegistryService, *, prediction_log: PredictionSink | None = None
+    settings: Settings,
+    registry: RegistryService,
+    *,
+    prediction_log: PredictionSink | None = None,
+    features: OnlineFeatureSource | None = None,
 ) -> Gateway:
-    """A started gateway: preloaded, warmed up and ready; the log defaults to the settings'."""
+    """A started gateway: preloaded, warmed up and ready; the log defaults to the settings'.
+
+    ``features`` (a :class:`keel.features.FeatureStore`) feeds online features to the
+    models its feature services name (see :mod:`keel.serving.enrich`).
+    """
     sink = prediction_log if prediction_log is not None else open_prediction_log(settings)
-    gateway = Gateway(settings, registry, prediction_log=sink)
+    gateway = Gateway(settings, registry, prediction_log=sink, features=features)
     await gateway.start()
     return gateway

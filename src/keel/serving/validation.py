@@ -207,6 +207,18 @@ class InputSpec:
         return parsed
 
     def _parse(self, body: bytes | dict[str, Any]) -> ParsedInput:
+        records, probabilities, entity_keys = self.envelope(body)
+        return self.from_records(records, probabilities, entity_keys)
+
+    def envelope(
+        self, body: bytes | dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], bool, list[str | None] | None]:
+        """A body's instances (as dicts, values unchecked), its probabilities flag and entity keys.
+
+        Checks everything but the values: the JSON shape, the body's keys, the row count
+        and the ``entity_keys`` list; raises InvalidInput naming the field. The gateway
+        uses it to add online features to the instances before :meth:`from_records`.
+        """
         payload = _json.loads(body) if isinstance(body, bytes | bytearray) else body
         if not isinstance(payload, dict):
             raise InvalidInput(
@@ -231,6 +243,15 @@ class InputSpec:
                 limit=self.max_rows,
             )
         entity_keys = self._entity_keys(payload.get("entity_keys"), len(records))
+        return records, probabilities, entity_keys
+
+    def from_records(
+        self,
+        records: list[dict[str, Any]],
+        probabilities: bool,
+        entity_keys: list[str | None] | None,
+    ) -> ParsedInput:
+        """Check instances from :meth:`envelope` against the signature (never remembered)."""
         if self.columns is None:
             return self._free_rows(records, probabilities, entity_keys)
         rows = [self.check_row(record, i) for i, record in enumerate(records)]

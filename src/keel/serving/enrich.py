@@ -1,0 +1,413 @@
+"""Online features for the models a feature service feeds (``FeatureService.model``).
+
+A feature service whose ``model:`` is a served model's name *binds* that model (every
+version). Each instance of a request then names its entity (the join keys of the views
+the model reads), the gateway fetches the features for all the request's rows in one
+``get_online_features`` call, in a thread (SQLite or Redis I/O), merges them into the
+instances (a value in the request wins) and checks the merged rows against the signature
+as for any request. Rules, naming and errors: docs/features.md, "Serving integration".
+
+A bound model's answer depends on the online values as well as on the body, so the
+gateway's in-process fast paths (which answer from the body bytes alone) never serve it:
+:attr:`PoolEntry.binding <keel.serving.pool.PoolEntry.binding>` is not None for it.
+
+keel.serving does not import keel.features: the composition root hands the gateway its
+feature store (``start_gateway(features=services.features)``), used through the methods
+of :class:`OnlineFeatureSource` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from keel.errors import InvalidInput, Unavailable
+from keel.serving.cachefront import GuardedCache
+from keel.serving.events import make_invalidation
+from keel.serving.pool import PoolEntry
+from keel.serving.validation import ParsedInput
+
+__all__ = [
+    "PENDING",
+    "FeatureBinder",
+    "FeatureBinding",
+    "OnlineFeatureSource",
+    "build_binding",
+    "entity_tags",
+]
+
+log = logging.getLogger("keel.serving")
+
+#: A push of more entities than this drops every local entry (the composition root's
+#: Redis publisher follows the same rule).
+MAX_ENTITY_EVENTS = 1000
+#: After a failed read of the definitions, the last ones read are used this long.
+_RETRY_READ_S = 5.0
+
+InvalidationCallback = Callable[[str, list[dict[str, Any]]], None]
+
+
+class OnlineFeatureSource(Protocol):
+    """What the gateway uses of :class:`keel.features.FeatureStore`."""
+
+    def catalog(self) -> Any:
+        """The live definitions (may read the metadata database)."""
+        ...
+
+    def cached_catalog(self) -> Any | None:
+        """The live definitions if known without reading, else None."""
+        ...
+
+    def get_online_features(
+        self,
+        entity_rows: Sequence[Mapping[str, Any]],
+        features: Sequence[str] | str,
+        *,
+        full_names: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Latest values per entity row (None when unknown or older than the TTL)."""
+        ...
+
+    def add_invalidation_callback(self, callback: InvalidationCallback) -> None:
+        """Call ``callback(view, entity_keys)`` after each push."""
+        ...
+
+    def remove_invalidation_callback(self, callback: InvalidationCallback) -> None:
+        """Stop calling ``callback``."""
+        ...
+
+
+class _Pending:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+#: ``PoolEntry.binding`` of an entry whose binding is not resolved yet (not None: the
+#: fast paths leave it to the full path, which resolves it).
+PENDING: Any = _Pending()
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureBinding:
+    """How one model version reads online features."""
+
+    model: str
+    services: tuple[str, ...]  # the feature services naming the model
+    refs: tuple[str, ...]  # "view:feature" fetched, one per entry of ``fetched``
+    fetched: tuple[tuple[str, str], ...]  # (result column "view__feature", model column)
+    keys: tuple[tuple[str, str], ...]  # (join key, "int64" or "string"), in view order
+    drop: tuple[str, ...]  # join keys that are not model inputs: removed before validation
+
+
+def build_binding(
+    model: str, columns: Sequence[str] | None, inputs: tuple[Any, Any, Any]
+) -> FeatureBinding | None:
+    """The binding of a version with signature ``columns`` (None: no signature).
+
+    ``inputs`` is (services, views, entities) as indexed by :class:`FeatureBinder`.
+    Naming: a feature ``f`` of view ``v`` feeds the model column ``f`` when the signature
+    has it (the default names of ``get_historical_features``), else ``v__f`` when the
+    signature has that (``full_names=True``); otherwise the model does not read it and it
+    is not fetched. Without a signature every feature is fetched under ``f`` (``v__f``
+    for a name that two views share). None when the model reads none of the features.
+    """
+    services, views, entities = inputs
+    by_view = {view.name: view for view in views}
+    refs: dict[tuple[str, str], None] = {}  # ordered set: services by name, refs in order
+    for service in services:
+        for ref in service.features:
+            view_name, _, feature = ref.partition(":")
+            view = by_view.get(view_name)
+            if view is None:
+                continue
+            chosen_names = [f.name for f in view.features] if feature == "*" else [feature]
+            refs.update(((view_name, n), None) for n in chosen_names)
+    shared = Counter(name for _, name in refs)
+    wanted = None if columns is None else frozenset(columns)
+    chosen: dict[str, tuple[str, str]] = {}  # model column → (view, feature)
+    for view_name, name in refs:
+        full = f"{view_name}__{name}"
+        if wanted is None:
+            column = name if shared[name] == 1 else full
+        elif name in wanted:
+            column = name
+        elif full in wanted:
+            column = full
+        else:
+            continue
+        chosen.setdefault(column, (view_name, name))  # the first reference wins a shared name
+    if not chosen:
+        log.warning(
+            "feature service %s names model %s, whose signature reads none of its "
+            "features: served without online features",
+            ", ".join(s.name for s in services),
+            model,
+        )
+        return None
+    by_entity = {entity.name: entity for entity in entities}
+    keys: dict[str, str] = {}
+    for view_name in dict.fromkeys(v for v, _ in chosen.values()):
+        for entity_name in by_view[view_name].entities:
+            entity = by_entity.get(entity_name)
+            if entity is None:
+                continue
+            for key in entity.join_keys:
+                keys.setdefault(key, str(entity.value_type))
+    return FeatureBinding(
+        model=model,
+        services=tuple(s.name for s in services),
+        refs=tuple(f"{v}:{n}" for v, n in chosen.values()),
+        fetched=tuple((f"{v}__{n}", column) for column, (v, n) in chosen.items()),
+        keys=tuple(keys.items()),
+        drop=tuple(k for k in keys if wanted is None or k not in wanted),
+    )
+
+
+def entity_tags(keys: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Cache tags of entities: their join-key values joined by ``|`` (as ``entity_keys``)."""
+    return {"|".join(str(v) for v in key.values()) for key in keys}
+
+
+def _inputs(catalog: Any, services: list[Any]) -> tuple[Any, Any, Any]:
+    """The definitions a binding is built from: the services, their views and entities."""
+    views: dict[str, Any] = {}
+    for service in services:
+        for ref in service.features:
+            view = catalog.views.get(ref.partition(":")[0])
+            if view is not None:
+                views[view.name] = view
+    entities = {
+        name: catalog.entities[name]
+        for view in views.values()
+        for name in view.entities
+        if name in catalog.entities
+    }
+    return tuple(services), tuple(views.values()), tuple(entities.values())
+
+
+class FeatureBinder:
+    """Resolves which feature services feed which loaded version, and fetches for them.
+
+    Everything but the reads runs on the gateway's event loop; the definitions and the
+    online values are read on its own threads (``threads``), inside the request's timeout.
+    """
+
+    def __init__(
+        self,
+        store: OnlineFeatureSource,
+        entries: Callable[[], Iterable[PoolEntry]],
+        *,
+        threads: int = 2,
+    ) -> None:
+        self.store = store
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="keel-features")
+        self.catalog: Any = None  # the definitions the index was built from
+        self._entries = entries
+        self._index: dict[str, tuple[Any, Any, Any]] = {}  # model name → its inputs
+        self._read_failed_at = -_RETRY_READ_S
+        self._cache: GuardedCache | None = None
+
+    # ---- definitions ---------------------------------------------------------------------
+    def use(self, catalog: Any) -> None:
+        """Index ``catalog``'s services by model; versions of models whose services,
+        views or entities changed resolve their binding again (their fast paths stop)."""
+        if catalog is self.catalog:
+            return
+        by_model: dict[str, list[Any]] = {}
+        for service in sorted(catalog.services.values(), key=lambda s: s.name):
+            if service.model:
+                by_model.setdefault(service.model, []).append(service)
+        index: dict[str, tuple[Any, Any, Any]] = {}
+        for model, services in by_model.items():
+            inputs = _inputs(catalog, services)
+            old = self._index.get(model)
+            # the same object while equal: entries compare their inputs by identity
+            index[model] = old if old is not None and old == inputs else inputs
+        changed = {
+            m for m in index.keys() | self._index.keys() if index.get(m) is not self._index.get(m)
+        }
+        self.catalog, self._index = catalog, index
+        if changed:
+            for entry in self._entries():
+                if entry.name in changed:
+                    entry.binding = PENDING
+
+    async def _definitions(self) -> Any:
+        catalog = self.store.cached_catalog()
+        if catalog is not None:
+            return catalog
+        if self.catalog is not None and time.monotonic() - self._read_failed_at < _RETRY_READ_S:
+            return self.catalog
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, self.store.catalog)
+        except Exception as exc:  # an outage of the metadata store: keep what we know
+            self._read_failed_at = time.monotonic()
+            if self.catalog is None:
+                raise Unavailable(
+                    f"feature definitions could not be read: {type(exc).__name__}: {exc}",
+                    field="features",
+                ) from exc
+            log.warning("feature definitions could not be read, using the last ones: %r", exc)
+            return self.catalog
+
+    async def binding(self, entry: PoolEntry) -> FeatureBinding | None:
+        """The binding of ``entry`` under the live definitions (None: not bound)."""
+        self.use(await self._definitions())
+        inputs = self._index.get(entry.name)
+        if entry.binding is PENDING or entry.binding_inputs is not inputs:
+            entry.binding = (
+                None if inputs is None else build_binding(entry.name, entry.spec.columns, inputs)
+            )
+            entry.binding_inputs = inputs
+        binding: FeatureBinding | None = entry.binding
+        return binding
+
+    async def watch(self, interval_s: float) -> None:
+        """Re-read the definitions every ``interval_s``, so that a version served from the
+        in-process fast paths notices an ``apply`` that binds it without other traffic."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                catalog = await loop.run_in_executor(self.executor, self.store.catalog)
+            except Exception as exc:  # retried at the next tick
+                log.warning("feature definitions could not be read: %r", exc)
+                continue
+            self.use(catalog)
+
+    # ---- requests ------------------------------------------------------------------------
+    async def parse(
+        self, entry: PoolEntry, binding: FeatureBinding, body: bytes, timings: dict[str, float]
+    ) -> ParsedInput:
+        """The request's rows with the online features merged in, checked by the signature.
+
+        The rows' ``entity_keys`` are their join-key values (joined by ``|``), whatever the
+        body says, so that a push of the entity drops their cached predictions.
+        """
+        spec = entry.spec
+        records, probabilities, _ = spec.envelope(body)
+        entities = [_entity(binding, record, i) for i, record in enumerate(records)]
+        columns = [column for _, column in binding.fetched]
+        # rows that give every feature themselves need no lookup (the request wins)
+        needed = [i for i, r in enumerate(records) if any(c not in r for c in columns)]
+        found: dict[int, dict[str, Any]] = {}
+        if needed:
+            mark = time.perf_counter()
+            rows = await self._fetch(binding, [entities[i] for i in needed])
+            timings["features"] = (time.perf_counter() - mark) * 1000
+            found = dict(zip(needed, rows, strict=True))
+        merged: list[dict[str, Any]] = []
+        fetched: dict[tuple[int, str], tuple[str, Any]] = {}  # (row, column) → (ref, value)
+        for i, record in enumerate(records):
+            row: dict[str, Any] = {}
+            hit = found.get(i)
+            if hit is not None:
+                for (name, column), ref in zip(binding.fetched, binding.refs, strict=True):
+                    if column not in record:
+                        row[column] = value = hit.get(name)
+                        fetched[(i, column)] = (ref, value)
+            row.update(record)
+            for key in binding.drop:
+                row.pop(key, None)
+            merged.append(row)
+        tags: list[str | None] = ["|".join(str(v) for v in e.values()) for e in entities]
+        try:
+            return spec.from_records(merged, probabilities, tags)
+        except InvalidInput as exc:
+            row_index = exc.detail.get("row")
+            origin = None if row_index is None else fetched.get((row_index, exc.field or ""))
+            if origin is None or row_index is None:
+                raise
+            raise _explained(exc, origin, entities[row_index]) from None
+
+    async def _fetch(
+        self, binding: FeatureBinding, entity_rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        read = functools.partial(
+            self.store.get_online_features, entity_rows, binding.refs, full_names=True
+        )
+        try:
+            return await loop.run_in_executor(self.executor, read)
+        except Exception as exc:  # the online store failed: the request cannot be answered
+            raise Unavailable(
+                f"online features of model {binding.model} (feature service "
+                f"{', '.join(binding.services)}) could not be read: {type(exc).__name__}: {exc}",
+                field="features",
+                error_class=type(exc).__name__,
+            ) from exc
+
+    # ---- invalidation --------------------------------------------------------------------
+    def listen(self, cache: GuardedCache | None) -> None:
+        """Drop ``cache``'s in-process entries of the entities each push updates."""
+        self._cache = cache
+        self.store.add_invalidation_callback(self._pushed)
+
+    def _pushed(self, _view: str, keys: list[dict[str, Any]]) -> None:
+        # Runs on the pushing thread: MemoryCache is lock-protected. Correctness does not
+        # depend on it (cache keys hold the merged values, so a changed value is a miss);
+        # it frees the entries that can no longer be hit. Redis entries are deleted by
+        # the composition root's publisher, not here.
+        cache = self._cache
+        if cache is None or not cache.is_local:
+            return
+        tags = entity_tags(keys)
+        if len(tags) > MAX_ENTITY_EVENTS:
+            cache.drop_local(make_invalidation(everything=True))
+            return
+        for tag in tags:
+            cache.drop_local(make_invalidation(entity=tag))
+
+    def close(self) -> None:
+        """Stop listening to pushes and release the threads."""
+        self.store.remove_invalidation_callback(self._pushed)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _entity(binding: FeatureBinding, record: dict[str, Any], row: int) -> dict[str, Any]:
+    """The join keys of instance ``row``; InvalidInput naming ``instances[row].<key>``."""
+    key: dict[str, Any] = {}
+    for name, kind in binding.keys:
+        field = f"instances[{row}].{name}"
+        if name not in record:
+            raise InvalidInput(
+                f"instance {row} has no {name!r}: model {binding.model} reads online "
+                f"features (feature service {', '.join(binding.services)}) of the entity it names",
+                field=field,
+                row=row,
+            )
+        value = record[name]
+        if type(value) is not (str if kind == "string" else int):  # bool is not an int64 key
+            raise InvalidInput(
+                f"{field} must be {kind}, got {value!r} ({type(value).__name__})",
+                field=field,
+                row=row,
+                expected=kind,
+            )
+        key[name] = value
+    return key
+
+
+def _explained(exc: InvalidInput, origin: tuple[str, Any], entity: dict[str, Any]) -> InvalidInput:
+    """``exc`` about a value fetched online, saying so (and, for a missing one, why)."""
+    ref, value = origin
+    who = ", ".join(f"{k}={v!r}" for k, v in entity.items())
+    if value is None:
+        why = (
+            f"no online value of {ref} for {who} (not materialised or pushed, "
+            "or older than the view's TTL)"
+        )
+    else:
+        why = f"the value was fetched online from {ref} for {who}"
+    detail = dict(exc.detail, feature=ref, entity=entity)
+    return InvalidInput(f"{exc.message}: {why}", field=exc.field, **detail)
