@@ -173,6 +173,14 @@ class Settings(BaseSettings):
     serving_max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest predict body (413 above)."
     )
+    serving_switch_interval_ms: float = Field(
+        default=0.5,
+        ge=0,
+        le=100,
+        description="The interpreter's thread switch interval while a gateway runs "
+        "(0 = leave Python's 5 ms): how long a request waits for the GIL behind the "
+        "prediction-log writer.",
+    )
 
     # ---- feature store (keel.features; docs/features.md) ----
     features_online_store: Literal["auto", "sqlite", "redis"] = Field(

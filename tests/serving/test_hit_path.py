@@ -300,3 +300,19 @@ def test_the_memo_is_bounded_and_skips_large_bodies() -> None:
         memo.remember(b"%d" % i, rendered)
     assert len(memo) == MEMO_ENTRIES
     assert memo.get(b"0") is None and memo.get(b"%d" % (MEMO_ENTRIES + 4)) is rendered
+
+
+def test_gateways_shorten_the_switch_interval_while_they_run(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    with live_gateway(make_settings(serving_switch_interval_ms=0.5)):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        with live_gateway(make_settings(serving_switch_interval_ms=2)):
+            assert sys.getswitchinterval() == pytest.approx(0.0005)  # the shorter stands
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # the first still runs
+    assert sys.getswitchinterval() == pytest.approx(before)
+    with live_gateway(make_settings(serving_switch_interval_ms=0)):
+        assert sys.getswitchinterval() == pytest.approx(before)  # 0: left alone
