@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=4,
+        default=6,
         help="alternating cache-hit / constant rounds, both servers up (0: none)",
     )
     args = parser.parse_args()

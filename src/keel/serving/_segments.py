@@ -166,15 +166,21 @@ def served_to_table(
     """
     # attrgetter, map and chain keep the per-row work in C: at thousands of rows a
     # second, Python-level loops here cost the serving process as much as the request.
-    counts = [len(s.outputs) for s in served]
-    one_row_each = len(counts) == sum(counts)
+    counts = list(map(len, map(attrgetter("outputs"), served)))
+    total = sum(counts)
+    one_row_each = len(counts) == total
 
     def each(attribute: str) -> list[Any]:  # one value per request → one per row
         values = map(attrgetter(attribute), served)
         return list(values if one_row_each else chain.from_iterable(map(repeat, values, counts)))
 
     def per_row(attribute: str) -> list[Any]:  # a sequence per request, or None
-        values = map(attrgetter(attribute), served)
+        values = list(map(attrgetter(attribute), served))
+        absent = values.count(None)
+        if absent == len(values):
+            return [None] * total
+        if not absent:  # every request has its sequence: joined in C
+            return list(chain.from_iterable(values))
         return list(
             chain.from_iterable(
                 repeat(None, n) if v is None else v for v, n in zip(values, counts, strict=True)
@@ -182,7 +188,7 @@ def served_to_table(
         )
 
     rows_of = list(map(attrgetter("rows"), served))
-    nothing = [None] * sum(counts)
+    nothing = [None] * total
     base = _Base(
         at_ms=each("at_ms"),
         request_id=each("request_id"),
@@ -311,7 +317,12 @@ def _floats(values: list[Any]) -> pa.Array:
 
 
 def _text(values: Sequence[Any]) -> pa.Array:
+    if set(map(type, values)) <= _TEXT_AS_IS:  # strings and nulls convert as they are
+        return pa.array(values, pa.string())
     return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+_TEXT_AS_IS = frozenset({str, type(None)})
 
 
 def _probabilities(values: Sequence[Any]) -> pa.Array:
