@@ -44,6 +44,7 @@ __all__ = [
     "app_dependencies",
     "audit_entry",
     "authorize",
+    "bearer_token",
     "check_access",
     "flat_routes",
     "iter_routes",
@@ -223,9 +224,15 @@ async def _check_owner(services: Services, principal: Principal, model: str) -> 
 def _bearer(scope: Scope) -> str | None:
     for key, value in scope.get("headers") or ():
         if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+            return bearer_token(value)
     return None
+
+
+def bearer_token(authorization: bytes) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, else None."""
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

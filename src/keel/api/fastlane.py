@@ -45,7 +45,14 @@ from keel.store.sql import WriteBusy
 from keel.store.sql.auth import audit_context
 from keel.tracking.models import Metric
 
-__all__ = ["FAST_ROUTES", "MAX_VERSION", "FastLane", "replay_message"]
+__all__ = [
+    "FAST_ROUTES",
+    "MAX_VERSION",
+    "FastLane",
+    "place_route",
+    "predict_target",
+    "replay_message",
+]
 
 log = logging.getLogger("keel.api")
 
@@ -81,7 +88,7 @@ class FastLane:
         self.app = app
         self.router = router  # the FastAPI router: its routes are looked up on first use
         self._routes: list[tuple[Route, Handler]] | None = None
-        self._targets: dict[tuple[str, int | None, str | None], Target] = {}
+        self._targets: dict[tuple[str, str | None, str | None], Target] = {}
         self._handlers: dict[str, Handler] = {
             _PREDICT_ALIAS: self._predict,
             _PREDICT_VERSION: self._predict,
@@ -134,8 +141,7 @@ class FastLane:
         params: dict[str, Any],
     ) -> None:
         """Answer a request :meth:`match` gave to ``handler`` (or fall through to FastAPI)."""
-        scope["route"], scope["path_params"] = route, params
-        scope["endpoint"] = getattr(route, "endpoint", None)
+        place_route(scope, route, params)
         try:
             await self._guarded(handler, scope, receive, send, params)
         except _FallThrough as declined:
@@ -168,28 +174,26 @@ class FastLane:
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
     ) -> None:
         gateway: Gateway | None = getattr(scope["app"].state, "gateway", None)
-        version: int | None = None
-        if "version" in params:
-            raw = params["version"]
-            if not raw.isdigit() or int(raw) > MAX_VERSION:
-                raise _FallThrough(await read_body(scope, receive, None))  # the route's own 422
-            version = int(raw)
+        target = self._target(params)
+        if target is None:
+            raise _FallThrough(await read_body(scope, receive, None))  # the route's own 422
         if gateway is None:
             raise _FallThrough(await read_body(scope, receive, None))  # the route's own 503
         body = await read_body(scope, receive, gateway.settings.serving_max_body_bytes)
-        target = self._target(params["name"], version, params.get("alias"))
         result = await gateway.predict(target, body, client_key=client_key_of(scope))
         payload, timing = predict_payload(result)
         await _send(send, 200, payload, [(b"server-timing", timing.encode("latin-1"))])
 
-    def _target(self, name: str, version: int | None, alias: str | None) -> Target:
-        """The (immutable) target of a path, remembered: building one costs ~1 µs."""
-        key = (name, version, alias)
+    def _target(self, params: dict[str, Any]) -> Target | None:
+        """:func:`predict_target`, remembered per path parameters: building one costs ~1 µs."""
+        key = (params["name"], params.get("version"), params.get("alias"))
         target = self._targets.get(key)
         if target is None:
-            if len(self._targets) >= 4096:  # paths name a few models each: rarely reached
-                self._targets.clear()
-            target = self._targets[key] = Target(name, version=version, alias=alias)
+            target = predict_target(params)
+            if target is not None:
+                if len(self._targets) >= 4096:  # paths name a few models each: rarely reached
+                    self._targets.clear()
+                self._targets[key] = target
         return target
 
     async def _log_metric(
@@ -229,6 +233,23 @@ class FastLane:
         if request is not None and entry is not None:
             request.written = True
         await _send(send, 204, b"", [])
+
+
+def predict_target(params: dict[str, Any]) -> Target | None:
+    """The target of a predict route's path parameters; None for a version that is not a
+    plain 32-bit number (the route words that 422 itself)."""
+    if "version" in params:
+        raw = params["version"]
+        if not raw.isdigit() or int(raw) > MAX_VERSION:
+            return None
+        return Target(params["name"], version=int(raw))
+    return Target(params["name"], alias=params.get("alias"))
+
+
+def place_route(scope: Scope, route: Route, params: dict[str, Any]) -> None:
+    """Mark ``scope`` with the declared route it is served as (audit and metrics read it)."""
+    scope["route"], scope["path_params"] = route, params
+    scope["endpoint"] = getattr(route, "endpoint", None)
 
 
 def _declared(routes: Iterable[Any], method: str, template: str) -> Route | None:

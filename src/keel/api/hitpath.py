@@ -33,9 +33,9 @@ from typing import Any
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from keel.api.authz import rule_for
+from keel.api.authz import bearer_token, rule_for
 from keel.api.errors import error_response
-from keel.api.fastlane import MAX_VERSION, replay_message
+from keel.api.fastlane import place_route, predict_target, replay_message
 from keel.api.frontdoor import FrontDoor
 from keel.api.routers.serving import client_key_from
 from keel.auth.models import Role
@@ -53,14 +53,13 @@ _JSON = (b"content-type", b"application/json")
 class _Spot:
     """A predict path resolved once: its route, path parameters, target and role rule."""
 
-    __slots__ = ("route", "params", "target", "endpoint", "checks_owner", "role", "ok")
+    __slots__ = ("route", "params", "target", "checks_owner", "role", "ok")
 
     def __init__(
         self, route: Route, params: dict[str, Any], target: Target, ok: tuple[Any, Any]
     ) -> None:
         self.route, self.params, self.target = route, params, target
         self.ok = ok  # the request series of a 200 on this route
-        self.endpoint = getattr(route, "endpoint", None)
         rule = rule_for("POST", route.path)
         # Who may be served here when auth is on: the role it needs (None: anyone
         # authenticated); a route that checks model ownership needs the registry, so
@@ -123,7 +122,7 @@ class HitPath:
         try:
             answer = gateway.answer_cached(spot.target, body, client_key=client)
         except KeelError as error:  # the rate limit: the same 429 as the front door's
-            self._place(scope, spot)
+            place_route(scope, spot.route, spot.params)
             try:
                 await error_response(error)(scope, receive, send)
             finally:
@@ -132,7 +131,7 @@ class HitPath:
         if answer is None:
             await self.front(scope, replay_message(message, receive), send)
             return True
-        self._place(scope, spot)
+        place_route(scope, spot.route, spot.params)
         payload = answer.payload
         await send(
             {
@@ -158,7 +157,7 @@ class HitPath:
             found = self.front.lane.match(path, self.front.routes())
             if found is not None:
                 route, _, params = found
-                target = _target(params)
+                target = predict_target(params)
                 if target is not None:
                     spot = _Spot(
                         route, params, target, self.front.metrics.series("POST", route.path, 200)
@@ -175,9 +174,8 @@ class HitPath:
         """With auth on: the user of a cached principal that may predict here, else None."""
         if spot.checks_owner or authorization is None:
             return None
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(authorization)
+        if token is None:
             return None
         principal = services.auth.cached_principal(token)
         if principal is None:
@@ -187,23 +185,3 @@ class HitPath:
         state = scope.setdefault("state", {})
         state["user"], state["principal"] = principal.name, principal
         return principal.name
-
-    @staticmethod
-    def _place(scope: Scope, spot: _Spot) -> None:
-        """Mark the scope with the route it was served as (metrics read the template)."""
-        scope["route"], scope["path_params"], scope["endpoint"] = (
-            spot.route,
-            spot.params,
-            spot.endpoint,
-        )
-
-
-def _target(params: dict[str, Any]) -> Target | None:
-    """The target of a predict route's parameters; None for a version that is not a
-    plain 32-bit number (the route words that 422 itself)."""
-    if "version" in params:
-        raw = params["version"]
-        if not raw.isdigit() or int(raw) > MAX_VERSION:
-            return None
-        return Target(params["name"], version=int(raw))
-    return Target(params["name"], alias=params.get("alias"))

@@ -42,6 +42,11 @@ class GuardedCache:
             return None
         return self.store.peek_all(model, version, keys, probabilities)
 
+    def lookup_local(self, model: str, version: int, keys: Sequence[bytes]) -> list[Any]:
+        """Rows of the in-process store, None per miss (call only when :attr:`is_local`)."""
+        assert isinstance(self.store, MemoryCache)
+        return self.store.lookup(model, version, keys)
+
     def ttl_s(self, model: str) -> float:
         """The TTL of ``model``'s entries."""
         return self.ttl_by_model.get(model, self.default_ttl_s)

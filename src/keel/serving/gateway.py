@@ -14,8 +14,6 @@ import functools
 import gc
 import logging
 import random
-import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -53,37 +51,12 @@ from keel.serving.protection import Protection
 from keel.serving.ratelimit import RateLimiter
 from keel.serving.records import ServedRequest
 from keel.serving.subscriber import listen
+from keel.serving.switching import switch_interval
 from keel.serving.validation import ParsedInput
 
 __all__ = ["CachedAnswer", "Gateway", "PredictResult", "PredictionSink", "Target"]
 
 log = logging.getLogger("keel.serving")
-
-
-class _SwitchInterval:
-    """The interpreter's switch interval while gateways run: set by the first, restored
-    by the last to stop (several gateways may share one process, as in the tests)."""
-
-    def __init__(self) -> None:
-        self.users = 0
-        self.before = sys.getswitchinterval()
-        self._lock = threading.Lock()
-
-    def hold(self, seconds: float) -> None:
-        with self._lock:
-            if self.users == 0:
-                self.before = sys.getswitchinterval()
-            self.users += 1
-            sys.setswitchinterval(min(seconds, sys.getswitchinterval()))
-
-    def release(self) -> None:
-        with self._lock:
-            self.users -= 1
-            if self.users == 0:
-                sys.setswitchinterval(self.before)
-
-
-_switch_interval = _SwitchInterval()
 
 
 @dataclass(slots=True)
@@ -188,7 +161,7 @@ class Gateway:
         # for the GIL at each wake-up (p99 of cache hits 10-12 ms at a 0.6 ms p50 in
         # benchmarks/bench_serving.py; 6-8 ms at 0.5 ms, same throughput). close() restores.
         if self.settings.serving_switch_interval_ms > 0 and not self._switch_held:
-            _switch_interval.hold(self.settings.serving_switch_interval_ms / 1000)
+            switch_interval.hold(self.settings.serving_switch_interval_ms / 1000)
             self._switch_held = True
         self.ready = True
 
@@ -209,7 +182,7 @@ class Gateway:
         self.registry.remove_alias_listener(self._alias_moved)
         gc.unfreeze()
         if self._switch_held:
-            _switch_interval.release()
+            switch_interval.release()
             self._switch_held = False
         for task in self._tasks:
             task.cancel()
@@ -337,8 +310,7 @@ class Gateway:
             rendered = entry.hits.get(body)
             if rendered is None or not rendered.current(rows):
                 entry.hits.remember(body, render(name, version, parsed, rows))
-        self.cache_hits[name] += len(rows)
-        cache_series(name)[0].inc(len(rows))
+        self._count_hits(name, len(rows))
         timings = {
             "validation": (checked - mark) * 1000,
             "cache": (time.perf_counter() - checked) * 1000,
@@ -375,7 +347,7 @@ class Gateway:
             return None
         parsed = rendered.parsed
         checked = time.perf_counter()
-        rows: list[Any] = self.cache.store.lookup(name, version, parsed.keys)  # type: ignore[union-attr]
+        rows = self.cache.lookup_local(name, version, parsed.keys)  # type: ignore[union-attr]
         if not rendered.current(rows):  # a miss, expired or changed row: not the same rows
             return None
         found = time.perf_counter()
@@ -384,29 +356,18 @@ class Gateway:
         payload = rendered.payload(request_id)
         done = time.perf_counter()
         elapsed_ms = (done - started) * 1000
-        n = len(rows)
-        self.cache_hits[name] += n
-        cache_series(name)[0].inc(n)
-        requests, latency = series(name, version)
-        requests.inc()
-        latency.observe(elapsed_ms / 1000)
-        if self.prediction_log is not None:
-            self._log(
-                ServedRequest(
-                    request_id.decode("ascii"),
-                    int(time.time() * 1000),
-                    name,
-                    version,
-                    parsed.columns,
-                    parsed.rows,
-                    rendered.predictions,
-                    rendered.probabilities,
-                    rendered.hits,
-                    False,
-                    elapsed_ms,
-                    parsed.entity_keys,
-                )
-            )
+        self._count_hits(name, len(rows))
+        self._served(
+            name,
+            version,
+            parsed,
+            request_id.decode("ascii"),
+            elapsed_ms,
+            rendered.predictions,
+            rendered.probabilities,
+            rendered.hits,
+            False,
+        )
         timing = TIMING % (
             (checked - started) * 1000,
             (found - checked) * 1000,
@@ -455,32 +416,62 @@ class Gateway:
             fallback=outcome.fallback,
             probabilities=outcome.probabilities if parsed.probabilities else None,
         )
-        requests, latency = series(name, outcome.version)
-        requests.inc()
-        latency.observe(elapsed_ms / 1000)
         if outcome.fallback:
             FALLBACKS.labels(name, str(outcome.version)).inc()
         if entry.first_request_ms is None:
             entry.first_request_ms = elapsed_ms
             entry.first_request_warm = entry.warmup_ms is not None
+        self._served(
+            name,
+            outcome.version,
+            parsed,
+            request_id,
+            elapsed_ms,
+            outcome.predictions,
+            outcome.probabilities,
+            outcome.hits,
+            outcome.fallback,
+        )
+        return PredictResult(result, timings)
+
+    def _served(
+        self,
+        name: str,
+        version: int,
+        parsed: ParsedInput,
+        request_id: str,
+        elapsed_ms: float,
+        predictions: Sequence[Any],
+        probabilities: Sequence[Any] | None,
+        hits: Sequence[bool],
+        fallback: bool,
+    ) -> None:
+        """Count an answered request in the version's series and log its rows."""
+        requests, latency = series(name, version)
+        requests.inc()
+        latency.observe(elapsed_ms / 1000)
         if self.prediction_log is not None:
             self._log(
                 ServedRequest(
                     request_id,
                     int(time.time() * 1000),
                     name,
-                    outcome.version,
+                    version,
                     parsed.columns,
                     parsed.rows,
-                    outcome.predictions,
-                    outcome.probabilities,
-                    outcome.hits,
-                    outcome.fallback,
+                    predictions,
+                    probabilities,
+                    hits,
+                    fallback,
                     elapsed_ms,
                     parsed.entity_keys,
                 )
             )
-        return PredictResult(result, timings)
+
+    def _count_hits(self, name: str, rows: int) -> None:
+        """Count ``rows`` answered from the cache (status counters and the Prometheus series)."""
+        self.cache_hits[name] += rows
+        cache_series(name)[0].inc(rows)
 
     async def _answer(
         self, entry: PoolEntry, parsed: ParsedInput, body: bytes, timings: dict[str, float]
