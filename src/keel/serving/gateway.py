@@ -37,7 +37,7 @@ from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.cachefront import open_cache
 from keel.serving.enrich import PENDING, FeatureBinder, OnlineFeatureSource
 from keel.serving.events import CHANNEL, Invalidation, make_invalidation
-from keel.serving.hits import MEMO_MAX_BODY, TIMING, render, response_body
+from keel.serving.hits import TIMING, render, response_body
 from keel.serving.interface import (
     CachedAnswer,
     PredictionSink,
@@ -52,7 +52,7 @@ from keel.serving.ratelimit import RateLimiter
 from keel.serving.records import ServedRequest
 from keel.serving.subscriber import listen
 from keel.serving.switching import switch_interval
-from keel.serving.validation import ParsedInput
+from keel.serving.validation import MEMO_MAX_BODY, ParsedInput
 
 __all__ = ["CachedAnswer", "Gateway", "PredictResult", "PredictionSink", "Target"]
 

@@ -11,7 +11,8 @@ rendered, and :meth:`RenderedHit.current` accepts it only while a fresh cache lo
 gives equal rows; the answer depends on nothing else. An expired, invalidated or
 evicted entry is a miss, so the request takes the full path; a re-computed entry with
 other values is rendered again. The memo lives on the loaded model version
-(:class:`~keel.serving.pool.PoolEntry`), so a reload or a new version starts empty.
+(:class:`~keel.serving.pool.PoolEntry`), so a reload or a new version starts empty; it
+keeps as many bodies as the parse memo of ``InputSpec.parse``, none larger.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from typing import Any
 
 from keel.serving import _json
 from keel.serving.cache import CachedRow
-from keel.serving.validation import ParsedInput
+from keel.serving.validation import MEMO_ENTRIES, MEMO_MAX_BODY, ParsedInput
 
 __all__ = ["HitMemo", "RenderedHit", "TIMING", "render", "response_body"]
 
 #: ``Server-Timing`` of an answer with the usual stages, as one %-format (one format costs
 #: a third of formatting each stage and joining them: 2 µs on a 50 µs hit).
 TIMING = "validation;dur=%.3f, cache;dur=%.3f, model;dur=%.3f, serialisation;dur=%.3f"
-#: Rendered answers remembered per model version, and the largest body remembered (the
-#: same bounds as the parse memo of ``validation.InputSpec``).
-MEMO_ENTRIES = 1024
-MEMO_MAX_BODY = 4096
 #: Two request ids of the same length: where their serialisations differ is the id's place.
 _ID_A, _ID_B = "0" * 32, "1" * 32
 

@@ -28,14 +28,14 @@ import pandas as pd
 from keel.errors import InvalidInput
 from keel.serving import _json
 
-__all__ = ["InputSpec", "ParsedInput"]
+__all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput"]
 
 _BODY_KEYS = frozenset({"instances", "columns", "data", "probabilities", "entity_keys"})
 _FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf, "infinity": math.inf, "-infinity": -math.inf}
 _FLOAT_WORDS["nan"] = math.nan
 #: Parsed bodies remembered per model version (at most ~5 MB of bodies each).
-_MEMO_ENTRIES = 1024
-_MEMO_MAX_BODY = 4096
+MEMO_ENTRIES = 1024
+MEMO_MAX_BODY = 4096
 
 
 @dataclass(slots=True)
@@ -196,12 +196,12 @@ class InputSpec:
         bytes and this spec (one per loaded model version), so it cannot go stale; the
         gateway treats a :class:`ParsedInput` as read-only.
         """
-        if type(body) is not bytes or len(body) > _MEMO_MAX_BODY:
+        if type(body) is not bytes or len(body) > MEMO_MAX_BODY:
             return self._parse(body)
         parsed = self._memo.get(body)
         if parsed is None:
             parsed = self._parse(body)
-            if len(self._memo) >= _MEMO_ENTRIES:
+            if len(self._memo) >= MEMO_ENTRIES:
                 del self._memo[next(iter(self._memo))]  # the oldest (dicts keep order)
             self._memo[body] = parsed
         return parsed
