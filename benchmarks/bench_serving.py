@@ -19,13 +19,19 @@ customers, 3 s warm-up, then ``--duration`` seconds); without wrk, an asyncio + 
 client with 16 workers is used for every target alike. Results:
 ``benchmarks/results/serving.json``.
 
+With ``taskset`` and two or more CPUs, every server is pinned to the last CPU and the load
+generator to the others (``--no-pin`` turns it off). Unpinned, the scheduler put the
+server now alone on a core, now beside a wrk thread: the same server's throughput moved
+by a third between rounds here, which is noise, not a property of any product.
+
 Targets
 -------
 keel ≥ 3x MLflow throughput and p99 ≤ 1/3 of MLflow's (prediction cache off);
 keel throughput ≥ 80 % of the floor calling ``predict`` (overhead ≤ 20 %, cache off);
 keel cache hits ≥ 80 % of the throughput of a floor route returning a constant (checked
-on the median ratio of ``--rounds`` alternating rounds with both servers up; the
-sequential figures are reported too).
+on the median ratio of ``--rounds`` rounds with both servers up, taken in ABBA order so
+that a drift of the machine's speed weighs on both alike; the sequential figures are
+reported too).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +137,27 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Pinning:
+    """CPU sets for servers and the load generator (empty prefixes: not pinned)."""
+
+    server: tuple[str, ...] = ()
+    load: tuple[str, ...] = ()
+    load_cpus: frozenset[int] = frozenset()
+
+    @classmethod
+    def choose(cls, enabled: bool) -> Pinning:
+        """Servers on the last CPU, load on the rest, when ``taskset`` and 2+ CPUs exist."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if not enabled or len(cpus) < 2 or shutil.which("taskset") is None:
+            return cls()
+        rest = ",".join(map(str, cpus[:-1]))
+        return cls(("taskset", "-c", str(cpus[-1])), ("taskset", "-c", rest), frozenset(cpus[:-1]))
+
+    def describe(self) -> str:
+        return f"servers {self.server[-1]}, load {self.load[-1]}" if self.server else "none"
+
+
 # --------------------------------------------------------------------------- load
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -155,10 +183,16 @@ def wrk_script(bodies: list[bytes], path: Path) -> Path:
     return path
 
 
-def run_wrk(url: str, script: Path, duration_s: int) -> dict[str, float]:
-    """Warm up 3 s, then measure; throughput, p50/p99 latency, error count."""
-    base = ["wrk", "-t2", f"-c{CONCURRENCY}", "--latency", "-s", str(script)]
-    subprocess.run([*base, "-d3s", url], capture_output=True, check=True, timeout=60)
+def run_wrk(
+    url: str, script: Path, duration_s: int, *, warmup_s: int = 3, prefix: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """Warm up ``warmup_s``, then measure; throughput, p50/p99 latency, error count.
+
+    ``prefix`` runs wrk under another command (``taskset`` pinning it to some CPUs).
+    """
+    base = [*prefix, "wrk", "-t2", f"-c{CONCURRENCY}", "--latency", "-s", str(script)]
+    if warmup_s:
+        subprocess.run([*base, f"-d{warmup_s}s", url], capture_output=True, check=True, timeout=60)
     out = subprocess.run(
         [*base, f"-d{duration_s}s", "--timeout", "10s", url],
         capture_output=True,
@@ -179,7 +213,9 @@ def run_wrk(url: str, script: Path, duration_s: int) -> dict[str, float]:
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total, "errors": errors}
 
 
-def run_python_load(url: str, bodies: list[bytes], duration_s: int) -> dict[str, float]:
+def run_python_load(
+    url: str, bodies: list[bytes], duration_s: int, *, warmup_s: int = 3
+) -> dict[str, float]:
     """The fallback load generator: 16 asyncio workers with httpx, same for every target."""
     import httpx
 
@@ -203,7 +239,7 @@ def run_python_load(url: str, bodies: list[bytes], duration_s: int) -> dict[str,
                         errors += response.status_code != 200
                     i += CONCURRENCY
 
-            for record, seconds in ((False, 3), (True, duration_s)):
+            for record, seconds in ((False, warmup_s), (True, duration_s)):
                 until = time.perf_counter() + seconds
                 began = time.perf_counter()
                 await asyncio.gather(*(worker(k, until, record) for k in range(CONCURRENCY)))
@@ -228,10 +264,17 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=6,
-        help="alternating cache-hit / constant rounds, both servers up (0: none)",
+        default=12,
+        help="cache-hit / constant rounds in ABBA order, both servers up (0: none)",
+    )
+    parser.add_argument(
+        "--round-seconds", type=int, default=4, help="measured seconds of each interleaved load"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="leave CPU placement to the scheduler"
     )
     args = parser.parse_args()
+    pinning = Pinning.choose(not args.no_pin)
     use_wrk = shutil.which("wrk") is not None
     mlflow_bin = PEER_VENV / "bin" / "mlflow"
     if not args.skip_mlflow and not mlflow_bin.exists():
@@ -251,6 +294,7 @@ def main() -> None:
         ]
         hit_body = [keel_bodies[0]]
         keel_cmd = [
+            *pinning.server,
             sys.executable,
             "-c",
             "from keel.cli.main import main; main()",
@@ -259,14 +303,24 @@ def main() -> None:
         ]
 
         def load(
-            url: str, bodies: list[bytes], name: str, duration: int | None = None
+            url: str,
+            bodies: list[bytes],
+            name: str,
+            duration: int | None = None,
+            warmup: int = 3,
         ) -> dict[str, float]:
             seconds = duration or args.duration
             log(f"load: {name} ({'wrk' if use_wrk else 'python'}, {seconds} s)")
             if use_wrk:
                 script = wrk_script(bodies, scratch / f"{name}.lua")
-                return run_wrk(url, script, seconds)
-            return run_python_load(url, bodies, seconds)
+                return run_wrk(url, script, seconds, warmup_s=warmup, prefix=pinning.load)
+            own = os.sched_getaffinity(0)
+            if pinning.load_cpus:
+                os.sched_setaffinity(0, pinning.load_cpus)
+            try:
+                return run_python_load(url, bodies, seconds, warmup_s=warmup)
+            finally:
+                os.sched_setaffinity(0, own)
 
         # keel, cache off (model path), batching on and off; then cache hits
         for name, extra in (
@@ -305,6 +359,7 @@ def main() -> None:
 
         port = free_port()
         cmd = [
+            *pinning.server,
             sys.executable,
             str(HERE / "peers" / "starlette_floor.py"),
             str(model_dir),
@@ -328,6 +383,7 @@ def main() -> None:
                 KEEL_SERVING_RATE_LIMIT="100000000/minute",
             )
             floor_cmd = [
+                *pinning.server,
                 sys.executable,
                 str(HERE / "peers" / "starlette_floor.py"),
                 str(model_dir),
@@ -344,16 +400,28 @@ def main() -> None:
             ):
                 hit_url = f"http://127.0.0.1:{keel_port}/v1/models/{MODEL}@champion/predict"
                 check(hit_url, keel_bodies[0], model, rows[0], columns, keel=True)
+                const_url = f"http://127.0.0.1:{floor_port}/constant"
+                # both warm once; then each round loads them back to back, keel first in
+                # odd rounds and the constant first in even ones (ABBA)
+                load(hit_url, hit_body, "keel_cache_hit", 3, warmup=0)
+                load(const_url, hit_body, "floor", 3, warmup=0)
                 rounds: list[dict[str, float]] = []
-                seconds = max(3, args.duration // 2)
+                seconds = args.round_seconds
                 for n in range(args.rounds):
                     log(f"interleaved round {n + 1}/{args.rounds} ({seconds} s each)")
-                    hit = load(hit_url, hit_body, "keel_cache_hit", seconds)
-                    constant = load(
-                        f"http://127.0.0.1:{floor_port}/constant", hit_body, "floor", seconds
-                    )
+                    order = ("hit", "constant") if n % 2 == 0 else ("constant", "hit")
+                    got = {}
+                    for which in order:
+                        url = hit_url if which == "hit" else const_url
+                        got[which] = load(url, hit_body, which, seconds, warmup=1)
                     rounds.append(
-                        {"keel_cache_hit_rps": hit["rps"], "floor_constant_rps": constant["rps"]}
+                        {
+                            "keel_cache_hit_rps": got["hit"]["rps"],
+                            "floor_constant_rps": got["constant"]["rps"],
+                            "keel_cache_hit_p99_ms": got["hit"]["p99_ms"],
+                            "floor_constant_p99_ms": got["constant"]["p99_ms"],
+                            "keel_first": n % 2 == 0,
+                        }
                     )
                 results["interleaved"] = rounds
 
@@ -373,6 +441,7 @@ def main() -> None:
             port = free_port()
             env = base_env(PATH=f"{PEER_VENV / 'bin'}:{os.environ.get('PATH', '')}")
             cmd = [
+                *pinning.server,
                 str(mlflow_bin),
                 "models",
                 "serve",
@@ -392,7 +461,7 @@ def main() -> None:
                 results["mlflow"] = load(url, mlflow_bodies, "mlflow")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report(results, first, args, use_wrk)
+    report(results, first, args, use_wrk, pinning)
 
 
 def check(
@@ -432,7 +501,11 @@ def warm_facts(port: int) -> dict[str, float]:
 
 
 def report(
-    results: dict[str, Any], first: dict[str, float], args: argparse.Namespace, use_wrk: bool
+    results: dict[str, Any],
+    first: dict[str, float],
+    args: argparse.Namespace,
+    use_wrk: bool,
+    pinning: Pinning,
 ) -> None:
     keel, floor = results["keel"], results["floor_predict"]
     ratios: dict[str, float] = {
@@ -447,6 +520,10 @@ def report(
             r["keel_cache_hit_rps"] / r["floor_constant_rps"] for r in results["interleaved"]
         ]
         ratios["cache_hit_vs_constant_rps_interleaved"] = hit_ratio = statistics.median(per_round)
+        if len(per_round) >= 4:
+            quartiles = statistics.quantiles(per_round, n=4)
+            ratios["cache_hit_vs_constant_rps_interleaved_q1"] = quartiles[0]
+            ratios["cache_hit_vs_constant_rps_interleaved_q3"] = quartiles[2]
     targets = {
         "keel_vs_floor_rps >= 0.8": ratios["keel_vs_floor_rps"] >= 0.8,
         "cache_hit_vs_constant_rps >= 0.8": hit_ratio >= 0.8,
@@ -465,7 +542,9 @@ def report(
             "load_avg": os.getloadavg(),
         },
         "load_generator": "wrk -t2 -c16" if use_wrk else "python asyncio+httpx, 16 workers",
+        "cpu_pinning": pinning.describe(),
         "duration_s": args.duration,
+        "round_seconds": args.round_seconds,
         "results": results,
         "first_request": first,
         "ratios": ratios,
@@ -476,7 +555,10 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"serving, {payload['load_generator']}, {args.duration} s each")
+    table = Table(
+        title=f"serving, {payload['load_generator']}, {args.duration} s each, "
+        f"pinned: {payload['cpu_pinning']}"
+    )
     for column in ("target", "req/s", "p50 ms", "p99 ms", "requests", "errors"):
         table.add_column(column, justify="right" if column != "target" else "left")
     for name, r in results.items():
