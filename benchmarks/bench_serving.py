@@ -314,9 +314,10 @@ def main() -> None:
             if use_wrk:
                 script = wrk_script(bodies, scratch / f"{name}.lua")
                 return run_wrk(url, script, seconds, warmup_s=warmup, prefix=pinning.load)
+            if not pinning.load_cpus:
+                return run_python_load(url, bodies, seconds, warmup_s=warmup)
             own = os.sched_getaffinity(0)
-            if pinning.load_cpus:
-                os.sched_setaffinity(0, pinning.load_cpus)
+            os.sched_setaffinity(0, pinning.load_cpus)  # this process is the load generator
             try:
                 return run_python_load(url, bodies, seconds, warmup_s=warmup)
             finally:
@@ -357,15 +358,12 @@ def main() -> None:
             first.update(cold_first_request_ms=cold, cold_second_request_ms=second)
             first.update({f"cold_{k}": v for k, v in warm_facts(port).items()})
 
+        def floor_cmd(port: int) -> list[str]:
+            script = str(HERE / "peers" / "starlette_floor.py")
+            return [*pinning.server, sys.executable, script, str(model_dir), str(port)]
+
         port = free_port()
-        cmd = [
-            *pinning.server,
-            sys.executable,
-            str(HERE / "peers" / "starlette_floor.py"),
-            str(model_dir),
-            str(port),
-        ]
-        with server(cmd, f"http://127.0.0.1:{port}/ping", base_env(), 60):
+        with server(floor_cmd(port), f"http://127.0.0.1:{port}/ping", base_env(), 60):
             url = f"http://127.0.0.1:{port}"
             check(f"{url}/predict", keel_bodies[0], model, rows[0], columns, keel=False)
             results["floor_predict"] = load(f"{url}/predict", keel_bodies, "floor_predict")
@@ -382,13 +380,6 @@ def main() -> None:
                 KEEL_SERVING_PRELOAD=f"{MODEL}@champion",
                 KEEL_SERVING_RATE_LIMIT="100000000/minute",
             )
-            floor_cmd = [
-                *pinning.server,
-                sys.executable,
-                str(HERE / "peers" / "starlette_floor.py"),
-                str(model_dir),
-                str(floor_port),
-            ]
             with (
                 server(
                     [*keel_cmd, str(keel_port), "--workers", "1"],
@@ -396,7 +387,9 @@ def main() -> None:
                     keel_env,
                     120,
                 ),
-                server(floor_cmd, f"http://127.0.0.1:{floor_port}/ping", base_env(), 60),
+                server(
+                    floor_cmd(floor_port), f"http://127.0.0.1:{floor_port}/ping", base_env(), 60
+                ),
             ):
                 hit_url = f"http://127.0.0.1:{keel_port}/v1/models/{MODEL}@champion/predict"
                 check(hit_url, keel_bodies[0], model, rows[0], columns, keel=True)
