@@ -91,6 +91,14 @@ class Settings(BaseSettings):
             "so only enable it for artifacts you trust."
         ),
     )
+    trusted_model_classes: str = Field(
+        default="",
+        description=(
+            "Comma-separated exact 'module:QualName' classes whose self-stored python-function "
+            "models may be loaded (the class's module is imported and its load() runs). "
+            "Empty: none, unless allow_pickle is on."
+        ),
+    )
     model_cache_dir: Path | None = Field(
         default=None,
         description="Where registry models are unpacked for loading; default: home/cache.",
@@ -224,6 +232,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @property
+    def trusted_model_class_names(self) -> frozenset[str]:
+        """:attr:`trusted_model_classes` as a set of exact ``module:QualName`` names."""
+        return frozenset(
+            name.strip() for name in self.trusted_model_classes.split(",") if name.strip()
+        )
 
     @property
     def resolved_database_url(self) -> str:

@@ -141,7 +141,9 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
             feedback,
             predictions_root,
             lambda version: load_model_dir(
-                registry.model_dir(version), allow_pickle=settings.allow_pickle
+                registry.model_dir(version),
+                allow_pickle=settings.allow_pickle,
+                trusted_classes=settings.trusted_model_class_names,
             ),
             freshness=features.freshness,
         ),

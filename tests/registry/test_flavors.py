@@ -29,12 +29,19 @@ def diabetes() -> tuple[pd.DataFrame, pd.Series]:
     return load_diabetes(return_X_y=True, as_frame=True)
 
 
-def round_trip(model: Any, directory: Path, *, allow_pickle: bool = False) -> LoadedModel:
+def round_trip(
+    model: Any, directory: Path, *, allow_pickle: bool = False, trusted: tuple[str, ...] = ()
+) -> LoadedModel:
     flavor = flavor_for(model)
     directory.mkdir(parents=True, exist_ok=True)
     meta = flavor.save(model, directory)
     json.dumps(meta, allow_nan=False)  # flavor metadata goes into keel_model.json
-    return flavor.load(directory, json.loads(json.dumps(meta)), allow_pickle=allow_pickle)
+    return flavor.load(
+        directory,
+        json.loads(json.dumps(meta)),
+        allow_pickle=allow_pickle,
+        trusted_classes=trusted,
+    )
 
 
 def shuffled(frame: pd.DataFrame) -> pd.DataFrame:
@@ -296,7 +303,7 @@ class Threshold:
 
 
 def test_pyfunc_with_own_save_and_load_needs_no_pickle(tmp_path: Path) -> None:
-    loaded = round_trip(Doubled(3.0), tmp_path)
+    loaded = round_trip(Doubled(3.0), tmp_path, trusted=(f"{Doubled.__module__}:Doubled",))
 
     assert loaded.flavor == "pyfunc" and not (tmp_path / "model.pkl").exists()
     np.testing.assert_array_equal(loaded.predict(np.ones((2, 2))), [6.0, 6.0])
@@ -333,6 +340,8 @@ def test_pyfunc_load_names_class_that_no_longer_imports(tmp_path: Path) -> None:
     meta = {"class": "keel_no_such_module:Model", "serialization": "custom"}
 
     with pytest.raises(InvalidInput, match="cannot import model class") as err:
-        get_flavor("pyfunc").load(tmp_path, meta, allow_pickle=True)
+        get_flavor("pyfunc").load(
+            tmp_path, meta, allow_pickle=False, trusted_classes={"keel_no_such_module:Model"}
+        )
 
     assert err.value.field == "class"

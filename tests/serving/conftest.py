@@ -140,6 +140,10 @@ def test_settings(home: Path, **overrides: Any) -> Settings:
         "serving_rate_limit": "",
         "prediction_log_flush_interval_s": 0.05,
         "prediction_log_fsync": False,
+        # serving_faults' misbehaving models store themselves: their classes must be trusted
+        "trusted_model_classes": ",".join(
+            f"serving_faults:{name}" for name in ("Raising", "Switchable", "Slow", "BrokenOnLoad")
+        ),
     }
     values.update(overrides)
     return Settings(**values)

@@ -67,7 +67,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     from xgboost import XGBClassifier
 
     home = tmp_path_factory.mktemp("export") / "keel"
-    client = Client(settings=Settings(home=home))
+    client = Client(
+        settings=Settings(home=home, trusted_model_classes=f"{Constant.__module__}:Constant")
+    )
     churn = load_churn().iloc[:2500]
     features = [c for c in churn.columns if c not in (TARGET, "customer_id")]
     X, y = _cancer()
@@ -250,7 +252,13 @@ def test_export_refuses_a_flavor_without_converter(registry: Registry, tmp_path:
     directory, item = registry.model_dir("constant")
 
     with pytest.raises(InvalidInput, match="flavor 'pyfunc' cannot be exported") as err:
-        export_onnx(directory, tmp_path / "c.onnx", model=item.name, version=item.version)
+        export_onnx(
+            directory,
+            tmp_path / "c.onnx",
+            model=item.name,
+            version=item.version,
+            trusted_classes={f"{Constant.__module__}:Constant"},
+        )
 
     assert err.value.field == "flavor" and not (tmp_path / "c.onnx").exists()
 

@@ -254,6 +254,7 @@ def export_model(
             data=_training_data(client, item.name, item.version),
             samples=samples,
             allow_pickle=client.settings.allow_pickle,
+            trusted_classes=client.settings.trusted_model_class_names,
         )
     )
 

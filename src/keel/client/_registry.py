@@ -169,7 +169,9 @@ class RegistryMixin:
 
         item = self.resolve(ref)
         return load_model_dir(
-            self.transport.model_dir(item), allow_pickle=self.settings.allow_pickle
+            self.transport.model_dir(item),
+            allow_pickle=self.settings.allow_pickle,
+            trusted_classes=self.settings.trusted_model_class_names,
         )
 
     def import_mlflow_model(

@@ -13,7 +13,7 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +126,25 @@ def read_model_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def load_model_dir(directory: Path, *, allow_pickle: bool = False) -> LoadedModel:
+def load_model_dir(
+    directory: Path, *, allow_pickle: bool = False, trusted_classes: Collection[str] = ()
+) -> LoadedModel:
     """Load the model in ``directory``, with ``.signature`` and ``.metadata`` attached.
 
-    ``allow_pickle`` (``Settings.allow_pickle``) permits flavors stored as pickle. An ONNX
-    graph does not know column names, so it takes the signature's column order.
+    ``allow_pickle`` (``Settings.allow_pickle``) permits flavors stored as pickle.
+    ``trusted_classes`` (``Settings.trusted_model_class_names``) lists the exact
+    ``module:QualName`` classes whose self-stored python-function models may be imported.
+    An ONNX graph does not know column names, so it takes the signature's column order.
     """
     directory = Path(directory)
     meta = read_model_meta(directory)
     flavor = get_flavor(meta["flavor"])
-    loaded = flavor.load(directory, meta["flavor_meta"], allow_pickle=allow_pickle)
+    loaded = flavor.load(
+        directory,
+        meta["flavor_meta"],
+        allow_pickle=allow_pickle,
+        trusted_classes=trusted_classes,
+    )
     signature = meta.get("signature")
     if signature is not None:
         signature = check_signature(signature)

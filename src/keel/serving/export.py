@@ -37,7 +37,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,7 @@ def export_onnx(
     samples: int = 1000,
     seed: int = 0,
     allow_pickle: bool = False,
+    trusted_classes: Collection[str] = (),
     measure_latency: bool = True,
 ) -> ExportResult:
     """Convert the model in ``model_dir`` (a registry version) to ONNX at ``output``.
@@ -136,7 +137,9 @@ def export_onnx(
         raise InvalidInput("tolerance must be a finite number >= 0", field="tolerance")
     if not 1 <= samples <= 100_000:
         raise InvalidInput("samples must be in 1..100000", field="samples")
-    loaded = load_model_dir(Path(model_dir), allow_pickle=allow_pickle)
+    loaded = load_model_dir(
+        Path(model_dir), allow_pickle=allow_pickle, trusted_classes=trusted_classes
+    )
     signature = _signature(loaded)
     frame = _parity_frame(loaded, signature, data, samples, seed)
     proto, converter = convert(loaded, signature, Path(model_dir))

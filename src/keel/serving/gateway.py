@@ -100,6 +100,7 @@ class Gateway:
             self.executor,
             max_bytes=settings.serving_pool_max_bytes,
             allow_pickle=settings.allow_pickle,
+            trusted_classes=settings.trusted_model_class_names,
             max_rows=settings.max_predict_rows,
             on_load=self._on_load,
         )

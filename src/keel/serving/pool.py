@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +143,7 @@ class ModelPool:
         *,
         max_bytes: int,
         allow_pickle: bool = False,
+        trusted_classes: Collection[str] = (),
         max_rows: int = 10_000,
         on_load: Callable[[PoolEntry], None] | None = None,
     ) -> None:
@@ -150,6 +151,7 @@ class ModelPool:
         self.executor = executor
         self.max_bytes = max_bytes
         self.allow_pickle = allow_pickle
+        self.trusted_classes = frozenset(trusted_classes)
         self.max_rows = max_rows
         self.on_load = on_load
         self._entries: OrderedDict[tuple[str, int], PoolEntry] = OrderedDict()
@@ -222,7 +224,9 @@ class ModelPool:
         started = time.perf_counter()
         try:
             directory = self.registry.model_dir(item)
-            model = load_model_dir(directory, allow_pickle=self.allow_pickle)
+            model = load_model_dir(
+                directory, allow_pickle=self.allow_pickle, trusted_classes=self.trusted_classes
+            )
             spec = InputSpec(model.signature or item.signature, max_rows=self.max_rows)
         except NotFound:
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib.metadata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -110,7 +110,14 @@ class Flavor(Protocol):
         """Write the model's files into ``directory``; return JSON-safe flavor metadata."""
         ...
 
-    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> LoadedModel:
+    def load(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        allow_pickle: bool,
+        trusted_classes: Collection[str] = (),
+    ) -> LoadedModel:
         """Read the files :meth:`save` wrote; ``meta`` is what it returned."""
         ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,14 @@ class LightGBMFlavor:
             "lightgbm_version": library_version("lightgbm"),
         }
 
-    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> LightGBMModel:
+    def load(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        allow_pickle: bool,
+        trusted_classes: Collection[str] = (),
+    ) -> LightGBMModel:
         """Build a ``lightgbm.Booster`` from ``model.txt``."""
         try:
             import lightgbm as lgb

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,14 @@ class OnnxFlavor:
             "onnxruntime_version": library_version("onnxruntime"),
         }
 
-    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> OnnxModel:
+    def load(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        allow_pickle: bool,
+        trusted_classes: Collection[str] = (),
+    ) -> OnnxModel:
         """Open an onnxruntime session on ``model.onnx``."""
         try:
             import onnxruntime

@@ -1,9 +1,11 @@
 """Any object of an importable class with a ``predict`` method.
 
 The class is recorded as ``module:QualName``. A class that defines ``save(self, directory)``
-and a classmethod ``load(cls, directory)`` stores itself, which is safe to load. Any other
-object is pickled, and loading it needs ``allow_pickle`` because unpickling runs code from
-the file.
+and a classmethod ``load(cls, directory)`` stores itself; loading it imports the class's
+module and runs its ``load``, so the class must be on the operator's exact allow-list
+(``KEEL_TRUSTED_MODEL_CLASSES``): the name comes from ``keel_model.json``, which whoever
+uploaded the model wrote. Any other object is pickled, and loading it needs ``allow_pickle``
+because unpickling runs code from the file (``allow_pickle`` also trusts every class).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pickle
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,14 @@ import numpy as np
 from keel.errors import InvalidInput
 from keel.registry.flavors.base import LoadedModel, no_probabilities
 
-__all__ = ["PICKLE_FILE", "PyfuncFlavor", "PyfuncModel", "class_path", "import_class"]
+__all__ = [
+    "PICKLE_FILE",
+    "PyfuncFlavor",
+    "PyfuncModel",
+    "class_path",
+    "class_refused",
+    "import_class",
+]
 
 PICKLE_FILE = "model.pkl"
 MODEL_SUBDIR = "model"
@@ -68,6 +78,18 @@ def pickle_refused(what: str) -> InvalidInput:
     )
 
 
+def class_refused(path: str) -> InvalidInput:
+    """The error for loading a self-stored model whose class is not on the allow-list."""
+    return InvalidInput(
+        f"this python-function model names its class {path!r}; loading it imports that "
+        "module and runs its code, so keel loads only classes listed exactly in "
+        "KEEL_TRUSTED_MODEL_CLASSES (Settings.trusted_model_classes). Add the class there "
+        "if you trust it.",
+        field="class",
+        model_class=path,
+    )
+
+
 class PyfuncModel(LoadedModel):
     """A loaded python-function model; ``predict`` is the object's own."""
 
@@ -111,13 +133,22 @@ class PyfuncFlavor:
             pickle.dump(model, out, protocol=pickle.HIGHEST_PROTOCOL)
         return {"class": path, "serialization": "pickle", "file": PICKLE_FILE}
 
-    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> PyfuncModel:
+    def load(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        allow_pickle: bool,
+        trusted_classes: Collection[str] = (),
+    ) -> PyfuncModel:
         """Rebuild the object; a pickled one only when ``allow_pickle`` is true."""
         path = meta.get("class")
         if not isinstance(path, str):
             raise InvalidInput("pyfunc metadata names no class", field="class")
         serialization = meta.get("serialization")
         if serialization == "custom":
+            if not allow_pickle and path not in trusted_classes:
+                raise class_refused(path)
             cls = import_class(path)
             if not _stores_itself(cls):
                 raise InvalidInput(

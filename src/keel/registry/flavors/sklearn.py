@@ -1,14 +1,14 @@
 """scikit-learn estimators and pipelines, stored with skops instead of pickle.
 
-Loading checks every type named in the skops file against an allow-list of module
-prefixes first: a model file from elsewhere cannot make keel import and build arbitrary
-classes.
+Loading trusts only skops' default types and keel's exact allow-list
+(:mod:`keel.registry.flavors.skops_trust`): a model file from elsewhere cannot make keel
+import or call anything else.
 """
 
 from __future__ import annotations
 
 import sys
-import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -17,73 +17,11 @@ import pandas as pd
 
 from keel.errors import InvalidInput
 from keel.registry.flavors.base import LoadedModel, library_version, no_probabilities
+from keel.registry.flavors.skops_trust import load_skops
 
-__all__ = ["SKOPS_FILE", "TRUSTED_PREFIXES", "SklearnFlavor", "SklearnModel", "load_skops"]
+__all__ = ["SKOPS_FILE", "SklearnFlavor", "SklearnModel", "load_skops"]
 
 SKOPS_FILE = "model.skops"
-TRUSTED_PREFIXES = (
-    "sklearn.",
-    "numpy.",
-    "scipy.",
-    "builtins.",
-    "collections.",
-    "lightgbm.",
-    "xgboost.",
-)
-# Functions inside trusted modules that a FunctionTransformer could be pointed at to read
-# files or evaluate request data as code; refused even though their module is trusted.
-DENIED_NAMES = frozenset(
-    {
-        "builtins.__import__",
-        "builtins.breakpoint",
-        "builtins.compile",
-        "builtins.delattr",
-        "builtins.eval",
-        "builtins.exec",
-        "builtins.getattr",
-        "builtins.globals",
-        "builtins.input",
-        "builtins.locals",
-        "builtins.open",
-        "builtins.setattr",
-        "builtins.vars",
-        "numpy.fromfile",
-        "numpy.load",
-        "numpy.loadtxt",
-        "numpy.memmap",
-        "numpy.save",
-        "numpy.savetxt",
-        "numpy.savez",
-    }
-)
-
-
-def is_trusted_type(name: str) -> bool:
-    """Whether a type or function named in a skops file may be loaded."""
-    return name not in DENIED_NAMES and name.startswith(TRUSTED_PREFIXES)
-
-
-def load_skops(path: Path) -> Any:
-    """Load a skops file, refusing any type outside :data:`TRUSTED_PREFIXES`.
-
-    Raises InvalidInput naming the untrusted types, or when the file is not a skops file.
-    """
-    import skops.io
-
-    try:
-        untrusted = skops.io.get_untrusted_types(file=path)
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
-    refused = sorted(name for name in untrusted if not is_trusted_type(name))
-    if refused:
-        raise InvalidInput(
-            f"{path.name} contains types keel does not trust: {', '.join(refused)}. "
-            "Only scikit-learn, numpy, scipy, lightgbm, xgboost and builtin types are loaded "
-            "from skops files.",
-            field="model",
-            untrusted_types=refused,
-        )
-    return skops.io.load(path, trusted=list(untrusted))
 
 
 class SklearnModel(LoadedModel):
@@ -157,7 +95,14 @@ class SklearnFlavor:
             "skops_version": library_version("skops"),
         }
 
-    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> SklearnModel:
+    def load(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        allow_pickle: bool,
+        trusted_classes: Collection[str] = (),
+    ) -> SklearnModel:
         """Read ``model.skops``, trusting only the allow-listed types."""
         path = directory / SKOPS_FILE
         if not path.is_file():

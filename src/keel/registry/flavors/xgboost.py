@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,14 @@ class XGBoostFlavor:
             "xgboost_version": library_version("xgboost"),
         }
 
-    def load(self, directory: Path, meta: dict[str, Any], *, allow_pickle: bool) -> XGBoostModel:
+    def load(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        allow_pickle: bool,
+        trusted_classes: Collection[str] = (),
+    ) -> XGBoostModel:
         """Rebuild the wrapper or booster from ``model.json``."""
         xgb = _import_xgboost()
         path = directory / MODEL_FILE
