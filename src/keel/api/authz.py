@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,11 +31,14 @@ from keel._models import now_ms
 from keel.auth.models import AuditEntry, Principal, Role
 from keel.config import Settings
 from keel.errors import Forbidden, KeelError, NotFound, Unauthorized
+from keel.registry.models import RegisteredModel
 from keel.services import Services
 from keel.store.sql.auth import RequestAudit, audit_context
 
 __all__ = [
+    "Caller",
     "OVERRIDES",
+    "OWNED_PREFIXES",
     "PENDING_ROUTES",
     "PREFIX_RULES",
     "PUBLIC_PATHS",
@@ -46,7 +49,9 @@ __all__ = [
     "authorize",
     "bearer_token",
     "check_access",
+    "check_owner_assignment",
     "flat_routes",
+    "get_principal",
     "iter_routes",
     "rule_for",
 ]
@@ -88,8 +93,6 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     # what serves production traffic: deployer, and the owner when the model has one
     ("PUT", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.set"),
     ("DELETE", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.delete"),
-    # changing a model's owner is reserved to its owner (else anyone could take it over)
-    ("PATCH", "/v1/models/{name}"): Rule(Role.EDITOR, owned="name"),
     # users, tokens and the audit log
     ("GET", "/v1/users"): Rule(Role.ADMIN),
     ("POST", "/v1/users"): Rule(Role.ADMIN, action="user.create"),
@@ -106,6 +109,11 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
 #: policy test allows them to be absent. Remove an entry once its route exists.
 PENDING_ROUTES = frozenset({("POST", "/v1/deployments/{name}/predict")})
 
+#: Path templates under which every mutating route writes to one model (its versions,
+#: aliases, card, tags, owner): the caller must own that model (or be an admin). Applied
+#: by :func:`rule_for` on top of the role, so a route added later under a model inherits it.
+OWNED_PREFIXES: tuple[tuple[str, str], ...] = (("/v1/models/{name}", "name"),)
+
 #: Path prefixes whose mutating routes need more than editor (checked after OVERRIDES).
 PREFIX_RULES: tuple[tuple[str, Rule], ...] = (
     ("/v1/deployments", Rule(Role.DEPLOYER)),
@@ -121,6 +129,16 @@ def rule_for(method: str, template: str) -> Rule | None:
     """What ``method`` on the route ``template`` needs; None for public paths."""
     if template in PUBLIC_PATHS:
         return None
+    rule = _role_rule(method, template)
+    # reads (and reads sent as POST: predict) need no ownership; every write under a model does
+    if rule.owned is None and rule.audited and method not in READ_METHODS:
+        for prefix, param in OWNED_PREFIXES:
+            if template == prefix or template.startswith(prefix + "/"):
+                return replace(rule, owned=param)
+    return rule
+
+
+def _role_rule(method: str, template: str) -> Rule:
     rule = OVERRIDES.get((method, template))
     if rule is not None:
         return rule
@@ -206,6 +224,47 @@ async def check_access(
         name = path_params.get(rule.owned)
         if name is not None:
             await _check_owner(services, principal, str(name))
+
+
+async def get_principal(request: Request) -> Principal | None:
+    """The authenticated caller (``KEEL_AUTH=on``), else None."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal
+
+
+#: A route parameter holding the authenticated caller (None with auth off).
+Caller = Annotated[Principal | None, Depends(get_principal)]
+
+
+def check_owner_assignment(
+    principal: Principal | None, owner: str, current: RegisteredModel | None
+) -> None:
+    """Raise :class:`Forbidden` unless ``principal`` may make ``owner`` a model's owner.
+
+    ``current`` is the stored model, None while it is being created. An admin may set
+    any owner; anyone else must be ``owner`` or a member of team ``owner``, and may not
+    give an existing unowned model an owner: such a model is open to every editor, and
+    claiming it would lock them all out, so that is an admin's decision. Changing the
+    owner of an owned model also needs ownership of it, which :func:`check_access`
+    checks before the route runs. With auth off (``principal`` None) anything goes.
+    """
+    if principal is None or principal.role is Role.ADMIN:
+        return
+    if current is not None and current.owner == owner:
+        return  # unchanged
+    if not principal.owns(owner):
+        raise Forbidden(
+            f"{principal.name!r} may not make {owner!r} an owner: only an admin or a member "
+            f"of {owner!r} may",
+            field="owner",
+            owner=owner,
+        )
+    if current is not None and current.owner is None:
+        raise Forbidden(
+            f"model {current.name!r} has no owner; only an admin may give it one",
+            field="owner",
+            owner=owner,
+        )
 
 
 async def _check_owner(services: Services, principal: Principal, model: str) -> None:

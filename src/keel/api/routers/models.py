@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from keel._models import Page
+from keel.api.authz import Caller, check_owner_assignment
 from keel.api.deps import Actor, Svc
 from keel.api.schemas import AliasBody, CreateModel, CreateVersion, UpdateModel, UpdateVersion
 from keel.errors import NotFound
@@ -21,8 +22,10 @@ VersionNo = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.post("", status_code=201, response_model=RegisteredModel)
-def create_model(body: CreateModel, svc: Svc) -> RegisteredModel:
+def create_model(body: CreateModel, svc: Svc, caller: Caller) -> RegisteredModel:
     """Register a model name (409 if taken)."""
+    if body.owner is not None:
+        check_owner_assignment(caller, body.owner, None)
     return svc.registry.create_model(
         body.name, description=body.description, owner=body.owner, card=body.card, tags=body.tags
     )
@@ -51,8 +54,10 @@ def get_model(name: str, svc: Svc) -> RegisteredModel:
 
 
 @router.patch("/{name}", response_model=RegisteredModel)
-def update_model(name: str, body: UpdateModel, svc: Svc) -> RegisteredModel:
+def update_model(name: str, body: UpdateModel, svc: Svc, caller: Caller) -> RegisteredModel:
     """Change description, owner, status, card or tags."""
+    if body.owner is not None:
+        check_owner_assignment(caller, body.owner, svc.registry.get_model(name))
     return svc.registry.update_model(name, **body.model_dump(exclude_none=True))
 
 
