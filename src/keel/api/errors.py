@@ -24,6 +24,7 @@ from keel.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from keel.serving._json import MAX_DEPTH
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install_error_handlers"]
 
@@ -114,6 +115,24 @@ def _validation_error(exc: RequestValidationError) -> KeelError:
     return InvalidInput(message, field=field, errors=detail)
 
 
+def _unparsable(exc: StarletteHTTPException) -> BadRequest:
+    """FastAPI's 400 for a body its parser raised on (not UTF-8, nested too deep), worded.
+
+    FastAPI turns any exception of ``json.loads`` other than a decode error into a bare
+    ``HTTPException(400)``; the cause says which (issue 15 item 8: it was ``"internal"``).
+    """
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):
+        # the stdlib parser's depth is Python's recursion limit, close to MAX_DEPTH
+        return BadRequest(
+            f"malformed JSON: nested too deeply (about {MAX_DEPTH} levels at most)", field="body"
+        )
+    if isinstance(cause, UnicodeDecodeError):
+        return BadRequest(f"malformed JSON: the body is not UTF-8 ({cause.reason})", field="body")
+    reason = f": {type(cause).__name__}" if cause is not None else ""
+    return BadRequest(f"{exc.detail}{reason}", field="body")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map KeelError, validation errors, HTTP errors and unexpected exceptions to JSON."""
 
@@ -150,6 +169,8 @@ def install_error_handlers(app: FastAPI) -> None:
             error = PayloadTooLarge(str(exc.detail), field="body", **limit)
         elif exc.status_code == 405:
             error = MethodNotAllowed(f"method {request.method} not allowed on {request.url.path}")
+        elif exc.status_code == 400:
+            error = _unparsable(exc)
         else:
             error = KeelError(str(exc.detail))
             return JSONResponse(error.to_payload(), status_code=exc.status_code)
