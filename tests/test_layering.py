@@ -23,6 +23,7 @@ DOMAIN = [
     "config.py",
     "errors.py",
     "_models.py",
+    "_durations.py",
 ]
 FORBIDDEN = (
     "keel.api",

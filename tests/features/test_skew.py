@@ -14,32 +14,56 @@ from scipy.stats import ks_2samp
 from tests.features.conftest import account_frame, usage_frame
 
 from keel.errors import InvalidInput, Unavailable
-from keel.features import FeatureStore, compare_skew, psi, psi_categorical
+from keel.features import FeatureStore, compare_skew
+from keel.monitoring.stats import ks, psi
 
 
-def test_psi_matches_hand_computation() -> None:
+def _one_feature(offline: object, served: object) -> object:
+    report = compare_skew(pd.DataFrame({"x": offline}), pd.DataFrame({"x": served}))
+    (feature,) = report.features
+    return feature
+
+
+def test_skew_psi_with_empty_bins_is_the_monitoring_psi() -> None:
+    # Issue #15 item 25: skew.py clipped empty bins to 1e-4 without renormalising
+    # (6.8082), the monitors renormalise (6.8069); one number now, everywhere.
     reference = np.arange(100, dtype=float)  # deciles: 10 values per bin
     current = np.concatenate([np.full(50, 5.0), np.full(50, 95.0)])  # bins 0 and 9 only
     eps = 1e-4
-    expected = 2 * (0.5 - 0.1) * math.log(0.5 / 0.1) + 8 * (eps - 0.1) * math.log(eps / 0.1)
-    assert psi(reference, current) == pytest.approx(expected)
+    ref = np.full(10, 0.1)
+    cur = np.array([0.5] + [eps] * 8 + [0.5])
+    cur = cur / cur.sum()  # the documented smoothing: empty cells → 1e-4, renormalised
+    expected = float(np.sum((cur - ref) * np.log(cur / ref)))
+    feature = _one_feature(reference, current)
+    assert feature.psi == pytest.approx(expected, rel=1e-12)
+    assert feature.psi == psi(reference, current).statistic
+    assert feature.psi != pytest.approx(6.808228348909804, rel=1e-6)  # the old skew number
 
 
-def test_psi_categorical_matches_hand_computation() -> None:
-    value = psi_categorical(["a", "a", "b", "b"], ["a", "a", "a", "b"])
+def test_skew_psi_unchanged_where_the_two_agreed() -> None:
+    rng = np.random.default_rng(0)
+    offline, served = rng.normal(size=500), rng.normal(0.3, 1.1, size=400)
+    assert _one_feature(offline, served).psi == pytest.approx(0.09405741896580741, rel=1e-12)
+    categorical = _one_feature(list("aabb"), list("aaab"))
     expected = (0.75 - 0.5) * math.log(0.75 / 0.5) + (0.25 - 0.5) * math.log(0.25 / 0.5)
-    assert value == pytest.approx(expected)
+    assert categorical.psi == pytest.approx(expected, rel=1e-12)
+
+
+def test_skew_ks_is_the_monitoring_ks() -> None:
+    rng = np.random.default_rng(3)
+    offline, served = rng.normal(size=12_000), rng.normal(0.05, 1, size=11_000)  # asymptotic
+    feature = _one_feature(offline, served)
+    expected = ks(offline, served)
+    assert (feature.ks, feature.ks_pvalue) == (expected.statistic, expected.pvalue)
+    reference = ks_2samp(offline, served)
+    assert feature.ks == pytest.approx(reference.statistic, rel=1e-12)
+    assert feature.ks_pvalue == pytest.approx(reference.pvalue, rel=1e-9)
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200))
-def test_psi_of_identical_samples_is_zero(values: list[float]) -> None:
-    assert psi(values, values) == 0.0
-
-
-def test_psi_empty_side_rejected() -> None:
-    with pytest.raises(InvalidInput):
-        psi([], [1.0])
+def test_skew_psi_of_identical_samples_is_zero(values: list[float]) -> None:
+    assert _one_feature(values, values).psi == 0.0
 
 
 def test_compare_skew_ks_equals_scipy() -> None:

@@ -8,7 +8,6 @@ admin API with ``--token`` / ``KEEL_TOKEN``.
 from __future__ import annotations
 
 import getpass
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -264,20 +263,18 @@ def revoke_token(
     emit(revoked, as_json, lambda: _tokens_table([revoked]))
 
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
 def parse_since(text: str, now_ms: int) -> int:
-    """``30m`` / ``2h`` / ``7d`` ago, or an ISO date/time (UTC when no offset), in ms."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return now_ms - int(match.group(1)) * _UNIT_MS[match.group(2)]
+    """``30m`` / ``2h`` / ``7d`` / ``1w`` ago, or an ISO date/time (UTC when no offset), in ms."""
+    from keel._durations import parse_age_s
+
+    age_s = parse_age_s(text)
+    if age_s is not None:
+        return now_ms - age_s * 1000
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(
-            f"--since {text!r}: use a duration like 30m, 2h, 7d or an ISO date", field="since"
+            f"--since {text!r}: use a duration like 30m, 2h, 7d, 1w or an ISO date", field="since"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

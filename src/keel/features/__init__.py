@@ -23,7 +23,7 @@ from keel.features.models import (
     ValueType,
 )
 from keel.features.service import FeatureStore, InvalidationCallback
-from keel.features.skew import FeatureSkew, SkewReport, compare_skew, psi, psi_categorical
+from keel.features.skew import FeatureSkew, SkewReport, compare_skew
 
 __all__ = [
     "Definitions",
@@ -45,6 +45,4 @@ __all__ = [
     "ValueType",
     "compare_skew",
     "load_yaml",
-    "psi",
-    "psi_categorical",
 ]

@@ -3,7 +3,7 @@
 Definitions are pydantic models with ``extra="forbid"``: the same classes
 validate Python code and YAML files, so an error names the field path either
 way. Durations are seconds (``ttl``, ``freshness_sla``); YAML also accepts
-``"90d"``, ``"6h"``, ``"30m"``, ``"45s"``.
+``"1w"``, ``"90d"``, ``"6h"``, ``"30m"``, ``"45s"`` (the one grammar, :mod:`keel._durations`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from keel._durations import parse_duration_s
 
 __all__ = [
     "Entity",
@@ -37,12 +40,9 @@ __all__ = [
     "UnusedFeature",
     "UsageRecord",
     "ValueType",
-    "parse_duration_s",
 ]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class ValueType(StrEnum):
@@ -54,23 +54,14 @@ class ValueType(StrEnum):
     BOOL = "bool"
 
 
-def parse_duration_s(value: Any) -> Any:
-    """``"90d"`` → 7776000; numbers and timedeltas pass through as seconds.
-
-    >>> parse_duration_s("6h")
-    21600
-    """
-    if isinstance(value, timedelta):
-        return int(value.total_seconds())
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("duration must be seconds or a number with s/m/h/d/w, e.g. '6h'")
-        return int(float(match.group(1)) * _UNITS[match.group(2)])
+def _duration(value: Any, info: ValidationInfo) -> Any:
+    """Duration strings (``"90d"``, ``"1w"``) and timedeltas → seconds; numbers pass through."""
+    if isinstance(value, str | timedelta):
+        return parse_duration_s(value, field=info.field_name or "duration")
     return value
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration_s), Field(ge=0)]
+Duration = Annotated[int, BeforeValidator(_duration), Field(ge=0)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 

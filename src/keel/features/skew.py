@@ -1,9 +1,11 @@
 """Training-serving skew: offline (training) values against values actually served.
 
 Pure functions: frames in, a :class:`SkewReport` out. Numeric features get the
-two-sample KS statistic (``scipy.stats.ks_2samp``) and the PSI over ten
-quantile bins of the offline values; string/bool features get the PSI over
-categories. A feature is skewed when its KS statistic exceeds
+two-sample KS statistic and the PSI over ten quantile bins of the offline
+values; string/bool features get the PSI over categories. Both statistics are
+the monitoring ones (:mod:`keel.monitoring.stats.ks`, :mod:`keel.monitoring.stats.psi`,
+empty cells smoothed to 1e-4 and renormalised), so a PSI threshold means the
+same thing in a skew check and in a drift monitor. A feature is skewed when its KS statistic exceeds
 ``ks_threshold`` or its PSI exceeds ``psi_threshold`` (the KS *statistic*,
 not the p-value: with thousands of rows every tiny difference is
 "significant"). Nulls are not part of the distributions; their rates are
@@ -23,59 +25,7 @@ import pyarrow as pa
 
 from keel.errors import InvalidInput
 
-__all__ = ["FeatureSkew", "SkewReport", "compare_skew", "psi", "psi_categorical"]
-
-_EPS = 1e-4
-
-
-def psi(reference: Any, current: Any, *, bins: int = 10) -> float:
-    """Population stability index of ``current`` against ``reference`` (numeric).
-
-    Bin edges are the reference's quantiles; empty bins count as ``1e-4``.
-
-    >>> psi([1, 2, 3, 4], [1, 2, 3, 4])
-    0.0
-    """
-    ref = np.asarray(reference, dtype=float)
-    cur = np.asarray(current, dtype=float)
-    if ref.size == 0 or cur.size == 0:
-        raise InvalidInput("psi needs at least one value on each side", field="values")
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-    if edges.size < 2:  # constant reference: one bin for it, one for anything else
-        ref_share = np.array([1.0, 0.0])
-        equal = float(np.mean(cur == edges[0]))
-        cur_share = np.array([equal, 1.0 - equal])
-    else:
-        inner = edges[1:-1]
-        ref_share = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(edges) - 1)
-        cur_share = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(edges) - 1)
-        ref_share = ref_share / ref.size
-        cur_share = cur_share / cur.size
-    return _psi_shares(ref_share, cur_share)
-
-
-def psi_categorical(reference: Sequence[Any], current: Sequence[Any]) -> float:
-    """PSI over the categories seen on either side.
-
-    >>> psi_categorical(["a", "b"], ["a", "b"])
-    0.0
-    """
-    if len(reference) == 0 or len(current) == 0:
-        raise InvalidInput("psi needs at least one value on each side", field="values")
-    ref = pd.Series(list(reference)).value_counts(normalize=True)
-    cur = pd.Series(list(current)).value_counts(normalize=True)
-    categories = ref.index.union(cur.index)
-    return _psi_shares(
-        ref.reindex(categories, fill_value=0.0).to_numpy(dtype=float),
-        cur.reindex(categories, fill_value=0.0).to_numpy(dtype=float),
-    )
-
-
-def _psi_shares(ref: np.ndarray[Any, Any], cur: np.ndarray[Any, Any]) -> float:
-    ref = np.clip(ref, _EPS, None)
-    cur = np.clip(cur, _EPS, None)
-    value = float(np.sum((cur - ref) * np.log(cur / ref)))
-    return 0.0 if abs(value) < 1e-12 else value
+__all__ = ["FeatureSkew", "SkewReport", "compare_skew"]
 
 
 @dataclass(frozen=True)
@@ -198,23 +148,26 @@ def _one(
     if off.empty or srv.empty:
         side = "offline" if off.empty else "served"
         raise InvalidInput(f"feature {name!r} has no non-null {side} value", field=name)
+    # imported here: the statistics import scipy.stats (~0.5 s), which most commands skip
+    from keel.monitoring.stats.ks import ks_sorted
+    from keel.monitoring.stats.psi import psi
+
     numeric = pd.api.types.is_numeric_dtype(off) and not pd.api.types.is_bool_dtype(off)
     reasons = []
     ks = pvalue = mean_off = mean_srv = None
     if numeric and pd.api.types.is_numeric_dtype(srv):
         off_values = off.to_numpy(dtype=float)
         srv_values = srv.to_numpy(dtype=float)
-        from scipy.stats import ks_2samp  # imported here: scipy.stats takes ~0.5 s to import
-
-        result = ks_2samp(off_values, srv_values)
-        ks, pvalue = float(result.statistic), float(result.pvalue)
-        value = psi(off_values, srv_values, bins=bins)
+        ks, pvalue = ks_sorted(np.sort(off_values), np.sort(srv_values))
+        value = psi(off_values, srv_values, bins=bins).statistic
         mean_off, mean_srv = float(off_values.mean()), float(srv_values.mean())
         if ks > ks_threshold:
             reasons.append(f"ks {ks:.3f} > {ks_threshold}")
     else:
         numeric = False
-        value = psi_categorical(off.astype(str).tolist(), srv.astype(str).tolist())
+        value = psi(
+            off.astype(str).to_numpy(dtype=object), srv.astype(str).to_numpy(dtype=object)
+        ).statistic
     if value > psi_threshold:
         reasons.append(f"psi {value:.3f} > {psi_threshold}")
     if abs(null_off - null_srv) > null_rate_threshold:

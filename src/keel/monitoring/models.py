@@ -5,24 +5,21 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from keel._durations import parse_duration_s
 from keel._models import Entity
-from keel.monitoring.vocabulary import Correction, TestName
+from keel.monitoring.vocabulary import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    Correction,
+    PerformanceMetric,
+    TestName,
+)
 
-__all__ = ["Monitor", "MonitorRun", "MonitorSpec", "OverrideSpec", "parse_duration"]
+__all__ = ["Monitor", "MonitorRun", "MonitorSpec", "OverrideSpec", "PerformanceThreshold"]
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``30m``, ``6h``, ``7d``; ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"expected a duration like 30m, 6h or 7d, got {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 class OverrideSpec(Entity):
@@ -30,6 +27,27 @@ class OverrideSpec(Entity):
 
     test: TestName | None = None
     threshold: float | None = Field(default=None, ge=0)
+
+
+class PerformanceThreshold(Entity):
+    """How far a metric may fall below its reference level (``drop`` in the metric's units,
+    ``relative_drop`` as a share of the level); the smaller allowance applies."""
+
+    drop: float | None = Field(default=None, gt=0)
+    relative_drop: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_given(self) -> PerformanceThreshold:
+        if self.drop is None and self.relative_drop is None:
+            raise ValueError("give drop and/or relative_drop")
+        return self
+
+
+#: Alert on a 0.05 fall of accuracy or ROC AUC, or a 5% rise of MAE or RMSE (hardening #15.15).
+DEFAULT_PERFORMANCE_THRESHOLDS = {
+    "classification": {m: PerformanceThreshold(drop=0.05) for m in ("accuracy", "roc_auc")},
+    "regression": {m: PerformanceThreshold(relative_drop=0.05) for m in REGRESSION_METRICS},
+}
 
 
 class MonitorSpec(Entity):
@@ -48,7 +66,9 @@ class MonitorSpec(Entity):
         "version being served (from its run's inputs).",
         max_length=300,
     )
-    window: str = Field(default="7d", description="Rolling window: 30m, 6h, 7d …")
+    window: str = Field(
+        default="7d", description="Rolling window: 30m, 6h, 7d, 1w … (keel._durations)."
+    )
     features: list[str] | None = Field(default=None, max_length=1_000)
     overrides: dict[str, OverrideSpec] = Field(default_factory=dict)
     correction: Correction = "bh"
@@ -71,11 +91,31 @@ class MonitorSpec(Entity):
     null_rate_increase: float = Field(default=0.05, ge=0, le=1)
     out_of_range_share: float = Field(default=0.01, ge=0, le=1)
     new_category_share: float = Field(default=0.01, ge=0, le=1)
+    out_of_range_error_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of a column outside the reference range that is a data-quality "
+        "error (a unit change, a broken feed) rather than a drift warning.",
+    )
+    performance_thresholds: dict[PerformanceMetric, PerformanceThreshold] | None = Field(
+        default=None,
+        description="Per metric, the allowed fall below the reference (validation) level of "
+        "realised and estimated performance; None: accuracy and roc_auc 0.05 for "
+        "classification, mae and rmse 5% for regression; {} turns the checks off.",
+    )
+    performance_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="One-sided level at which a performance drop or a concept-drift gap must "
+        "also exceed sampling noise.",
+    )
 
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
-        parse_duration(value)
+        parse_duration_s(value, field="window", positive=True)
         return value
 
     @field_validator("version")
@@ -85,10 +125,29 @@ class MonitorSpec(Entity):
             raise ValueError("expected an alias, a version number or *")
         return value
 
+    @model_validator(mode="after")
+    def _metrics_fit_task(self) -> MonitorSpec:
+        allowed = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
+        if self.task is not None and self.performance_thresholds:
+            wrong = sorted(set(self.performance_thresholds) - set(allowed[self.task]))
+            if wrong:
+                raise ValueError(
+                    f"performance_thresholds: {', '.join(wrong)} not measured for "
+                    f"{self.task} (use {', '.join(allowed[self.task])})"
+                )
+        return self
+
+    @property
+    def drop_thresholds(self) -> dict[str, PerformanceThreshold]:
+        """The performance thresholds in force (the task's defaults unless given)."""
+        if self.performance_thresholds is not None:
+            return dict(self.performance_thresholds)
+        return dict(DEFAULT_PERFORMANCE_THRESHOLDS.get(self.task or "", {}))
+
     @property
     def window_s(self) -> int:
         """The window in seconds."""
-        return parse_duration(self.window)
+        return parse_duration_s(self.window, field="window", positive=True)
 
 
 class Monitor(MonitorSpec):

@@ -32,6 +32,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from keel._durations import parse_age_s
 from keel.config import Settings
 from keel.errors import InvalidInput
 from keel.serving._segments import BASE_SCHEMA, log_root, write_segment
@@ -58,8 +59,8 @@ class CorruptSegmentWarning(UserWarning):
 def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.datetime | None:
     """A UTC datetime from a datetime (naive = UTC), epoch milliseconds or an ISO-8601 string.
 
-    Strings may also be relative to now: ``15m``, ``2h``, ``7d`` ago. Raises InvalidInput
-    naming ``field``.
+    Strings may also be relative to now: ``15m``, ``2h``, ``7d``, ``1w`` ago (the duration
+    grammar of :mod:`keel._durations`, with its unit). Raises InvalidInput naming ``field``.
     """
     if value is None:
         return None
@@ -69,9 +70,9 @@ def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.
         return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
     if isinstance(value, str):
         text = value.strip()
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
-            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        age_s = parse_age_s(text)
+        if age_s is not None:
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
         try:
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
@@ -79,7 +80,7 @@ def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.
         else:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     raise InvalidInput(
-        f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d; "
+        f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d/1w; "
         f"got {value!r}",
         field=field,
     )

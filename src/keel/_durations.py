@@ -1,0 +1,83 @@
+"""The one duration grammar: ``90s``, ``30m``, ``6h``, ``7d``, ``1w`` (and ``1.5h``).
+
+Monitor windows, feature TTLs, ``--since`` ages and relative times in prediction-log
+queries all read durations here, so ``7d`` means the same thing everywhere
+(issue #15, item 25). A duration is a non-negative number followed by one unit of
+``s`` (seconds), ``m`` (minutes), ``h`` (hours), ``d`` (days) or ``w`` (weeks);
+spaces around the number and unit are allowed. A bare number is seconds, except
+where a value may also be a point in time (``--since``, ``start``/``end``), where
+the unit is required so that ``20240101`` stays a date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+
+from keel.errors import InvalidInput
+
+__all__ = ["UNITS_S", "parse_age_s", "parse_duration_s"]
+
+#: Seconds per unit.
+UNITS_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_EXAMPLES = "a duration like 90s, 30m, 6h, 7d or 1w"
+
+
+def parse_duration_s(
+    value: str | int | float | dt.timedelta, *, field: str = "duration", positive: bool = False
+) -> int:
+    """Whole seconds in a duration string, a number of seconds or a timedelta.
+
+    Raises :class:`~keel.errors.InvalidInput` naming ``field`` for anything else,
+    for a negative or fractional number of seconds, and for zero when ``positive``.
+
+    Examples
+    --------
+    >>> parse_duration_s("7d"), parse_duration_s("1w"), parse_duration_s("1.5h")
+    (604800, 604800, 5400)
+    >>> parse_duration_s(90)
+    90
+    """
+    if isinstance(value, dt.timedelta):
+        seconds: float = value.total_seconds()
+    elif isinstance(value, str):
+        parsed = _match(value)
+        if parsed is None:
+            raise InvalidInput(f"{field}: expected {_EXAMPLES}, got {value!r}", field=field)
+        seconds = parsed
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidInput(f"{field}: expected {_EXAMPLES}, got {value!r}", field=field)
+    if not math.isfinite(seconds) or seconds < 0 or seconds != int(seconds):
+        raise InvalidInput(
+            f"{field}: expected a whole, non-negative number of seconds or {_EXAMPLES}, "
+            f"got {value!r}",
+            field=field,
+        )
+    if positive and seconds == 0:
+        raise InvalidInput(f"{field}: must be longer than zero, got {value!r}", field=field)
+    return int(seconds)
+
+
+def parse_age_s(text: str) -> int | None:
+    """Seconds in a duration with its unit (``15m``, ``1w``), or None when ``text`` is not one.
+
+    For values that are either an age or a point in time: a bare number is not an age.
+
+    >>> parse_age_s("2h"), parse_age_s("2024-01-01")
+    (7200, None)
+    """
+    match = _PATTERN.match(text)
+    if match is None or not match.group(2):
+        return None
+    return int(float(match.group(1)) * UNITS_S[match.group(2)])
+
+
+def _match(text: str) -> float | None:
+    match = _PATTERN.match(text)
+    if match is None:
+        return None
+    return float(match.group(1)) * UNITS_S.get(match.group(2), 1)
