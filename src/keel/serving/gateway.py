@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +121,12 @@ class Gateway:
         self.events_applied = 0
         self.preload_errors: dict[str, str] = {}
         self.ready = False
-        self._tasks: list[asyncio.Task[None]] = []
+        # Background tasks, each dropped when it ends (a list grew by one per alias move
+        # for the life of the process, #15.28). _stale: aliases moved since their last
+        # read began; _rereads: aliases whose re-read task runs (at most one each).
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stale: set[tuple[str, str]] = set()
+        self._rereads: set[tuple[str, str]] = set()
         self._redis: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switch_held = False  # whether start() shortened the switch interval
@@ -135,7 +140,7 @@ class Gateway:
 
             self._redis = aioredis.Redis.from_url(self.settings.redis_url)
             subscribed = asyncio.Event()
-            self._tasks.append(loop.create_task(listen(self._redis, self.apply, subscribed)))
+            self._spawn(listen(self._redis, self.apply, subscribed))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscribed.wait(), timeout=5)
         for ref in filter(None, (r.strip() for r in self.settings.serving_preload.split(","))):
@@ -144,12 +149,12 @@ class Gateway:
             except KeelError as exc:
                 self.preload_errors[ref] = exc.message
                 log.error("preloading %s failed: %s", ref, exc.message)
-        self._tasks.append(loop.create_task(self.aliases.run()))
+        self._spawn(self.aliases.run())
         if self.binder is not None:
             self.binder.listen(self.cache)
             # half the store's trust period: requests rarely find the definitions stale
             every = min(30.0, max(0.5, self.settings.features_registry_refresh_s / 2))
-            self._tasks.append(loop.create_task(self.binder.watch(every)))
+            self._spawn(self.binder.watch(every))
         self._loop = loop
         self.registry.add_alias_listener(self._alias_moved)
         # Everything alive now (libraries, loaded models) lives as long as the process: take
@@ -185,9 +190,10 @@ class Gateway:
         if self._switch_held:
             switch_interval.release()
             self._switch_held = False
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.aliases.close()
@@ -570,7 +576,7 @@ class Gateway:
         batcher = self.batchers.get(key)
         if batcher is None or batcher.owner is not entry:  # first call, or reloaded since
             if batcher is not None:
-                self._tasks.append(asyncio.get_running_loop().create_task(batcher.close()))
+                self._spawn(batcher.close())
             batcher = MicroBatcher(
                 entry.run,
                 self.executor,
@@ -605,8 +611,27 @@ class Gateway:
         if loop is not None and not loop.is_closed() and (name, alias) in self.aliases.states:
             loop.call_soon_threadsafe(self._refresh_alias, (name, alias))
 
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background until it ends or :meth:`close` cancels it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _refresh_alias(self, key: tuple[str, str]) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(self.aliases.refresh([key])))
+        # One re-read task per alias, reading again while moves keep coming: a storm of
+        # events costs a few registry reads, not one task each.
+        self._stale.add(key)
+        if key not in self._rereads:
+            self._rereads.add(key)
+            self._spawn(self._reread_alias(key))
+
+    async def _reread_alias(self, key: tuple[str, str]) -> None:
+        try:
+            while key in self._stale:
+                self._stale.discard(key)  # a move from now on makes the loop read again
+                await self.aliases.refresh([key])
+        finally:
+            self._rereads.discard(key)
 
     def apply(self, event: Invalidation) -> int:
         """Apply an event from another replica; returns local entries dropped."""
@@ -640,4 +665,5 @@ class Gateway:
             },
             "preload_errors": self.preload_errors,
             "events_applied": self.events_applied,
+            "background_tasks": len(self._tasks),
         }
