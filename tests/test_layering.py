@@ -19,6 +19,7 @@ DOMAIN = [
     "serving",
     "features",
     "auth",
+    "deploy",
     "store",
     "config.py",
     "errors.py",

@@ -1,0 +1,1 @@
+"""Deployments: policies, routing, A/B statistics and verdicts (issue #16)."""
