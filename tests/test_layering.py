@@ -20,6 +20,7 @@ DOMAIN = [
     "features",
     "auth",
     "deploy",
+    "automation",
     "store",
     "config.py",
     "errors.py",
