@@ -14,12 +14,16 @@ PUBLIC_MODULES = ["keel", "keel.client", "keel.errors"]
 
 
 def _bound_public_names(module: ModuleType) -> list[str]:
-    """Names the module binds that do not start with '_', minus submodules and __future__."""
+    """Names the module binds that do not start with '_', minus submodules and __future__.
+
+    Read through ``dir``/``getattr``, so names a module loads lazily (``keel``'s SDK names,
+    PEP 562 ``__getattr__``) count as bound.
+    """
     return sorted(
         name
-        for name, value in vars(module).items()
+        for name in dir(module)
         if not name.startswith("_")
-        and not isinstance(value, ModuleType)
+        and not isinstance(value := getattr(module, name), ModuleType)
         and type(value) is not type(__future__.annotations)
     )
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
-from keel.client import Client
-from keel.config import Settings
+if TYPE_CHECKING:
+    from keel.client import Client
 
 __all__ = ["ServerOption", "TokenOption", "close_clients", "make_client"]
 
@@ -25,6 +26,11 @@ _open_clients: list[Client] = []
 
 def make_client(server: str | None, token: str | None = None) -> Client:
     """An embedded client, or an HTTP client when ``server`` is given; closed at command end."""
+    # Imported here, not at the top: the SDK pulls in pandas and the stores, which
+    # `keel --help` and `keel version` must not pay for (#15.14).
+    from keel.client import Client
+    from keel.config import Settings
+
     settings = Settings()
     client = Client(server, token=token or os.environ.get("KEEL_TOKEN"), settings=settings)
     _open_clients.append(client)

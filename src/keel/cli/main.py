@@ -4,19 +4,65 @@ from __future__ import annotations
 
 import typer
 
-from keel.cli._context import close_clients
-from keel.cli.datasets import datasets_app
-from keel.cli.features import features_app
-from keel.cli.models import models_app
-from keel.cli.monitor import monitor_app
-from keel.cli.predictions import predictions_app
-from keel.cli.serving import cache_app
-from keel.cli.system import db_app, server
-from keel.cli.tracking import experiments_app, runs_app
-from keel.cli.users import audit, tokens_app, users_app
+from keel.cli._lazy import LazyCommand, LazyGroup
+
+# Every subcommand, imported only when it runs (#15.14: `keel version` must not pay for
+# pandas, scipy and the stores). To add one, write its module under keel/cli/ with a
+# `typer.Typer(help="…\n\nExample: …")` (or a plain function for a single command) and add
+# a row here: name → (module, attribute, the first line of its help). The row's help is
+# what `keel --help` lists; tests/cli/test_lazy_cli.py checks it matches the real one.
+# Keep heavy imports (pandas, numpy, scipy, DuckDB, …) out of the module's top level
+# where a command can do without them: tests/cli/test_lazy_cli.py measures the imports.
+COMMANDS: dict[str, LazyCommand] = {
+    "server": LazyCommand(
+        "keel.cli.system",
+        "server",
+        "Run the REST API (OpenAPI at /docs, /healthz, /readyz, /metrics).",
+    ),
+    "audit": LazyCommand(
+        "keel.cli.users",
+        "audit",
+        "Show the audit log, newest first: who changed what, when, from where.",
+    ),
+    "db": LazyCommand("keel.cli.system", "db_app", "Manage the metadata database schema."),
+    "experiments": LazyCommand(
+        "keel.cli.tracking", "experiments_app", "List and inspect experiments."
+    ),
+    "runs": LazyCommand("keel.cli.tracking", "runs_app", "List, inspect and search runs."),
+    "models": LazyCommand(
+        "keel.cli.models", "models_app", "Inspect the model registry and move aliases."
+    ),
+    "datasets": LazyCommand(
+        "keel.cli.datasets", "datasets_app", "Versioned, content-addressed datasets."
+    ),
+    "features": LazyCommand(
+        "keel.cli.features",
+        "features_app",
+        "Feature store: definitions, materialisation, online lookups, skew, freshness.",
+    ),
+    "users": LazyCommand("keel.cli.users", "users_app", "Manage users (API authentication)."),
+    "tokens": LazyCommand("keel.cli.users", "tokens_app", "Create, list and revoke API tokens."),
+    "predictions": LazyCommand(
+        "keel.cli.predictions",
+        "predictions_app",
+        "Read and compact the prediction log the gateway writes.",
+    ),
+    "cache": LazyCommand(
+        "keel.cli.serving", "cache_app", "Manage the prediction cache of running gateways."
+    ),
+    "monitor": LazyCommand(
+        "keel.cli.monitor", "monitor_app", "Monitoring: drift, data quality, performance."
+    ),
+}
+
+
+class _KeelGroup(LazyGroup):
+    LAZY_COMMANDS = COMMANDS
+
 
 app = typer.Typer(
     name="keel",
+    cls=_KeelGroup,
     help="keel keeps machine-learning models correct in production.\n\nExample: keel demo",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -28,22 +74,9 @@ app = typer.Typer(
 def _close_clients_at_exit(ctx: typer.Context) -> None:
     # Commands open clients through make_client; close them (connection pools,
     # SQLite engines) when the command ends, also on errors.
+    from keel.cli._context import close_clients
+
     ctx.call_on_close(close_clients)
-
-
-app.command("server")(server)
-app.add_typer(db_app, name="db")
-app.add_typer(experiments_app, name="experiments")
-app.add_typer(runs_app, name="runs")
-app.add_typer(models_app, name="models")
-app.add_typer(datasets_app, name="datasets")
-app.add_typer(features_app, name="features")
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
-app.command("audit")(audit)
-app.add_typer(predictions_app, name="predictions")
-app.add_typer(cache_app, name="cache")
-app.add_typer(monitor_app, name="monitor")
 
 
 @app.command("demo")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from keel._models import Page
 from keel.client._features import FeaturesMixin
@@ -16,9 +15,7 @@ from keel.client._transport import Transport
 from keel.config import Settings
 from keel.errors import InvalidInput
 from keel.store.artifacts import normalize_artifact_path
-from keel.tracking.datasets import guess_format
 from keel.tracking.environment import capture_environment
-from keel.tracking.fingerprint import frame_fingerprint, frame_schema, to_parquet_bytes
 from keel.tracking.models import (
     ArtifactFile,
     DatasetVersion,
@@ -29,6 +26,11 @@ from keel.tracking.models import (
     RunStatus,
 )
 from keel.tracking.validation import check_metric_value
+
+# pandas and the fingerprint helpers (pyarrow) load where a DataFrame is handled: `import
+# keel` and every CLI command import this module (#15.14).
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Client"]
 
@@ -239,6 +241,10 @@ class Client(RegistryMixin, MonitoringMixin, FeaturesMixin):
         named ``name`` so the run's exact input can be fetched later;
         otherwise only its content hash, schema and row count are kept.
         """
+        import pandas as pd
+
+        from keel.tracking.fingerprint import frame_fingerprint, frame_schema
+
         if register:
             version = self.register_dataset(name, data, source_uri=source_uri)
             item = RunInput(
@@ -283,6 +289,11 @@ class Client(RegistryMixin, MonitoringMixin, FeaturesMixin):
 
         Identical content returns the existing version, so re-registering is safe.
         """
+        import pandas as pd
+
+        from keel.tracking.datasets import guess_format
+        from keel.tracking.fingerprint import to_parquet_bytes
+
         if isinstance(data, pd.DataFrame):
             return self.transport.register_dataset(
                 name, to_parquet_bytes(data), "parquet", description, source_uri

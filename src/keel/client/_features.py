@@ -8,25 +8,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-
 from keel.errors import InvalidInput
-from keel.features._engine import RetrievalEngine
-from keel.features._frames import Frame
-from keel.features._retrieval import attach
-from keel.features.definitions import Definitions, as_definitions, load_yaml
-from keel.features.models import Entity, FeatureService, FeatureView, Plan, StoredDefinition
 
+# Heavy imports (pandas, pyarrow, the feature store) load where used: `import keel`
+# and every CLI command import this module (#15.14).
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from keel.client._transport import Transport
+    from keel.features._engine import RetrievalEngine
+    from keel.features._frames import Frame
+    from keel.features.definitions import Definitions
+    from keel.features.models import Entity, FeatureService, FeatureView, Plan, StoredDefinition
+
+    DefinitionsInput = Definitions | Iterable[Entity | FeatureView | FeatureService] | str | Path
 
 __all__ = ["FeaturesMixin"]
 
-DefinitionsInput = Definitions | Iterable[Entity | FeatureView | FeatureService] | str | Path
-
 
 def _definitions(definitions: DefinitionsInput) -> Definitions:
+    from keel.features.definitions import as_definitions, load_yaml
+
     # Parsed on the caller's side: relative source paths in a YAML file resolve
     # against the file's folder here, before the definitions travel.
     if isinstance(definitions, str | Path):
@@ -61,6 +64,8 @@ class FeaturesMixin:
 
     def list_feature_views(self) -> list[FeatureView]:
         """Every live feature view."""
+        from keel.features.models import FeatureView
+
         return [
             FeatureView.model_validate(d.spec)
             for d in self.transport.feature_definitions("feature_view")
@@ -88,6 +93,11 @@ class FeaturesMixin:
         feature-service name. Over HTTP the rows travel as an Arrow IPC stream,
         bounded by the server's ``KEEL_MAX_REQUEST_BYTES``.
         """
+        import pandas as pd
+        import pyarrow as pa
+
+        from keel.features._retrieval import attach
+
         if not isinstance(entity_df, pd.DataFrame | pa.Table):
             raise InvalidInput(
                 "entity_df must be a pandas DataFrame or a pyarrow Table", field="entity_df"
@@ -118,6 +128,9 @@ class FeaturesMixin:
 
         Older event times never overwrite newer ones.
         """
+        import pandas as pd
+        import pyarrow as pa
+
         if isinstance(rows, pa.Table):
             frame = rows.to_pandas()
         elif isinstance(rows, pd.DataFrame):

@@ -9,25 +9,28 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-import pandas as pd
-import pyarrow as pa
 import urllib3
 from pydantic import BaseModel, TypeAdapter
 
 from keel._models import Page
 from keel.client._transport import Transport
 from keel.errors import InvalidInput, KeelError, Unavailable, error_from_payload
-from keel.features._frames import to_arrow
-from keel.features.definitions import Definitions
-from keel.features.models import Plan, StoredDefinition
-from keel.features.wire import ARROW_STREAM, read_table, write_table
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.store.artifacts import iter_files, normalize_artifact_path
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
+
+# pandas, pyarrow and the feature store load where used: a CLI read command over HTTP
+# must not pay for them (#15.14).
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from keel.features.definitions import Definitions
+    from keel.features.models import Plan, StoredDefinition
 
 __all__ = ["HttpTransport"]
 
@@ -369,8 +372,14 @@ class HttpTransport(Transport):
     def delete_monitor(self, name: str) -> None:
         self._request("DELETE", f"/v1/monitors/{_q(name)}")
 
-    def run_monitor(self, name: str) -> MonitorRun:
-        return self._call("POST", f"/v1/monitors/{_q(name)}/run", MonitorRun)
+    def run_monitor(
+        self, name: str, window_end_ms: int | None, as_of_ms: int | None
+    ) -> MonitorRun:
+        params = {"window_end": window_end_ms, "as_of": as_of_ms}
+        url = f"/v1/monitors/{_q(name)}/run"
+        return self._call(
+            "POST", url, MonitorRun, params={k: v for k, v in params.items() if v is not None}
+        )
 
     def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]:
         url = f"/v1/monitors/{_q(name)}/runs"
@@ -389,6 +398,8 @@ class HttpTransport(Transport):
 
     # ---- features ------------------------------------------------------------------------------
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:
+        from keel.features.models import Plan
+
         body = {
             "definitions": definitions.model_dump(mode="json"),
             "prune": prune,
@@ -397,6 +408,8 @@ class HttpTransport(Transport):
         return self._call("POST", "/v1/features/apply", Plan, json=body)
 
     def feature_definitions(self, kind: str | None) -> list[StoredDefinition]:
+        from keel.features.models import StoredDefinition
+
         params = {"kind": kind} if kind else {}
         return self._call_list("GET", "/v1/features/definitions", StoredDefinition, params=params)
 
@@ -408,6 +421,9 @@ class HttpTransport(Transport):
         full_names: bool,
         engine: str | None,
     ) -> pa.Table:
+        from keel.features._frames import to_arrow
+        from keel.features.wire import ARROW_STREAM, read_table, write_table
+
         # The same conversion (and the same naive/aware check) as the embedded path.
         table = to_arrow(entity, "entity_df", (timestamp_column,))
         params: dict[str, Any] = {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from keel._models import invalid_input
 from keel.errors import InvalidInput
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 
@@ -28,8 +28,12 @@ class MonitoringMixin:
     def log_feedback(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """Send ground-truth labels: ``{"request_id", "label"}`` or
         ``{"entity_key", "event_time", "label"}`` per item. Duplicates are ignored;
-        unknown request ids are counted in the result, not rejected."""
-        return self.transport.submit_feedback([dict(i) for i in items])
+        unknown request ids are counted in the result, not rejected. No items: nothing
+        is sent and nothing is stored (a label job with no new labels is not an error)."""
+        batch = [dict(i) for i in items]
+        if not batch:
+            return {"accepted": 0, "duplicates": 0, "unknown": 0, "unknown_examples": []}
+        return self.transport.submit_feedback(batch)
 
     def log_feedback_file(self, path: str | Path) -> dict[str, int]:
         """Upload labels from a CSV or Parquet file with the same columns, in chunks."""
@@ -55,8 +59,15 @@ class MonitoringMixin:
         return totals
 
     def create_monitor(self, name: str, model: str, **spec: Any) -> Monitor:
-        """Create or replace a monitor (fields of :class:`MonitorSpec`)."""
-        return self.transport.create_monitor(MonitorSpec(name=name, model=model, **spec))
+        """Create or replace a monitor (fields of :class:`MonitorSpec`); InvalidInput names
+        a bad field, and columns the monitor could never find are refused now."""
+        from pydantic import ValidationError
+
+        try:
+            checked = MonitorSpec(name=name, model=model, **spec)
+        except ValidationError as exc:  # the same error on both transports (#15.22)
+            raise invalid_input(exc) from None
+        return self.transport.create_monitor(checked)
 
     def get_monitor(self, name: str) -> Monitor:
         """One monitor."""
@@ -70,9 +81,24 @@ class MonitoringMixin:
         """Delete a monitor and its runs."""
         self.transport.delete_monitor(name)
 
-    def run_monitor(self, name: str) -> MonitorRun:
-        """Evaluate a monitor over its window now; the result is stored and returned."""
-        return self.transport.run_monitor(name)
+    def run_monitor(
+        self,
+        name: str,
+        *,
+        window_end: datetime | int | str | None = None,
+        as_of: datetime | int | str | None = None,
+    ) -> MonitorRun:
+        """Evaluate a monitor over the window ending at ``window_end`` (default now); the
+        result is stored and returned.
+
+        ``window_end`` and ``as_of`` are datetimes (naive = UTC), epoch milliseconds,
+        ISO-8601 text or ages like ``7d``, read here so both transports agree. A past
+        ``window_end`` evaluates a past window (backfill, replay); ``as_of`` counts only
+        the labels received by then.
+        """
+        return self.transport.run_monitor(
+            name, _epoch_ms(window_end, "window_end"), _epoch_ms(as_of, "as_of")
+        )
 
     def monitor_runs(self, name: str, limit: int = 50) -> list[MonitorRun]:
         """Stored runs of a monitor, newest first."""
@@ -94,5 +120,14 @@ class MonitoringMixin:
         return self.transport.monitor_diagnosis(name, run_id, list(slice_by or []))
 
 
+def _epoch_ms(value: datetime | int | str | None, field: str) -> int | None:
+    from keel.serving.predquery import parse_time
+
+    moment = parse_time(value, field)
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
 def _missing(value: Any) -> bool:
+    import pandas as pd  # here: the client module must not import pandas (#15.14)
+
     return value is None or (isinstance(value, float) and value != value) or value is pd.NaT

@@ -10,17 +10,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from keel._models import Page
-from keel.features.definitions import Definitions
-from keel.features.models import Plan, StoredDefinition
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
+
+# Only for annotations: importing pandas or the feature store here would make every
+# client (and every CLI command) pay for them (#15.14).
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from keel.features.definitions import Definitions
+    from keel.features.models import Plan, StoredDefinition
 
 __all__ = ["Transport"]
 
@@ -168,7 +172,9 @@ class Transport(ABC):
     def delete_monitor(self, name: str) -> None: ...
 
     @abstractmethod
-    def run_monitor(self, name: str) -> MonitorRun: ...
+    def run_monitor(
+        self, name: str, window_end_ms: int | None, as_of_ms: int | None
+    ) -> MonitorRun: ...
 
     @abstractmethod
     def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]: ...
