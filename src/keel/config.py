@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     serving_rate_limit: str = Field(
         default="1000/minute", description="Per-client limit ('limits' syntax; '' = off)."
     )
+    serving_rate_limit_key_header: str = Field(
+        default="X-Keel-Client",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]*$",  # an HTTP header name (RFC 9110 token)
+        description="Header naming the customer a request is for: each customer (within "
+        "the authenticated user, when auth is on) has its own rate limit; '' = ignore.",
+    )
     serving_breaker_error_rate: float = Field(
         default=0.05, gt=0, le=1, description="Error share that opens a version's breaker."
     )

@@ -37,11 +37,11 @@ from keel.api.authz import bearer_token, rule_for
 from keel.api.errors import error_response
 from keel.api.fastlane import place_route, predict_target, replay_message
 from keel.api.frontdoor import FrontDoor
-from keel.api.routers.serving import client_key_from
 from keel.auth.models import Role
 from keel.errors import KeelError
 from keel.services import Services
 from keel.serving.gateway import Gateway, Target
+from keel.serving.ratelimit import client_key
 
 __all__ = ["HitPath"]
 
@@ -97,10 +97,11 @@ class HitPath:
             return False
         started = time.perf_counter()
         declared = client_header = authorization = None
+        customer = gateway.limiter.key_header
         for key, value in scope["headers"]:  # one pass for the three headers used here
             if key == b"content-length":
                 declared = value
-            elif key == b"x-keel-client":
+            elif key == customer:
                 client_header = value
             elif key == b"authorization":
                 authorization = value
@@ -118,7 +119,7 @@ class HitPath:
             await self.front(scope, replay_message(message, receive), send)
             return True
         body: bytes = message.get("body", b"")
-        client = client_key_from(user, client_header, scope.get("client"))
+        client = client_key(user, client_header, scope.get("client"))
         try:
             answer = gateway.answer_cached(spot.target, body, client_key=client)
         except KeelError as error:  # the rate limit: the same 429 as the front door's

@@ -88,7 +88,11 @@ class Gateway:
             append_served if callable(append_served) else self._log_records
         )
         self.id = uuid.uuid4().hex[:12]
-        self.limiter = RateLimiter(settings.serving_rate_limit, redis_url=settings.redis_url)
+        self.limiter = RateLimiter(
+            settings.serving_rate_limit,
+            redis_url=settings.redis_url,
+            key_header=settings.serving_rate_limit_key_header,
+        )
         self.executor = ThreadPoolExecutor(
             settings.serving_predict_threads,
             thread_name_prefix="keel-predict",

@@ -21,18 +21,49 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from keel.errors import InvalidInput, RateLimited
 from keel.serving._window import SlidingWindowCounter, ceil_seconds
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "client_key"]
+
+#: Longest customer header value used in a key (a longer one is cut, not refused).
+_MAX_CUSTOMER = 200
+
+
+def client_key(principal: Any, customer: bytes | None, peer: Any) -> str:
+    """Whom the rate limit counts: the one key function of every answer path (#15.12).
+
+    ``principal`` is the authenticated user (a name, or an object with ``.name``; None
+    with auth off), ``customer`` the value of the customer header
+    (``KEEL_SERVING_RATE_LIMIT_KEY_HEADER``, None when absent or ignored) and ``peer``
+    the ASGI ``client`` (address, port). The key is
+
+    - ``user:<principal>`` — a token's budget follows its user, from any address;
+    - ``user:<principal>|customer:<value>`` — a service calling for many customers gives
+      each of them its own budget, which no other principal can use up;
+    - ``customer:<value>`` — auth off, header present (the caller is trusted to name it);
+    - ``ip:<address>`` — neither.
+    """
+    name = getattr(principal, "name", principal) if principal else None
+    value = customer.decode("latin-1")[:_MAX_CUSTOMER] if customer else None
+    if name:
+        return f"user:{name}" if value is None else f"user:{name}|customer:{value}"
+    if value is not None:
+        return f"customer:{value}"
+    return f"ip:{peer[0] if peer else 'unknown'}"
 
 
 class RateLimiter:
     """``await limiter.check(key)`` raises :class:`RateLimited` with ``retry_after_s``.
 
     ``spec`` uses the ``limits`` notation, e.g. ``"1000/minute"``; an empty spec disables
-    limiting.
+    limiting. ``key_header`` names the customer header that :func:`client_key` reads
+    (empty: none); :attr:`key_header` holds it as the lower-case bytes ASGI delivers.
     """
 
-    def __init__(self, spec: str, *, redis_url: str | None = None) -> None:
+    def __init__(
+        self, spec: str, *, redis_url: str | None = None, key_header: str = "X-Keel-Client"
+    ) -> None:
         self.spec = spec.strip()
+        # b"" never equals a header name, so an empty setting ignores every header
+        self.key_header = key_header.strip().lower().encode("latin-1")
         self.item: RateLimitItem | None = None
         if self.spec:
             try:

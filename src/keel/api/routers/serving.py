@@ -20,6 +20,7 @@ from keel.errors import PayloadTooLarge, Unavailable
 from keel.serving import _json
 from keel.serving.gateway import Gateway, PredictResult, Target
 from keel.serving.hits import TIMING
+from keel.serving.ratelimit import client_key as rate_limit_key
 
 router = APIRouter(tags=["serving"])
 
@@ -64,27 +65,20 @@ def gateway_of(request: Request) -> Gateway:
 
 
 def client_key(request: Request) -> str:
-    """Whom the rate limit counts: the authenticated user, else X-Keel-Client, else the IP."""
+    """Whom the rate limit counts (:func:`keel.serving.ratelimit.client_key`)."""
     return client_key_of(request.scope)
 
 
 def client_key_of(scope: Scope) -> str:
     """:func:`client_key` from the ASGI scope (the fast lane has no Request object)."""
-    client_header = None
+    gateway: Gateway | None = getattr(scope["app"].state, "gateway", None)
+    header = gateway.limiter.key_header if gateway is not None else b""
+    customer = None
     for key, value in scope.get("headers") or ():
-        if key == b"x-keel-client" and value:
-            client_header = value
+        if key == header and value:
+            customer = value
             break
-    return client_key_from(scope.get("state", {}).get("user"), client_header, scope.get("client"))
-
-
-def client_key_from(user: Any, client_header: bytes | None, client: Any) -> str:
-    """:func:`client_key` from its parts: the user, the X-Keel-Client header, the peer."""
-    if user:
-        return f"user:{getattr(user, 'name', user)}"
-    if client_header:
-        return f"client:{client_header.decode('latin-1')[:200]}"
-    return f"ip:{client[0] if client else 'unknown'}"
+    return rate_limit_key(scope.get("state", {}).get("user"), customer, scope.get("client"))
 
 
 #: The stages of most answers, in order (``TIMING`` formats their Server-Timing at once).
