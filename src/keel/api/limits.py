@@ -12,6 +12,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.api.linger import discard_body
 from keel.errors import PayloadTooLarge
 
 __all__ = ["UPLOAD_ROUTES", "BodySizeLimit", "BodyTooLarge"]
@@ -69,6 +70,7 @@ class BodySizeLimit:
                 break
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
+                await discard_body(scope, receive)  # so plain clients read the 413
                 await self._reject(send, limit)
                 return None
             return receive
@@ -83,6 +85,8 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    if message.get("more_body", False):
+                        await discard_body(scope, receive)  # so plain clients read the 413
                     raise BodyTooLarge(limit)
             return message
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope
 
+from keel.api.linger import discard_body
 from keel.api.routers.models import VersionNo
 from keel.errors import PayloadTooLarge, Unavailable
 from keel.serving import _json
@@ -105,6 +106,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int | None) -> bytes:
     if limit is not None:
         for key, value in scope.get("headers") or ():
             if key == b"content-length" and value.isdigit() and int(value) > limit:
+                await discard_body(scope, receive)  # so plain clients read the 413
                 raise PayloadTooLarge(
                     f"predict body exceeds {limit} bytes", field="body", limit=limit
                 )
@@ -117,6 +119,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int | None) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if limit is not None and size > limit:
+            if message.get("more_body", False):
+                await discard_body(scope, receive)
             raise PayloadTooLarge(f"predict body exceeds {limit} bytes", field="body", limit=limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
