@@ -63,6 +63,8 @@ def test_optimal_interval_matches_scipy_minimize_scalar(inputs: EconomicsInputs)
     )
     assert t_star == pytest.approx(found.x, rel=1e-5)
     assert daily_cost(inputs, t_star) <= found.fun * (1 + 1e-12)
+    # 1 − (1 + x)e^(−x) < x²/2 for x > 0, so the exact T* never undercuts the law
+    assert t_star >= sqrt_law_interval_days(inputs)
 
 
 def test_optimal_interval_small_decay_keeps_its_digits() -> None:
