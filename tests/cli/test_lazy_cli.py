@@ -41,7 +41,7 @@ def _imported(args: list[str], home: Path) -> set[str]:
         ["-c", "import keel"],
         ["-m", "keel", "--help"],
         ["-m", "keel", "version"],
-        ["-m", "keel", "models", "--help"],
+        *(["-m", "keel", name, "--help"] for name in COMMANDS),
     ],
     ids=" ".join,
 )

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,7 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from keel.cli._output import JsonOption, console, emit, fail, fmt_ms, run_cli, table
 from keel.config import Settings
 from keel.errors import InvalidInput
-from keel.features import FeatureStore, Plan
+
+if TYPE_CHECKING:
+    # The feature store (DuckDB, pandas, SQLAlchemy) loads when a command opens it, not
+    # for `keel features --help` (#15.14).
+    from keel.features import FeatureStore, Plan
 
 features_app = typer.Typer(
     help="Feature store: definitions, materialisation, online lookups, skew, freshness.\n\n"
@@ -33,6 +37,8 @@ PruneOption = typer.Option(
 
 @contextmanager
 def _store() -> Iterator[FeatureStore]:
+    from keel.features import FeatureStore
+
     store = run_cli(lambda: FeatureStore(Settings()))
     try:
         yield store

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -19,7 +19,11 @@ from keel.cli._context import ServerOption, TokenOption
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 from keel.config import Settings
 from keel.errors import InvalidInput
-from keel.services import Services, open_services
+
+if TYPE_CHECKING:
+    # The embedded path opens every service (pandas, SQLAlchemy, scikit-learn): loaded
+    # in _local only, so `keel tokens list --server …` and `--help` do not pay (#15.14).
+    from keel.services import Services
 
 __all__ = ["audit", "tokens_app", "users_app"]
 
@@ -37,6 +41,8 @@ tokens_app = typer.Typer(
 
 def _local(call: Callable[[Services], T]) -> T:
     def run() -> T:
+        from keel.services import open_services
+
         services = open_services(Settings())
         try:
             return call(services)
