@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 from dataclasses import replace
 
@@ -9,6 +10,7 @@ import pytest
 from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
 
+from keel.automation import economics
 from keel.automation.economics import (
     ASSUMPTIONS,
     EconomicsInputs,
@@ -219,3 +221,8 @@ def test_invalid_arguments_name_the_field(call: object, field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         call()  # type: ignore[operator]
     assert caught.value.field == field
+
+
+def test_economics_docstring_example_runs() -> None:
+    result = doctest.testmod(economics)
+    assert result.attempted > 0 and result.failed == 0
