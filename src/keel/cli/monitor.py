@@ -63,6 +63,20 @@ def drift(
             )
         tests = _pairs(test, "--test")
         limits = _pairs(threshold, "--threshold")
+        reference_frame = read_frame(reference, field="reference")
+        current_frame = read_frame(current, field="current")
+        # An override for a feature that is not compared would be dropped silently and
+        # the run would pass with the default test/threshold (#15.21): refuse it.
+        compared = list(feature) or [str(c) for c in reference_frame.columns]
+        for option, named in (("--test", tests), ("--threshold", limits)):
+            unknown = sorted(set(named) - set(compared))
+            if unknown:
+                among = "the --feature list" if feature else "the reference's columns"
+                raise InvalidInput(
+                    f"{option}: unknown feature {', '.join(map(repr, unknown))} "
+                    f"(not in {among})",
+                    field=option,
+                )
         overrides: dict[str, FeatureOverride] = {}
         for name in set(tests) | set(limits):
             try:
@@ -74,8 +88,8 @@ def drift(
             test_name = cast("TestName | None", tests.get(name))
             overrides[name] = FeatureOverride(test=test_name, threshold=limit)
         return detect_drift(
-            read_frame(reference, field="reference"),
-            read_frame(current, field="current"),
+            reference_frame,
+            current_frame,
             features=feature or None,
             overrides=overrides,
             correction=cast("Correction", correction),
@@ -253,15 +267,24 @@ def _print_run(run: MonitorRun) -> None:
 @monitor_app.command("run")
 def run_monitor(
     name: str = typer.Argument(..., help="Monitor name."),
+    window_end: str | None = typer.Option(
+        None, "--window-end", help="Window end: ISO-8601 time or an age like 7d; default now."
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Count only labels received by then (ISO-8601 time or an age)."
+    ),
     as_json: bool = JsonOption,
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Evaluate a monitor over its window now and store the result; exit 1 on alert.
+    """Evaluate a monitor over its window (ending now, or at --window-end) and store the
+    result; exit 1 on alert.
 
-    Example: keel monitor run churn-weekly
+    Example: keel monitor run churn-weekly --window-end 2026-11-30T00:00:00Z
     """
-    result = run_cli(lambda: make_client(server, token).run_monitor(name))
+    result = run_cli(
+        lambda: make_client(server, token).run_monitor(name, window_end=window_end, as_of=as_of)
+    )
     emit(result, as_json, lambda: _print_run(result))
     if result.status == "alert":
         raise typer.Exit(1)
