@@ -142,7 +142,16 @@ def test_settings(home: Path, **overrides: Any) -> Settings:
         "prediction_log_fsync": False,
         # serving_faults' misbehaving models store themselves: their classes must be trusted
         "trusted_model_classes": ",".join(
-            f"serving_faults:{name}" for name in ("Raising", "Switchable", "Slow", "BrokenOnLoad")
+            f"serving_faults:{name}"
+            for name in (
+                "Raising",
+                "Switchable",
+                "Slow",
+                "BrokenOnLoad",
+                "Miscounting",
+                "Overcounting",
+                "Labelling",
+            )
         ),
     }
     values.update(overrides)

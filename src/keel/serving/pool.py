@@ -34,6 +34,7 @@ from keel.registry.service import RegistryService
 from keel.serving.batcher import BatchResult
 from keel.serving.hits import HitMemo
 from keel.serving.metrics import MODEL_LOAD, POOL_BYTES
+from keel.serving.outputs import check_outputs
 from keel.serving.validation import InputSpec
 
 __all__ = ["LOAD_RETRY_S", "ModelPool", "PoolEntry"]
@@ -99,6 +100,15 @@ class PoolEntry:
                 model=self.name,
                 version=self.version,
             ) from exc
+        # one output per row, before a batch hands row i's output to row i's request
+        check_outputs(
+            (self.name, self.version),
+            len(rows),
+            predictions,
+            proba,
+            classes=self.model.classes,
+            outputs=self.spec.outputs,
+        )
         return predictions, proba
 
     def describe(self) -> dict[str, Any]:

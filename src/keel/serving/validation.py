@@ -28,7 +28,7 @@ import pandas as pd
 from keel.errors import InvalidInput
 from keel.serving import _json
 
-__all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput"]
+__all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput", "check_value"]
 
 _BODY_KEYS = frozenset({"instances", "columns", "data", "probabilities", "entity_keys"})
 _FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf, "infinity": math.inf, "-infinity": -math.inf}
@@ -148,6 +148,15 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 _MISSING_OK = frozenset({"double", "float"})  # a float column takes NaN (signature rule)
 
 
+def check_value(kind: str, value: Any) -> bool:
+    """Whether ``value`` fits a signature column of type ``kind`` (missing values do)."""
+    try:
+        _CHECKS[kind](value)
+    except _Bad:
+        return False
+    return True
+
+
 def _column_array(kind: str, values: Sequence[Any]) -> Any:
     has_null = any(v is None for v in values)
     if kind == "double":
@@ -181,6 +190,8 @@ class InputSpec:
         self.columns: list[str] | None = [c["name"] for c in inputs] if inputs else None
         self.kinds: list[str] = [c["type"] for c in inputs] if inputs else []
         self.nullable: list[bool] = [bool(c.get("nullable")) for c in inputs] if inputs else []
+        #: The signature's output columns (checked on every model call), or None.
+        self.outputs: list[dict[str, Any]] | None = (signature or {}).get("outputs") or None
         self._checks = [_CHECKS[k] for k in self.kinds]
         self._names = frozenset(self.columns or ())
         self.max_rows = max_rows
