@@ -53,6 +53,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "monitor": LazyCommand(
         "keel.cli.monitor", "monitor_app", "Monitoring: drift, data quality, performance."
     ),
+    "economics": LazyCommand(
+        "keel.cli.economics",
+        "economics_app",
+        "Retraining economics: how often retraining pays for itself.",
+    ),
 }
 
 
