@@ -6,9 +6,19 @@ import math
 import time
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 
-__all__ = ["Entity", "JsonFloat", "Page", "decode_page_token", "encode_page_token", "now_ms"]
+from keel.errors import InvalidInput
+
+__all__ = [
+    "Entity",
+    "JsonFloat",
+    "Page",
+    "decode_page_token",
+    "encode_page_token",
+    "invalid_input",
+    "now_ms",
+]
 
 T = TypeVar("T")
 
@@ -30,6 +40,18 @@ def _float_to_json(value: float) -> float | str:
 
 #: A float that survives JSON: NaN and ±inf travel as "NaN" / "Infinity" / "-Infinity".
 JsonFloat = Annotated[float, PlainSerializer(_float_to_json, when_used="json")]
+
+
+def invalid_input(exc: ValidationError) -> InvalidInput:
+    """A pydantic error as keel's InvalidInput naming the first bad field (``a.b[0]``)."""
+    errors = exc.errors()
+    if not errors:
+        return InvalidInput(str(exc))
+    first = errors[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    field = loc.lstrip(".") or "body"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return InvalidInput(f"{field}: {message}", field=field)
 
 
 class Entity(BaseModel):

@@ -84,7 +84,6 @@ def test_unknown_request_ids_are_counted_not_fatal(logged: FeedbackStore) -> Non
 @pytest.mark.parametrize(
     ("items", "message"),
     [
-        ([], "items: the batch is empty"),
         ([{"label": 1}], "items[0]: give request_id, or entity_key with event_time"),
         ([{"request_id": "req-0"}], "items[0].label: required"),
         ([{"request_id": "req-0", "label": [1]}], "items[0].label: must be a number, string or"),

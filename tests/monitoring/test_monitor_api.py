@@ -70,7 +70,6 @@ def test_feedback_monitor_run_and_report(api: tuple) -> None:
     ("path", "payload", "status", "needle"),
     [
         ("/v1/feedback", {"items": [{"request_id": "a", "label": [1]}]}, 422, "items[0].label"),
-        ("/v1/feedback", {"items": []}, 422, "items: the batch is empty"),
         ("/v1/feedback", {"rows": []}, 422, "items"),
         ("/v1/monitors", {"name": "m", "model": "churn", "window": "7 days"}, 422, "window"),
         ("/v1/monitors", {"name": "m", "model": "nope"}, 404, "nope"),

@@ -189,8 +189,10 @@ class LocalTransport(Transport):
     def delete_monitor(self, name: str) -> None:
         self.services.monitors.delete(name)
 
-    def run_monitor(self, name: str) -> MonitorRun:
-        return self.services.monitors.run(name)
+    def run_monitor(
+        self, name: str, window_end_ms: int | None, as_of_ms: int | None
+    ) -> MonitorRun:
+        return self.services.monitors.run(name, window_end=window_end_ms, as_of=as_of_ms)
 
     def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]:
         return self.services.monitors.runs(name, limit)

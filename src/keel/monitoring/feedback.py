@@ -86,9 +86,13 @@ class FeedbackStore:
         self.predictions_root = predictions_root
 
     def submit(self, items: Sequence[Mapping[str, Any]]) -> FeedbackResult:
-        """Validate and durably store a batch of labels (see the module rules)."""
+        """Validate and durably store a batch of labels (see the module rules).
+
+        An empty batch stores nothing and is not an error: a daily label job with no new
+        labels must not crash (#15.23).
+        """
         if not items:
-            raise InvalidInput("items: the batch is empty", field="items")
+            return FeedbackResult(accepted=0, duplicates=0, unknown=0)
         if len(items) > MAX_ITEMS:
             raise InvalidInput(f"items: at most {MAX_ITEMS:,} per batch", field="items")
         parsed = [_parse(i, item) for i, item in enumerate(items)]
@@ -117,9 +121,16 @@ class FeedbackStore:
         version: int | None = None,
         start: dt.datetime | int | str | None = None,
         end: dt.datetime | int | str | None = None,
+        *,
+        as_of: dt.datetime | int | str | None = None,
     ) -> pd.DataFrame:
         """Predictions in the window that have a label, with ``label``, ``label_value``
-        and ``label_delay_s`` columns (the newest label per prediction)."""
+        and ``label_delay_s`` columns (the newest label per prediction).
+
+        ``as_of`` counts only labels received by then (what was known at that time: a
+        replay or a late investigation sees the labels a run saw); default: every label.
+        """
+        known_at = parse_time(as_of, "as_of")
         logged = predictions(model, version, start, end, root=self.predictions_root)
         files = self._files()
         if logged.num_rows == 0 or not files:
@@ -127,7 +138,10 @@ class FeedbackStore:
         con = duckdb.connect()
         try:
             con.register("p", logged)
-            con.read_parquet([str(f) for f in files], union_by_name=True).create_view("fb")
+            stored = con.read_parquet([str(f) for f in files], union_by_name=True)
+            if known_at is not None:
+                stored = stored.filter(f"received_ts <= TIMESTAMPTZ '{known_at.isoformat()}'")
+            stored.create_view("fb")
             table: pa.Table = con.sql(_JOIN_SQL).to_arrow_table()
         finally:
             con.close()

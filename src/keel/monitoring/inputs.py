@@ -6,23 +6,28 @@ monitor, keyed by content hash, so a scheduled monitor loads them once.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from keel.errors import InvalidInput
-from keel.monitoring.models import Monitor
+from keel.errors import InvalidInput, NotFound
+from keel.monitoring.models import Monitor, MonitorSpec
 from keel.monitoring.profile import ReferenceProfile
 from keel.registry.models import ModelVersion
 from keel.registry.service import RegistryService
+from keel.serving._segments import BASE_SCHEMA
 from keel.serving.predlog import FEATURE_PREFIX
-from keel.serving.predquery import predictions
+from keel.serving.predquery import parse_time, predictions
 from keel.tracking.datasets import DatasetService
 from keel.tracking.service import TrackingService
 
-__all__ = ["MonitorInputs", "Reference", "strip_prefix"]
+__all__ = ["MonitorInputs", "Reference", "WindowTime", "slice_columns", "strip_prefix", "window_ms"]
+
+#: A window bound: datetime, epoch ms, ISO-8601 text or an age (``keel.serving.parse_time``).
+WindowTime = dt.datetime | int | str | None
 
 
 @dataclass
@@ -77,14 +82,48 @@ class MonitorInputs:
         self._calibration[key] = frame
         return frame
 
-    def version(self, monitor: Monitor) -> ModelVersion | None:
+    def check_columns(self, spec: MonitorSpec) -> None:
+        """Refuse ``features``, ``label_column``, ``slices`` and ``overrides`` naming columns a
+        run could never find (InvalidInput naming the field), so a scheduled monitor is refused
+        when it is created instead of failing on every run.
+
+        Checked against the reference's columns and the served version's signature when they
+        can be found now; a monitor whose version or reference cannot be resolved yet (no
+        champion alias so far) is checked when it runs.
+        """
+        try:
+            version = self.version(spec)
+        except NotFound:
+            version = None
+        signature = {
+            c["name"] for c in ((version.signature if version else None) or {}).get("inputs", [])
+        }
+        try:
+            known = set(self.reference(spec, version).frame.columns)
+        except (InvalidInput, NotFound):
+            return  # no reference to check against: the run says why
+        _refuse_unknown("features", spec.features or [], known, "the reference")
+        if spec.label_column is not None:
+            _refuse_unknown("label_column", [spec.label_column], known, "the reference")
+            if spec.label_column in (spec.features or []):
+                raise InvalidInput(
+                    f"label_column: {spec.label_column!r} is also listed in features",
+                    field="label_column",
+                )
+        monitored = set(spec.features or known) - {spec.label_column}
+        _refuse_unknown("overrides", list(spec.overrides), monitored, "the monitored features")
+        # A slice may be any logged column: a feature, the output, or a log field (arm …).
+        logged = known | signature | set(BASE_SCHEMA.names) | {"output", "model", "version"}
+        _refuse_unknown("slices", spec.slices, logged, "the reference or the logged columns")
+
+    def version(self, monitor: MonitorSpec) -> ModelVersion | None:
         if monitor.version == "*":
             return None
         if monitor.version.isdigit():
             return self.registry.get_version(monitor.model, int(monitor.version))
         return self.registry.resolve(f"models:/{monitor.model}@{monitor.version}")
 
-    def reference(self, monitor: Monitor, version: ModelVersion | None) -> Reference:
+    def reference(self, monitor: MonitorSpec, version: ModelVersion | None) -> Reference:
         if monitor.reference is not None:
             name, number = self.dataset_ref(monitor.reference)
             item = self.datasets.get(name, number)
@@ -96,7 +135,7 @@ class MonitorInputs:
             self._references[key] = Reference(frame, ReferenceProfile.from_frame(frame), {})
         return self._references[key]
 
-    def _training_data(self, monitor: Monitor, version: ModelVersion | None) -> Any:
+    def _training_data(self, monitor: MonitorSpec, version: ModelVersion | None) -> Any:
         if version is None or version.run_id is None:
             raise InvalidInput(
                 f"monitor {monitor.name}: no reference given and the model version has no "
@@ -153,6 +192,40 @@ class MonitorInputs:
         chosen = [c for c in reference.columns if c in logged and c not in skip]
         # An empty window has no feature columns yet: monitor every reference column.
         return chosen or [c for c in reference.columns if c not in skip]
+
+
+def window_ms(value: WindowTime, field: str, now: int) -> int:
+    """A window bound in epoch ms (default ``now``); InvalidInput naming ``field``."""
+    moment = parse_time(value, field)
+    if moment is None:
+        return now
+    ms = int(moment.timestamp() * 1000)
+    if ms > now:
+        raise InvalidInput(f"{field} is in the future", field=field, value=str(value))
+    return ms
+
+
+def slice_columns(slice_by: list[str], window: pd.DataFrame) -> list[str]:
+    """``slice_by`` checked against the window's columns (a typo used to give no slices)."""
+    unknown = [c for c in slice_by if c not in window.columns]
+    if unknown:
+        raise InvalidInput(
+            f"slice_by: not columns of the run's window: {', '.join(map(repr, unknown))}",
+            field="slice_by",
+            unknown=unknown,
+        )
+    return slice_by
+
+
+def _refuse_unknown(field: str, names: list[str], known: set[str], where: str) -> None:
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise InvalidInput(
+            f"{field}: not in {where}: {', '.join(map(repr, missing))}",
+            field=field,
+            unknown=missing,
+            known=sorted(known)[:50],
+        )
 
 
 def strip_prefix(frame: pd.DataFrame) -> pd.DataFrame:

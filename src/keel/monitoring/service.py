@@ -28,7 +28,14 @@ from keel.monitoring.diagnosis import Diagnosis, diagnose, model_input
 from keel.monitoring.drift import FeatureOverride, detect_drift
 from keel.monitoring.estimation import ConfidenceEstimator
 from keel.monitoring.feedback import FeedbackStore
-from keel.monitoring.inputs import MonitorInputs, Reference, strip_prefix
+from keel.monitoring.inputs import (
+    MonitorInputs,
+    Reference,
+    WindowTime,
+    slice_columns,
+    strip_prefix,
+    window_ms,
+)
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.monitoring.performance import classification_metrics, regression_metrics
 from keel.monitoring.profile import ReferenceProfile
@@ -80,6 +87,7 @@ class MonitorService:
             self.inputs.dataset_ref(spec.reference)
         if spec.feature_views:
             self._freshness(spec.feature_views)  # unknown views fail here, not at run time
+        self.inputs.check_columns(spec)  # unknown columns too (#15.22)
         now = now_ms()
         try:
             created = self.store.get_monitor(spec.name).created_at_ms
@@ -109,7 +117,8 @@ class MonitorService:
         return self.store.list_runs(name, limit)
 
     def get_run(self, name: str, run_id: str) -> MonitorRun:
-        """One stored run."""
+        """One stored run; NotFound names ``name`` when the monitor itself is unknown."""
+        self.get(name)
         return self.store.get_run(name, run_id)
 
     def samples(self, run: MonitorRun) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -169,15 +178,29 @@ class MonitorService:
             calibration=calibration,
             window_labels=window_labels,
             freshness=freshness,
-            slice_by=[c for c in (slice_by or []) if c in window.columns],
+            slice_by=slice_columns(slice_by or [], window),
         )
 
     # -- running ----------------------------------------------------------------------------
-    def run(self, name: str, *, now: int | None = None) -> MonitorRun:
-        """Evaluate the monitor over ``[now − window, now)`` and store the result."""
+    def run(
+        self,
+        name: str,
+        *,
+        now: int | None = None,
+        window_end: WindowTime = None,
+        as_of: WindowTime = None,
+    ) -> MonitorRun:
+        """Evaluate the monitor over ``[window_end − window, window_end)`` and store the result.
+
+        ``window_end`` (datetime, epoch ms, ISO-8601 or an age like ``7d``) defaults to now;
+        a past one evaluates a past window (backfill, replay, a late investigation).
+        ``as_of`` limits labels to those received by then (default: every label received).
+        """
         monitor = self.get(name)
         started = time.perf_counter()
-        end_ms = now if now is not None else now_ms()
+        started_ms = now if now is not None else now_ms()
+        end_ms = window_ms(window_end, "window_end", started_ms)
+        labels_ms = None if as_of is None else window_ms(as_of, "as_of", started_ms)
         start_ms = end_ms - monitor.window_s * 1000
         version = self.inputs.version(monitor)
         reference = self.inputs.reference(monitor, version)
@@ -198,7 +221,9 @@ class MonitorService:
             summary["stale_sources"] = stale
             if stale and status != "insufficient data":
                 status = "alert"
-        labelled = self._performance(monitor, version, reference, window, start_ms, end_ms, results)
+        labelled = self._performance(
+            monitor, version, reference, window, start_ms, end_ms, results, as_of_ms=labels_ms
+        )
         if labelled and results.get("performance_alert"):
             status = "alert"
         run = MonitorRun(
@@ -207,7 +232,7 @@ class MonitorService:
             model=monitor.model,
             version=version.version if version else None,
             status=status,  # type: ignore[arg-type]
-            started_at_ms=end_ms,
+            started_at_ms=started_ms,
             window_start_ms=start_ms,
             window_end_ms=end_ms,
             seconds=time.perf_counter() - started,
@@ -337,12 +362,15 @@ class MonitorService:
         start_ms: int,
         end_ms: int,
         results: dict[str, Any],
+        *,
+        as_of_ms: int | None = None,
     ) -> int:
-        """Realised metrics from labels and, for classifiers, the estimate from scores."""
+        """Realised metrics from labels (received by ``as_of_ms``) and, for classifiers, the
+        estimate from scores."""
         if monitor.task is None:
             return 0
         labelled = self.feedback.labelled(
-            monitor.model, version.version if version else None, start_ms, end_ms
+            monitor.model, version.version if version else None, start_ms, end_ms, as_of=as_of_ms
         )
         n = len(labelled)
         if n:

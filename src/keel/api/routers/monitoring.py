@@ -63,9 +63,24 @@ def delete_monitor(name: str, svc: Svc) -> None:
 
 
 @router.post("/v1/monitors/{name}/run", response_model=MonitorRun)
-def run_monitor(name: str, svc: Svc) -> MonitorRun:
-    """Evaluate the monitor over its window now and store the result."""
-    return svc.monitors.run(name)
+def run_monitor(
+    name: str,
+    svc: Svc,
+    window_end: str | None = Query(
+        None, max_length=64, description="End of the window (ISO-8601, epoch ms); default now."
+    ),
+    as_of: str | None = Query(
+        None, max_length=64, description="Count only labels received by then; default all."
+    ),
+) -> MonitorRun:
+    """Evaluate the monitor over the window ending at ``window_end`` (default now) and store
+    the result."""
+    return svc.monitors.run(name, window_end=_time(window_end), as_of=_time(as_of))
+
+
+def _time(value: str | None) -> str | int | None:
+    # Epoch milliseconds arrive as text in a query string.
+    return int(value) if value is not None and value.strip().isdigit() else value
 
 
 @router.get("/v1/monitors/{name}/runs", response_model=list[MonitorRun])
