@@ -1,0 +1,295 @@
+"""The rollout step function: (policy, state, now, arm statistics) → decision record and next state.
+
+Pure, so the controller (planned) only has to read stats from the durable log,
+call :func:`evaluate` once per tick under its lease, persist the returned
+state and apply the action; a restart resumes from the stored state.
+
+Phases: ``shadow`` (candidate mirrored), ``live`` (canary steps, A/B split,
+or blue before a blue-green switch), ``switched`` (blue-green: green serves,
+verifying), ``done`` / ``rolled_back`` (terminal).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Literal
+
+from keel.deploy.policy import DeploymentPolicy
+from keel.deploy.sequential import SequentialState
+from keel.deploy.verdict import (
+    ArmStats,
+    GuardrailCheck,
+    MetricCheck,
+    Verdict,
+    check_metric,
+    check_safety,
+    decide,
+)
+
+__all__ = ["Action", "Decision", "RolloutState", "candidate_share", "evaluate", "start"]
+
+Phase = Literal["shadow", "live", "switched", "done", "rolled_back"]
+
+
+class Action(StrEnum):
+    """What the controller does with a decision."""
+
+    HOLD = "hold"  # keep the current weights
+    ADVANCE = "advance"  # next canary step / leave shadow / blue-green switch
+    PROMOTE = "promote"  # candidate takes 100 %, champion alias moves (compare-and-set)
+    ROLL_BACK = "roll_back"  # primary takes 100 % again
+    PAUSE = "pause"  # stop and wait for a person (investigate, or auto_promote off)
+    COMPLETE = "complete"  # a shadow-only deployment finished its comparison
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """What survives between evaluations (persisted by the controller)."""
+
+    phase: Phase
+    step: int
+    started_ms: int
+    phase_started_ms: int
+    breach_since_ms: dict[str, int] = field(default_factory=dict)
+    sequential: SequentialState = field(default_factory=SequentialState)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One evaluation, with every number behind it: the decision record."""
+
+    at_ms: int
+    verdict: Verdict
+    action: Action
+    reasons: tuple[str, ...]
+    phase: Phase
+    step: int
+    share: float  # candidate's live share (percent) when evaluated
+    next_share: float  # after the action
+    guardrails: tuple[GuardrailCheck, ...]
+    metric: MetricCheck | None
+    secondary: tuple[MetricCheck, ...]
+    arms: tuple[ArmStats, ...]
+    state: RolloutState
+    actor: str = "policy"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able values for storage and the API: enums as strings, ±inf as "Infinity"."""
+        out: dict[str, Any] = _jsonable(asdict(self))
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    # JSON has no infinities; an interval not yet bounded is stored the way keel's
+    # JsonFloat sends it, so float() reads it back.
+    if isinstance(value, StrEnum):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def start(policy: DeploymentPolicy, now_ms: int) -> RolloutState:
+    """The state of a rollout created at ``now_ms``."""
+    phase: Phase = "shadow" if policy.shadow is not None else "live"
+    return RolloutState(phase, 0, now_ms, now_ms)
+
+
+def candidate_share(policy: DeploymentPolicy, state: RolloutState) -> float:
+    """Live traffic percent of the candidate arm in ``state`` (shadow copies excluded)."""
+    if state.phase in ("done", "switched"):
+        return 100.0
+    if state.phase in ("shadow", "rolled_back"):
+        return 0.0
+    if policy.strategy == "canary":
+        assert policy.steps is not None
+        return float(policy.steps[state.step])
+    if policy.strategy == "ab":
+        return 100.0 - float(policy.arm("primary").weight or 0)
+    return 0.0  # blue_green before the switch
+
+
+def _gates(policy: DeploymentPolicy, state: RolloutState, now_ms: int, cand: ArmStats) -> bool:
+    elapsed_s = (now_ms - state.phase_started_ms) / 1000
+    if state.phase == "shadow":
+        assert policy.shadow is not None
+        return elapsed_s >= policy.shadow.duration_s and cand.n_in_step >= policy.shadow.min_samples
+    if policy.strategy == "canary":
+        return elapsed_s >= policy.min_dwell_s and cand.n_in_step >= policy.min_samples_per_step
+    if policy.strategy == "ab":
+        return (now_ms - state.started_ms) / 1000 >= (policy.min_duration_s or 0)
+    assert policy.blue_green is not None
+    if state.phase == "switched":
+        return elapsed_s >= policy.blue_green.verify_s
+    after = policy.blue_green.switch_after_s
+    return after is not None and elapsed_s >= after
+
+
+def evaluate(
+    policy: DeploymentPolicy,
+    state: RolloutState,
+    now_ms: int,
+    primary: ArmStats,
+    candidate: ArmStats,
+) -> Decision:
+    """One tick of the rollout of ``candidate`` against ``primary``.
+
+    For blue-green after the switch, ``primary`` carries the blue arm's
+    pre-switch numbers (the baseline). An A/B with several challengers
+    evaluates each against the primary with its own state.
+    """
+    share = candidate_share(policy, state)
+    if state.phase in ("done", "rolled_back"):
+        return _record(
+            policy,
+            state,
+            now_ms,
+            Verdict.KEEP_COLLECTING,
+            Action.HOLD,
+            ["rollout finished"],
+            share,
+            [],
+            None,
+            [],
+            primary,
+            candidate,
+            state,
+        )
+    safety = check_safety(
+        policy.guardrails, primary, candidate, since_ms=state.breach_since_ms, now_ms=now_ms
+    )
+    since = {g.name: g.since_ms for g in safety if g.since_ms is not None}
+    reasons: list[str] = []
+    metric, sequential, secondary = _metrics(policy, state, primary, candidate)
+    if state.phase == "shadow":
+        metric, secondary = None, []  # shadow answers reach nobody: judged on safety
+        agreement = policy.shadow.min_agreement if policy.shadow else None
+        if agreement is not None and candidate.agreement is not None:
+            if candidate.n_in_step >= policy.guardrails.error_rate.min_samples and (
+                candidate.agreement < agreement
+            ):
+                safety.append(
+                    GuardrailCheck(
+                        "agreement",
+                        candidate.agreement,
+                        agreement,
+                        True,
+                        now_ms,
+                        True,
+                        f"agreement {candidate.agreement:.4g} < {agreement:g}",
+                    )
+                )
+    if state.phase == "switched":
+        metric, secondary = None, []  # no concurrent control after a blue-green switch
+    gates = _gates(policy, state, now_ms, candidate)
+    max_s = policy.max_step_duration_s
+    exhausted = (
+        policy.strategy == "canary"
+        and state.phase == "live"
+        and max_s is not None
+        and now_ms - state.phase_started_ms >= max_s * 1000
+    )
+    verdict, reasons = decide(safety, metric, secondary, enough_samples=gates, exhausted=exhausted)
+    new = replace(state, breach_since_ms=since, sequential=sequential or state.sequential)
+    action, new, note = _act(policy, new, now_ms, verdict, gates)
+    if note:
+        reasons.append(note)
+    return _record(
+        policy,
+        state,
+        now_ms,
+        verdict,
+        action,
+        reasons,
+        share,
+        safety,
+        metric,
+        secondary,
+        primary,
+        candidate,
+        new,
+    )
+
+
+def _metrics(
+    policy: DeploymentPolicy, state: RolloutState, primary: ArmStats, candidate: ArmStats
+) -> tuple[MetricCheck | None, SequentialState | None, list[MetricCheck]]:
+    rule, analysis = policy.guardrails.metric, policy.analysis
+    metric = sequential = None
+    if rule is not None and primary.metric is not None and candidate.metric is not None:
+        metric, sequential = check_metric(
+            rule, primary.metric, candidate.metric, analysis, state.sequential
+        )
+    secondary = []
+    for extra in policy.guardrails.secondary:
+        a, b = primary.secondary.get(extra.name), candidate.secondary.get(extra.name)
+        if a is not None and b is not None:
+            secondary.append(check_metric(extra, a, b, analysis)[0])
+    return metric, sequential, secondary
+
+
+def _act(
+    policy: DeploymentPolicy, state: RolloutState, now_ms: int, verdict: Verdict, gates: bool
+) -> tuple[Action, RolloutState, str]:
+    if verdict is Verdict.ROLL_BACK:
+        return Action.ROLL_BACK, replace(state, phase="rolled_back", phase_started_ms=now_ms), ""
+    if verdict is Verdict.INVESTIGATE:
+        return Action.PAUSE, state, "paused for a person to weigh the trade-off"
+    if not gates:
+        return Action.HOLD, state, "waiting for the phase's minimum time and samples"
+    moved = replace(state, phase_started_ms=now_ms, breach_since_ms={})
+    if state.phase == "shadow":
+        if policy.strategy == "shadow":
+            return Action.COMPLETE, replace(moved, phase="done"), "shadow comparison complete"
+        return Action.ADVANCE, replace(moved, phase="live", step=0), "shadow passed"
+    if policy.strategy == "blue_green" and state.phase == "live":
+        return Action.ADVANCE, replace(moved, phase="switched"), "switching to green"
+    if policy.strategy == "canary":
+        assert policy.steps is not None
+        if policy.steps[state.step + 1] < 100:
+            # Intermediate steps need no proof of improvement, only no harm so far.
+            return Action.ADVANCE, replace(moved, step=state.step + 1), "step gates met"
+    if verdict is not Verdict.SHIP:
+        return Action.HOLD, state, "full traffic needs a ship verdict"
+    if not policy.auto_promote:
+        return Action.PAUSE, state, "ready to promote; auto_promote is off"
+    step = len(policy.steps) - 1 if policy.steps else state.step
+    return Action.PROMOTE, replace(moved, phase="done", step=step), "promoting"
+
+
+def _record(
+    policy: DeploymentPolicy,
+    before: RolloutState,
+    now_ms: int,
+    verdict: Verdict,
+    action: Action,
+    reasons: list[str],
+    share: float,
+    safety: list[GuardrailCheck],
+    metric: MetricCheck | None,
+    secondary: list[MetricCheck],
+    primary: ArmStats,
+    candidate: ArmStats,
+    after: RolloutState,
+) -> Decision:
+    return Decision(
+        now_ms,
+        verdict,
+        action,
+        tuple(reasons),
+        before.phase,
+        before.step,
+        share,
+        candidate_share(policy, after),
+        tuple(safety),
+        metric,
+        tuple(secondary),
+        (primary, candidate),
+        after,
+    )
