@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from keel._models import Page, decode_page_token, encode_page_token, now_ms
-from keel.errors import Conflict, InvalidInput, NotFound
+from keel.errors import Conflict, InvalidInput, KeelError, NotFound
 from keel.registry.models import (
     AliasEvent,
     Lineage,
@@ -301,7 +301,17 @@ class RegistryService:
         )
 
     def model_dir(self, item: ModelVersion) -> Path:
-        """A local directory holding the version's files (unpacked once, by content hash)."""
+        """A local directory holding the version's files (unpacked once, by content hash).
+
+        The version pins the sha256 of each file it was registered from; every blob is
+        checked against it while unpacking, so a changed blob raises :class:`KeelError`
+        instead of being loaded.
+        """
+        if manifest_hash(item.files) != item.content_hash:
+            raise KeelError(
+                f"{item.uri}: its files do not match its content hash {item.content_hash}",
+                field="version",
+            )
         target = self.cache_dir / item.content_hash
         if (target / MODEL_META_FILE).is_file():
             return target

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from keel.errors import InvalidInput, NotFound
+from keel.errors import InvalidInput, KeelError, NotFound
 
 __all__ = ["ArtifactStore", "Blob", "normalize_artifact_path"]
 
@@ -135,9 +134,24 @@ class ArtifactStore:
         return self.path(sha256).read_bytes()
 
     def materialize(self, sha256: str, destination: Path) -> None:
-        """Copy a blob to ``destination`` (creating parent directories)."""
+        """Copy a blob to ``destination`` (creating parent directories), checking its sha256.
+
+        Raises :class:`KeelError` when the stored bytes no longer hash to ``sha256``
+        (changed on disk): a model version loads exactly the bytes it was registered
+        with, or not at all.
+        """
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.path(sha256), destination)
+        digest = hashlib.sha256()
+        with self.open(sha256) as source, destination.open("wb") as out:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            destination.unlink()
+            raise KeelError(
+                f"artifact blob {sha256} failed its sha256 check: the stored bytes changed",
+                field="sha256",
+            )
 
 
 def iter_files(directory: Path) -> Iterator[tuple[str, Path]]:

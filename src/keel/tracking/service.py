@@ -17,6 +17,7 @@ from keel.tracking.filters import FilterLimits, parse_filter, parse_order_by
 from keel.tracking.models import ArtifactFile, Experiment, Metric, Run, RunInput, RunStatus
 from keel.tracking.validation import (
     MAX_TAG_VALUE,
+    check_artifacts_open,
     check_key,
     check_metric_value,
     check_name,
@@ -215,9 +216,10 @@ class TrackingService:
     def log_artifact_stream(
         self, run_id: str, path: str, stream: BinaryIO, *, max_bytes: int | None = None
     ) -> ArtifactFile:
-        """Store one file of a run at relative ``path``."""
+        """Store one file of a running run at relative ``path`` (409 once it has ended)."""
         clean = normalize_artifact_path(path)
-        self.store.get_run(run_id)
+        # checked before the bytes are stored too (the store checks again, atomically)
+        check_artifacts_open(run_id, self.store.get_run(run_id).status.value)
         blob = self.artifacts.put_stream(stream, max_bytes=max_bytes)
         item = ArtifactFile(path=clean, sha256=blob.sha256, size_bytes=blob.size_bytes)
         self.store.put_artifacts(run_id, [item])
@@ -227,7 +229,7 @@ class TrackingService:
         self, run_id: str, directory: Path, artifact_path: str = ""
     ) -> list[ArtifactFile]:
         """Store every file under ``directory`` below ``artifact_path``; symlinks are refused."""
-        self.store.get_run(run_id)
+        check_artifacts_open(run_id, self.store.get_run(run_id).status.value)
         prefix = (
             normalize_artifact_path(artifact_path, field="artifact_path") if artifact_path else ""
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
-from keel.errors import InvalidInput
+from keel.errors import Conflict, InvalidInput
 
 __all__ = [
     "MAX_PARAM_VALUE",
     "MAX_TAG_VALUE",
+    "check_artifacts_open",
     "check_key",
     "check_name",
     "check_metric_value",
@@ -72,6 +73,21 @@ def check_metric_value(key: str, value: object) -> float:
             f"metric {key!r} must be a number, got {type(value).__name__}", field=f"metrics.{key}"
         )
     return float(value)
+
+
+def check_artifacts_open(run_id: str, status: str) -> None:
+    """Raise :class:`Conflict` (409) when a run with ``status`` has ended.
+
+    The files of an ended run are what versions are registered from: nobody may add or
+    swap one afterwards (issue #15 item 5).
+    """
+    if status != "RUNNING":
+        raise Conflict(
+            f"run {run_id} is {status}: the artifacts of an ended run cannot change; "
+            "log them to a new run",
+            field="run_id",
+            status=status,
+        )
 
 
 def param_value(key: str, value: object) -> str:

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 
+from keel.errors import NotFound
 from keel.store.sql._base import SqlBase
 from keel.store.sql.runs import run_row
-from keel.store.sql.tables import ArtifactRow, RunInputRow
+from keel.store.sql.tables import ArtifactRow, RunInputRow, RunRow
 from keel.tracking.models import ArtifactFile, RunInput
+from keel.tracking.validation import check_artifacts_open
 
 __all__ = ["ArtifactSql"]
 
@@ -18,9 +20,18 @@ class ArtifactSql(SqlBase):
     """Files logged to runs and datasets runs read."""
 
     def put_artifacts(self, run_id: str, files: Iterable[ArtifactFile]) -> None:
-        """Record (or replace) files of a run."""
+        """Record (or replace) files of a running run.
+
+        Raises :class:`Conflict` once the run has ended: its files are what a version
+        is registered from, so nobody may swap them afterwards (issue #15 item 5).
+        """
         with self.write() as s:
-            run_row(s, run_id)
+            # FOR UPDATE (PostgreSQL): an end_run committing meanwhile waits for this
+            # write, so no file lands after the status check said RUNNING
+            row = s.get(RunRow, run_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"run {run_id!r} not found", field="run_id")
+            check_artifacts_open(run_id, row.status)
             for f in files:
                 s.merge(
                     ArtifactRow(
