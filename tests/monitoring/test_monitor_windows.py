@@ -44,7 +44,8 @@ def test_run_monitor_over_a_past_window(served: tuple) -> None:
     run = client.run_monitor("past", window_end=end)
     assert (run.window_end_ms, run.n_current, run.n_labelled) == (END_200, 200, 200)
     assert run.window_start_ms == END_200 - 7_200_000
-    assert client.run_monitor("past", window_end=FIRST_MS).n_current == 0
+    client.create_monitor("drift-only", "churn", window="2h")
+    assert client.run_monitor("drift-only", window_end=FIRST_MS).n_current == 0
     assert client.run_monitor("past").n_current == 400  # default: the window ending now
     # Labels as known before any was sent: none counts.
     early = client.run_monitor("past", window_end=END_200, as_of=FIRST_MS)

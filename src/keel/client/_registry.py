@@ -163,16 +163,25 @@ class RegistryMixin:
     def load_model(self, ref: str) -> Any:
         """Load ``models:/churn@champion`` (or ``/3``) as an object with ``predict``.
 
-        Works for every flavor; raw pickles load only with ``KEEL_ALLOW_PICKLE=true``.
+        Works for every flavor; raw pickles load only with ``KEEL_ALLOW_PICKLE=true``. When
+        the version has a signature, a DataFrame passed to ``predict``/``predict_proba`` is
+        checked and typed exactly as the serving gateway does it (column order, dtypes,
+        ``category`` columns as categoricals); InvalidInput names a bad column.
         """
         from keel.registry.packaging import load_model_dir
+        from keel.serving.validation import InputSpec
 
         item = self.resolve(ref)
-        return load_model_dir(
+        loaded = load_model_dir(
             self.transport.model_dir(item),
             allow_pickle=self.settings.allow_pickle,
             trusted_classes=self.settings.trusted_model_class_names,
         )
+        if loaded.signature is not None:
+            # A DataFrame is prepared as the gateway prepares a request: the signature's
+            # column order and types, category columns as categoricals (#15.23).
+            loaded.prepare_frame = InputSpec(loaded.signature).typed_frame
+        return loaded
 
     def import_mlflow_model(
         self,

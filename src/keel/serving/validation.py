@@ -392,6 +392,29 @@ class InputSpec:
             }
         )
 
+    def typed_frame(self, data: pd.DataFrame) -> pd.DataFrame:
+        """A caller's DataFrame as the gateway predicts it: each row checked like a request's
+        instance, then :meth:`frame` (signature order, its dtypes: ``category`` columns as
+        categoricals). Columns outside the signature are ignored; a missing one, or a value
+        that does not fit, raises InvalidInput naming the column (and row).
+
+        ``keel.Client.load_model`` applies it, so a loaded model and the gateway see the
+        same input (#15.23).
+        """
+        if self.columns is None:
+            return data
+        names = [str(c) for c in data.columns]
+        missing = [c for c in self.columns if c not in names]
+        if missing:
+            raise InvalidInput(
+                f"input lacks column(s) {missing}", field=missing[0], expected=self.columns
+            )
+        picked = data.set_axis(names, axis=1)[self.columns].astype(object)
+        # Missing values (NaN, NaT, pd.NA) are JSON null in a request.
+        records = picked.where(picked.notna(), None).to_dict("records")
+        rows = [self.check_row(record, i) for i, record in enumerate(records)]
+        return self.frame(rows, self.columns)
+
     def example_rows(self, example: dict[str, Any] | None) -> list[tuple[Any, ...]]:
         """The rows of a stored input example (``{"columns", "data"}``), checked like requests."""
         if not example or self.columns is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib.metadata
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,13 +40,16 @@ class LoadedModel(abc.ABC):
         # Set by keel.registry.packaging.load_model_dir from keel_model.json.
         self.signature: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = {}
+        # Set by keel.Client.load_model: the gateway's input preparation for a DataFrame
+        # (InputSpec.typed_frame), so a loaded model sees what the served one sees (#15.23).
+        self.prepare_frame: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     def __repr__(self) -> str:
         return f"<LoadedModel flavor={self.flavor} native={type(self.native).__name__}>"
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Class labels (classifiers) or predicted values (regressors), one per row."""
-        result = np.asarray(self._predict(self._prepare(X)))
+        result = np.asarray(self._predict(self._prepare(self._signed(X))))
         if result.ndim == 2 and result.shape[1] == 1:
             result = result[:, 0]
         return result
@@ -56,7 +59,13 @@ class LoadedModel(abc.ABC):
 
         Raises InvalidInput when the model does not output probabilities.
         """
-        return np.asarray(self._predict_proba(self._prepare(X)))
+        return np.asarray(self._predict_proba(self._prepare(self._signed(X))))
+
+    def _signed(self, X: Any) -> Any:
+        # Before a flavor's own renaming: the signature names the caller's columns.
+        if self.prepare_frame is not None and isinstance(X, pd.DataFrame):
+            return self.prepare_frame(X)
+        return X
 
     @abc.abstractmethod
     def _predict(self, X: Any) -> Any:
