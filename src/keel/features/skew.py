@@ -159,15 +159,17 @@ def _one(
         off_values = off.to_numpy(dtype=float)
         srv_values = srv.to_numpy(dtype=float)
         ks, pvalue = ks_sorted(np.sort(off_values), np.sort(srv_values))
-        value = psi(off_values, srv_values, bins=bins).statistic
+        value = float(psi(off_values, srv_values, bins=bins).statistic)
         mean_off, mean_srv = float(off_values.mean()), float(srv_values.mean())
         if ks > ks_threshold:
             reasons.append(f"ks {ks:.3f} > {ks_threshold}")
     else:
         numeric = False
-        value = psi(
-            off.astype(str).to_numpy(dtype=object), srv.astype(str).to_numpy(dtype=object)
-        ).statistic
+        categories = (
+            off.astype(str).to_numpy(dtype=object),
+            srv.astype(str).to_numpy(dtype=object),
+        )
+        value = float(psi(*categories).statistic)
     if value > psi_threshold:
         reasons.append(f"psi {value:.3f} > {psi_threshold}")
     if abs(null_off - null_srv) > null_rate_threshold:
