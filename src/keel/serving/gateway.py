@@ -34,6 +34,7 @@ from keel.registry.service import RegistryService
 from keel.registry.uri import parse_model_ref
 from keel.serving.aliases import AliasTable
 from keel.serving.batcher import BatchResult, MicroBatcher
+from keel.serving.blame import judged_call
 from keel.serving.cachefront import open_cache
 from keel.serving.enrich import PENDING, FeatureBinder, OnlineFeatureSource
 from keel.serving.events import CHANNEL, Invalidation, make_invalidation
@@ -520,8 +521,8 @@ class Gateway:
         breaker = self.protection.breaker(name, version)
         if breaker.allow():
             try:
-                predictions, probabilities = await self._call(
-                    entry, rows, parsed.probabilities, parsed.columns
+                predictions, probabilities = await judged_call(
+                    self._call, self.executor, entry, rows, parsed.probabilities, parsed.columns
                 )
             except ModelError:
                 breaker.record(False)

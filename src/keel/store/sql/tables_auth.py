@@ -42,7 +42,7 @@ class ApiTokenRow(Base):
 
 
 class AuditRow(Base):
-    """Append-only: keel only ever inserts here (no update or delete path exists)."""
+    """Append-only: keel only ever inserts here; triggers (migration 0005) refuse the rest."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
