@@ -19,7 +19,7 @@ from typing import Any
 
 from keel.errors import InvalidInput
 from keel.registry.flavors import LoadedModel, flavor_for, get_flavor
-from keel.registry.signature import check_signature, example_to_json, infer_signature
+from keel.registry.signature import check_signature, example_to_json, infer_signature, probe_nan
 
 __all__ = [
     "FORMAT_VERSION",
@@ -56,7 +56,8 @@ def save_model_dir(
     """Write ``model`` into ``directory`` (created; must be empty) and return its metadata.
 
     ``flavor`` defaults to the first flavor that handles the model. Without ``signature``
-    one is inferred from ``input_example``. ``metadata`` adds top-level keys to
+    one is inferred from ``input_example`` (and the model is tried on NaN in its float
+    columns, see :func:`keel.registry.signature.probe_nan`). ``metadata`` adds top-level keys to
     ``keel_model.json`` (e.g. ``imported_from``) and may not override the standard ones.
     """
     chosen = flavor_for(model) if flavor is None else get_flavor(flavor)
@@ -71,6 +72,8 @@ def save_model_dir(
         signature = check_signature(signature)
     elif input_example is not None:
         signature = infer_signature(input_example)
+        # which float columns the model takes NaN in (serving refuses NaN where it does not)
+        signature = probe_nan(signature, input_example, getattr(model, "predict", None))
     example = None if input_example is None else example_to_json(input_example)
 
     directory = Path(directory)

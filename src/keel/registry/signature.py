@@ -5,8 +5,12 @@ A signature is plain JSON so it can live in ``keel_model.json`` and in the regis
     {"inputs": [{"name": "age", "type": "long", "nullable": False}, ...], "outputs": None}
 
 Column types are ``double``, ``float``, ``long``, ``integer``, ``boolean``, ``string``,
-``datetime``, ``category`` and ``binary``. ``double`` and ``float`` columns always accept NaN
-(it is a float value); other columns accept missing values only when ``nullable`` is true.
+``datetime``, ``category`` and ``binary``. Other columns than ``double`` and ``float`` accept
+missing values only when ``nullable`` is true. ``double`` and ``float`` columns accept NaN
+(it is a float value) unless they say ``"accepts_nan": false``: :func:`probe_nan` sets it
+when a model is logged with an example, by trying the model on NaN in each such column
+(a scikit-learn ``LogisticRegression`` raises on NaN, LightGBM does not). Without the key
+(older signatures, signatures given by hand) NaN is accepted and the model decides.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import binascii
 import datetime as dt
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +34,7 @@ __all__ = [
     "example_from_json",
     "example_to_json",
     "infer_signature",
+    "probe_nan",
     "to_frame",
     "validate_frame",
 ]
@@ -36,6 +42,7 @@ __all__ = [
 COLUMN_TYPES = frozenset(
     {"double", "float", "long", "integer", "boolean", "string", "datetime", "category", "binary"}
 )
+_FLOAT_TYPES = frozenset({"double", "float"})
 _NUMPY_INT = {"long": "int64", "integer": "int32"}
 _NULLABLE_INT = {"long": "Int64", "integer": "Int32"}
 
@@ -148,10 +155,58 @@ def _check_columns(columns: list[Any] | None) -> list[dict[str, Any]] | None:
                 f"expected one of {sorted(COLUMN_TYPES)}",
                 field="signature",
             )
-        checked.append(
-            {"name": col["name"], "type": col["type"], "nullable": bool(col.get("nullable"))}
-        )
+        column = {"name": col["name"], "type": col["type"], "nullable": bool(col.get("nullable"))}
+        accepts_nan = col.get("accepts_nan")
+        if accepts_nan is not None:
+            if not isinstance(accepts_nan, bool) or col["type"] not in _FLOAT_TYPES:
+                raise InvalidInput(
+                    f"signature column {col['name']!r}: accepts_nan must be true or false, "
+                    "on double and float columns only",
+                    field="signature",
+                )
+            column["accepts_nan"] = accepts_nan
+        checked.append(column)
     return checked
+
+
+def probe_nan(
+    signature: dict[str, Any], example: Any, predict: Callable[[Any], Any] | None
+) -> dict[str, Any]:
+    """``signature`` with ``accepts_nan`` on each ``double``/``float`` input, found by trying.
+
+    ``predict`` (the model's own) runs on the example's first rows as they are, then with
+    every float column NaN, then (when that raised) with one column NaN at a time. When
+    the example itself does not predict, or there is no ``predict``, nothing is marked:
+    the probe cannot tell. Costs at most two calls plus one per float column.
+    """
+    inputs = signature.get("inputs") or []
+    floats = [c["name"] for c in inputs if c["type"] in _FLOAT_TYPES]
+    if predict is None or not floats:
+        return signature
+    frame = to_frame(example).head(5).copy()
+
+    def predicts(nan_columns: list[str]) -> bool:
+        trial = frame.copy()
+        for name in nan_columns:
+            trial[name] = np.nan
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a probe's warnings are not the user's
+                predict(trial)
+        except Exception:  # whatever the model raises means "not with this input"
+            return False
+        return True
+
+    if not predicts([]):
+        return signature
+    if predicts(floats):
+        accepted = dict.fromkeys(floats, True)
+    else:
+        accepted = {name: predicts([name]) for name in floats}
+    marked = [
+        {**c, "accepts_nan": accepted[c["name"]]} if c["name"] in accepted else c for c in inputs
+    ]
+    return {**signature, "inputs": marked}
 
 
 def example_to_json(example: Any, max_rows: int = 5) -> dict[str, Any]:
@@ -251,10 +306,18 @@ def validate_frame(frame: pd.DataFrame, signature: dict[str, Any]) -> pd.DataFra
 def _coerce(column: pd.Series, spec: dict[str, Any]) -> pd.Series:
     name, kind = spec["name"], spec["type"]
     is_null = column.isna().to_numpy()
-    if kind not in ("double", "float") and not spec["nullable"] and is_null.any():
+    if kind not in _FLOAT_TYPES and not spec["nullable"] and is_null.any():
         row = int(np.argmax(is_null))
         raise InvalidInput(
             f"column {name!r} has a missing value in row {row} but is not nullable",
+            field=name,
+            row=row,
+            expected=kind,
+        )
+    if spec.get("accepts_nan") is False and is_null.any():
+        row = int(np.argmax(is_null))
+        raise InvalidInput(
+            f"column {name!r} has NaN in row {row} but the model does not accept NaN there",
             field=name,
             row=row,
             expected=kind,

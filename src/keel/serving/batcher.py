@@ -6,6 +6,11 @@ so batches grow with concurrency and need no timer. When the last batch held mor
 job (there is concurrency), the worker also waits up to ``max_wait_us`` for more; a lone
 request on an idle model is never delayed. Batches run one at a time per model, in a
 thread, off the event loop.
+
+When a batch of several requests fails, each request is run again alone: a model that
+refuses one caller's rows (NaN where it takes none) answers the others, and only that
+caller gets the error. ``run`` must return one output per row (``keel.serving.outputs``
+checks it), or the slices handed back would be other callers' predictions.
 """
 
 from __future__ import annotations
@@ -94,10 +99,16 @@ class MicroBatcher:
                 predictions, probabilities = await loop.run_in_executor(
                     self._executor, self._run, batch_rows, wants_proba
                 )
-            except Exception as exc:  # the model's error goes to every caller of the batch
+            except Exception as exc:
+                if len(jobs) == 1:
+                    if not jobs[0].future.done():
+                        jobs[0].future.set_exception(exc)
+                    continue
+                # One request's rows may be what the model refuses (issue 15 item 7): each
+                # request runs again alone, so the others are answered and only the caller
+                # whose rows fail gets the error.
                 for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                    await self._alone(loop, job)
                 continue
             start = 0
             for job in jobs:
@@ -106,6 +117,21 @@ class MicroBatcher:
                     proba = probabilities[start:end] if probabilities is not None else None
                     job.future.set_result((predictions[start:end], proba))
                 start = end
+
+    async def _alone(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+        """Run one job's rows by themselves (after its batch failed) and settle its future."""
+        if job.future.done():
+            return
+        try:
+            result = await loop.run_in_executor(
+                self._executor, self._run, job.rows, job.probabilities
+            )
+        except Exception as exc:  # this caller's own error
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        if not job.future.done():
+            job.future.set_result(result)
 
     async def close(self) -> None:
         """Stop the worker; queued callers get a CancelledError."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keel.errors import ModelError
-from keel.serving.validation import check_value
+from keel.serving._values import check_value
 
 __all__ = ["check_outputs"]
 

@@ -14,25 +14,19 @@ millisecond; the frame is built once per micro-batch instead.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from keel.errors import InvalidInput
 from keel.serving import _json
+from keel.serving._values import CHECKS, MISSING_OK, Bad, column_array
 
-__all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput", "check_value"]
+__all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput"]
 
 _BODY_KEYS = frozenset({"instances", "columns", "data", "probabilities", "entity_keys"})
-_FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf, "infinity": math.inf, "-infinity": -math.inf}
-_FLOAT_WORDS["nan"] = math.nan
 #: Parsed bodies remembered per model version (at most ~5 MB of bodies each).
 MEMO_ENTRIES = 1024
 MEMO_MAX_BODY = 4096
@@ -53,131 +47,6 @@ class ParsedInput:
         return dict(zip(self.columns, self.rows[index], strict=True))
 
 
-class _Bad(Exception):
-    """A value does not fit its column; carries the reason for the InvalidInput."""
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    kind = type(value)
-    if kind is float:
-        return None if value != value else value
-    if kind is int:
-        return float(value)
-    if isinstance(value, str) and value.lower() in _FLOAT_WORDS:
-        number = _FLOAT_WORDS[value.lower()]
-        return None if number != number else number
-    raise _Bad
-
-
-def _integer(value: Any) -> int | None:
-    if value is None:
-        return None
-    kind = type(value)
-    if kind is int:
-        return int(value)
-    if kind is float:
-        if value != value:
-            return None
-        if value.is_integer():
-            return int(value)
-    raise _Bad
-
-
-def _boolean(value: Any) -> bool | None:
-    if value is None or type(value) is bool:
-        return value
-    raise _Bad
-
-
-def _string(value: Any) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    raise _Bad
-
-
-def _category(value: Any) -> Any:
-    if value is None or type(value) in (str, int, bool):
-        return value
-    if type(value) is float:
-        return None if value != value else value
-    raise _Bad
-
-
-def _datetime(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            dt.datetime.fromisoformat(value)
-            return value
-        except ValueError:
-            pass
-        try:
-            pd.Timestamp(value)
-            return value
-        except ValueError:
-            pass
-    raise _Bad
-
-
-def _binary(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            base64.b64decode(value, validate=True)
-            return value
-        except (binascii.Error, ValueError):
-            pass
-    raise _Bad
-
-
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "double": _number,
-    "float": _number,
-    "long": _integer,
-    "integer": _integer,
-    "boolean": _boolean,
-    "string": _string,
-    "category": _category,
-    "datetime": _datetime,
-    "binary": _binary,
-}
-_MISSING_OK = frozenset({"double", "float"})  # a float column takes NaN (signature rule)
-
-
-def check_value(kind: str, value: Any) -> bool:
-    """Whether ``value`` fits a signature column of type ``kind`` (missing values do)."""
-    try:
-        _CHECKS[kind](value)
-    except _Bad:
-        return False
-    return True
-
-
-def _column_array(kind: str, values: Sequence[Any]) -> Any:
-    has_null = any(v is None for v in values)
-    if kind == "double":
-        return np.array(values, dtype=np.float64)
-    if kind == "float":
-        return np.array(values, dtype=np.float32)
-    if kind in ("long", "integer"):
-        if has_null:
-            return pd.array(values, dtype="Int64" if kind == "long" else "Int32")
-        return np.array(values, dtype=np.int64 if kind == "long" else np.int32)
-    if kind == "boolean":
-        return pd.array(values, dtype="boolean") if has_null else np.array(values, dtype=bool)
-    if kind == "category":
-        return pd.Categorical(values)
-    if kind == "datetime":
-        return pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
-    if kind == "binary":
-        return np.array([None if v is None else base64.b64decode(v) for v in values], object)
-    return np.array(values, dtype=object)
-
-
 class InputSpec:
     """The input contract of one model version: its signature's columns, or anything.
 
@@ -190,9 +59,13 @@ class InputSpec:
         self.columns: list[str] | None = [c["name"] for c in inputs] if inputs else None
         self.kinds: list[str] = [c["type"] for c in inputs] if inputs else []
         self.nullable: list[bool] = [bool(c.get("nullable")) for c in inputs] if inputs else []
+        # A float column takes NaN unless the model was found not to (``accepts_nan``).
+        self.accepts_nan: list[bool] = [
+            c["type"] in MISSING_OK and c.get("accepts_nan") is not False for c in inputs or ()
+        ]
         #: The signature's output columns (checked on every model call), or None.
         self.outputs: list[dict[str, Any]] | None = (signature or {}).get("outputs") or None
-        self._checks = [_CHECKS[k] for k in self.kinds]
+        self._checks = [CHECKS[k] for k in self.kinds]
         self._names = frozenset(self.columns or ())
         self.max_rows = max_rows
         self._memo: dict[bytes, ParsedInput] = {}
@@ -328,13 +201,13 @@ class InputSpec:
         if len(record) != len(self.columns) or record.keys() != self._names:
             self._wrong_columns(record, row)
         values = []
-        for name, kind, nullable, check in zip(
-            self.columns, self.kinds, self.nullable, self._checks, strict=True
+        for name, kind, nullable, accepts_nan, check in zip(
+            self.columns, self.kinds, self.nullable, self.accepts_nan, self._checks, strict=True
         ):
             raw = record[name]
             try:
                 value = check(raw)
-            except _Bad:
+            except Bad:
                 raise InvalidInput(
                     f"column {name!r} expects {kind}, got {raw!r} ({type(raw).__name__}) "
                     f"in row {row}",
@@ -342,7 +215,16 @@ class InputSpec:
                     row=row,
                     expected=kind,
                 ) from None
-            if value is None and not nullable and kind not in _MISSING_OK:
+            if value is None and kind in MISSING_OK and not accepts_nan:
+                raise InvalidInput(
+                    f"instances[{row}].{name} is null or NaN, which model input {name!r} "
+                    "does not accept (its signature says accepts_nan: false)",
+                    field=name,
+                    row=row,
+                    expected=kind,
+                    accepts_nan=False,
+                )
+            if value is None and not nullable and kind not in MISSING_OK:
                 raise InvalidInput(
                     f"column {name!r} has a missing value (null or NaN) in row {row} "
                     "but is not nullable",
@@ -387,7 +269,7 @@ class InputSpec:
         by_column = list(zip(*rows, strict=True))
         return pd.DataFrame(
             {
-                name: _column_array(kind, values)
+                name: column_array(kind, values)
                 for name, kind, values in zip(self.columns, self.kinds, by_column, strict=True)
             }
         )
