@@ -3,8 +3,9 @@
 Four explanations are scored from 0 (no evidence) to 1 (strong evidence):
 
 - **data-quality break** — the window fails data-quality checks: 1 for an
-  error (a missing column, values that no longer parse, a null-rate jump),
-  0.2 for warnings only (out-of-range values, new categories: usually drift);
+  error (a missing column, values that no longer parse, a null-rate jump,
+  most of a column outside the reference range: a unit change), 0.2 for
+  warnings only (a few out-of-range values, new categories: usually drift);
 - **upstream staleness** — a source feeding the features is older than its
   freshness SLA (``freshness``: source → (age seconds, SLA seconds));
   score = how far past the SLA, capped at 1 when twice the SLA;
@@ -12,15 +13,23 @@ Four explanations are scored from 0 (no evidence) to 1 (strong evidence):
   |SHAP| on the reference) that sits on drifted features (the plain share of
   drifted features when no attributions are available), divided by 0.2 and
   capped at 1 — drift in features carrying a fifth of the model's attention
-  is enough to explain a bad window;
-- **concept drift** — P(y | x) changed: realised accuracy (labels) below what
-  the model's own calibrated confidence predicts for the same window (the
-  confidence-based estimate holds under covariate shift but not under concept
-  drift); the first 0.03 of gap is tolerated (sampling noise and the
-  estimate's own error under covariate shift), then score = (gap − 0.03) /
-  0.07, so 1 at a 0.10 gap. Needs labels.
+  is enough to explain a bad window. A feature with a data-quality error is
+  not counted: the break explains its "drift";
+- **concept drift** — P(y | x) changed: realised accuracy of the labelled
+  rows below what the model's own calibrated confidence expects for *those
+  rows* (the confidence-based estimate holds under covariate shift but not
+  under concept drift), by a one-sided Poisson-binomial test at ``alpha``
+  and by more than ``CONCEPT_MIN_GAP``
+  (:meth:`keel.monitoring.estimation.ConfidenceEstimator.concept_drift`, the
+  rule a monitor run applies); then score = 0.3 + 0.7 · (gap − 0.02) / 0.08,
+  so 1 at a 0.10 gap; 0 otherwise. Needs labels.
 
-The verdict is the highest score if it reaches 0.3, else "no clear cause".
+The window is diagnosed as a whole for drift, quality and attributions; the
+labelled rows (``labelled``: often the older part of the window, since labels
+arrive late) are used only for concept drift and the slices, and the notes say
+how many there were. The verdict is the highest score if it reaches 0.3, else
+"no clear cause"; a tie goes to the data-quality break, which explains the
+rest.
 SHAP attributions (the ``shap`` library: TreeExplainer for tree ensembles,
 LinearExplainer for linear models) compare which features drive the
 predictions on the window vs the reference; models with neither get no
@@ -39,10 +48,11 @@ import numpy as np
 import pandas as pd
 
 from keel.monitoring.drift import DriftReport, detect_drift
-from keel.monitoring.estimation import ConfidenceEstimator
+from keel.monitoring.estimation import CONCEPT_MIN_GAP, ConfidenceEstimator
 from keel.monitoring.performance import SliceResult, classification_metrics, slice_metrics
 from keel.monitoring.profile import ReferenceProfile
-from keel.monitoring.quality import QualityReport, check_quality
+from keel.monitoring.quality import QualityReport, QualityThresholds, check_quality
+from keel.monitoring.stats.correction import Correction
 from keel.registry.signature import validate_frame
 
 __all__ = ["Attribution", "Diagnosis", "diagnose"]
@@ -52,8 +62,8 @@ log = logging.getLogger("keel.monitoring")
 Cause = Literal["data-quality break", "upstream staleness", "data drift", "concept drift"]
 VERDICT_MIN = 0.3
 SHAP_ROWS = 300
-#: Accuracy gap (estimate − realised) explained by noise and the estimate's own error.
-CONCEPT_TOLERANCE = 0.03
+#: Accuracy gap (expected − realised) at which concept drift scores 1.
+CONCEPT_FULL_GAP = 0.10
 #: Share of the model's attention on drifted features that fully explains a bad window.
 DRIFT_ATTENTION = 0.2
 
@@ -115,43 +125,53 @@ def diagnose(
     *,
     reference_labels: Sequence[Any] | None = None,
     window_labels: Sequence[Any] | None = None,
+    labelled: tuple[pd.DataFrame, Sequence[Any]] | None = None,
     calibration: tuple[pd.DataFrame, Sequence[Any]] | None = None,
     freshness: Mapping[str, tuple[float, float]] | None = None,
     slice_by: Sequence[str] = (),
+    quality: QualityThresholds | None = None,
+    correction: Correction = "bh",
+    alpha: float = 0.01,
 ) -> Diagnosis:
     """Score the causes for a bad ``window`` of a binary classifier's inputs (see module doc).
 
     ``model`` needs ``predict_proba`` (a keel-loaded model or the estimator itself).
     Concept drift is judged against the confidence estimate, calibrated on
     ``calibration`` (held-out rows and their labels: a model is over-confident on its
-    training data) or else on the reference and ``reference_labels``;
-    ``window_labels`` give the realised side and the slices.
+    training data) or else on the reference and ``reference_labels``. The realised
+    side and the slices come from ``labelled`` (rows with labels, usually a subset of
+    the window) or, when every window row has one, ``window_labels``. ``quality``,
+    ``correction`` and ``alpha`` are the monitor's own settings.
     """
     notes: list[str] = []
     evidence: list[str] = []
     columns = list(features)
+    if labelled is None and window_labels is not None:
+        labelled = (window, window_labels)
+    elif labelled is not None:
+        notes.append(
+            f"drift and quality: all {len(window)} rows of the window; concept drift and "
+            f"slices: the {len(labelled[0])} rows labelled so far"
+        )
     profile = ReferenceProfile.from_frame(reference[columns])
-    quality = check_quality(profile, window[[c for c in columns if c in window.columns]])
-    drift = detect_drift(profile, window, features=columns)
+    report = check_quality(profile, window[[c for c in columns if c in window.columns]], quality)
+    drift = detect_drift(profile, window, features=columns, correction=correction)
     attributions = _attributions(model, reference[columns], window, columns, notes)
     scores: dict[str, float | None] = {
-        "data-quality break": _quality_score(quality, evidence),
+        "data-quality break": _quality_score(report, evidence),
         "upstream staleness": _staleness_score(freshness or {}, evidence),
-        "data drift": _drift_score(drift, attributions, evidence),
+        "data drift": _drift_score(drift, _broken(report), attributions, evidence),
         "concept drift": _concept_score(
-            model,
-            calibration or (reference, reference_labels),
-            window,
-            columns,
-            window_labels,
-            evidence,
-            notes,
+            model, calibration or (reference, reference_labels), labelled, columns, alpha, evidence
         ),
     }
+    if scores["concept drift"] is None:
+        notes.append("concept drift not scored: needs labels for the reference and the window")
     slices: list[SliceResult] = []
-    if window_labels is not None and slice_by:
-        slices = _slices(model, window, columns, window_labels, slice_by)
+    if labelled is not None and slice_by:
+        slices = _slices(model, labelled[0], columns, labelled[1], slice_by)
     known = {k: v for k, v in scores.items() if v is not None}
+    # max keeps the first of equal scores: a quality break (listed first) explains drift.
     best = max(known, key=lambda k: known[k])
     verdict = best if known[best] >= VERDICT_MIN else "no clear cause"
     return Diagnosis(verdict, scores, evidence, attributions, slices[:10], notes)  # type: ignore[arg-type]
@@ -179,9 +199,19 @@ def _staleness_score(freshness: Mapping[str, tuple[float, float]], evidence: lis
     return worst
 
 
-def _drift_score(drift: DriftReport, attributions: list[Attribution], evidence: list[str]) -> float:
-    drifted = set(drift.drifted)
+def _broken(quality: QualityReport) -> set[str]:
+    """Features with a data-quality error."""
+    return {f.feature for f in quality.findings if f.severity == "error" and f.feature}
+
+
+def _drift_score(
+    drift: DriftReport, broken: set[str], attributions: list[Attribution], evidence: list[str]
+) -> float:
+    drifted = set(drift.drifted) - broken
     for name in drift.drifted:
+        if name in broken:
+            evidence.append(f"data drift: {name} moved because it is broken (data quality)")
+            continue
         item = drift.get(name)
         if item.adjusted_pvalue is not None:
             numbers = (
@@ -203,31 +233,29 @@ def _drift_score(drift: DriftReport, attributions: list[Attribution], evidence: 
 def _concept_score(
     model: Any,
     calibration: tuple[pd.DataFrame, Sequence[Any] | None],
-    window: pd.DataFrame,
+    labelled: tuple[pd.DataFrame, Sequence[Any]] | None,
     columns: list[str],
-    window_labels: Sequence[Any] | None,
+    alpha: float,
     evidence: list[str],
-    notes: list[str],
 ) -> float | None:
     reference, reference_labels = calibration
-    if reference_labels is None or window_labels is None:
-        notes.append("concept drift not scored: needs labels for the reference and the window")
+    if reference_labels is None or labelled is None:
         return None
+    rows, labels = labelled
     ref_scores = np.asarray(model.predict_proba(model_input(model, reference, columns)))[:, -1]
-    cur_scores = np.asarray(model.predict_proba(model_input(model, window, columns)))[:, -1]
-    estimated = (
-        ConfidenceEstimator().fit(np.asarray(reference_labels), ref_scores).estimate(cur_scores)
+    scores = np.asarray(model.predict_proba(model_input(model, rows, columns)))[:, -1]
+    estimator = ConfidenceEstimator().fit(np.asarray(reference_labels), ref_scores)
+    check = estimator.concept_drift(np.asarray(labels), scores, alpha=alpha)
+    test = check.test
+    if not check.is_drift:
+        return 0.0
+    evidence.append(
+        f"concept drift: accuracy {test.realised:.3f} on {test.n} labelled rows vs "
+        f"{test.expected:.3f} expected from the model's confidence on the same rows "
+        f"(p {test.pvalue:.2g} < {alpha})"
     )
-    realised = classification_metrics(
-        np.asarray(window_labels), (cur_scores >= 0.5).astype(int), cur_scores
-    )
-    gap = float(estimated["accuracy"] or 0.0) - float(realised["accuracy"] or 0.0)
-    if gap > CONCEPT_TOLERANCE:
-        evidence.append(
-            f"concept drift: accuracy {realised['accuracy']:.3f} with labels vs "
-            f"{estimated['accuracy']:.3f} expected from the model's confidence"
-        )
-    return float(np.clip((gap - CONCEPT_TOLERANCE) / 0.07, 0.0, 1.0))
+    span = CONCEPT_FULL_GAP - CONCEPT_MIN_GAP
+    return float(0.3 + 0.7 * np.clip((test.gap - CONCEPT_MIN_GAP) / span, 0.0, 1.0))
 
 
 def _attributions(

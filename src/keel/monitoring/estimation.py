@@ -14,6 +14,17 @@ estimated correctly. The assumption that breaks the estimate is concept
 drift (P(y | x) changes): the estimate then stays where it was while
 realised performance falls — which is exactly why comparing the two once
 labels land is a concept-drift signal.
+
+That comparison is made on the *same rows* — the labelled ones — because the
+window's other rows are a different (usually newer) population, and it is a
+test, not a fixed gap: under calibration the number of correctly classified
+labelled rows is Poisson-binomial (:mod:`keel.monitoring.stats.expected`), so
+30 labels need a much larger gap than 3,000 before concept drift is called.
+The calibration's own uncertainty (it was fitted on a finite held-out set) is
+part of the test's variance, and a gap must also exceed ``CONCEPT_MIN_GAP``:
+under covariate shift the estimate itself errs by a few points (a model's
+calibration differs between segments), which a test on thousands of labels
+would otherwise report as concept drift.
 """
 
 from __future__ import annotations
@@ -28,8 +39,41 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
 from keel.errors import InvalidInput
+from keel.monitoring.stats.expected import ExpectedAccuracyTest, expected_accuracy_test
 
-__all__ = ["ConfidenceEstimator"]
+__all__ = ["CONCEPT_MIN_GAP", "ConceptDriftCheck", "ConfidenceEstimator"]
+
+#: Accuracy gap (expected − realised) below which concept drift is never called: the
+#: estimate's own error under covariate shift (0.03–0.045 with 90% of a churn window
+#: from one contract type, tests/monitoring/test_diagnosis.py).
+CONCEPT_MIN_GAP = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptDriftCheck:
+    """Realised accuracy of labelled rows against what their calibrated scores expect."""
+
+    test: ExpectedAccuracyTest
+    alpha: float
+
+    @property
+    def is_drift(self) -> bool:
+        """Significantly below the expectation at ``alpha`` and by more than the minimum gap."""
+        return self.test.is_below(self.alpha) and self.test.gap > CONCEPT_MIN_GAP
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return {
+            "n": self.test.n,
+            "expected_accuracy": self.test.expected,
+            "realised_accuracy": self.test.realised,
+            "gap": self.test.gap,
+            "pvalue": self.test.pvalue,
+            "method": self.test.method,
+            "alpha": self.alpha,
+            "min_gap": CONCEPT_MIN_GAP,
+            "drift": self.is_drift,
+        }
 
 
 @dataclass
@@ -37,6 +81,7 @@ class ConfidenceEstimator:
     """Calibrate on labelled reference scores, then estimate metrics of unlabelled windows."""
 
     threshold: float = 0.5
+    n_calibration: int = 0
     _calibrator: IsotonicRegression | None = None
 
     def fit(
@@ -53,6 +98,7 @@ class ConfidenceEstimator:
             raise InvalidInput("y_true: need binary 0/1 labels with both classes", field="y_true")
         calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         self._calibrator = calibrator.fit(scores, labels.astype(np.float64))
+        self.n_calibration = int(scores.size)
         return self
 
     def calibrated(self, y_score: Sequence[float] | NDArray[Any]) -> NDArray[np.float64]:
@@ -63,6 +109,38 @@ class ConfidenceEstimator:
             self._calibrator.predict(_scores(y_score)), dtype=np.float64
         )
         return out
+
+    def expected_correct(self, y_score: Sequence[float] | NDArray[Any]) -> NDArray[np.float64]:
+        """Each row's calibrated probability that its prediction (score ≥ threshold) is right."""
+        scores = _scores(y_score)
+        p = self.calibrated(scores)
+        out: NDArray[np.float64] = np.where(scores >= self.threshold, p, 1 - p)
+        return out
+
+    def concept_drift(
+        self,
+        y_true: Sequence[int] | NDArray[Any],
+        y_score: Sequence[float] | NDArray[Any],
+        *,
+        alpha: float = 0.01,
+    ) -> ConceptDriftCheck:
+        """Test the labelled rows' realised accuracy against their expected accuracy.
+
+        ``y_true`` are the 0/1 labels of the rows scored ``y_score``; the same
+        threshold decides the prediction on both sides.
+        """
+        labels = np.asarray(y_true, dtype=np.float64)
+        scores = _scores(y_score)
+        if labels.shape != scores.shape or not np.isin(labels, (0.0, 1.0)).all():
+            raise InvalidInput("y_true: need one 0/1 label per score", field="y_true")
+        correct = (scores >= self.threshold) == (labels == 1)
+        expected = self.expected_correct(scores)
+        mean = float(expected.mean())
+        # The calibration was fitted on n_calibration rows: its mean is uncertain by about
+        # a binomial standard error at the window's expected accuracy.
+        se = float(np.sqrt(mean * (1 - mean) / self.n_calibration)) if self.n_calibration else 0.0
+        test = expected_accuracy_test(correct, expected, expected_se=se)
+        return ConceptDriftCheck(test, alpha)
 
     def estimate(self, y_score: Sequence[float] | NDArray[Any]) -> dict[str, float | None]:
         """Expected accuracy, precision, recall, F1 and ROC AUC of a window without labels."""

@@ -207,16 +207,17 @@ class FeedbackStore:
 
 # Labels by request id, newest first; labels by entity join the latest prediction for the
 # entity at or before the outcome's time. A prediction matched by request id is not
-# matched again by entity.
+# matched again by entity. arg_max_null: a newer label that is not a number (label_value
+# NULL) must replace an older number, not be skipped as arg_max skips NULLs.
 _JOIN_SQL = """
 WITH by_request AS (
     SELECT request_id, arg_max(label, received_ts) AS label,
-           arg_max(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
+           arg_max_null(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
     FROM fb WHERE request_id IS NOT NULL GROUP BY request_id
 ),
 by_entity AS (
     SELECT entity_key, event_ts, arg_max(label, received_ts) AS label,
-           arg_max(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
+           arg_max_null(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
     FROM fb WHERE request_id IS NULL GROUP BY entity_key, event_ts
 ),
 matched_request AS (

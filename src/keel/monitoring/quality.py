@@ -3,7 +3,10 @@
 Checks per feature: the column is present, its type still parses as the
 reference's, the null rate did not rise by more than a tolerance, numeric
 values stay inside the reference's range, and categorical values stay inside
-the reference's levels; plus columns the reference never had. Each finding
+the reference's levels; plus columns the reference never had. A few values
+outside the reference range are how drift shows; most of a column outside it
+(a unit change: charges ×100) is a broken feed, so above
+``out_of_range_error_share`` (default half the rows) it is an error. Each finding
 carries the measured rate, the threshold and a sentence a person can act on.
 
 Why not pandera: pandera validates a frame against a schema and reports the
@@ -45,6 +48,7 @@ class QualityThresholds:
     out_of_range_share: float = 0.01
     new_category_share: float = 0.01
     unparseable_share: float = 0.0
+    out_of_range_error_share: float = 0.5
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -189,14 +193,22 @@ def _out_of_range(
     share = (below + above) / cur.n
     if share <= limits.out_of_range_share:
         return None
+    broken = share > limits.out_of_range_error_share
+    message = (
+        f"{share:.1%} of {name} is outside the reference range [{low:.6g}, {high:.6g}] "
+        f"(window range [{values[0]:.6g}, {values[-1]:.6g}])"
+    )
+    if broken:
+        # Most of a column out of range is not a population moving but a feed that changed
+        # (a unit, a scale, a swapped column): hardening #15.20.
+        message += f", more than {limits.out_of_range_error_share:.0%}: a unit or feed change?"
     return QualityFinding(
         "out_of_range",
         name,
-        "warning",
+        "error" if broken else "warning",
         share,
-        limits.out_of_range_share,
-        f"{share:.1%} of {name} is outside the reference range [{low:.6g}, {high:.6g}] "
-        f"(window range [{values[0]:.6g}, {values[-1]:.6g}])",
+        limits.out_of_range_error_share if broken else limits.out_of_range_share,
+        message,
     )
 
 

@@ -26,7 +26,6 @@ from keel.errors import InvalidInput, NotFound
 from keel.monitoring import metrics
 from keel.monitoring.diagnosis import Diagnosis, diagnose, model_input
 from keel.monitoring.drift import FeatureOverride, detect_drift
-from keel.monitoring.estimation import ConfidenceEstimator
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.inputs import (
     MonitorInputs,
@@ -37,7 +36,8 @@ from keel.monitoring.inputs import (
     window_ms,
 )
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
-from keel.monitoring.performance import classification_metrics, regression_metrics
+from keel.monitoring.performance_checks import PerformanceChecks
+from keel.monitoring.performance_checks import output_values as _output_values
 from keel.monitoring.profile import ReferenceProfile
 from keel.monitoring.quality import QualityThresholds, check_quality
 from keel.monitoring.segments import segment_drift
@@ -77,7 +77,7 @@ class MonitorService:
         self.feedback = feedback
         self.load_model = load_model
         self.freshness_source = freshness
-        self._estimators: dict[tuple[str, str, str, int], ConfidenceEstimator] = {}
+        self.performance = PerformanceChecks(self.inputs, load_model)
 
     # -- definitions -----------------------------------------------------------------------
     def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
@@ -154,16 +154,19 @@ class MonitorService:
                 field="run_id",
             )
         model = self.load_model(version)
-        calibration = window_labels = None
+        # The run's own window is diagnosed for drift and quality; its labelled rows (often
+        # an older part of it) only give the concept-drift evidence (hardening #15.17).
+        calibration = labelled = None
         if monitor.label_column and monitor.label_column in reference.columns:
-            labelled = self.feedback.labelled(
+            held_out = self.inputs.calibration_set(monitor, version, reference)
+            calibration = (held_out, held_out[monitor.label_column])
+            rows = self.feedback.labelled(
                 run.model, run.version, run.window_start_ms, run.window_end_ms
             )
-            if len(labelled) >= monitor.min_samples:
-                held_out = self.inputs.calibration_set(monitor, version, reference)
-                calibration = (held_out, held_out[monitor.label_column])
-                window = strip_prefix(labelled)
-                window_labels = window["label_value"].to_numpy()
+            if len(rows):
+                rows = strip_prefix(rows[rows["label_value"].notna()])
+            if len(rows) >= monitor.min_samples:
+                labelled = (rows, rows["label_value"].to_numpy())
         if freshness is None and monitor.feature_views:
             freshness = {
                 r.view: (float(r.age_s), float(r.sla_s))
@@ -176,7 +179,10 @@ class MonitorService:
             window,
             features,
             calibration=calibration,
-            window_labels=window_labels,
+            labelled=labelled,
+            quality=_quality_thresholds(monitor),
+            correction=monitor.correction,
+            alpha=monitor.performance_alpha,
             freshness=freshness,
             slice_by=slice_columns(slice_by or [], window),
         )
@@ -224,7 +230,8 @@ class MonitorService:
         labelled = self._performance(
             monitor, version, reference, window, start_ms, end_ms, results, as_of_ms=labels_ms
         )
-        if labelled and results.get("performance_alert"):
+        if results.get("performance_alerts"):
+            summary["performance"] = results["performance_alerts"]
             status = "alert"
         run = MonitorRun(
             id=uuid.uuid4().hex,
@@ -277,11 +284,7 @@ class MonitorService:
                 {f: reference.profile.columns[f] for f in features}, reference.profile.rows
             ),
             window[[f for f in features if f in window.columns]],
-            QualityThresholds(
-                null_rate_increase=monitor.null_rate_increase,
-                out_of_range_share=monitor.out_of_range_share,
-                new_category_share=monitor.new_category_share,
-            ),
+            _quality_thresholds(monitor),
         )
         results["drift"] = [f.as_dict() for f in drift.features]
         results["quality"] = [f.as_dict() for f in quality.findings]
@@ -372,89 +375,14 @@ class MonitorService:
         labelled = self.feedback.labelled(
             monitor.model, version.version if version else None, start_ms, end_ms, as_of=as_of_ms
         )
-        n = len(labelled)
-        if n:
-            delays = labelled["label_delay_s"].to_numpy(dtype=np.float64)
-            results["label_delay_s"] = {
-                "median": float(np.median(delays)),
-                "p90": float(np.quantile(delays, 0.9)),
-                "max": float(delays.max()),
-            }
-        if monitor.task == "classification" and "probabilities" in window.columns:
-            results["estimated"] = self._estimate(monitor, version, reference, window)
-        if n < monitor.min_samples:
-            results["performance"] = {"verdict": "insufficient data", "n": n}
-            return n
-        truth = labelled["label_value"].to_numpy(dtype=np.float64)
-        predicted = _output_values(labelled["output"]).to_numpy(dtype=np.float64)
-        if monitor.task == "regression":
-            results["performance"] = regression_metrics(truth, predicted)
-            return n
-        scores = _positive_scores(labelled)
-        results["performance"] = classification_metrics(
-            truth.astype(int), predicted.astype(int), scores
-        )
-        estimated = results.get("estimated") or {}
-        realised = results["performance"]
-        if estimated.get("accuracy") is not None:
-            gap = float(estimated["accuracy"]) - float(realised["accuracy"])
-            results["estimate_gap"] = {"accuracy": gap}
-            # Realised well below the estimate is the signature of concept drift.
-            results["performance_alert"] = gap > 0.05
-        return n
-
-    def _estimate(
-        self,
-        monitor: Monitor,
-        version: ModelVersion | None,
-        reference: Reference,
-        window: pd.DataFrame,
-    ) -> dict[str, float | None] | None:
-        if version is None or monitor.label_column is None:
-            return None
-        if monitor.label_column not in reference.frame.columns:
-            raise InvalidInput(
-                f"label_column: {monitor.label_column!r} is not in the reference",
-                field="label_column",
-            )
-        window_scores = _positive_scores(window)
-        if window_scores is None:
-            return None
-        key = (monitor.name, monitor.label_column, version.name, version.version)
-        if key not in self._estimators:
-            estimator = self._fit_estimator(monitor, version, reference, monitor.label_column)
-            if estimator is None:
-                return None
-            self._estimators[key] = estimator
-        return self._estimators[key].estimate(window_scores)
-
-    def _fit_estimator(
-        self, monitor: Monitor, version: ModelVersion, reference: Reference, label: str
-    ) -> ConfidenceEstimator | None:
-        """Calibrate the version's scores on held-out labelled rows (once per version)."""
-        held_out = self.inputs.calibration_set(monitor, version, reference.frame)
-        columns = [c["name"] for c in (version.signature or {}).get("inputs", [])]
-        if not columns or any(c not in held_out.columns for c in columns):
-            return None
-        try:
-            model = self.load_model(version)
-            scored = model.predict_proba(model_input(model, held_out, columns))
-            ref_scores = np.asarray(scored)[:, -1]
-        except Exception as exc:  # no predict_proba, or the model fails on the reference
-            log.warning("monitor %s: no reference scores: %s", monitor.name, exc)
-            return None
-        return ConfidenceEstimator().fit(held_out[label], ref_scores)
+        self.performance.check(monitor, version, reference, window, labelled, results)
+        return len(labelled)
 
 
-def _output_values(series: pd.Series) -> pd.Series:
-    """Logged outputs are JSON text or numbers; numbers where they parse."""
-    numeric = pd.to_numeric(series, errors="coerce")
-    return numeric if numeric.notna().any() else series.astype(str)
-
-
-def _positive_scores(frame: pd.DataFrame) -> np.ndarray | None:
-    if "probabilities" not in frame.columns:
-        return None
-    values = [p[-1] if p is not None and len(p) else np.nan for p in frame["probabilities"]]
-    scores = np.asarray(values, dtype=np.float64)
-    return None if np.isnan(scores).any() else scores
+def _quality_thresholds(monitor: Monitor) -> QualityThresholds:
+    return QualityThresholds(
+        null_rate_increase=monitor.null_rate_increase,
+        out_of_range_share=monitor.out_of_range_share,
+        new_category_share=monitor.new_category_share,
+        out_of_range_error_share=monitor.out_of_range_error_share,
+    )
