@@ -12,6 +12,7 @@
     ├── Unauthorized (401, exit 1)
     ├── Forbidden (403, exit 1)
     ├── Unavailable (503, exit 1)
+    │   └── InsufficientStorage (507, exit 1)  the artifact store cannot write (disk full)
     ├── ModelError (502, exit 1)          the served model raised; detail.error_class names it
     ├── GatewayTimeout (504, exit 1)
     └── RateLimited (429, exit 1)         detail.retry_after_s → Retry-After header
@@ -30,6 +31,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "GatewayTimeout",
+    "InsufficientStorage",
     "InvalidInput",
     "KeelError",
     "MethodNotAllowed",
@@ -120,6 +122,12 @@ class Unavailable(KeelError):
     """A dependency (database, model, queue) cannot serve the request now."""
 
     status, code = 503, "unavailable"
+
+
+class InsufficientStorage(Unavailable):
+    """The artifact store cannot write: its file system is full or read-only."""
+
+    status, code = 507, "insufficient_storage"
 
 
 class ModelError(KeelError):

@@ -18,8 +18,8 @@ from keel.serving.predlog import log_root
 from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
 from keel.store.sql.auth import AuthSql
-from keel.store.sql.engine import make_engine
-from keel.store.sql.migrate import current_revision, head_revision, upgrade
+from keel.store.sql.engine import ensure_dir, make_engine
+from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.monitoring import MonitorSql
 from keel.tracking.datasets import DatasetService
 from keel.tracking.filters import FilterLimits
@@ -102,12 +102,18 @@ def _alias_publisher(redis_url: str) -> AliasListener:
 
 def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Connect to the configured store; upgrade the schema first unless ``migrate`` is False."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_dir(settings.home, "KEEL_HOME")
     engine = make_engine(settings)
-    if migrate and current_revision(engine) != head_revision():
-        upgrade(engine)
+    try:
+        # one line naming the path or revision (InvalidInput, exit 2), not a driver traceback
+        ensure_schema(engine, migrate=migrate)
+    except BaseException:
+        engine.dispose()
+        raise
     store = SqlStore(engine)
-    artifacts = ArtifactStore(settings.resolved_artifact_root)
+    artifacts = ArtifactStore(
+        settings.resolved_artifact_root, min_free_bytes=settings.artifact_min_free_bytes
+    )
     tracking = TrackingService(
         store,
         artifacts,

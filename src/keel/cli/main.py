@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from keel.cli._lazy import LazyCommand, LazyGroup
@@ -63,6 +65,19 @@ COMMANDS: dict[str, LazyCommand] = {
 
 class _KeelGroup(LazyGroup):
     LAZY_COMMANDS = COMMANDS
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        # The net under every command: a KeelError that escaped a command's own run_cli
+        # (a read-only home, a corrupt or newer database, #15.13) is one line and its
+        # exit code, never a traceback.
+        from keel.errors import KeelError
+
+        try:
+            return super().invoke(ctx)
+        except KeelError as error:
+            from keel.cli._output import fail
+
+            fail(error)
 
 
 app = typer.Typer(

@@ -102,14 +102,14 @@ def db_upgrade(
 
     Example: KEEL_DATABASE_URL=postgresql+psycopg://localhost/keel keel db upgrade
     """
-    from keel.store.sql.engine import make_engine
+    from keel.store.sql.engine import ensure_dir, make_engine
     from keel.store.sql.migrate import upgrade
 
     settings = Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_dir(settings.home, "KEEL_HOME")
     engine = make_engine(settings)
     try:
-        current = upgrade(engine, revision)
+        current = run_cli(lambda: upgrade(engine, revision))
     finally:
         engine.dispose()
     emit(
@@ -125,12 +125,16 @@ def db_current(as_json: bool = JsonOption) -> None:
 
     Example: keel db current --json
     """
+    from sqlalchemy.exc import DBAPIError
+
     from keel.store.sql.engine import make_engine
-    from keel.store.sql.migrate import current_revision, head_revision
+    from keel.store.sql.migrate import current_revision, head_revision, store_error
 
     engine = make_engine(Settings())
     try:
         info = {"current": current_revision(engine), "head": head_revision()}
+    except DBAPIError as exc:  # a corrupt or unreadable file: one line, not a traceback
+        raise store_error(engine, exc) from None
     finally:
         engine.dispose()
     emit(info, as_json, lambda: console.print(f"current {info['current']}  head {info['head']}"))

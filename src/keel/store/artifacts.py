@@ -8,19 +8,26 @@ either absent or complete even after ``kill -9``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from keel.errors import InvalidInput, KeelError, NotFound
+from keel.errors import InsufficientStorage, InvalidInput, KeelError, NotFound
 
 __all__ = ["ArtifactStore", "Blob", "normalize_artifact_path"]
 
 _CHUNK = 1024 * 1024
+
+#: OS errors meaning "this file system cannot take the bytes": full, over quota,
+#: read-only or not ours to write. They answer 507, not 500 (#15.13).
+_CANNOT_STORE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +61,60 @@ def normalize_artifact_path(path: str, *, field: str = "path") -> str:
 
 
 class ArtifactStore:
-    """Local content-addressed blob storage rooted at ``root``."""
+    """Local content-addressed blob storage rooted at ``root``.
 
-    def __init__(self, root: Path) -> None:
+    ``min_free_bytes``: below this much free space :meth:`write_problem` reports the
+    store unable to write, so ``/readyz`` turns 503 before uploads start failing.
+    """
+
+    #: Seconds a passing write probe is trusted: /readyz is polled often and the probe
+    #: writes and fsyncs a file. A failing probe is never cached.
+    probe_interval_s: float = 5.0
+
+    def __init__(self, root: Path, *, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
+        self.min_free_bytes = min_free_bytes
+        self._passed_probe_at: float | None = None
+
+    def write_problem(self) -> str | None:
+        """Why the store cannot write now (full, read-only, low on space), or None.
+
+        A periodic probe for readiness: free space under ``root`` against
+        ``min_free_bytes``, then a one-byte file written and fsynced in its staging folder.
+        """
+        now = time.monotonic()
+        if (
+            self._passed_probe_at is not None
+            and now - self._passed_probe_at < self.probe_interval_s
+        ):
+            return None
+        staging = self.root / "tmp"
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(staging).free
+            if free < self.min_free_bytes:
+                return (
+                    f"{free} bytes free under {self.root}, below the {self.min_free_bytes} "
+                    "needed (KEEL_ARTIFACT_MIN_FREE_BYTES)"
+                )
+            with tempfile.NamedTemporaryFile(dir=staging, prefix="probe-") as probe:
+                probe.write(b"k")
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as exc:
+            return f"cannot write {self.root}: {exc.strerror or exc}"
+        self._passed_probe_at = now
+        return None
+
+    def _cannot_store(self, exc: OSError) -> InsufficientStorage:
+        self._passed_probe_at = None  # readiness probes again at its next call
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = "its file system is full" if full else "its file system is read-only or not writable"
+        return InsufficientStorage(
+            f"cannot store the artifact: {why} ({exc.strerror}); free space or fix "
+            "the mount of the artifact root (KEEL_ARTIFACT_ROOT), then retry",
+            errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+        )
 
     def _blob_path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -65,7 +122,19 @@ class ArtifactStore:
         return self.root / "sha256" / sha256[:2] / sha256[2:]
 
     def put_stream(self, stream: BinaryIO, *, max_bytes: int | None = None) -> Blob:
-        """Store the bytes of ``stream``; returns their digest and size."""
+        """Store the bytes of ``stream``; returns their digest and size.
+
+        Raises :class:`InsufficientStorage` when the file system is full or read-only
+        (nothing partial is left behind).
+        """
+        try:
+            return self._put_stream(stream, max_bytes)
+        except OSError as exc:
+            if exc.errno in _CANNOT_STORE:
+                raise self._cannot_store(exc) from None
+            raise
+
+    def _put_stream(self, stream: BinaryIO, max_bytes: int | None) -> Blob:
         staging = self.root / "tmp"
         staging.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()

@@ -21,8 +21,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(svc: Svc, request: Request) -> JSONResponse:
-    """The database answers, its schema is current and the preloaded models are warm;
-    503 otherwise (a model that failed to preload is named)."""
+    """The database answers, its schema is current, the artifact store can write and the
+    preloaded models are warm; 503 otherwise (a model that failed to preload is named)."""
     checks: dict[str, str] = {}
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None or not gateway.ready:
@@ -40,11 +40,10 @@ def readyz(svc: Svc, request: Request) -> JSONResponse:
         checks["schema"] = "ok" if revision == head else f"at {revision}, expected {head}"
     except Exception as exc:  # readiness reports any failure instead of raising
         checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        svc.artifacts.root.mkdir(parents=True, exist_ok=True)
-        checks["artifacts"] = "ok"
-    except OSError as exc:
-        checks["artifacts"] = f"error: {exc}"
+    # A write probe, not just mkdir: a full or read-only disk must read as not ready
+    # while uploads would answer 507 (#15.13).
+    problem = svc.artifacts.write_problem()
+    checks["artifacts"] = "ok" if problem is None else f"error: {problem}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,8 +11,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from keel.config import Settings
+from keel.errors import InvalidInput
 
-__all__ = ["NOWAIT_OPTION", "WRITE_OPTION", "begin_write", "is_sqlite", "make_engine"]
+__all__ = [
+    "NOWAIT_OPTION",
+    "WRITE_OPTION",
+    "begin_write",
+    "ensure_dir",
+    "is_sqlite",
+    "make_engine",
+]
 
 #: Execution option marking a connection that will write (see the SQLite BEGIN hook).
 WRITE_OPTION = "keel_write"
@@ -44,15 +53,29 @@ def begin_write(raw: sqlite3.Connection, *, nowait: bool, busy_ms: int | None = 
         raw.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
+def ensure_dir(path: Path, setting: str) -> None:
+    """Create ``path`` (and parents) or raise :class:`InvalidInput` naming it and ``setting``.
+
+    A read-only or unwritable home used to surface as a PermissionError traceback (#15.13).
+    """
+    try:
+        Path(path).expanduser().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create {path} ({exc.strerror or exc}): make it writable, or set "
+            f"{setting} to a writable folder",
+            field=setting,
+        ) from None
+
+
 def make_engine(settings: Settings) -> Engine:
     """An engine for the configured database; SQLite gets WAL, foreign keys and a busy timeout."""
     url = settings.resolved_database_url
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
-            from pathlib import Path
-
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            setting = "KEEL_DATABASE_URL" if settings.database_url else "KEEL_HOME"
+            ensure_dir(Path(database).expanduser().parent, setting)
         engine = create_engine(
             url,
             connect_args={
