@@ -162,6 +162,8 @@ def _print_run(console: Console, run: Any) -> None:
         f"  monitor: [{style}]{run.status}[/] — {run.n_current} predictions, "
         f"{run.n_labelled} labelled, drifted: {', '.join(run.summary.get('drifted', [])) or 'none'}"
     )
+    if run.summary.get("performance"):
+        console.print(f"  performance: {', '.join(run.summary['performance'])}")
     grid = Table(show_header=True, title_justify="left")
     for column in ("metric", "realised (labels)", "estimated (scores only)"):
         grid.add_column(column)
