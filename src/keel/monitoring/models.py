@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keel._durations import parse_duration_s
 from keel._models import Entity
@@ -125,23 +125,28 @@ class MonitorSpec(Entity):
             raise ValueError("expected an alias, a version number or *")
         return value
 
-    @model_validator(mode="after")
-    def _metrics_fit_task(self) -> MonitorSpec:
+    @field_validator("performance_thresholds")
+    @classmethod
+    def _metrics_fit_task(
+        cls, value: dict[str, PerformanceThreshold] | None, info: ValidationInfo
+    ) -> dict[str, PerformanceThreshold] | None:
+        # A field validator (task is declared earlier) so the error names this field.
+        task = info.data.get("task")
         allowed = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
-        if self.task is not None and self.performance_thresholds:
-            wrong = sorted(set(self.performance_thresholds) - set(allowed[self.task]))
+        if task is not None and value:
+            wrong = sorted(set(value) - set(allowed[task]))
             if wrong:
                 raise ValueError(
-                    f"performance_thresholds: {', '.join(wrong)} not measured for "
-                    f"{self.task} (use {', '.join(allowed[self.task])})"
+                    f"{', '.join(wrong)} not measured for {task} "
+                    f"(use {', '.join(allowed[task])})"
                 )
-        return self
+        return value
 
     @property
     def drop_thresholds(self) -> dict[str, PerformanceThreshold]:
         """The performance thresholds in force (the task's defaults unless given)."""
         if self.performance_thresholds is not None:
-            return dict(self.performance_thresholds)
+            return {str(k): v for k, v in self.performance_thresholds.items()}
         return dict(DEFAULT_PERFORMANCE_THRESHOLDS.get(self.task or "", {}))
 
     @property
