@@ -116,10 +116,11 @@ class Settings(BaseSettings):
     )
     prediction_log_flush_interval_s: float = Field(
         default=0.5,
-        gt=0,
+        ge=0,
         le=60,
         description="Longest a logged prediction waits in memory before it is written "
-        "(the kill -9 loss window).",
+        "(the kill -9 loss window); 0 = group commit: each answer waits until its "
+        "prediction is on disk.",
     )
     prediction_log_max_batch: int = Field(
         default=10_000, ge=1, description="Most records the log writer puts in one segment."

@@ -32,6 +32,7 @@ from keel.errors import (
 )
 from keel.registry.service import RegistryService
 from keel.registry.uri import parse_model_ref
+from keel.serving._commit import CommitGroup
 from keel.serving.aliases import AliasTable
 from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.blame import judged_call
@@ -85,9 +86,13 @@ class Gateway:
         self.prediction_log = prediction_log
         # A sink that takes whole requests (PredictionLog) gets them; others get records.
         append_served = getattr(prediction_log, "append_served", None)
-        self._log: Callable[[ServedRequest], None] = (
+        self._log: Callable[[ServedRequest], CommitGroup | None] = (
             append_served if callable(append_served) else self._log_records
         )
+        # Group commit (KEEL_PREDICTION_LOG_FLUSH_INTERVAL_S=0): answers wait for the log.
+        self._durable = getattr(prediction_log, "group_commit", False) is True
+        if self._durable:
+            self._log = prediction_log.append_durable  # type: ignore[union-attr]
         self.id = uuid.uuid4().hex[:12]
         self.limiter = RateLimiter(
             settings.serving_rate_limit,
@@ -235,12 +240,14 @@ class Gateway:
         await self.limiter.check(client_key)
         answered = self._from_memory(target, body, started)
         if answered is not None:
+            if answered.commit is not None:
+                await self._committed(answered.commit)
             return answered
         timings: dict[str, float] = {}
         reached: list[int] = []
         try:
             async with asyncio.timeout(self.settings.serving_timeout_s):
-                return await self._predict(target, body, started, timings, reached)
+                result = await self._predict(target, body, started, timings, reached)
         except TimeoutError:
             version = reached[0] if reached else None
             if version is not None:
@@ -252,6 +259,29 @@ class Gateway:
                 field="model",
                 timeout_s=self.settings.serving_timeout_s,
             ) from None
+        if result.commit is not None:  # waited for outside the model's timeout and breaker
+            await self._committed(result.commit)
+        return result
+
+    async def _committed(self, commit: CommitGroup) -> None:
+        """Return once the answer's rows are durable in the prediction log (group commit).
+
+        Raises :class:`Unavailable` (503) when the log refused or failed to write them, or
+        did not within ``KEEL_SERVING_TIMEOUT_S``: an answer is never given unlogged.
+        """
+        timeout_s = self.settings.serving_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                written = await commit.wait_async()
+        except TimeoutError:
+            written = False
+        if not written:  # counted by keel_prediction_log_records_total (dropped or failed)
+            raise Unavailable(
+                "the prediction log could not record this answer, so it is not given "
+                "(KEEL_PREDICTION_LOG_FLUSH_INTERVAL_S=0); retry",
+                field="prediction_log",
+                retry_after_s=1,
+            )
 
     async def _predict(
         self,
@@ -348,7 +378,7 @@ class Gateway:
         Raises :class:`~keel.errors.RateLimited` as :meth:`predict` does.
         """
         started = time.perf_counter()
-        if not self.limiter.is_local:
+        if not self.limiter.is_local or self._durable:  # group commit: predict() waits
             return None
         located = self._locate(target)
         if located is None:
@@ -433,7 +463,7 @@ class Gateway:
         if entry.first_request_ms is None:
             entry.first_request_ms = elapsed_ms
             entry.first_request_warm = entry.warmup_ms is not None
-        self._served(
+        commit = self._served(
             name,
             outcome.version,
             parsed,
@@ -444,7 +474,7 @@ class Gateway:
             outcome.hits,
             outcome.fallback,
         )
-        return PredictResult(result, timings)
+        return PredictResult(result, timings, commit)
 
     def _served(
         self,
@@ -457,13 +487,14 @@ class Gateway:
         probabilities: Sequence[Any] | None,
         hits: Sequence[bool],
         fallback: bool,
-    ) -> None:
-        """Count an answered request in the version's series and log its rows."""
+    ) -> CommitGroup | None:
+        """Count an answered request in the version's series and log its rows; with group
+        commit, the write the answer must wait for."""
         requests, latency = series(name, version)
         requests.inc()
         latency.observe(elapsed_ms / 1000)
         if self.prediction_log is not None:
-            self._log(
+            return self._log(
                 ServedRequest(
                     request_id,
                     int(time.time() * 1000),
@@ -479,6 +510,7 @@ class Gateway:
                     parsed.entity_keys,
                 )
             )
+        return None
 
     def _count_hits(self, name: str, rows: int) -> None:
         """Count ``rows`` answered from the cache (status counters and the Prometheus series)."""

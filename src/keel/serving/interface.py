@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from keel.serving._commit import CommitGroup
 from keel.serving.records import PredictionRecord
 
 __all__ = [
@@ -46,10 +47,14 @@ class Target:
 
 @dataclass(slots=True)
 class PredictResult:
-    """The response body and how long each stage took (for ``Server-Timing``)."""
+    """The response body and how long each stage took (for ``Server-Timing``).
+
+    ``commit``: with group commit, the prediction-log write the answer waits for.
+    """
 
     body: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    commit: CommitGroup | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

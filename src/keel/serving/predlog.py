@@ -1,68 +1,50 @@
 """The durable prediction log: a background writer turning served predictions into Parquet.
 
-Layout
-------
-One directory tree per log root (``Settings.prediction_log_dir``, default
-``<artifact_root>/predictions``), partitioned Hive-style so a reader of one model version's
-window opens only that version's files for those hours::
+Layout (``docs/serving.md`` "Layout and schema" has the columns): Hive-style partitions
+under ``Settings.prediction_log_dir``, so a reader of one version's window opens only
+that version's files for those hours::
 
     model=<url-quoted name>/version=<v>/date=YYYY-MM-DD/hour=HH/part-<ms>-<pid>-<seq>.parquet
 
-``date`` and ``hour`` are the UTC time of the prediction (``PredictionRecord.at_ms``).
-DuckDB's ``read_parquet(..., hive_partitioning=true)`` URL-decodes the model name back.
+Features are flat ``f_<feature>`` columns, not one struct or JSON column: monitoring asks
+per-feature questions ("KS of ``tenure`` over the last hour"), and a flat column is its
+own column chunk with its own statistics. Each model version has one feature schema, kept
+by the writer (the first values' types, or :meth:`PredictionLog.set_signature`), widened
+(integer → double → text) when later values do not fit; readers use ``union_by_name``.
 
-Columns of a segment: ``ts`` (timestamp, ms, UTC), ``request_id``, ``deployment``, ``arm``,
-``entity_key``, ``output``, ``probabilities`` (list of double), ``latency_ms``, ``cached``,
-``fallback``, ``extra`` (JSON text), then one column ``f_<feature>`` per input feature.
-Features are flat columns, not one struct or JSON column, because monitoring asks
-per-feature questions ("KS of ``tenure`` over the last hour"): a flat column is its own
-Parquet column chunk with its own min/max statistics, so DuckDB reads just that column
-and the query needs no struct or JSON extraction. The ``f_`` prefix keeps feature names
-from colliding with the fixed columns. Each model version has one feature schema, kept by
-the writer: the types of the first values seen (or :meth:`PredictionLog.set_signature`),
-widened (integer → double → text) if later values do not fit; readers use
-``union_by_name`` so segments written before a widening still line up.
+Writes
+------
+:meth:`PredictionLog.append` (one record) and :meth:`PredictionLog.append_served` (one
+gateway request, :class:`~keel.serving.records.ServedRequest`) put the item on an
+in-memory buffer and return: no I/O, no lock, never an exception (a bad item is counted
+and dropped, like one beyond ``max_queue``; ``keel_prediction_log_records_total``). A
+single writer thread (datasette's one write connection fed by a queue) drains the buffer
+and writes one segment per partition: temporary file, fsync, rename, fsync of the
+directory, so a reader never sees a half file. A compactor thread
+(``compact_interval_s``) merges the many small segments (:mod:`keel.serving.predquery`).
 
-Writes and the loss window
---------------------------
-:meth:`PredictionLog.append` puts the record on an in-memory buffer and returns: no I/O,
-no lock, never an exception (a bad record is counted and dropped, like a full buffer).
-The gateway uses :meth:`PredictionLog.append_served` instead: one
-:class:`~keel.serving.records.ServedRequest` per request, whose rows the writer turns
-into columns directly (a record and a features dict per row cost a cache hit about
-as much as answering it).
-A single writer thread (datasette's one write connection fed by a queue) wakes every
-``flush_interval_s`` (sooner when ``max_batch`` records wait), converts the batch to
-Arrow and writes one segment per partition: temporary file, fsync, rename, fsync of the
-directory. A reader lists only ``*.parquet`` names, so it never sees a half file.
+Two durability modes (#15.11):
 
-When the buffer holds ``max_queue`` records, further appends are dropped, never blocked:
-each drop is counted in :attr:`PredictionLog.stats` and in the Prometheus counter
-``keel_prediction_log_records_total{outcome="dropped_full"}``.
+- ``flush_interval_s`` > 0 (default 0.5 s): the writer wakes that often (sooner when
+  ``max_batch`` items wait). On ``kill -9`` the predictions appended during the last
+  interval, plus the write in progress, are lost (tested with a real server in
+  ``tests/serving/test_predlog_durability.py``).
+- ``flush_interval_s`` = 0, group commit: the writer wakes on every append, and
+  :meth:`PredictionLog.append_durable` returns the :class:`~keel.serving._commit.CommitGroup`
+  of the item: the gateway answers only once that group is on disk. Requests appended
+  while a write is in progress share the next one (one fsync for many requests).
 
-Each flush makes one segment per partition, so steady traffic makes many small files
-(7,200 an hour at 0.5 s); a compactor thread (``compact_interval_s``, default 300 s
-through the settings) merges them into one ``compact-`` file per pass, and the closed
-hour into one file (:mod:`keel.serving.predquery`).
-
-On ``kill -9`` the records not yet written are lost: those appended during the last
-``flush_interval_s`` plus the time of the write in progress, i.e. about 0.5 s at the
-default settings as long as the writer keeps up (tested with a real process in
-``tests/serving/test_predlog.py``). A clean exit (:meth:`close`, also run ``atexit``)
-loses nothing.
+A clean exit (:meth:`PredictionLog.close`, also run ``atexit``) loses nothing.
 """
 
 from __future__ import annotations
 
 import atexit
-import itertools
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +52,8 @@ import pyarrow as pa
 from prometheus_client import Counter
 
 from keel.errors import InvalidInput
+from keel.serving._batches import HOUR_MS, group_batch, group_rows, rows_of, write_group
+from keel.serving._commit import REFUSED, CommitGroup
 from keel.serving._segments import (
     BASE_SCHEMA,
     FEATURE_PREFIX,
@@ -77,8 +61,6 @@ from keel.serving._segments import (
     iter_partitions,
     log_root,
     partition_dir,
-    records_to_table,
-    served_to_table,
     write_segment,
 )
 from keel.serving.records import PredictionRecord, ServedRequest
@@ -105,8 +87,6 @@ RECORDS = Counter(
     ["outcome"],
 )
 SEGMENTS = Counter("keel_prediction_log_segments_total", "Prediction-log segment files written")
-_sequence = itertools.count()
-_HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,38 +100,6 @@ class PredictionLogStats:
     invalid: int
     failed: int
     pending: int
-
-
-def _one_group(batch: list[Any]) -> dict[tuple[Any, ...], list[Any]] | None:
-    """``{key: batch}`` when every item is a gateway request of one model, version, hour
-    and feature layout (the usual batch); None when the batch must be grouped item by item.
-
-    The checks run in C (``map``, ``set``): a Python loop over the batch cost about a
-    microsecond a request in the serving interpreter, as much as converting it.
-    """
-    if not batch or set(map(type, batch)) != {ServedRequest}:
-        return None
-    first = batch[0]
-    if (
-        type(first.model) is not str
-        or type(first.version) is not int
-        or len(set(map(attrgetter("model"), batch))) != 1
-        or len(set(map(attrgetter("version"), batch))) != 1
-        or len(set(map(id, map(attrgetter("columns"), batch)))) != 1  # one layout object
-    ):
-        return None
-    times = list(map(attrgetter("at_ms"), batch))
-    if set(map(type, times)) != {int}:
-        return None
-    hour = min(times) // _HOUR_MS
-    if max(times) // _HOUR_MS != hour:
-        return None
-    return {(first.model, first.version, hour, tuple(first.columns)): batch}
-
-
-def _rows(item: PredictionRecord | ServedRequest) -> int:
-    """How many predictions a buffered item holds."""
-    return len(item.outputs) if type(item) is ServedRequest else 1
 
 
 class PredictionLog:
@@ -176,14 +124,16 @@ class PredictionLog:
     ) -> None:
         if compact_interval_s < 0:
             raise InvalidInput("compact_interval_s must be >= 0", field="compact_interval_s")
-        if not 0 < flush_interval_s <= 60:
-            raise InvalidInput("flush_interval_s must be in (0, 60]", field="flush_interval_s")
+        if not 0 <= flush_interval_s <= 60:
+            raise InvalidInput("flush_interval_s must be in [0, 60]", field="flush_interval_s")
         if max_batch < 1:
             raise InvalidInput("max_batch must be at least 1", field="max_batch")
         if max_queue < max_batch:
             raise InvalidInput("max_queue must be at least max_batch", field="max_queue")
         self.root = Path(root)
         self.flush_interval_s = flush_interval_s
+        #: 0 s: each answer waits for its rows to be durable (:meth:`append_durable`).
+        self.group_commit = flush_interval_s == 0
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.fsync = fsync
@@ -194,6 +144,10 @@ class PredictionLog:
         self._wake = threading.Event()
         self._flush_requests: list[threading.Event] = []
         self._lock = threading.Lock()  # counters and flush requests, never taken by append
+        # Buffering a durable append and reading its group is one step, and so is the
+        # writer's drain with its group swap: a group holds exactly the items it writes.
+        self._group_lock = threading.Lock()
+        self._group = CommitGroup()
         self._closed = False
         self._counts = dict.fromkeys(
             ("written", "segments", "dropped_full", "dropped_closed", "invalid", "failed"), 0
@@ -254,18 +208,41 @@ class PredictionLog:
         except Exception:  # never into the response path
             logger.exception("prediction log append failed")
 
-    def _enqueue(self, item: PredictionRecord | ServedRequest, rows: int) -> None:
+    def append_durable(self, served: ServedRequest) -> CommitGroup:
+        """Queue one request's rows; the returned group finishes once they are on disk.
+
+        For :attr:`group_commit` logs: the caller waits on the group
+        (:meth:`CommitGroup.wait_async`) before answering. A refused request (log closed,
+        buffer full, not a :class:`ServedRequest`) gets a group finished unwritten; like
+        :meth:`append`, it never blocks or raises.
+        """
+        try:
+            if type(served) is not ServedRequest:
+                self._count("invalid")
+                return REFUSED
+            with self._group_lock:
+                if not self._enqueue(served, len(served.outputs)):
+                    return REFUSED
+                return self._group
+        except Exception:  # never into the response path
+            logger.exception("prediction log append failed")
+            return REFUSED
+
+    def _enqueue(self, item: PredictionRecord | ServedRequest, rows: int) -> bool:
+        """Buffer ``item`` (True), or count it dropped (False)."""
         if self._closed:
             self._count("dropped_closed", rows)
-        elif len(self._buffer) + self._extra_rows + rows > self.max_queue:
+            return False
+        if len(self._buffer) + self._extra_rows + rows > self.max_queue:
             self._count("dropped_full", rows)
-        else:
-            if rows > 1:
-                with self._lock:
-                    self._extra_rows += rows - 1
-            self._buffer.append(item)  # deque.append is atomic under the GIL
-            if len(self._buffer) >= self.max_batch and not self._wake.is_set():
-                self._wake.set()
+            return False
+        if rows > 1:
+            with self._lock:
+                self._extra_rows += rows - 1
+        self._buffer.append(item)  # deque.append is atomic under the GIL
+        if (self.group_commit or len(self._buffer) >= self.max_batch) and not self._wake.is_set():
+            self._wake.set()
+        return True
 
     def set_signature(self, model: str, version: int, signature: Mapping[str, Any]) -> None:
         """Fix the feature column types of ``model`` v``version`` from its model signature."""
@@ -309,6 +286,8 @@ class PredictionLog:
             self._count("dropped_closed", len(self._buffer) + self._extra_rows)
             self._buffer.clear()
             self._extra_rows = 0
+        if not self._thread.is_alive():
+            self._group.finish(False)  # its waiters answer 503 instead of waiting
 
     def _count(self, outcome: str, n: int = 1) -> None:
         with self._lock:
@@ -318,24 +297,30 @@ class PredictionLog:
     # ---- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.flush_interval_s)
+            self._wake.wait(self.flush_interval_s or None)  # 0: group commit, woken per append
             self._wake.clear()
             closing = self._closed
             with self._lock:
                 requests, self._flush_requests = self._flush_requests, []
             # Only what is buffered now: under overload the flush requests still complete.
-            waiting = len(self._buffer)
+            # Taken with the group swap, so the group holds exactly the items written next.
+            with self._group_lock:
+                waiting = len(self._buffer)
+                group, self._group = self._group, CommitGroup()
+            written = True
             while waiting > 0:
                 batch = self._take(min(waiting, self.max_batch))
                 if not batch:
                     break
                 waiting -= len(batch)
                 try:
-                    self._write_batch(batch)
+                    written = self._write_batch(batch) and written
                 except Exception:  # the writer thread must outlive any one bad batch
-                    lost = sum(_rows(item) for item in batch)
+                    lost = sum(rows_of(item) for item in batch)
                     logger.exception("prediction log: batch of %d records lost", lost)
                     self._count("failed", lost)
+                    written = False
+            group.finish(written)
             for request in requests:
                 request.set()
             if closing and not self._buffer:
@@ -350,7 +335,7 @@ class PredictionLog:
             while rows < limit:
                 item = pop()
                 batch.append(item)
-                n = _rows(item)
+                n = rows_of(item)
                 rows += n
                 extra += n - 1
         except IndexError:
@@ -360,48 +345,30 @@ class PredictionLog:
                 self._extra_rows -= extra
         return batch
 
-    def _write_batch(self, batch: list[PredictionRecord | ServedRequest]) -> None:
-        # Group by (model, version, hour) with integer keys: building the directory path per
-        # record (datetime, quoting) would cost more than converting the record. Whole
-        # requests group further by their feature columns, each group its own segment.
-        single = _one_group(batch)
-        groups: dict[tuple[Any, ...], list[Any]] = single if single is not None else {}
-        for item in batch if single is None else ():
-            try:
-                key: tuple[Any, ...] = (
-                    str(item.model),
-                    int(item.version),
-                    int(item.at_ms) // _HOUR_MS,
-                )
-            except (TypeError, ValueError, OverflowError):
-                self._count("invalid", _rows(item))
-                continue
-            if type(item) is ServedRequest:
-                key += (tuple(item.columns),)
-            groups.setdefault(key, []).append(item)
+    def _write_batch(self, batch: list[PredictionRecord | ServedRequest]) -> bool:
+        """Write one segment per partition of ``batch``; True if every row was written."""
+        groups, invalid = group_batch(batch)
+        if invalid:
+            self._count("invalid", invalid)
+        complete = not invalid
         for key, items in groups.items():
-            model, version, hour = key[:3]
-            if len(key) > 3:  # whole requests: their rows counted in C
-                rows = sum(map(len, map(attrgetter("outputs"), items)))
-            else:
-                rows = len(items)
+            rows = group_rows(key, items)
             try:
-                folder = partition_dir(self.root, model, version, hour * _HOUR_MS)
+                folder = partition_dir(self.root, key[0], key[1], key[2] * HOUR_MS)
             except (ValueError, OverflowError, OSError):
                 self._count("invalid", rows)
+                complete = False
                 continue
             try:
                 with self._lock:
-                    schema = self._schemas.setdefault((model, version), {})
-                to_table = served_to_table if len(key) > 3 else records_to_table
-                table = to_table(model, version, items, schema)
-                name = f"part-{items[0].at_ms}-{os.getpid()}-{next(_sequence):06d}.parquet"
-                write_segment(table, folder, name, fsync=self.fsync)
+                    schema = self._schemas.setdefault(key[:2], {})
+                write_group(key, items, schema, folder, fsync=self.fsync)
             except Exception:
                 # Disk full, permissions, a value Arrow cannot hold: the log must not kill
                 # the writer thread; the loss is counted and logged.
                 logger.exception("prediction log: could not write %d records", rows)
                 self._count("failed", rows)
+                complete = False
                 continue
             self._count("written", rows)
             self._count("segments")
@@ -409,6 +376,7 @@ class PredictionLog:
             if self._compactor is not None:
                 with self._lock:
                     self._touched.add(folder)
+        return complete
 
     def _compact_loop(self) -> None:
         """Every ``compact_interval_s``, merge the small segments of the hours written to."""
