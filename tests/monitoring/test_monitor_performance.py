@@ -13,14 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LinearRegression
 from tests.monitoring.conftest import FEATURES, NOW_MS, serve_rows
 
+from keel import Client
 from keel.demo.data import TARGET
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.models import MonitorSpec
 from keel.monitoring.service import MonitorService
 from keel.registry.packaging import load_model_dir
 from keel.services import Services
+from keel.serving.predlog import PredictionLog
+from keel.serving.records import PredictionRecord
 from keel.store.sql.monitoring import MonitorSql
 
 LABELLED = {"task": "classification", "label_column": TARGET, "correction": "bonferroni"}
@@ -157,3 +161,43 @@ def test_a_column_wholly_out_of_range_is_a_quality_break(
     monitors.create(MonitorSpec(name="lenient", model="churn", out_of_range_error_share=1.0))
     lenient = monitors.run("lenient", now=NOW_MS)
     assert "out_of_range:monthly_charges" not in lenient.summary["quality_errors"]
+
+
+def test_regression_error_rise_against_the_reference_level_alerts(
+    monitors: MonitorService, services: Services, churn: tuple
+) -> None:
+    inputs, target = ["tenure", "total_charges"], "monthly_charges"
+    train, production = churn
+    client = Client(settings=services.settings)
+    model = LinearRegression().fit(train[inputs], train[target])
+    with client.start_run("charges") as run:
+        run.log_input(train[[*inputs, target]], name="charges-train")
+        version = run.log_model(model, registered_name="charges", input_example=train[inputs][:5])
+    client.set_alias("charges", "champion", version.version)  # type: ignore[union-attr]
+    rows = production.head(300)
+    predicted = model.predict(rows[inputs])
+    with PredictionLog(monitors.inputs.predictions_root, flush_interval_s=0.05) as log:
+        for i, (features, y) in enumerate(
+            zip(rows[inputs].to_dict("records"), predicted, strict=True)
+        ):
+            log.append(
+                PredictionRecord(
+                    request_id=f"c{i}",
+                    at_ms=NOW_MS - 3_000_000 + i * 1_000,
+                    model="charges",
+                    version=1,
+                    features=features,
+                    output=float(y),
+                    latency_ms=1.0,
+                )
+            )
+        assert log.flush()
+    truth = rows[target] + np.where(np.arange(len(rows)) % 2, 15.0, -15.0)  # errors grow
+    _label(monitors, [f"c{i}" for i in range(len(rows))], truth.tolist())
+    spec = MonitorSpec(name="charges", model="charges", task="regression", label_column=target)
+    monitors.create(spec)
+    result = monitors.run("charges", now=NOW_MS)
+    assert result.results["reference_performance"]["mae"] > 0
+    assert "realised mae dropped" in result.summary["performance"]
+    assert "concept_drift" not in result.results and "estimated" not in result.results
+    client.close()
