@@ -19,6 +19,10 @@ Rules
   (``unknown``), never an error: its prediction may still be in the log
   writer's buffer, and the label joins as soon as the prediction lands.
 - Label delay = time the label was received − time of the prediction.
+
+Duplicates and unknown ids are found in an index (:mod:`keel.monitoring._feedback_index`)
+kept up to date from the segments, so a submission costs about its own size, not the size
+of the history (#15.27); concurrent submissions, from several processes too, take turns.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.errors import InvalidInput
+from keel.monitoring._feedback_index import FeedbackIndex, label_key, request_key
 from keel.serving.predlog import write_segment
 from keel.serving.predquery import parse_time, predictions
 
@@ -56,6 +61,8 @@ FEEDBACK_SCHEMA = pa.schema(
     ]
 )
 MAX_ITEMS = 100_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class FeedbackStore:
     def __init__(self, root: Path, predictions_root: Path) -> None:
         self.root = root
         self.predictions_root = predictions_root
+        self.index = FeedbackIndex(root, predictions_root)
 
     def submit(self, items: Sequence[Mapping[str, Any]]) -> FeedbackResult:
         """Validate and durably store a batch of labels (see the module rules).
@@ -96,18 +104,26 @@ class FeedbackStore:
         if len(items) > MAX_ITEMS:
             raise InvalidInput(f"items: at most {MAX_ITEMS:,} per batch", field="items")
         parsed = [_parse(i, item) for i, item in enumerate(items)]
-        known = self._stored_keys()
-        fresh: list[_Item] = []
-        seen: set[tuple[Any, ...]] = set()
-        for item in parsed:
-            key = (item.request_id, item.entity_key, item.event_ts, item.label)
-            if key in known or key in seen:
-                continue
-            seen.add(key)
-            fresh.append(item)
-        unknown = self._unknown_request_ids([i.request_id for i in parsed if i.request_id])
-        if fresh:
-            self._write(fresh)
+        keys = [_key(item) for item in parsed]
+        ids = {i.request_id for i in parsed if i.request_id is not None}
+        # One index transaction: it reads only segments written since the last call, and
+        # it holds the index's write lock, so concurrent submitters (other processes too)
+        # never both store the same label. The segment is written before the commit: a
+        # crash in between leaves a segment that the next catch-up indexes.
+        with self.index.writing() as txn:
+            known = txn.stored_labels(keys)
+            fresh: list[_Item] = []
+            fresh_keys: list[bytes] = []
+            for item, key in zip(parsed, keys, strict=True):
+                if key in known:
+                    continue
+                known.add(key)
+                fresh.append(item)
+                fresh_keys.append(key)
+            logged = txn.logged_requests(request_key(i) for i in ids)
+            unknown = {i for i in ids if request_key(i) not in logged}
+            if fresh:
+                txn.add_segment(self._write(fresh), fresh_keys)
         return FeedbackResult(
             accepted=len(fresh),
             duplicates=len(parsed) - len(fresh),
@@ -168,26 +184,8 @@ class FeedbackStore:
             return []
         return sorted(p for p in self.root.glob("date=*/*.parquet") if not p.name.startswith("."))
 
-    def _stored_keys(self) -> set[tuple[Any, ...]]:
-        files = self._files()
-        if not files:
-            return set()
-        with duckdb.connect() as con:
-            rows = (
-                con.read_parquet([str(f) for f in files], union_by_name=True)
-                .select("request_id, entity_key, event_ts, label")
-                .fetchall()
-            )
-        return {(r, e, None if t is None else t.astimezone(dt.UTC), lab) for r, e, t, lab in rows}
-
-    def _unknown_request_ids(self, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        logged = predictions(root=self.predictions_root, columns=["request_id"])
-        found = set(logged.column("request_id").to_pylist()) if logged.num_rows else set()
-        return set(ids) - found
-
-    def _write(self, items: list[_Item]) -> None:
+    def _write(self, items: list[_Item]) -> str:
+        """Write one segment; its name relative to the root (``date=…/part-….parquet``)."""
         now = dt.datetime.now(dt.UTC)
         table = pa.table(
             {
@@ -202,7 +200,9 @@ class FeedbackStore:
             schema=FEEDBACK_SCHEMA,
         )
         name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        write_segment(table, self.root / f"date={now:%Y-%m-%d}", name)
+        day = f"date={now:%Y-%m-%d}"
+        write_segment(table, self.root / day, name)
+        return f"{day}/{name}"
 
 
 # Labels by request id, newest first; labels by entity join the latest prediction for the
@@ -268,3 +268,9 @@ def _parse(index: int, item: Mapping[str, Any]) -> _Item:
     if model is not None and not isinstance(model, str):
         raise InvalidInput(f"{where}.model: must be a string", field=f"{where}.model")
     return _Item(request_id, entity_key, event_ts, json.dumps(label), value, model)
+
+
+def _key(item: _Item) -> bytes:
+    # The event time in the milliseconds the schema stores, floored as Arrow's cast does.
+    event_ms = None if item.event_ts is None else (item.event_ts - _EPOCH) // _MS
+    return label_key(item.request_id, item.entity_key, event_ms, item.label)
