@@ -188,19 +188,18 @@ def served_to_table(
         )
 
     rows_of = list(map(attrgetter("rows"), served))
-    nothing = [None] * total
     base = _Base(
         at_ms=each("at_ms"),
         request_id=each("request_id"),
-        deployment=nothing,
-        arm=nothing,
+        deployment=each("deployment"),
+        arm=each("arm"),
         entity_key=per_row("entity_keys"),
         output=list(chain.from_iterable(map(attrgetter("outputs"), served))),
         probabilities=per_row("probabilities"),
         latency_ms=each("latency_ms"),
         cached=list(map(bool, chain.from_iterable(map(attrgetter("hits"), served)))),
         fallback=list(map(bool, each("fallback"))),
-        extra=nothing,
+        extra=each("extra"),
     )
     columns = served[0].columns if served else ()
     shared = _shared_rows(rows_of, counts)

@@ -2,13 +2,15 @@
 
 An event names what to drop: every entry (``all``), a model, one version of it, the
 predictions made for one entity (e.g. after its features changed: the feature store calls
-:func:`publish_invalidation` with ``entity=``), or an alias move (replicas re-read the
-alias at once instead of at their next refresh). Entries in the shared Redis cache are
-deleted by the publisher; every subscribed gateway drops the matching entries of its own
-in-process cache.
+:func:`publish_invalidation` with ``entity=``), an alias move (replicas re-read the
+alias at once instead of at their next refresh), or a deployment change (replicas re-read
+its routes at once: a rollback reaches every replica within a second). Entries in the
+shared Redis cache are deleted by the publisher; every subscribed gateway drops the
+matching entries of its own in-process cache.
 
 >>> Invalidation.from_json(Invalidation("entity", model="churn", entity="c-42").to_json())
-Invalidation(kind='entity', model='churn', version=None, entity='c-42', alias=None, origin=None)
+Invalidation(kind='entity', model='churn', version=None, entity='c-42', alias=None, \
+deployment=None, origin=None)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from keel.errors import InvalidInput
 __all__ = ["CHANNEL", "KINDS", "Invalidation", "make_invalidation", "publish_invalidation"]
 
 CHANNEL = "keel:serving:events"
-KINDS = frozenset({"all", "model", "version", "entity", "alias"})
+KINDS = frozenset({"all", "model", "version", "entity", "alias", "deployment"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,7 @@ class Invalidation:
     version: int | None = None
     entity: str | None = None
     alias: str | None = None
+    deployment: str | None = None
     origin: str | None = None
 
     def to_json(self) -> bytes:
@@ -55,6 +58,7 @@ class Invalidation:
             version=version if isinstance(version, int) else None,
             entity=raw.get("entity"),
             alias=raw.get("alias"),
+            deployment=raw.get("deployment"),
             everything=raw.get("kind") == "all",
             origin=raw.get("origin"),
         )
@@ -76,6 +80,7 @@ def make_invalidation(
     version: int | None = None,
     entity: str | None = None,
     alias: str | None = None,
+    deployment: str | None = None,
     everything: bool = False,
     origin: str | None = None,
 ) -> Invalidation:
@@ -83,13 +88,18 @@ def make_invalidation(
 
     ``everything`` drops all entries; otherwise a ``model`` is needed, narrowed by
     ``version`` or ``entity`` (an entity event without a model applies to every model),
-    or ``alias`` for an alias move.
+    or ``alias`` for an alias move; ``deployment`` alone for a deployment change.
     """
-    for name, value in (("model", model), ("entity", entity), ("alias", alias)):
+    named = (("model", model), ("entity", entity), ("alias", alias), ("deployment", deployment))
+    for name, value in named:
         if value is not None and (not isinstance(value, str) or not value):
             raise InvalidInput(f"{name} must be a non-empty string", field=name)
     if version is not None and (not isinstance(version, int) or version < 1):
         raise InvalidInput("version must be a positive integer", field="version")
+    if deployment is not None:
+        if model or version or entity or alias or everything:
+            raise InvalidInput("a deployment event takes only its name", field="deployment")
+        return Invalidation("deployment", deployment=deployment, origin=origin)
     if everything:
         if model or version or entity or alias:
             raise InvalidInput("'all' takes no model, version, entity or alias", field="all")

@@ -43,8 +43,11 @@ def response_body(
     cached: bool,
     fallback: bool,
     probabilities: list[Any] | None,
+    deployment: str | None = None,
+    arm: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a prediction response (``probabilities`` only when asked)."""
+    """The JSON body of a prediction response (``probabilities`` only when asked;
+    ``deployment`` and ``arm`` on a deployment's route)."""
     body: dict[str, Any] = {
         "predictions": predictions,
         "model": name,
@@ -55,6 +58,8 @@ def response_body(
     }
     if probabilities is not None:
         body["probabilities"] = probabilities
+    if deployment is not None:
+        body["deployment"], body["arm"] = deployment, arm
     return body
 
 
@@ -80,8 +85,16 @@ class RenderedHit:
         return self.prefix + request_id + self.suffix
 
 
-def render(name: str, version: int, parsed: ParsedInput, rows: Sequence[CachedRow]) -> RenderedHit:
-    """The cache-hit answer of ``parsed`` from ``rows`` (one per row, all present)."""
+def render(
+    name: str,
+    version: int,
+    parsed: ParsedInput,
+    rows: Sequence[CachedRow],
+    deployment: str | None = None,
+    arm: str | None = None,
+) -> RenderedHit:
+    """The cache-hit answer of ``parsed`` from ``rows`` (one per row, all present);
+    ``deployment`` and ``arm`` as in :func:`response_body`."""
     predictions = [row[0] for row in rows]
     probabilities = [row[1] for row in rows]
     asked = probabilities if parsed.probabilities else None
@@ -95,6 +108,8 @@ def render(name: str, version: int, parsed: ParsedInput, rows: Sequence[CachedRo
             cached=True,
             fallback=False,
             probabilities=asked,
+            deployment=deployment,
+            arm=arm,
         )
         return _json.dumps(body)
 

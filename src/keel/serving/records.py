@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,10 +58,16 @@ class ServedRequest:
     fallback: bool
     latency_ms: float
     entity_keys: Sequence[str | None] | None = None
+    #: Set on a deployment's requests: the deployment, the arm that answered, and the
+    #: ``extra`` JSON text (the route taken; a shadow's error), one object per route.
+    deployment: str | None = None
+    arm: str | None = None
+    extra: str | None = None
 
     def records(self) -> Iterator[PredictionRecord]:
         """One :class:`PredictionRecord` per row."""
         entities, probabilities = self.entity_keys, self.probabilities
+        extra = json.loads(self.extra) if self.extra else {}
         for i, output in enumerate(self.outputs):
             yield PredictionRecord(
                 request_id=self.request_id,
@@ -72,6 +79,9 @@ class ServedRequest:
                 latency_ms=self.latency_ms,
                 cached=self.hits[i],
                 fallback=self.fallback,
+                deployment=self.deployment,
+                arm=self.arm,
+                extra=dict(extra),
                 entity_key=None if entities is None else entities[i],
                 probabilities=None if probabilities is None else probabilities[i],
             )

@@ -26,7 +26,11 @@ from keel.serving._values import CHECKS, MISSING_OK, Bad, column_array
 
 __all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput"]
 
-_BODY_KEYS = frozenset({"instances", "columns", "data", "probabilities", "entity_keys"})
+# routing_key: a deployment's sticky key (serving/deployroutes.py reads it); accepted and
+# ignored on model routes, so one body serves both kinds of route.
+_BODY_KEYS = frozenset(
+    {"instances", "columns", "data", "probabilities", "entity_keys", "routing_key"}
+)
 #: Parsed bodies remembered per model version (at most ~5 MB of bodies each).
 MEMO_ENTRIES = 1024
 MEMO_MAX_BODY = 4096

@@ -1,0 +1,220 @@
+"""Shadow arms: copies of live requests answered off the response path, logged, never returned.
+
+The gateway offers each deployment request to :meth:`ShadowQueue.offer` after choosing its
+live arm; a copy per shadow arm goes on the deployment's bounded ``asyncio.Queue``
+(``shadow.queue_size`` of the policy, default 1,000). A full queue drops the copy, never
+waits: drops are counted in ``keel_shadow_requests_total{outcome="dropped"}`` and in the
+deployment's entry of ``/v1/serving/status``. A few worker tasks per deployment run the
+copies through the shadow version (pool, parse, cache, its own breaker, the micro-batcher)
+and log the answer in the prediction log with the live request's ``request_id``, the
+deployment and the shadow arm's name, so the controller compares agreement, prediction
+distribution and latency per arm (:mod:`keel.deploy.armstats`). A shadow that raises is
+logged as an error row (``extra.error``) and counted; the live answer has already gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter
+
+from keel.errors import KeelError, ModelError, Unavailable
+from keel.serving.deployroutes import ArmRoute, DeploymentRoute
+from keel.serving.records import ServedRequest
+
+if TYPE_CHECKING:
+    from keel.serving.gateway import Gateway
+
+__all__ = ["SHADOW_REQUESTS", "ShadowJob", "ShadowQueue"]
+
+log = logging.getLogger("keel.serving")
+
+SHADOW_REQUESTS = Counter(
+    "keel_shadow_requests_total",
+    "Copies of live requests for shadow arms, by outcome (answered, error, dropped)",
+    ["deployment", "arm", "outcome"],
+)
+#: Worker tasks per deployment: copies overlap in the micro-batcher as live requests do.
+WORKERS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowJob:
+    """One copy of a live request for one shadow arm."""
+
+    route: DeploymentRoute
+    arm: ArmRoute
+    body: bytes
+    request_id: str
+
+
+class _Lane:
+    """The bounded queue of one deployment and its workers."""
+
+    __slots__ = ("queue", "workers")
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=size)
+        self.workers: list[asyncio.Task[None]] = []
+
+
+class ShadowQueue:
+    """Per-deployment bounded queues of shadow copies, drained by background workers."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._lanes: dict[str, _Lane] = {}
+        self.counts: dict[str, Tally[str]] = {}
+
+    def offer(self, route: DeploymentRoute, request_id: str, body: bytes) -> None:
+        """Queue a copy of a live request for each shadow arm of ``route``; never blocks."""
+        lane = self._lanes.get(route.name)
+        if lane is None or lane.queue.maxsize != route.queue_size:
+            lane = self._open(route)
+        for arm in route.shadows:
+            try:
+                lane.queue.put_nowait(ShadowJob(route, arm, body, request_id))
+            except asyncio.QueueFull:
+                self._count(route.name, arm.name, "dropped")
+
+    def _open(self, route: DeploymentRoute) -> _Lane:
+        old = self._lanes.get(route.name)
+        lane = _Lane(route.queue_size)
+        loop = asyncio.get_running_loop()
+        lane.workers = [loop.create_task(self._drain(lane)) for _ in range(WORKERS)]
+        self._lanes[route.name] = lane
+        if old is not None:  # a new queue size: the old lane finishes what it holds
+            for task in old.workers:
+                loop.call_later(30, task.cancel)
+        return lane
+
+    async def _drain(self, lane: _Lane) -> None:
+        while True:
+            job = await lane.queue.get()
+            try:
+                await self.run(job)
+            except Exception:  # never let one copy stop the worker
+                log.exception("shadow copy for %s/%s failed", job.route.name, job.arm.name)
+            finally:
+                lane.queue.task_done()
+
+    async def run(self, job: ShadowJob) -> None:
+        """Answer one copy with the shadow version and log it (errors logged as rows)."""
+        gateway = self.gateway
+        model, version = job.route.model, job.arm.version
+        started = time.perf_counter()
+        columns: Any = ()
+        rows: Any = [()]
+        outputs: list[Any] = [None]
+        probabilities: list[Any] | None = None
+        hits = [False]
+        entity_keys = None
+        error: str | None = None
+        try:
+            async with asyncio.timeout(gateway.settings.serving_timeout_s):
+                entry = await gateway.pool.get(model, version)
+                parsed = await gateway._parse(entry, job.body, {})
+                columns, rows, entity_keys = parsed.columns, parsed.rows, parsed.entity_keys
+                outputs, probabilities, hits = await self._answer(entry, parsed)
+        except Exception as exc:  # whatever the shadow does, the live answer is gone
+            message = exc.message if isinstance(exc, KeelError) else repr(exc)
+            error = f"{type(exc).__name__}: {message}"
+            n = len(rows)
+            outputs, probabilities, hits = [None] * n, None, [False] * n
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._count(job.route.name, job.arm.name, "error" if error else "answered")
+        extra = json.loads(job.arm.extra)
+        extra["shadow"] = True
+        if error is not None:
+            extra["error"] = error
+        if gateway.prediction_log is not None:
+            # With group commit this returns the write's group: nobody waits for a shadow row.
+            gateway._log(
+                ServedRequest(
+                    job.request_id,
+                    int(time.time() * 1000),
+                    model,
+                    version,
+                    columns,
+                    rows,
+                    outputs,
+                    probabilities,
+                    hits,
+                    False,
+                    latency_ms,
+                    entity_keys,
+                    deployment=job.route.name,
+                    arm=job.arm.name,
+                    extra=json.dumps(extra),
+                )
+            )
+
+    async def _answer(self, entry: Any, parsed: Any) -> tuple[list[Any], list[Any], list[bool]]:
+        """Predictions from the cache or the shadow version, behind its own breaker."""
+        gateway = self.gateway
+        n = len(parsed.rows)
+        cached: list[Any] = [None] * n
+        if gateway.cache is not None:
+            cached = await gateway.cache.get(entry.name, entry.version, parsed.keys)
+        misses = [i for i, c in enumerate(cached) if c is None]
+        outputs = [c[0] if c is not None else None for c in cached]
+        probabilities = [c[1] if c is not None else None for c in cached]
+        if misses:
+            breaker = gateway.protection.breaker(entry.name, entry.version)
+            if not breaker.allow():  # a failing shadow stops costing model calls
+                raise Unavailable("the shadow version's circuit breaker is open", field="arm")
+            rows = [parsed.rows[i] for i in misses]
+            try:
+                predicted, probs = await gateway._call(
+                    entry, rows, parsed.probabilities, parsed.columns
+                )
+            except Exception as exc:
+                breaker.record(False)
+                if isinstance(exc, KeelError):
+                    raise
+                raise ModelError(f"shadow model raised {type(exc).__name__}: {exc}") from exc
+            breaker.record(True)
+            for j, i in enumerate(misses):
+                outputs[i] = predicted[j]
+                probabilities[i] = None if probs is None else probs[j]
+            if gateway.cache is not None:
+                await gateway.cache.put(
+                    entry.name,
+                    entry.version,
+                    [parsed.keys[i] for i in misses],
+                    [(outputs[i], probabilities[i]) for i in misses],
+                    None,
+                )
+        return outputs, probabilities, [c is not None for c in cached]
+
+    def _count(self, deployment: str, arm: str, outcome: str) -> None:
+        SHADOW_REQUESTS.labels(deployment, arm, outcome).inc()
+        self.counts.setdefault(deployment, Tally())[f"{arm}:{outcome}"] += 1
+
+    def describe(self) -> dict[str, Any]:
+        """Per deployment: queued copies and counts by ``arm:outcome``."""
+        return {
+            name: {
+                "queued": lane.queue.qsize(),
+                "queue_size": lane.queue.maxsize,
+                "counts": dict(self.counts.get(name, {})),
+            }
+            for name, lane in self._lanes.items()
+        }
+
+    async def close(self) -> None:
+        """Cancel the workers (copies still queued are not answered)."""
+        for lane in self._lanes.values():
+            for task in lane.workers:
+                task.cancel()
+            for task in lane.workers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._lanes.clear()
