@@ -11,7 +11,13 @@ prediction log at ``KEEL_PREDICTION_LOG_FLUSH_INTERVAL_S=0.5`` (``window``) or `
 loss), each with the prediction cache off (``model``: every request calls LightGBM) or on
 and one repeated body (``hit``). Each round loads all six, the modes in an order rotated
 from round to round so a drift of the machine's speed weighs on all alike; the figures are
-medians over rounds. Results: ``benchmarks/results/group_commit.json``.
+medians over rounds.
+
+First, the log alone (``--log-only`` stops there): ``PredictionLog(flush_interval_s=0)``
+in this process, 1, 8 and 32 asyncio tasks each appending 100 one-row requests and
+awaiting each durable write, fsync on and off: requests/s and writes (segments) made,
+i.e. how far group commit shares one write among concurrent requests. Results:
+``benchmarks/results/group_commit.json``.
 """
 
 from __future__ import annotations
@@ -59,7 +65,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (modes' order rotated)")
     parser.add_argument("--round-seconds", type=int, default=2, help="measured s per load")
     parser.add_argument("--no-pin", action="store_true", help="leave CPUs to the scheduler")
+    parser.add_argument("--log-only", action="store_true", help="only the in-process log case")
     args = parser.parse_args()
+    log_alone = log_only()
+    if args.log_only:
+        print(json.dumps(log_alone, indent=2))
+        return
     pinning = Pinning.choose(not args.no_pin)
     use_wrk = shutil.which("wrk") is not None
     scratch = Path(tempfile.mkdtemp(prefix="keel-bench-commit-"))
@@ -99,7 +110,47 @@ def main() -> None:
                         runs.setdefault(name, []).append(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report(runs, args, use_wrk, pinning)
+    report(runs, log_alone, args, use_wrk, pinning)
+
+
+def log_only(requests: int = 100) -> dict[str, dict[str, float]]:
+    """Group commit throughput of the log alone, by concurrency and fsync."""
+    import asyncio
+
+    from keel.serving import PredictionLog
+    from keel.serving.records import ServedRequest
+
+    def one(i: int) -> ServedRequest:
+        at_ms = int(time.time() * 1000)
+        return ServedRequest(
+            f"r{i}", at_ms, "m", 1, ("a", "b"), [(1.0, 2.0)], [1], None, [False], False, 0.5
+        )
+
+    async def drive(log: PredictionLog, tasks: int) -> float:
+        async def task(k: int) -> None:
+            for i in range(requests):
+                assert await log.append_durable(one(k * requests + i)).wait_async()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(task(k) for k in range(tasks)))
+        return tasks * requests / (time.perf_counter() - started)
+
+    results: dict[str, dict[str, float]] = {}
+    for fsync in (True, False):
+        for tasks in (1, 8, 32):
+            root = Path(tempfile.mkdtemp(prefix="keel-bench-commit-log-"))
+            log(f"log alone: {tasks} tasks, fsync {fsync}")
+            with PredictionLog(root, flush_interval_s=0, fsync=fsync) as plog:
+                plog.append_durable(one(-1)).wait(30)  # warm: imports, first directory
+                rate = asyncio.run(drive(plog, tasks))
+                writes = plog.stats.segments - 1
+            shutil.rmtree(root, ignore_errors=True)
+            results[f"tasks_{tasks}_fsync_{str(fsync).lower()}"] = {
+                "requests_per_s": rate,
+                "writes": writes,
+                "requests_per_write": tasks * requests / writes,
+            }
+    return results
 
 
 def keel_server(port: int) -> list[str]:
@@ -136,6 +187,7 @@ def measure(
 
 def report(
     runs: dict[str, list[dict[str, float]]],
+    log_alone: dict[str, dict[str, float]],
     args: argparse.Namespace,
     use_wrk: bool,
     pinning: Pinning,
@@ -165,13 +217,14 @@ def report(
         "cpu_pinning": pinning.describe(),
         "rounds": args.rounds,
         "round_seconds": args.round_seconds,
+        "log_alone": log_alone,
         "medians": medians,
         "ratios": ratios,
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
-    print(json.dumps({"medians": medians, "ratios": ratios}, indent=2))
+    print(json.dumps({"log_alone": log_alone, "medians": medians, "ratios": ratios}, indent=2))
 
 
 if __name__ == "__main__":

@@ -145,7 +145,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services or open_services(settings)
         svc = app.state.services
         # ready once warm; feature services naming a served model feed it online features
-        app.state.gateway = await start_gateway(svc.settings, svc.registry, features=svc.features)
+        app.state.gateway = await start_gateway(
+            svc.settings,
+            svc.registry,
+            features=svc.features,
+            deployments=getattr(svc, "deployments", None),  # deployment routes (flow 1)
+        )
         try:
             yield
         finally:

@@ -107,7 +107,7 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
 
 #: Overrides for routes not written yet (deployments, ARCHITECTURE.md flow 1); the
 #: policy test allows them to be absent. Remove an entry once its route exists.
-PENDING_ROUTES = frozenset({("POST", "/v1/deployments/{name}/predict")})
+PENDING_ROUTES: frozenset[tuple[str, str]] = frozenset()
 
 #: Path templates under which every mutating route writes to one model (its versions,
 #: aliases, card, tags, owner): the caller must own that model (or be an admin). Applied

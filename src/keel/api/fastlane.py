@@ -58,12 +58,14 @@ log = logging.getLogger("keel.api")
 
 _PREDICT_ALIAS = "/v1/models/{name}@{alias}/predict"
 _PREDICT_VERSION = "/v1/models/{name}/{version}/predict"
+_PREDICT_DEPLOYMENT = "/v1/deployments/{name}/predict"
 _LOG_METRIC = "/v1/runs/{run_id}/metrics"
 
 #: The (method, route template) pairs the lane answers itself.
 FAST_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", _PREDICT_ALIAS),
     ("POST", _PREDICT_VERSION),
+    ("POST", _PREDICT_DEPLOYMENT),
     ("POST", _LOG_METRIC),
 )
 
@@ -88,10 +90,11 @@ class FastLane:
         self.app = app
         self.router = router  # the FastAPI router: its routes are looked up on first use
         self._routes: list[tuple[Route, Handler]] | None = None
-        self._targets: dict[tuple[str, str | None, str | None], Target] = {}
+        self._targets: dict[tuple[str, str | None, str | None, str], Target] = {}
         self._handlers: dict[str, Handler] = {
             _PREDICT_ALIAS: self._predict,
             _PREDICT_VERSION: self._predict,
+            _PREDICT_DEPLOYMENT: self._predict,
             _LOG_METRIC: self._log_metric,
         }
 
@@ -174,7 +177,7 @@ class FastLane:
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, Any]
     ) -> None:
         gateway: Gateway | None = getattr(scope["app"].state, "gateway", None)
-        target = self._target(params)
+        target = self._target(params, scope["route"].path)
         if target is None:
             raise _FallThrough(await read_body(scope, receive, None))  # the route's own 422
         if gateway is None:
@@ -184,12 +187,12 @@ class FastLane:
         payload, timing = predict_payload(result)
         await _send(send, 200, payload, [(b"server-timing", timing.encode("latin-1"))])
 
-    def _target(self, params: dict[str, Any]) -> Target | None:
+    def _target(self, params: dict[str, Any], template: str) -> Target | None:
         """:func:`predict_target`, remembered per path parameters: building one costs ~1 µs."""
-        key = (params["name"], params.get("version"), params.get("alias"))
+        key = (params["name"], params.get("version"), params.get("alias"), template)
         target = self._targets.get(key)
         if target is None:
-            target = predict_target(params)
+            target = predict_target(params, template)
             if target is not None:
                 if len(self._targets) >= 4096:  # paths name a few models each: rarely reached
                     self._targets.clear()
@@ -235,9 +238,11 @@ class FastLane:
         await _send(send, 204, b"", [])
 
 
-def predict_target(params: dict[str, Any]) -> Target | None:
+def predict_target(params: dict[str, Any], template: str) -> Target | None:
     """The target of a predict route's path parameters; None for a version that is not a
     plain 32-bit number (the route words that 422 itself)."""
+    if template == _PREDICT_DEPLOYMENT:
+        return Target(params["name"], deployment=True)
     if "version" in params:
         raw = params["version"]
         if not raw.isdigit() or int(raw) > MAX_VERSION:

@@ -158,7 +158,7 @@ class HitPath:
             found = self.front.lane.match(path, self.front.routes())
             if found is not None:
                 route, _, params = found
-                target = predict_target(params)
+                target = predict_target(params, route.path)
                 if target is not None:
                     spot = _Spot(
                         route, params, target, self.front.metrics.series("POST", route.path, 200)

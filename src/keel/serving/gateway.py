@@ -37,6 +37,13 @@ from keel.serving.aliases import AliasTable
 from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.blame import judged_call
 from keel.serving.cachefront import open_cache
+from keel.serving.deployroutes import (
+    ArmRoute,
+    DeploymentReader,
+    DeploymentRoute,
+    DeploymentRoutes,
+    versions_left,
+)
 from keel.serving.enrich import PENDING, FeatureBinder, OnlineFeatureSource
 from keel.serving.events import CHANNEL, Invalidation, make_invalidation
 from keel.serving.hits import TIMING, render, response_body
@@ -52,6 +59,7 @@ from keel.serving.pool import ModelPool, PoolEntry
 from keel.serving.protection import Protection
 from keel.serving.ratelimit import RateLimiter
 from keel.serving.records import ServedRequest
+from keel.serving.shadow import ShadowQueue
 from keel.serving.subscriber import listen
 from keel.serving.switching import switch_interval
 from keel.serving.validation import MEMO_MAX_BODY, ParsedInput
@@ -59,6 +67,8 @@ from keel.serving.validation import MEMO_MAX_BODY, ParsedInput
 __all__ = ["CachedAnswer", "Gateway", "PredictResult", "PredictionSink", "Target"]
 
 log = logging.getLogger("keel.serving")
+#: A deployment request's route and the arm chosen for it (None on model routes).
+Via = tuple[DeploymentRoute, ArmRoute] | None
 
 
 @dataclass(slots=True)
@@ -80,6 +90,7 @@ class Gateway:
         *,
         prediction_log: PredictionSink | None = None,
         features: OnlineFeatureSource | None = None,
+        deployments: DeploymentReader | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -116,6 +127,16 @@ class Gateway:
         )
         self.aliases = AliasTable(registry, self.pool, refresh_ms=settings.serving_alias_refresh_ms)
         self.cache = open_cache(settings)
+        # Deployment routes (all answer paths pick the arm here, before the cache) and the
+        # shadow arms' bounded queues; deployroutes.py and shadow.py say how.
+        self.deployments = deployments
+        self.routes = DeploymentRoutes(
+            deployments,
+            self.id,
+            refresh_s=settings.serving_alias_refresh_ms / 1000 or 1.0,
+            on_change=self._route_changed,
+        )
+        self.shadows = ShadowQueue(self)
         self.protection = Protection(settings, registry, self.pool)
         # Feature services naming a served model feed it online features (enrich.py).
         self.binder = (
@@ -160,6 +181,7 @@ class Gateway:
                 self.preload_errors[ref] = exc.message
                 log.error("preloading %s failed: %s", ref, exc.message)
         self._spawn(self.aliases.run())
+        self._spawn(self.routes.run())
         if self.binder is not None:
             self.binder.listen(self.cache)
             # half the store's trust period: requests rarely find the definitions stale
@@ -167,6 +189,9 @@ class Gateway:
             self._spawn(self.binder.watch(every))
         self._loop = loop
         self.registry.add_alias_listener(self._alias_moved)
+        listen_changes = getattr(self.deployments, "add_listener", None)
+        if callable(listen_changes):  # a change made in this process: effective at once
+            listen_changes(self._deployment_changed)
         # Everything alive now (libraries, loaded models) lives as long as the process: take
         # it out of the collector's sight, so full collections under load stop walking it
         # (p99 300+ ms → ~50 ms in benchmarks/bench_serving.py). close() gives it back.
@@ -196,6 +221,9 @@ class Gateway:
         """Stop background tasks and batchers, flush the prediction log, close connections."""
         self.ready = False
         self.registry.remove_alias_listener(self._alias_moved)
+        unlisten = getattr(self.deployments, "remove_listener", None)
+        if callable(unlisten):
+            unlisten(self._deployment_changed)
         gc.unfreeze()
         if self._switch_held:
             switch_interval.release()
@@ -207,6 +235,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.aliases.close()
+        await self.shadows.close()
         for batcher in self.batchers.values():
             await batcher.close()
         if self.cache is not None:
@@ -238,8 +267,14 @@ class Gateway:
         """Answer one predict request; raises KeelError subclasses for every failure."""
         started = time.perf_counter()
         await self.limiter.check(client_key)
-        answered = self._from_memory(target, body, started)
+        via: Via = None
+        if target.deployment:  # the arm first: its version is in every cache key
+            via = await self.routes.pick(target.name, body)
+            target = Target(via[0].model, version=via[1].version)
+        answered = self._from_memory(target, body, started, via)
         if answered is not None:
+            if via is not None and via[0].shadows:
+                self.shadows.offer(via[0], answered.body["request_id"], body)
             if answered.commit is not None:
                 await self._committed(answered.commit)
             return answered
@@ -247,7 +282,7 @@ class Gateway:
         reached: list[int] = []
         try:
             async with asyncio.timeout(self.settings.serving_timeout_s):
-                result = await self._predict(target, body, started, timings, reached)
+                result = await self._predict(target, body, started, timings, reached, via)
         except TimeoutError:
             version = reached[0] if reached else None
             if version is not None:
@@ -259,6 +294,8 @@ class Gateway:
                 field="model",
                 timeout_s=self.settings.serving_timeout_s,
             ) from None
+        if via is not None and via[0].shadows:  # off the response path, never waited for
+            self.shadows.offer(via[0], result.body["request_id"], body)
         if result.commit is not None:  # waited for outside the model's timeout and breaker
             await self._committed(result.commit)
         return result
@@ -290,6 +327,7 @@ class Gateway:
         started: float,
         timings: dict[str, float],
         reached: list[int],
+        via: Via = None,
     ) -> PredictResult:
         name = target.name
         if target.version is not None:
@@ -312,7 +350,7 @@ class Gateway:
             )
         timings["validation"] = (time.perf_counter() - mark) * 1000 - timings.get("features", 0.0)
         outcome = await self._answer(entry, parsed, body, timings)
-        return self._respond(entry, parsed, outcome, started, timings)
+        return self._respond(entry, parsed, outcome, started, timings, via)
 
     async def _parse(self, entry: PoolEntry, body: bytes, timings: dict[str, float]) -> ParsedInput:
         """The request's rows: the body's, with online features merged in when a feature
@@ -324,7 +362,9 @@ class Gateway:
                 return await binder.parse(entry, binding, body, timings)
         return entry.spec.parse(body)
 
-    def _from_memory(self, target: Target, body: bytes, started: float) -> PredictResult | None:
+    def _from_memory(
+        self, target: Target, body: bytes, started: float, via: Via = None
+    ) -> PredictResult | None:
         """The answer when every row is in the in-process cache, without awaiting anything.
 
         A cache hit's version, model entry, parsed body and rows are all in memory: this
@@ -349,9 +389,12 @@ class Gateway:
         if rows is None:
             return None
         if len(body) <= MEMO_MAX_BODY:
-            rendered = entry.hits.get(body)
+            memo = body if via is None else via[1].memo_prefix + body
+            rendered = entry.hits.get(memo)
             if rendered is None or not rendered.current(rows):
-                entry.hits.remember(body, render(name, version, parsed, rows))
+                arm = None if via is None else via[1].name
+                deployment = None if via is None else via[0].name
+                entry.hits.remember(memo, render(name, version, parsed, rows, deployment, arm))
         self._count_hits(name, len(rows))
         timings = {
             "validation": (checked - mark) * 1000,
@@ -365,7 +408,7 @@ class Gateway:
             fallback=False,
             hits=[True] * len(rows),
         )
-        return self._respond(entry, parsed, outcome, started, timings)
+        return self._respond(entry, parsed, outcome, started, timings, via)
 
     def answer_cached(self, target: Target, body: bytes, *, client_key: str) -> CachedAnswer | None:
         """A repeated cache hit's response, serialised, or None: then call :meth:`predict`.
@@ -380,11 +423,17 @@ class Gateway:
         started = time.perf_counter()
         if not self.limiter.is_local or self._durable:  # group commit: predict() waits
             return None
+        via: Via = None
+        if target.deployment:  # the arm first, as in predict(): its version keys the cache
+            via = self.routes.pick_now(target.name, body)
+            if via is None:
+                return None
+            target = Target(via[0].model, version=via[1].version)
         located = self._locate(target)
         if located is None:
             return None
         name, version, entry = located
-        rendered = entry.hits.get(body)
+        rendered = entry.hits.get(body if via is None else via[1].memo_prefix + body)
         if rendered is None:
             return None
         parsed = rendered.parsed
@@ -409,7 +458,10 @@ class Gateway:
             rendered.probabilities,
             rendered.hits,
             False,
+            via,
         )
+        if via is not None and via[0].shadows:
+            self.shadows.offer(via[0], request_id.decode("ascii"), body)
         timing = TIMING % (
             (checked - started) * 1000,
             (found - checked) * 1000,
@@ -444,6 +496,7 @@ class Gateway:
         outcome: _Outcome,
         started: float,
         timings: dict[str, float],
+        via: Via = None,
     ) -> PredictResult:
         """The response body; metrics and prediction-log records on the way."""
         name = entry.name
@@ -457,6 +510,8 @@ class Gateway:
             cached=all(outcome.hits),
             fallback=outcome.fallback,
             probabilities=outcome.probabilities if parsed.probabilities else None,
+            deployment=None if via is None else via[0].name,
+            arm=None if via is None else via[1].name,
         )
         if outcome.fallback:
             FALLBACKS.labels(name, str(outcome.version)).inc()
@@ -473,6 +528,7 @@ class Gateway:
             outcome.probabilities,
             outcome.hits,
             outcome.fallback,
+            via,
         )
         return PredictResult(result, timings, commit)
 
@@ -487,6 +543,7 @@ class Gateway:
         probabilities: Sequence[Any] | None,
         hits: Sequence[bool],
         fallback: bool,
+        via: Via = None,
     ) -> CommitGroup | None:
         """Count an answered request in the version's series and log its rows; with group
         commit, the write the answer must wait for."""
@@ -508,6 +565,9 @@ class Gateway:
                     fallback,
                     elapsed_ms,
                     parsed.entity_keys,
+                    None if via is None else via[0].name,
+                    None if via is None else via[1].name,
+                    None if via is None else via[1].extra,
                 )
             )
         return None
@@ -679,6 +739,10 @@ class Gateway:
             if (event.model, event.alias) in self.aliases.states:
                 self._refresh_alias((event.model, event.alias))
             return 0
+        if event.kind == "deployment" and event.deployment:
+            if self.routes.mark_stale(event.deployment):
+                self._spawn(self.routes.reread(event.deployment))
+            return 0
         return self.cache.drop_local(event) if self.cache is not None else 0
 
     def status(self) -> dict[str, Any]:
@@ -703,4 +767,36 @@ class Gateway:
             "preload_errors": self.preload_errors,
             "events_applied": self.events_applied,
             "background_tasks": len(self._tasks),
+            "deployments": {**self.routes.describe(), "shadows": self.shadows.describe()},
         }
+
+    # ---- deployments -------------------------------------------------------------------------
+    def _deployment_changed(self, deployment: Any, _event: str) -> None:
+        """Deployment-service listener (any thread): serve the committed change from the next
+        request on (one dict assignment), before the call that made it returns."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and self.ready:
+            self.routes.apply(deployment)
+
+    def _route_changed(self, before: DeploymentRoute | None, after: DeploymentRoute) -> None:
+        """A route was replaced (any thread): on the loop, drop the cached predictions of
+        versions that stopped serving it (R-SRV-06) and warm the versions it needs."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._after_route_change, before, after)
+
+    def _after_route_change(self, before: DeploymentRoute | None, after: DeploymentRoute) -> None:
+        if self.cache is not None:
+            for version in versions_left(before, after):
+                event = make_invalidation(model=after.model, version=version, origin=self.id)
+                self.cache.drop_local(event)
+        if after.status in ("active", "paused"):  # both arms warm: an instant switch back
+            for arm in (*after.arms.values(), *after.shadows):
+                if self.pool.peek(after.model, arm.version) is None:
+                    self._spawn(self._warm_quietly(after.model, arm.version))
+
+    async def _warm_quietly(self, name: str, version: int) -> None:
+        try:
+            await self.pool.warm(name, version)
+        except KeelError as exc:  # the first request of that arm reports it
+            log.warning("cannot warm %s/%s for a deployment: %s", name, version, exc.message)

@@ -38,11 +38,13 @@ class PredictionSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a request names: ``name`` and either a ``version`` or an ``alias``."""
+    """What a request names: ``name`` and either a ``version`` or an ``alias``; with
+    ``deployment`` true, ``name`` is a deployment whose routes choose the version."""
 
     name: str
     version: int | None = None
     alias: str | None = None
+    deployment: bool = False
 
 
 @dataclass(slots=True)

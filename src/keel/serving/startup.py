@@ -6,6 +6,7 @@ import logging
 
 from keel.config import Settings
 from keel.registry.service import RegistryService
+from keel.serving.deployroutes import DeploymentReader
 from keel.serving.enrich import OnlineFeatureSource
 from keel.serving.gateway import Gateway, PredictionSink
 
@@ -31,13 +32,17 @@ async def start_gateway(
     *,
     prediction_log: PredictionSink | None = None,
     features: OnlineFeatureSource | None = None,
+    deployments: DeploymentReader | None = None,
 ) -> Gateway:
     """A started gateway: preloaded, warmed up and ready; the log defaults to the settings'.
 
     ``features`` (a :class:`keel.features.FeatureStore`) feeds online features to the
-    models its feature services name (see :mod:`keel.serving.enrich`).
+    models its feature services name (see :mod:`keel.serving.enrich`); ``deployments``
+    (the deployment service) gives the routes of ``/v1/deployments/{name}/predict``.
     """
     sink = prediction_log if prediction_log is not None else open_prediction_log(settings)
-    gateway = Gateway(settings, registry, prediction_log=sink, features=features)
+    gateway = Gateway(
+        settings, registry, prediction_log=sink, features=features, deployments=deployments
+    )
     await gateway.start()
     return gateway

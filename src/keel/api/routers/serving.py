@@ -38,6 +38,11 @@ _PREDICT_DOC: dict[str, Any] = {
                         "data": {"type": "array", "items": {"type": "array"}},
                         "probabilities": {"type": "boolean"},
                         "entity_keys": {"type": "array", "items": {"type": "string"}},
+                        "routing_key": {
+                            "type": "string",
+                            "description": "Deployments: the sticky routing key (e.g. a "
+                            "user id); ignored by model routes.",
+                        },
                     },
                 }
             }
@@ -146,6 +151,13 @@ async def predict_alias(name: str, alias: str, request: Request) -> Response:
 async def predict_version(name: str, version: VersionNo, request: Request) -> Response:
     """Predict with one model version."""
     return await _serve(request, Target(name, version=version))
+
+
+@router.post("/v1/deployments/{name}/predict", openapi_extra=_PREDICT_DOC)
+async def predict_deployment(name: str, request: Request) -> Response:
+    """Predict through a deployment: the arm (sticky by ``routing_key``, else random) is
+    chosen first; the answer adds ``deployment`` and ``arm``."""
+    return await _serve(request, Target(name, deployment=True))
 
 
 @router.post("/v1/cache/invalidate")
