@@ -24,7 +24,6 @@ per request without a key or with ``unit: request``.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import logging
 import time
@@ -32,7 +31,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from keel.deploy.models import FINISHED, Deployment
 from keel.deploy.routing import Router
 from keel.errors import InvalidInput, NotFound
 from keel.serving import _json
@@ -42,6 +40,8 @@ __all__ = [
     "DeploymentReader",
     "DeploymentRoute",
     "DeploymentRoutes",
+    "StoredDeployment",
+    "UNFINISHED",
     "build_route",
     "routing_key_of",
     "versions_left",
@@ -52,16 +52,40 @@ log = logging.getLogger("keel.serving")
 #: Longest routing key accepted (a user or session id, not a document).
 MAX_ROUTING_KEY = 256
 _KEY_FIELD = b'"routing_key"'
+#: Statuses of a deployment still rolling out (``keel.deploy.models.Status``); the others
+#: are finished: routes still answer by their final weights, without shadow copies.
+UNFINISHED = frozenset({"active", "paused"})
+
+
+class StoredDeployment(Protocol):
+    """What the routes read of a stored deployment (``keel.deploy.models.Deployment``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def policy(self) -> dict[str, Any]: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
+    @property
+    def weights(self) -> dict[str, float]: ...
+    @property
+    def versions(self) -> dict[str, int]: ...
 
 
 class DeploymentReader(Protocol):
     """What the gateway reads from the deployment service (``keel.deploy.service``)."""
 
-    def get(self, name: str) -> Deployment:
+    def get(self, name: str) -> StoredDeployment:
         """One deployment; raises NotFound."""
         ...
 
-    def list(self, model: str | None = None) -> builtins.list[Deployment]:
+    def list(self, model: str | None = None) -> Sequence[StoredDeployment]:
         """Every deployment."""
         ...
 
@@ -124,7 +148,7 @@ class DeploymentRoute:
         }
 
 
-def build_route(deployment: Deployment) -> DeploymentRoute:
+def build_route(deployment: StoredDeployment) -> DeploymentRoute:
     """The route of a stored deployment: arms in policy order (primary first on the bucket
     ring, as :meth:`Router.for_policy` lays them out), weights and versions from its state.
 
@@ -157,7 +181,7 @@ def build_route(deployment: Deployment) -> DeploymentRoute:
         shadowed = doc.get("role") == "shadow" or phases.get(name) == "shadow"
         if arm.weight > 0:
             arms[name] = arm
-        elif shadowed and deployment.status not in FINISHED:
+        elif shadowed and deployment.status in UNFINISHED:
             shadows.append(arm)
     router = Router.build(
         deployment.name,
@@ -257,7 +281,7 @@ class DeploymentRoutes:
         found = await asyncio.to_thread(self.reader.get, name)
         return self.apply(found)
 
-    def apply(self, deployment: Deployment) -> DeploymentRoute:
+    def apply(self, deployment: StoredDeployment) -> DeploymentRoute:
         """Serve ``deployment`` from now on, unless a newer state of it is already served
         (an event and a refresh may race); returns the route served."""
         current = self.routes.get(deployment.name)
@@ -327,7 +351,7 @@ class DeploymentRoutes:
             last = self._reported.get(name)
             changed = last is None or last.state_version != route.state_version
             stale = last is not None and now - last.at_s >= self.report_every_s
-            if changed or (stale and route.status not in FINISHED):
+            if changed or (stale and route.status in UNFINISHED):
                 due.append(route)
         for route in due:
             try:

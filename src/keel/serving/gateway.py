@@ -38,6 +38,7 @@ from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.blame import judged_call
 from keel.serving.cachefront import open_cache
 from keel.serving.deployroutes import (
+    UNFINISHED,
     ArmRoute,
     DeploymentReader,
     DeploymentRoute,
@@ -790,7 +791,7 @@ class Gateway:
             for version in versions_left(before, after):
                 event = make_invalidation(model=after.model, version=version, origin=self.id)
                 self.cache.drop_local(event)
-        if after.status in ("active", "paused"):  # both arms warm: an instant switch back
+        if after.status in UNFINISHED:  # both arms warm: an instant switch back
             for arm in (*after.arms.values(), *after.shadows):
                 if self.pool.peek(after.model, arm.version) is None:
                     self._spawn(self._warm_quietly(after.model, arm.version))
