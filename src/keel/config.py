@@ -86,6 +86,17 @@ class Settings(BaseSettings):
         le=3600,
         description="How long a verified token is trusted without re-checking (revocation lag).",
     )
+    auth_failure_limit_per_token: str = Field(
+        default="20/minute",
+        description="Failed checks of one token id allowed before 429 (no hashing meanwhile).",
+    )
+    auth_failure_limit_per_client: str = Field(
+        default="60/minute",
+        description="Failed token checks from one client address allowed before 429.",
+    )
+    auth_max_parallel_checks: int = Field(
+        default=2, ge=1, le=64, description="argon2 token checks run at once; 503 past a wait."
+    )
     sqlite_busy_timeout_ms: int = Field(
         default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from keel.auth.guard import VerificationGuard
 from keel.auth.service import AuthService
 from keel.config import Settings
 from keel.features import FeatureStore
@@ -135,7 +136,14 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         datasets=datasets,
         registry=registry,
         auth=AuthService(
-            AuthSql(engine), enabled=settings.auth == "on", cache_ttl_s=settings.auth_cache_ttl_s
+            AuthSql(engine),
+            enabled=settings.auth == "on",
+            cache_ttl_s=settings.auth_cache_ttl_s,
+            guard=VerificationGuard(
+                per_token=settings.auth_failure_limit_per_token,
+                per_client=settings.auth_failure_limit_per_client,
+                max_parallel=settings.auth_max_parallel_checks,
+            ),
         ),
         features=features,
         feedback=feedback,

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from keel.auth.guard import VerificationGuard
 from keel.auth.models import Role
 from keel.auth.service import AuthService
 from keel.auth.tokens import split_token
-from keel.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from keel.errors import (
+    Conflict,
+    InvalidInput,
+    KeelError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from keel.services import Services
 from keel.store.sql.auth import AuthSql
 from keel.store.sql.tables_auth import ApiTokenRow
@@ -134,3 +144,86 @@ def test_bad_input_names_the_field(auth_services: Services, call, field: str) ->
     with pytest.raises((InvalidInput, NotFound)) as caught:
         call(auth_services.auth)
     assert caught.value.field == field
+
+
+# ---- bounds on failed checks (#15.3) ----------------------------------------------------
+
+
+def _guarded(services: Services, **limits: Any) -> AuthService:
+    return AuthService(services.auth.store, enabled=True, guard=VerificationGuard(**limits))
+
+
+def _wrong(token: str) -> str:
+    return token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+
+
+def test_failures_per_token_id_are_throttled_before_hashing(auth_services: Services) -> None:
+    auth_services.auth.create_user("u")
+    real = auth_services.auth.create_token("u").token
+    auth = _guarded(auth_services, per_token="3/minute", per_client="1000/minute")
+    assert auth.authenticate(real, "10.0.0.9").name == "u"  # its holder verified once
+    for i in range(3):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(f"{real[:-4]}x{i:03d}", f"10.0.0.{i}")
+    with pytest.raises(RateLimited) as refused:
+        auth.authenticate(f"{real[:-4]}zzzz", "10.0.0.7")
+    assert refused.value.detail["retry_after_s"] >= 1
+    auth.cache.drop()  # the success cache expired: the real secret still gets through
+    assert auth.authenticate(real, "10.0.0.9").name == "u"
+    other = auth_services.auth.create_token("u").token
+    assert auth.authenticate(other, "10.0.0.7").name == "u"  # another id has its own budget
+
+
+def test_failures_per_client_are_throttled(auth_services: Services) -> None:
+    auth_services.auth.create_user("u")
+    tokens = [auth_services.auth.create_token("u").token for _ in range(3)]
+    auth = _guarded(auth_services, per_token="100/minute", per_client="2/minute")
+    for token in tokens[:2]:
+        with pytest.raises(Unauthorized):
+            auth.authenticate(_wrong(token), "192.0.2.1")
+    with pytest.raises(RateLimited):
+        auth.authenticate(_wrong(tokens[2]), "192.0.2.1")
+    with pytest.raises(Unauthorized):  # another client is not refused for it
+        auth.authenticate(_wrong(tokens[2]), "192.0.2.2")
+
+
+def test_a_repeated_wrong_token_is_not_hashed_again(auth_services: Services) -> None:
+    auth_services.auth.create_user("u")
+    wrong = _wrong(auth_services.auth.create_token("u").token)
+    auth = _guarded(auth_services, per_token="100/minute", per_client="100/minute")
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        with pytest.raises(Unauthorized, match="invalid API token"):
+            auth.authenticate(wrong, "192.0.2.1")
+        timings.append(time.perf_counter() - start)
+    # argon2 takes tens of ms; a cached failure takes microseconds
+    assert max(timings[1:]) < timings[0] / 5, timings
+
+
+def test_argon2_checks_run_a_bounded_number_at_once(auth_services: Services) -> None:
+    auth_services.auth.create_user("u")
+    tokens = [auth_services.auth.create_token("u").token for _ in range(12)]
+    auth = _guarded(
+        auth_services,
+        per_token="100/minute",
+        per_client="1000/minute",
+        max_parallel=1,
+        slot_wait_s=0.01,
+    )
+    outcomes: list[str] = []
+
+    def attempt(token: str) -> None:
+        try:
+            auth.authenticate(_wrong(token), "192.0.2.1")
+        except KeelError as error:
+            outcomes.append(type(error).__name__)
+
+    threads = [threading.Thread(target=attempt, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # one check at a time and one waiting: the others are turned away with 503
+    assert "Unavailable" in outcomes and set(outcomes) <= {"Unauthorized", "Unavailable"}
+    auth.close()

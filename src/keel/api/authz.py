@@ -387,7 +387,11 @@ class SecurityMiddleware:
         if cached is not None:
             return cached
         # argon2 and the token lookup block: keep them off the event loop
-        principal: Principal = await run_in_threadpool(services.auth.authenticate, token)
+        # the client address has its own failure budget (#15.3)
+        peer = scope.get("client")
+        principal: Principal = await run_in_threadpool(
+            services.auth.authenticate, token, peer[0] if peer else None
+        )
         return principal
 
     @staticmethod

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from keel._models import now_ms
 from keel.auth.audit import AuditWriter
+from keel.auth.guard import VerificationGuard
 from keel.auth.models import AuditEntry, AuditQuery, CreatedToken, Principal, Role, Token, User
 from keel.auth.tokens import VerifiedCache, hash_secret, new_token, split_token, verify
 from keel.errors import Conflict, InvalidInput, Unauthorized
@@ -26,10 +27,18 @@ class AuthService:
     a user drops the cache here at once; other processes notice within the TTL.
     """
 
-    def __init__(self, store: AuthSql, *, enabled: bool, cache_ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: AuthSql,
+        *,
+        enabled: bool,
+        cache_ttl_s: float = 30.0,
+        guard: VerificationGuard | None = None,
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.cache = VerifiedCache(cache_ttl_s)
+        self.guard = guard or VerificationGuard()
         self.audit_writer = AuditWriter(store.append_audit)
 
     # ---- users ------------------------------------------------------------------
@@ -155,8 +164,13 @@ class AuthService:
         """The principal of a recently verified token (microseconds), else None."""
         return self.cache.get(self.cache.key(token))
 
-    def authenticate(self, token: str) -> Principal:
-        """Check a bearer token; raises :class:`Unauthorized` saying why it fails."""
+    def authenticate(self, token: str, client: str | None = None) -> Principal:
+        """Check a bearer token; raises :class:`Unauthorized` saying why it fails.
+
+        ``client`` (the caller's address) has its own failure budget. Failures are
+        throttled before any hashing (:class:`RateLimited`) and argon2 checks run a few
+        at a time (:class:`Unavailable` when none frees up): see :mod:`keel.auth.guard`.
+        """
         key = self.cache.key(token)
         cached = self.cache.get(key)
         if cached is not None:
@@ -164,9 +178,16 @@ class AuthService:
         parts = split_token(token)
         if parts is None:
             raise Unauthorized("malformed API token (expected keel_<id>_<secret>)")
+        self.guard.admit(key, parts[0], client)
         found = self.store.find_token(parts[0])
-        if found is None or not verify(found[1], parts[1]):
+        if found is None:
+            self.guard.failed(key, None, client)
             raise Unauthorized("invalid API token")
+        matches = self.guard.run(verify, found[1], parts[1])
+        if not matches:
+            self.guard.failed(key, parts[0], client)
+            raise Unauthorized("invalid API token")
+        self.guard.succeeded(key, parts[0])
         record, _, user = found
         now = now_ms()
         if record.revoked_at_ms is not None:
@@ -191,8 +212,9 @@ class AuthService:
         return self.store.query_audit(query or AuditQuery())
 
     def close(self) -> None:
-        """Commit queued audit entries and stop the writer thread."""
+        """Commit queued audit entries and stop the writer and verification threads."""
         self.audit_writer.close()
+        self.guard.close()
 
 
 def _role(value: Role | str) -> Role:
