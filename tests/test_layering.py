@@ -62,3 +62,19 @@ def _domain_files() -> list[Path]:
 def test_domain_module_imports_no_adapter(path: Path) -> None:
     bad = sorted(n for n in _imports(path) if n.startswith(FORBIDDEN))
     assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+#: What serving may import from keel.deploy: its pure modules and entities. The gateway
+#: reads deployments through ``serving.deployroutes.DeploymentReader`` (the service is
+#: injected at construction), so the deployment service, its SQL and the controller
+#: (which itself reads serving's prediction log) stay out of the serving process's imports.
+SERVING_MAY_IMPORT_FROM_DEPLOY = frozenset({"keel.deploy.models", "keel.deploy.routing"})
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SRC / "serving").rglob("*.py")), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_serving_reads_deployments_through_the_reader(path: Path) -> None:
+    used = {n for n in _imports(path) if n == "keel.deploy" or n.startswith("keel.deploy.")}
+    bad = sorted(used - SERVING_MAY_IMPORT_FROM_DEPLOY)
+    assert not bad, f"{path.relative_to(SRC)} imports {bad}"

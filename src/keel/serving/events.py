@@ -16,14 +16,24 @@ deployment=None, origin=None)
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from keel.errors import InvalidInput
 
-__all__ = ["CHANNEL", "KINDS", "Invalidation", "make_invalidation", "publish_invalidation"]
+__all__ = [
+    "CHANNEL",
+    "KINDS",
+    "Invalidation",
+    "deployment_publisher",
+    "make_invalidation",
+    "publish_invalidation",
+]
 
 CHANNEL = "keel:serving:events"
+log = logging.getLogger("keel.serving")
 KINDS = frozenset({"all", "model", "version", "entity", "alias", "deployment"})
 
 
@@ -148,3 +158,29 @@ def publish_invalidation(
         if isinstance(redis, str):
             client.close()
     return dropped
+
+
+def deployment_publisher(redis_url: str) -> Callable[[Any, str], None]:
+    """A deployment-service listener telling every gateway replica about a change made in
+    this process (the API, the CLI, the controller's worker): replicas re-read the
+    deployment's routes at once. A rollback or promotion also drops the cached predictions
+    of the versions left without traffic, shared and local (R-SRV-06). Best effort: on a
+    Redis outage the replicas' periodic refresh still applies the change.
+    """
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def publish(deployment: Any, event: str) -> None:
+        try:
+            client.publish(CHANNEL, make_invalidation(deployment=deployment.name).to_json())
+            if event in ("rolled_back", "promoted"):
+                idle = {
+                    v for arm, v in deployment.versions.items() if not deployment.weights.get(arm)
+                }
+                for version in sorted(idle):
+                    publish_invalidation(client, model=deployment.model, version=version)
+        except redis_lib.RedisError as exc:
+            log.warning("could not announce the change of deployment %s: %r", deployment.name, exc)
+
+    return publish
