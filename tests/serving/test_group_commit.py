@@ -15,8 +15,10 @@ from serving_faults import Switchable
 from tests.serving.conftest import live_gateway, register, unique
 
 from keel.config import Settings
-from keel.errors import InvalidInput
+from keel.errors import InvalidInput, Unavailable
+from keel.services import open_services
 from keel.serving import PredictionLog, predictions
+from keel.serving.gateway import Gateway, Target
 from keel.serving.records import ServedRequest
 
 EXAMPLE = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.25, 0.0]})
@@ -116,3 +118,28 @@ def test_with_group_commit_an_answer_the_log_cannot_write_is_503(
     error = answer.json()["error"]
     assert error["code"] == "unavailable" and error["field"] == "prediction_log"
     assert answer.headers["retry-after"] == "1"
+
+
+def test_with_group_commit_a_gateway_without_its_log_gives_no_answer(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(prediction_log_flush_interval_s=0)
+    name = unique("nolog")
+    register(settings, name, Switchable(), EXAMPLE)
+    services = open_services(settings)
+
+    async def answer() -> None:
+        gateway = Gateway(settings, services.registry, prediction_log=None)  # failed to open
+        await gateway.start()
+        try:
+            await gateway.predict(
+                Target(name, 1), b'{"instances": [{"a": 1, "b": 2}]}', client_key="t"
+            )
+        finally:
+            await gateway.close()
+
+    try:
+        with pytest.raises(Unavailable, match="prediction log"):
+            asyncio.run(answer())
+    finally:
+        services.close()

@@ -32,7 +32,7 @@ from keel.errors import (
 )
 from keel.registry.service import RegistryService
 from keel.registry.uri import parse_model_ref
-from keel.serving._commit import CommitGroup
+from keel.serving._commit import REFUSED, CommitGroup
 from keel.serving.aliases import AliasTable
 from keel.serving.batcher import BatchResult, MicroBatcher
 from keel.serving.blame import judged_call
@@ -105,6 +105,8 @@ class Gateway:
         self._durable = getattr(prediction_log, "group_commit", False) is True
         if self._durable:
             self._log = prediction_log.append_durable  # type: ignore[union-attr]
+        elif prediction_log is None and settings.prediction_log_flush_interval_s == 0:
+            self._durable = True  # the log did not open: no answer can be logged, none given
         self.id = uuid.uuid4().hex[:12]
         self.limiter = RateLimiter(
             settings.serving_rate_limit,
@@ -571,7 +573,7 @@ class Gateway:
                     None if via is None else via[1].extra,
                 )
             )
-        return None
+        return REFUSED if self._durable else None
 
     def _count_hits(self, name: str, rows: int) -> None:
         """Count ``rows`` answered from the cache (status counters and the Prometheus series)."""
