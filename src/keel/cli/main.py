@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from typer import _click as click  # typer's vendored click: the group's own Context type
 
 from keel.cli._lazy import LazyCommand, LazyGroup
 
@@ -66,7 +67,7 @@ COMMANDS: dict[str, LazyCommand] = {
 class _KeelGroup(LazyGroup):
     LAZY_COMMANDS = COMMANDS
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         # The net under every command: a KeelError that escaped a command's own run_cli
         # (a read-only home, a corrupt or newer database, #15.13) is one line and its
         # exit code, never a traceback.
