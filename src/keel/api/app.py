@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,11 +27,13 @@ from keel.api.routers import (
     datasets,
     features,
     health,
+    jobs,
     models,
     monitoring,
     serving,
     tracking,
 )
+from keel.automation.worker import start_embedded_worker
 from keel.config import Settings
 from keel.services import Services, open_services
 from keel.serving.startup import start_gateway
@@ -151,9 +154,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             features=svc.features,
             deployments=getattr(svc, "deployments", None),  # deployment routes (flow 1)
         )
+        # `keel server` (the app owns its services) runs a job consumer in-process unless
+        # KEEL_WORKER=off; an app built around given services (embedding, tests) runs none.
+        consumer = start_embedded_worker(svc.jobs, svc.settings) if owned else None
         try:
             yield
         finally:
+            if consumer is not None:
+                await run_in_threadpool(consumer.shutdown)
             await app.state.gateway.close()
             if owned:
                 app.state.services.close()
@@ -170,7 +178,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_error_handlers(app)
     # the prediction hot path first
-    routers = (serving, health, tracking, datasets, models, admin, features, monitoring)
+    routers = (serving, health, tracking, datasets, models, admin, features, monitoring, jobs)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.add_middleware(FastLane, router=app.router)  # innermost: inside every check below

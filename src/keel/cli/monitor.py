@@ -419,3 +419,9 @@ def diagnose(
             console.print(f"  note: {note}")
 
     emit(result, as_json, render)
+
+
+# Scheduling is the job queue's business: the command lives with `keel jobs` (R-MON-14).
+from keel.cli.jobs import schedule_monitor  # noqa: E402
+
+monitor_app.command("schedule")(schedule_monitor)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from keel._models import Page
 from keel.client._features import FeaturesMixin
+from keel.client._jobs import JobsMixin
 from keel.client._monitoring import MonitoringMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
@@ -39,7 +40,7 @@ def _is_remote(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(("http://", "https://"))
 
 
-class Client(RegistryMixin, MonitoringMixin, FeaturesMixin):
+class Client(RegistryMixin, MonitoringMixin, JobsMixin, FeaturesMixin):
     """keel's Python SDK.
 
     ``Client()`` works embedded (SQLite under ``~/.keel`` or ``KEEL_*`` settings);

@@ -16,6 +16,7 @@ import urllib3
 from pydantic import BaseModel, TypeAdapter
 
 from keel._models import Page
+from keel.automation.job_models import Job, Schedule
 from keel.client._transport import Transport
 from keel.errors import InvalidInput, KeelError, Unavailable, error_from_payload
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
@@ -395,6 +396,27 @@ class HttpTransport(Transport):
         url = f"/v1/monitors/{_q(name)}/runs/{_q(run_id)}/diagnosis"
         result: dict[str, Any] = self._request("GET", url, params={"slice_by": slice_by}).json()
         return result
+
+    # ---- jobs --------------------------------------------------------------------------------
+    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[Job]:
+        params = {"status": status, "kind": kind, "limit": limit}
+        return self._call_list("GET", "/v1/jobs", Job, params=params)
+
+    def get_job(self, job_id: str) -> Job:
+        return self._call("GET", f"/v1/jobs/{_q(job_id)}", Job)
+
+    def cancel_job(self, job_id: str) -> Job:
+        return self._call("POST", f"/v1/jobs/{_q(job_id)}/cancel", Job)
+
+    def list_schedules(self) -> list[Schedule]:
+        return self._call_list("GET", "/v1/schedules", Schedule)
+
+    def schedule_monitor(self, name: str, cron: str) -> Schedule:
+        url = f"/v1/monitors/{_q(name)}/schedule"
+        return self._call("PUT", url, Schedule, json={"cron": cron})
+
+    def unschedule_monitor(self, name: str) -> None:
+        self._request("DELETE", f"/v1/monitors/{_q(name)}/schedule")
 
     # ---- features ------------------------------------------------------------------------------
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:

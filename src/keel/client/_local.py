@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keel._models import Page
+from keel.automation.job_models import Job, Schedule
 from keel.client._transport import Transport
 from keel.features._engine import engine_from
 from keel.features.definitions import Definitions
@@ -208,6 +209,25 @@ class LocalTransport(Transport):
 
     def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]:
         return self.services.monitors.diagnose(name, run_id, slice_by=slice_by).as_dict()
+
+    # ---- jobs --------------------------------------------------------------------------------
+    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[Job]:
+        return self.services.jobs.list_jobs(status=status, kind=kind, limit=limit)
+
+    def get_job(self, job_id: str) -> Job:
+        return self.services.jobs.get(job_id)
+
+    def cancel_job(self, job_id: str) -> Job:
+        return self.services.jobs.cancel(job_id, actor=self.user)
+
+    def list_schedules(self) -> list[Schedule]:
+        return self.services.jobs.list_schedules()
+
+    def schedule_monitor(self, name: str, cron: str) -> Schedule:
+        return self.services.jobs.schedule_monitor(name, cron, actor=self.user)
+
+    def unschedule_monitor(self, name: str) -> None:
+        self.services.jobs.unschedule_monitor(name)
 
     # ---- features ------------------------------------------------------------------------------
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel._models import Page
+from keel.automation.job_models import Job, Schedule
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
@@ -187,6 +188,25 @@ class Transport(ABC):
 
     @abstractmethod
     def monitor_diagnosis(self, name: str, run_id: str, slice_by: list[str]) -> dict[str, Any]: ...
+
+    # ---- jobs --------------------------------------------------------------------------------
+    @abstractmethod
+    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[Job]: ...
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> Job: ...
+
+    @abstractmethod
+    def cancel_job(self, job_id: str) -> Job: ...
+
+    @abstractmethod
+    def list_schedules(self) -> list[Schedule]: ...
+
+    @abstractmethod
+    def schedule_monitor(self, name: str, cron: str) -> Schedule: ...
+
+    @abstractmethod
+    def unschedule_monitor(self, name: str) -> None: ...
 
     # ---- features ----------------------------------------------------------------------------
     @abstractmethod

@@ -235,4 +235,9 @@ class AliasEventRow(Base):
 
 # Tables of other domains declare on the same Base; importing them here makes
 # Base.metadata complete for Alembic comparisons. Kept last to avoid a cycle.
-from keel.store.sql import tables_auth, tables_features, tables_monitoring  # noqa: E402, F401
+from keel.store.sql import (  # noqa: E402, F401
+    tables_auth,
+    tables_features,
+    tables_jobs,
+    tables_monitoring,
+)

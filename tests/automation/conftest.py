@@ -1,0 +1,37 @@
+"""Helpers of the job tests: drain the queue in this process, wait for a job's status."""
+
+from __future__ import annotations
+
+import time
+
+import tests.automation.jobkinds  # noqa: F401  (registers test.count and test.flaky)
+
+from keel.automation.job_models import Job
+from keel.automation.jobs import JobService
+
+
+def drain(jobs: JobService) -> int:
+    """Execute every message the queue holds, and scheduled ones now due, like a consumer
+    in burst mode; the number executed."""
+    huey = jobs.queue.huey
+    done = 0
+    while True:
+        for task in huey.read_schedule(huey._get_timestamp()):
+            huey.enqueue(task)
+        task = huey.dequeue()
+        if task is None:
+            return done
+        huey.execute(task)
+        done += 1
+
+
+def wait_status(jobs: JobService, job_id: str, statuses: set[str], timeout_s: float = 60.0) -> Job:
+    """Poll until the job is in one of ``statuses``; fail with its state otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = jobs.get(job_id)
+        if job.status in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job still {job.status}: {job}")
+        time.sleep(0.05)
