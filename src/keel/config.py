@@ -252,6 +252,44 @@ class Settings(BaseSettings):
         default=0.05, ge=0, le=1, description="Null-rate difference above which it is skewed."
     )
 
+    # ---- jobs and the scheduler (keel.automation; docs/automation.md) ----
+    jobs_queue: Literal["auto", "sqlite", "redis"] = Field(
+        default="auto",
+        description="Where Huey keeps job messages; auto = redis when KEEL_REDIS_URL, else "
+        "a SQLite file in home.",
+    )
+    jobs_queue_path: Path | None = Field(
+        default=None, description="SQLite file of the job queue; default: home/jobs-queue.db."
+    )
+    worker: Literal["on", "off"] = Field(
+        default="on", description="'off': `keel server` runs no job consumer in-process."
+    )
+    jobs_threads: int = Field(
+        default=2, ge=1, le=64, description="Job worker threads per consumer process."
+    )
+    jobs_lease_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="A running job's lease; a job whose worker stops renewing it (killed) is "
+        "re-delivered at the next tick after it expires.",
+    )
+    jobs_max_retries: int = Field(
+        default=3, ge=0, le=100, description="Default retries of a failed job."
+    )
+    jobs_retry_backoff_s: float = Field(
+        default=10.0, ge=0, description="First retry delay; doubled at each further attempt."
+    )
+    jobs_misfire_grace_s: float = Field(
+        default=300.0,
+        ge=60,
+        description="How late a schedule's firing may still run (a worker down at the time).",
+    )
+    jobs_imports: str = Field(
+        default="",
+        description="Comma-separated modules a worker imports to register job kinds.",
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

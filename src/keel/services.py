@@ -9,6 +9,9 @@ from sqlalchemy import Engine
 
 from keel.auth.guard import VerificationGuard
 from keel.auth.service import AuthService
+from keel.automation.jobs import JobService
+from keel.automation.kinds import import_kind_modules
+from keel.automation.queue import JobQueue, make_huey
 from keel.config import Settings
 from keel.features import FeatureStore
 from keel.monitoring.feedback import FeedbackStore
@@ -20,6 +23,7 @@ from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
 from keel.store.sql.auth import AuthSql
 from keel.store.sql.engine import ensure_dir, make_engine
+from keel.store.sql.jobs import JobSql
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.monitoring import MonitorSql
 from keel.tracking.datasets import DatasetService
@@ -45,6 +49,7 @@ class Services:
     features: FeatureStore
     feedback: FeedbackStore
     monitors: MonitorService
+    jobs: JobService
 
     def close(self) -> None:
         """Commit queued audit entries, then release database connections."""
@@ -128,7 +133,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     predictions_root = log_root(settings)
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
     features = _feature_store(settings, engine)
-    return Services(
+    services = Services(
         settings=settings,
         store=store,
         artifacts=artifacts,
@@ -161,4 +166,15 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
             ),
             freshness=features.freshness,
         ),
+        jobs=JobService(
+            JobSql(engine),
+            JobQueue(make_huey(settings)),
+            lease_s=settings.jobs_lease_s,
+            misfire_grace_s=settings.jobs_misfire_grace_s,
+            max_retries=settings.jobs_max_retries,
+            backoff_s=settings.jobs_retry_backoff_s,
+        ),
     )
+    services.jobs.attach(services)  # job kinds run against these services
+    import_kind_modules(m.strip() for m in settings.jobs_imports.split(",") if m.strip())
+    return services

@@ -56,6 +56,14 @@ COMMANDS: dict[str, LazyCommand] = {
     "monitor": LazyCommand(
         "keel.cli.monitor", "monitor_app", "Monitoring: drift, data quality, performance."
     ),
+    "worker": LazyCommand(
+        "keel.cli.jobs",
+        "worker",
+        "Run queued and scheduled jobs until interrupted (any number of workers may run).",
+    ),
+    "jobs": LazyCommand(
+        "keel.cli.jobs", "jobs_app", "Queued and scheduled jobs: list, inspect, cancel."
+    ),
     "economics": LazyCommand(
         "keel.cli.economics",
         "economics_app",
