@@ -21,8 +21,7 @@ import pytest
 
 from keel.monitoring._feedback_index import INDEX_NAME
 from keel.monitoring.feedback import FEEDBACK_SCHEMA, FeedbackStore
-from keel.serving._segments import partition_dir, write_segment
-from keel.serving.predlog import PredictionLog
+from keel.serving.predlog import PredictionLog, partition_dir, write_segment
 from keel.serving.predquery import compact
 from keel.serving.records import PredictionRecord
 

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from keel.serving._segments import iter_partitions
+from keel.serving.predlog import iter_partitions
 from keel.serving.predquery import COMPACTED_FROM
 
 __all__ = ["CatchUp", "FeedbackIndex", "label_key", "request_key"]
@@ -255,7 +255,9 @@ class IndexTransaction:
                 if name in known:
                     continue
                 try:
-                    table = pq.ParquetFile(entry.path).read(columns=list(_LABEL_COLUMNS))
+                    table = pq.ParquetFile(entry.path).read(
+                        columns=list(_LABEL_COLUMNS), use_threads=False
+                    )
                 except (OSError, pa.ArrowException):
                     continue  # not a complete segment (yet): the readers skip it too
                 self._queue("labels", _label_keys(table))
@@ -307,7 +309,7 @@ class IndexTransaction:
                 if name.startswith("compact-") and _inputs_indexed(path, indexed):
                     indexed.add(name)  # its rows are those of files already indexed
                     continue
-                ids = pq.ParquetFile(path).read(columns=["request_id"]).column("request_id")
+                ids = pq.ParquetFile(path).read(columns=["request_id"], use_threads=False)[0]
             except (OSError, pa.ArrowException):
                 settled = False  # torn or vanished (compacted meanwhile): look again later
                 continue
