@@ -10,6 +10,7 @@ from keel._models import Page
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
 from keel.client._monitoring import MonitoringMixin
+from keel.client._predict import PredictMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
 from keel.client._transport import Transport
@@ -40,7 +41,9 @@ def _is_remote(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(("http://", "https://"))
 
 
-class Client(RegistryMixin, MonitoringMixin, JobsMixin, FeaturesMixin):
+class Client(
+    RegistryMixin, MonitoringMixin, JobsMixin, FeaturesMixin, PredictMixin
+):
     """keel's Python SDK.
 
     ``Client()`` works embedded (SQLite under ``~/.keel`` or ``KEEL_*`` settings);

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from keel.features.definitions import Definitions
     from keel.features.models import Plan, StoredDefinition
+    from keel.serving.interface import Target
 
 __all__ = ["HttpTransport"]
 
@@ -495,6 +496,18 @@ class HttpTransport(Transport):
         body = {"start": start, "end": end, "views": views}
         response = self._request("POST", "/v1/features/materialize", json=body)
         return {str(k): int(v) for k, v in response.json()["written"].items()}
+
+    def predict(self, target: Target, body: bytes) -> dict[str, Any]:
+        name = quote(target.name, safe="")
+        if target.deployment:
+            path = f"/v1/deployments/{name}/predict"
+        elif target.alias is not None:
+            path = f"/v1/models/{name}@{quote(target.alias, safe='')}/predict"
+        else:
+            path = f"/v1/models/{name}/{target.version}/predict"
+        headers = {"content-type": "application/json"}
+        result: dict[str, Any] = self._request("POST", path, content=body, headers=headers).json()
+        return result
 
     def close(self) -> None:
         self.pool.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -20,6 +20,10 @@ from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.services import Services
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
+
+if TYPE_CHECKING:
+    from keel.client._embedded import EmbeddedGateway
+    from keel.serving.interface import Target
 
 __all__ = ["LocalTransport"]
 
@@ -37,6 +41,7 @@ class LocalTransport(Transport):
     def __init__(self, services: Services) -> None:
         self.services = services
         self.user = _local_user()
+        self._gateway: EmbeddedGateway | None = None
 
     def __repr__(self) -> str:
         return f"LocalTransport({self.services.settings.resolved_database_url!r})"
@@ -272,5 +277,16 @@ class LocalTransport(Transport):
             return self.services.features.materialize_incremental(end, views)
         return self.services.features.materialize(start, end, views)
 
+    def predict(self, target: Target, body: bytes) -> dict[str, Any]:
+        # The server's gateway in this process, started on first use (client/_embedded.py).
+        if self._gateway is None:
+            from keel.client._embedded import EmbeddedGateway
+
+            self._gateway = EmbeddedGateway(self.services)
+        return self._gateway.predict(target, body)
+
     def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
         self.services.close()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from keel.features.definitions import Definitions
     from keel.features.models import Plan, StoredDefinition
+    from keel.serving.interface import Target
 
 __all__ = ["Transport"]
 
@@ -238,6 +239,10 @@ class Transport(ABC):
     def materialize_features(
         self, start: str | None, end: str, views: list[str] | None
     ) -> dict[str, int]: ...
+
+    @abstractmethod
+    def predict(self, target: Target, body: bytes) -> dict[str, Any]:
+        """A predict request's response body (``Client.predict``)."""
 
     @abstractmethod
     def close(self) -> None:
