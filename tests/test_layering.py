@@ -20,6 +20,7 @@ DOMAIN = [
     "features",
     "auth",
     "deploy",
+    "decisions",
     "automation",
     "store",
     "config.py",

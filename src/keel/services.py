@@ -13,6 +13,8 @@ from keel.automation.jobs import JobService
 from keel.automation.kinds import import_kind_modules
 from keel.automation.queue import JobQueue, make_huey
 from keel.config import Settings
+from keel.decisions.service import DecisionLog
+from keel.deploy.service import DeploymentService
 from keel.features import FeatureStore
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.service import MonitorService
@@ -22,6 +24,8 @@ from keel.serving.predlog import log_root
 from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
 from keel.store.sql.auth import AuthSql
+from keel.store.sql.decisions import DecisionSql
+from keel.store.sql.deployments import DeploymentSql
 from keel.store.sql.engine import ensure_dir, make_engine
 from keel.store.sql.jobs import JobSql
 from keel.store.sql.migrate import ensure_schema
@@ -49,6 +53,8 @@ class Services:
     features: FeatureStore
     feedback: FeedbackStore
     monitors: MonitorService
+    decisions: DecisionLog
+    deployments: DeploymentService
     jobs: JobService
 
     def close(self) -> None:
@@ -133,6 +139,19 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     predictions_root = log_root(settings)
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
     features = _feature_store(settings, engine)
+    decisions = DecisionLog(DecisionSql(engine))
+    deployments = DeploymentService(
+        DeploymentSql(engine),
+        registry,
+        decisions,
+        predictions_root=predictions_root,
+        labels=feedback.labels,
+    )
+    registry.add_archive_guard(deployments.check_archive)
+    if settings.redis_url:
+        from keel.serving.events import deployment_publisher
+
+        deployments.add_listener(deployment_publisher(settings.redis_url))
     services = Services(
         settings=settings,
         store=store,
@@ -152,6 +171,8 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         ),
         features=features,
         feedback=feedback,
+        decisions=decisions,
+        deployments=deployments,
         monitors=MonitorService(
             MonitorSql(engine),
             registry,

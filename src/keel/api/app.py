@@ -33,6 +33,7 @@ from keel.api.routers import (
     serving,
     tracking,
 )
+from keel.api.routers.deployments import router as deployments_router
 from keel.automation.worker import start_embedded_worker
 from keel.config import Settings
 from keel.services import Services, open_services
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routers = (serving, health, tracking, datasets, models, admin, features, monitoring, jobs)
     for router in (r.router for r in routers):
         app.include_router(router)
+    app.include_router(deployments_router)
     app.add_middleware(FastLane, router=app.router)  # innermost: inside every check below
     app.add_middleware(RequestMetrics)
     app.add_middleware(

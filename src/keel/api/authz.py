@@ -49,6 +49,7 @@ __all__ = [
     "authorize",
     "bearer_token",
     "check_access",
+    "check_model_owner",
     "check_owner_assignment",
     "flat_routes",
     "get_principal",
@@ -79,6 +80,9 @@ class Rule:
 
 
 _ALIAS = "/v1/models/{name}/aliases/{alias}"
+_DEPLOYMENT = "/v1/deployments/{name}"
+#: ``Rule.owned`` value meaning "the model of the deployment in path parameter ``name``".
+_DEPLOYMENT_MODEL = "deployment:name"
 _READ = Rule(Role.VIEWER, audited=False)
 
 #: Routes whose need differs from the default (GET/HEAD → viewer, other methods → editor).
@@ -93,6 +97,21 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     # what serves production traffic: deployer, and the owner when the model has one
     ("PUT", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.set"),
     ("DELETE", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.delete"),
+    # deployments: deployer, and the owner of the deployment's model (create checks the
+    # model named in the body itself, through check_model_owner)
+    ("POST", "/v1/deployments"): Rule(Role.DEPLOYER, action="deployment.create"),
+    ("POST", _DEPLOYMENT + "/promote"): Rule(
+        Role.DEPLOYER, owned=_DEPLOYMENT_MODEL, action="deployment.promote"
+    ),
+    ("POST", _DEPLOYMENT + "/rollback"): Rule(
+        Role.DEPLOYER, owned=_DEPLOYMENT_MODEL, action="deployment.rollback"
+    ),
+    ("POST", _DEPLOYMENT + "/pause"): Rule(
+        Role.DEPLOYER, owned=_DEPLOYMENT_MODEL, action="deployment.pause"
+    ),
+    ("POST", _DEPLOYMENT + "/resume"): Rule(
+        Role.DEPLOYER, owned=_DEPLOYMENT_MODEL, action="deployment.resume"
+    ),
     # users, tokens and the audit log
     ("GET", "/v1/users"): Rule(Role.ADMIN),
     ("POST", "/v1/users"): Rule(Role.ADMIN, action="user.create"),
@@ -221,9 +240,34 @@ async def check_access(
             role=principal.role.value,
         )
     if rule.owned is not None and principal.role is not Role.ADMIN:
+        if rule.owned == _DEPLOYMENT_MODEL:
+            deployment = path_params.get("name")
+            if deployment is not None:
+                await _check_deployment_owner(services, principal, str(deployment))
+            return
         name = path_params.get(rule.owned)
         if name is not None:
             await _check_owner(services, principal, str(name))
+
+
+async def check_model_owner(services: Services, principal: Principal, model: str) -> None:
+    """Forbidden unless ``principal`` is an admin or owns ``model`` (unowned: anyone).
+
+    For routes that name the model in their body (``POST /v1/deployments``), which the
+    path-based :func:`check_access` cannot see.
+    """
+    if principal.role is not Role.ADMIN:
+        await _check_owner(services, principal, model)
+
+
+async def _check_deployment_owner(
+    services: Services, principal: Principal, deployment: str
+) -> None:
+    try:
+        found = await run_in_threadpool(services.deployments.get, deployment)
+    except NotFound:
+        return  # the route itself answers 404
+    await _check_owner(services, principal, found.model)
 
 
 async def get_principal(request: Request) -> Principal | None:

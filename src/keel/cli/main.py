@@ -64,6 +64,16 @@ COMMANDS: dict[str, LazyCommand] = {
     "jobs": LazyCommand(
         "keel.cli.jobs", "jobs_app", "Queued and scheduled jobs: list, inspect, cancel."
     ),
+    "deploy": LazyCommand(
+        "keel.cli.deploy",
+        "deploy_app",
+        "Deployments: shadow, canary, A/B and blue-green rollouts with automatic rollback.",
+    ),
+    "decisions": LazyCommand(
+        "keel.cli.deploy",
+        "decisions",
+        "Show the decision log, newest first: what was decided, why, with which numbers.",
+    ),
     "economics": LazyCommand(
         "keel.cli.economics",
         "economics_app",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel._models import Page
+from keel.client._deployments import DeploymentsMixin
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
 from keel.client._monitoring import MonitoringMixin
@@ -27,7 +28,7 @@ from keel.tracking.models import (
     RunInput,
     RunStatus,
 )
-from keel.tracking.validation import parse_metric
+from keel.tracking.validation import check_metric_value
 
 # pandas and the fingerprint helpers (pyarrow) load where a DataFrame is handled: `import
 # keel` and every CLI command import this module (#15.14).
@@ -42,7 +43,7 @@ def _is_remote(uri: str | None) -> bool:
 
 
 class Client(
-    RegistryMixin, MonitoringMixin, JobsMixin, FeaturesMixin, PredictMixin
+    RegistryMixin, MonitoringMixin, DeploymentsMixin, JobsMixin, FeaturesMixin, PredictMixin
 ):
     """keel's Python SDK.
 
@@ -154,11 +155,14 @@ class Client(
 
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0) -> None:
         """Log one metric value (NaN and ±inf are kept as they are)."""
-        self.transport.log_metric(run_id, parse_metric({"key": key, "value": value, "step": step}))
+        metric = Metric(key=key, value=check_metric_value(key, value), step=step)
+        self.transport.log_metric(run_id, metric)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log several metrics at one step, atomically."""
-        batch = [parse_metric({"key": k, "value": v, "step": step}) for k, v in metrics.items()]
+        batch = [
+            Metric(key=k, value=check_metric_value(k, v), step=step) for k, v in metrics.items()
+        ]
         self.transport.log_batch(run_id, batch, {}, {})
 
     def log_params(self, run_id: str, params: Mapping[str, object]) -> None:

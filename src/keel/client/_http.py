@@ -18,6 +18,8 @@ from pydantic import BaseModel, TypeAdapter
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
 from keel.client._transport import Transport
+from keel.decisions.models import Decision
+from keel.deploy.models import Deployment
 from keel.errors import InvalidInput, KeelError, Unavailable, error_from_payload
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
@@ -418,6 +420,40 @@ class HttpTransport(Transport):
 
     def unschedule_monitor(self, name: str) -> None:
         self._request("DELETE", f"/v1/monitors/{_q(name)}/schedule")
+
+    # ---- deployments and decisions ---------------------------------------------------------------
+    def create_deployment(self, policy: dict[str, Any]) -> Deployment:
+        return self._call("POST", "/v1/deployments", Deployment, json=policy)
+
+    def get_deployment(self, name: str) -> Deployment:
+        return self._call("GET", f"/v1/deployments/{_q(name)}", Deployment)
+
+    def list_deployments(self, model: str | None) -> list[Deployment]:
+        query = f"?{urlencode({'model': model})}" if model else ""
+        return self._call_list("GET", f"/v1/deployments{query}", Deployment)
+
+    def deployment_action(
+        self, name: str, action: str, reason: str | None, arm: str | None
+    ) -> Deployment:
+        body = {k: v for k, v in (("reason", reason), ("arm", arm)) if v is not None}
+        url = f"/v1/deployments/{_q(name)}/{action}"
+        return self._call("POST", url, Deployment, json=body)
+
+    def deployment_decisions(self, name: str, limit: int) -> list[Decision]:
+        url = f"/v1/deployments/{_q(name)}/decisions?{urlencode({'limit': limit})}"
+        return self._call_list("GET", url, Decision)
+
+    def decisions(
+        self,
+        model: str | None,
+        kind: str | None,
+        since: str | None,
+        deployment: str | None,
+        limit: int,
+    ) -> list[Decision]:
+        params = {"model": model, "kind": kind, "since": since, "deployment": deployment}
+        query = urlencode({**{k: v for k, v in params.items() if v is not None}, "limit": limit})
+        return self._call_list("GET", f"/v1/decisions?{query}", Decision)
 
     # ---- features ------------------------------------------------------------------------------
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:

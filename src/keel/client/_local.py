@@ -13,6 +13,8 @@ import pyarrow as pa
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
 from keel.client._transport import Transport
+from keel.decisions.models import Decision
+from keel.deploy.models import Deployment
 from keel.features._engine import engine_from
 from keel.features.definitions import Definitions
 from keel.features.models import Plan, StoredDefinition
@@ -233,6 +235,43 @@ class LocalTransport(Transport):
 
     def unschedule_monitor(self, name: str) -> None:
         self.services.jobs.unschedule_monitor(name)
+
+    # ---- deployments and decisions ---------------------------------------------------------------
+    def create_deployment(self, policy: dict[str, Any]) -> Deployment:
+        return self.services.deployments.create(policy, actor=self.user)
+
+    def get_deployment(self, name: str) -> Deployment:
+        return self.services.deployments.get(name)
+
+    def list_deployments(self, model: str | None) -> list[Deployment]:
+        return self.services.deployments.list(model)
+
+    def deployment_action(
+        self, name: str, action: str, reason: str | None, arm: str | None
+    ) -> Deployment:
+        deployments = self.services.deployments
+        if action == "promote":
+            return deployments.promote(name, self.user, arm=arm, reason=reason)
+        if action == "rollback":
+            return deployments.rollback(name, reason, self.user)
+        if action == "pause":
+            return deployments.pause(name, self.user, reason)
+        return deployments.resume(name, self.user, reason)
+
+    def deployment_decisions(self, name: str, limit: int) -> list[Decision]:
+        return self.services.deployments.decisions(name, limit)
+
+    def decisions(
+        self,
+        model: str | None,
+        kind: str | None,
+        since: str | None,
+        deployment: str | None,
+        limit: int,
+    ) -> list[Decision]:
+        return self.services.decisions.query(
+            model=model, kind=kind, since=since, deployment=deployment, limit=limit
+        )
 
     # ---- features ------------------------------------------------------------------------------
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:

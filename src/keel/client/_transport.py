@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
+from keel.decisions.models import Decision
+from keel.deploy.models import Deployment
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
@@ -208,6 +210,34 @@ class Transport(ABC):
 
     @abstractmethod
     def unschedule_monitor(self, name: str) -> None: ...
+
+    # ---- deployments and decisions -----------------------------------------------------------
+    @abstractmethod
+    def create_deployment(self, policy: dict[str, Any]) -> Deployment: ...
+
+    @abstractmethod
+    def get_deployment(self, name: str) -> Deployment: ...
+
+    @abstractmethod
+    def list_deployments(self, model: str | None) -> list[Deployment]: ...
+
+    @abstractmethod
+    def deployment_action(
+        self, name: str, action: str, reason: str | None, arm: str | None
+    ) -> Deployment: ...
+
+    @abstractmethod
+    def deployment_decisions(self, name: str, limit: int) -> list[Decision]: ...
+
+    @abstractmethod
+    def decisions(
+        self,
+        model: str | None,
+        kind: str | None,
+        since: str | None,
+        deployment: str | None,
+        limit: int,
+    ) -> list[Decision]: ...
 
     # ---- features ----------------------------------------------------------------------------
     @abstractmethod

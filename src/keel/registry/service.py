@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from keel._models import Page, decode_page_token, encode_page_token, now_ms
@@ -28,12 +29,13 @@ from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
 from keel.tracking.validation import check_name
 
-__all__ = ["MODEL_META_FILE", "AliasListener", "RegistryService", "manifest_hash"]
+__all__ = ["MODEL_META_FILE", "AliasListener", "ArchiveGuard", "RegistryService", "manifest_hash"]
 
 log = logging.getLogger("keel.registry")
 
 #: ``listener(model name, alias, version it now points at or None when deleted)``
 AliasListener = Callable[[str, str, int | None], None]
+ArchiveGuard = Callable[[str, int | None], None]
 
 MODEL_META_FILE = "keel_model.json"
 _VERSION_RETRIES = 5
@@ -53,6 +55,7 @@ class RegistryService:
         self.artifacts = artifacts
         self.cache_dir = Path(cache_dir)
         self._alias_listeners: list[AliasListener] = []
+        self._archive_guards: list[ArchiveGuard] = []
 
     def add_alias_listener(self, listener: AliasListener) -> None:
         """Call ``listener(name, alias, version or None)`` after every alias move or delete.
@@ -117,7 +120,21 @@ class RegistryService:
 
     def update_model(self, name: str, **changes: Any) -> RegisteredModel:
         """Change description, owner, status (ACTIVE/DEPRECATED/ARCHIVED), card or tags."""
-        return self.store.update_registered_model(name, self._changes(changes))
+        checked = self._changes(changes)
+        if checked.get("status") == ModelStatus.ARCHIVED.value:
+            self._check_archive(name, None)
+        return self.store.update_registered_model(name, checked)
+
+    def add_archive_guard(self, guard: ArchiveGuard) -> None:
+        """Call ``guard(name, version)`` before archiving a version (``version`` None: the
+        whole model); a guard refuses by raising, e.g. :class:`Conflict` while a deployment
+        serves the version. Added by ``keel.services`` so the registry imports no deploy code.
+        """
+        self._archive_guards.append(guard)
+
+    def _check_archive(self, name: str, version: int | None) -> None:
+        for guard in list(self._archive_guards):
+            guard(name, version)
 
     # ---- versions -------------------------------------------------------------------
     def create_version(
@@ -230,7 +247,10 @@ class RegistryService:
 
     def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion:
         """Change description, status, card or tags of a version."""
-        return self.store.update_model_version(name, version, self._changes(changes))
+        checked = self._changes(changes)
+        if checked.get("status") == ModelStatus.ARCHIVED.value:
+            self._check_archive(name, version)
+        return self.store.update_model_version(name, version, checked)
 
     # ---- aliases ----------------------------------------------------------------------
     def set_alias(
@@ -241,15 +261,22 @@ class RegistryService:
         *,
         actor: str | None = None,
         reason: str | None = None,
+        expected: int | None | EllipsisType = ...,
     ) -> AliasEvent:
-        """Point ``alias`` at ``version``; archived versions cannot take an alias."""
+        """Point ``alias`` at ``version``; archived versions cannot take an alias.
+
+        ``expected``: compare-and-set — the version the alias must point at now (None: no
+        such alias yet); a concurrent move raises :class:`Conflict` (409) and changes nothing.
+        """
         check_alias(alias)  # a bad name is a 422 whatever the version's state
         target = self.store.get_model_version(name, version)
         if target.status is ModelStatus.ARCHIVED:
             raise Conflict(
                 f"{target.uri} is archived; it cannot take alias {alias!r}", field="version"
             )
-        event = self.store.set_alias(name, check_alias(alias), version, actor=actor, reason=reason)
+        event = self.store.set_alias(
+            name, check_alias(alias), version, actor=actor, reason=reason, expected=expected
+        )
         self._alias_moved(name, alias, version)
         return event
 

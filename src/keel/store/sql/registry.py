@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import func, select
@@ -217,16 +218,36 @@ class RegistrySql(SqlBase):
 
     # ---- aliases ---------------------------------------------------------------------
     def set_alias(
-        self, name: str, alias: str, version: int | None, *, actor: str | None, reason: str | None
+        self,
+        name: str,
+        alias: str,
+        version: int | None,
+        *,
+        actor: str | None,
+        reason: str | None,
+        expected: int | None | EllipsisType = ...,
     ) -> AliasEvent:
-        """Point ``alias`` at ``version`` (None deletes it) and append the move to history."""
+        """Point ``alias`` at ``version`` (None deletes it) and append the move to history.
+
+        ``expected`` (compare-and-set): the version the alias must point at now (None: it
+        must not exist); otherwise :class:`Conflict` and nothing changes.
+        """
         with self.write() as s:
+            # The model row locked first (PostgreSQL), so two compare-and-sets of one
+            # model's alias queue and the second sees the first's move.
+            self._model_row(s, name, lock=expected is not ...)
             if version is not None:
                 self._version_row(s, name, version)
-            else:
-                self._model_row(s, name)
             row = s.get(ModelAliasRow, (name, alias))
             previous = row.version if row is not None else None
+            if expected is not ... and previous != expected:
+                raise Conflict(
+                    f"alias {alias!r} of model {name!r} points at {previous}, not the expected "
+                    f"{expected}: it was moved concurrently",
+                    field="alias",
+                    current=previous,
+                    expected=expected,
+                )
             if version is None and row is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}", field="alias")
             at = now_ms()

@@ -237,6 +237,7 @@ class AliasEventRow(Base):
 # Base.metadata complete for Alembic comparisons. Kept last to avoid a cycle.
 from keel.store.sql import (  # noqa: E402, F401
     tables_auth,
+    tables_deploy,
     tables_features,
     tables_jobs,
     tables_monitoring,

@@ -1,0 +1,91 @@
+"""Deployments half of :class:`keel.Client`: create, read, promote, roll back, pause,
+resume, decision records; and the decision log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.client._transport import Transport
+    from keel.decisions.models import Decision
+    from keel.deploy.models import Deployment
+    from keel.deploy.policy import DeploymentPolicy
+
+__all__ = ["DeploymentsMixin"]
+
+
+class DeploymentsMixin:
+    """Deployment methods; mixed into :class:`keel.Client`."""
+
+    transport: Transport
+
+    def create_deployment(
+        self, policy: Mapping[str, Any] | DeploymentPolicy | str | Path
+    ) -> Deployment:
+        """Create a deployment from a policy: a mapping of the YAML keys, a
+        :class:`~keel.deploy.policy.DeploymentPolicy`, YAML/JSON text, or a file path.
+
+        Checked here first, so both transports raise the same InvalidInput naming the key;
+        the server also refuses unknown versions (``arms[i].version``) and taken names.
+        """
+        from keel.deploy.policy import DeploymentPolicy, load_policy, parse_policy
+
+        if isinstance(policy, Path):
+            checked = load_policy(policy.read_text())
+        elif isinstance(policy, str):
+            checked = load_policy(policy)
+        elif isinstance(policy, DeploymentPolicy):
+            checked = policy
+        else:
+            checked = parse_policy(policy)
+        return self.transport.create_deployment(checked.to_document())
+
+    def get_deployment(self, name: str) -> Deployment:
+        """One deployment: policy, state (weights, step), replicas, whether complete."""
+        return self.transport.get_deployment(name)
+
+    def list_deployments(self, model: str | None = None) -> list[Deployment]:
+        """Every deployment (of ``model``), by name."""
+        return self.transport.list_deployments(model)
+
+    def promote_deployment(
+        self, name: str, *, arm: str | None = None, reason: str | None = None
+    ) -> Deployment:
+        """Give the candidate all traffic and move ``champion`` to it (Conflict on a
+        concurrent change or alias move)."""
+        return self.transport.deployment_action(name, "promote", reason, arm)
+
+    def rollback_deployment(self, name: str, reason: str | None = None) -> Deployment:
+        """All traffic back to the primary now; the candidate's log window is marked bad."""
+        return self.transport.deployment_action(name, "rollback", reason, None)
+
+    def pause_deployment(self, name: str, reason: str | None = None) -> Deployment:
+        """Freeze the weights; the controller leaves it alone until resumed."""
+        return self.transport.deployment_action(name, "pause", reason, None)
+
+    def resume_deployment(self, name: str, reason: str | None = None) -> Deployment:
+        """Let the controller evaluate a paused deployment again."""
+        return self.transport.deployment_action(name, "resume", reason, None)
+
+    def deployment_decisions(self, name: str, limit: int = 100) -> list[Decision]:
+        """The deployment's decision records, newest first."""
+        return self.transport.deployment_decisions(name, limit)
+
+    def decisions(
+        self,
+        *,
+        model: str | None = None,
+        kind: str | None = None,
+        since: int | str | dt.datetime | None = None,
+        deployment: str | None = None,
+        limit: int = 100,
+    ) -> list[Decision]:
+        """The decision log, newest first; ``since`` is epoch ms, ISO-8601 or an age (``7d``)."""
+        if isinstance(since, dt.datetime):
+            moment = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+            since = int(moment.timestamp() * 1000)
+        text = None if since is None else str(since)
+        return self.transport.decisions(model, kind, text, deployment, limit)

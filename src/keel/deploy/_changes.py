@@ -1,0 +1,309 @@
+"""State changes of a deployment: pause, resume, roll back, promote (mixed into the service).
+
+Each is a compare-and-set on the deployment's version written with its decision records
+(and a rollback's bad windows) in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from keel.decisions.models import Decision
+from keel.deploy.models import FINISHED, BadWindow, Deployment
+from keel.deploy.policy import DeploymentPolicy, parse_policy
+from keel.deploy.rollout import RolloutState
+from keel.deploy.state import rollout_from_json, rollout_to_json, weights_for
+from keel.errors import Conflict, InvalidInput
+
+if TYPE_CHECKING:
+    from keel.decisions.service import DecisionLog
+    from keel.deploy.service import DeploymentStore
+    from keel.registry.service import RegistryService
+
+__all__ = ["CHAMPION", "ChangesMixin", "Listener"]
+
+#: Called after a committed change: ``(deployment after, event)``; event is ``created``,
+#: ``evaluated``, ``promoted``, ``rolled_back``, ``paused`` or ``resumed``.
+Listener = Callable[[Deployment, str], None]
+CHAMPION = "champion"
+log = logging.getLogger("keel.deploy")
+
+
+class ChangesMixin:
+    """Pause, resume, rollback and promotion of :class:`~keel.deploy.service.DeploymentService`."""
+
+    store: DeploymentStore
+    registry: RegistryService
+    decision_log: DecisionLog
+    clock: Callable[[], int]
+
+    _listeners: list[Listener]
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(deployment, event)`` after every committed change (errors logged)."""
+        self._listeners.append(listener)
+
+    def notify(self, deployment: Deployment, event: str) -> None:
+        """Run the listeners; one that raises is logged, the change stands."""
+        for listener in list(self._listeners):
+            try:
+                listener(deployment, event)
+            except Exception:
+                log.exception("deployment listener failed for %s (%s)", deployment.name, event)
+
+    def rollouts(self, deployment: Deployment) -> dict[str, RolloutState]:
+        """The candidates' rollout states."""
+        return {k: rollout_from_json(v) for k, v in deployment.state["rollouts"].items()}
+
+    def policy_of(self, deployment: Deployment) -> DeploymentPolicy:
+        """The validated policy of a stored deployment."""
+        return parse_policy(deployment.policy)
+
+    def pause(self, name: str, actor: str | None = None, reason: str | None = None) -> Deployment:
+        """Freeze the weights; the controller skips it until :meth:`resume`."""
+        return self._set_status(name, "paused", ("active",), "pause", actor, reason)
+
+    def resume(self, name: str, actor: str | None = None, reason: str | None = None) -> Deployment:
+        """Let the controller evaluate a paused deployment again."""
+        return self._set_status(name, "active", ("paused",), "resume", actor, reason)
+
+    def _set_status(
+        self,
+        name: str,
+        status: str,
+        allowed: tuple[str, ...],
+        kind: str,
+        actor: str | None,
+        reason: str | None,
+    ) -> Deployment:
+        current = self.store.get_deployment(name)
+        if current.status not in allowed:
+            raise Conflict(
+                f"deployment {name!r} is {current.status}; cannot {kind}", field="status"
+            )
+        at = self.clock()
+        summary = f"{kind}d by {actor or 'unknown'}" + (f": {reason}" if reason else "")
+        record = self.decision_log.build(
+            kind,
+            current.model,
+            summary,
+            {"reason": reason, "weights": current.weights},
+            actor or "unknown",
+            name,
+            at_ms=at,
+        )
+        changed = self.store.update_deployment(
+            name, current.version, status=status, state=current.state, at_ms=at, decisions=[record]
+        )
+        self.notify(changed, "paused" if status == "paused" else "resumed")
+        return changed
+
+    def rollback(
+        self,
+        name: str,
+        reason: str | None = None,
+        actor: str | None = None,
+        *,
+        details: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> Deployment:
+        """Send all traffic back to the primary now; the candidates' windows are marked bad.
+
+        Effective for the next request once committed (replicas learn it from the listeners
+        and their polls); 409 when the deployment is finished or changed concurrently.
+        """
+        current = self.store.get_deployment(name)
+        if expected_version is not None and current.version != expected_version:
+            raise Conflict(f"deployment {name!r} changed concurrently", field="name")
+        if current.status in FINISHED:
+            raise Conflict(f"deployment {name!r} is already {current.status}", field="status")
+        policy = self.policy_of(current)
+        at = self.clock()
+        rollouts = {
+            k: (
+                v
+                if v.phase in ("done", "rolled_back")
+                else replace(v, phase="rolled_back", phase_started_ms=at)
+            )
+            for k, v in self.rollouts(current).items()
+        }
+        who = actor or "unknown"
+        why = reason or "rolled back by hand"
+        windows = self.bad_windows_for(current, self.rollouts(current), at, why)
+        state = {
+            **current.state,
+            "weights": weights_for(policy, rollouts),
+            "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
+        }
+        record = self.decision_log.build(
+            "rollback",
+            current.model,
+            f"rolled back by {who}: {why}",
+            {
+                **dict(details or {}),
+                "reason": why,
+                "weights_before": current.weights,
+                "weights": state["weights"],
+                "bad_windows": [w.model_dump() for w in windows],
+            },
+            who,
+            name,
+            at_ms=at,
+        )
+        changed = self.store.update_deployment(
+            name,
+            current.version,
+            status="rolled_back",
+            state=state,
+            at_ms=at,
+            decisions=[record],
+            bad_windows=windows,
+        )
+        self.notify(changed, "rolled_back")
+        return changed
+
+    def bad_windows_for(
+        self, deployment: Deployment, rollouts: Mapping[str, RolloutState], at: int, reason: str
+    ) -> list[BadWindow]:
+        """One window per candidate still running: from its rollout start to ``at``."""
+        return [
+            BadWindow(
+                deployment=deployment.name,
+                model=deployment.model,
+                arm=arm,
+                version=deployment.versions[arm],
+                from_ms=st.started_ms,
+                to_ms=at,
+                reason=reason,
+                created_at_ms=at,
+            )
+            for arm, st in rollouts.items()
+            if st.phase not in ("done", "rolled_back")
+        ]
+
+    def promote(
+        self,
+        name: str,
+        actor: str | None = None,
+        *,
+        arm: str | None = None,
+        reason: str | None = None,
+    ) -> Deployment:
+        """Give the candidate (``arm`` when an A/B has several) all traffic and move the
+        model's ``champion`` alias to it, compare-and-set on the champion at rollout start.
+
+        409 when finished, changed concurrently, or the alias was moved meanwhile (then the
+        deployment is restored as it was).
+        """
+        current = self.store.get_deployment(name)
+        if current.status in FINISHED:
+            raise Conflict(f"deployment {name!r} is already {current.status}", field="status")
+        rollouts = self.rollouts(current)
+        live = [k for k, v in rollouts.items() if v.phase != "rolled_back"]
+        chosen = arm or (live[0] if live else None)
+        if chosen not in live:
+            raise InvalidInput(
+                f"arm: {chosen!r} is not a candidate still running (of {live})", field="arm"
+            )
+        assert chosen is not None
+        policy = self.policy_of(current)
+        at = self.clock()
+        steps = len(policy.steps) - 1 if policy.steps else rollouts[chosen].step
+        rollouts[chosen] = replace(rollouts[chosen], phase="done", step=steps, phase_started_ms=at)
+        details = {"reason": reason or "promoted by hand", "arm": chosen}
+        return self.apply_promotion(
+            current, policy, rollouts, chosen, at, actor or "unknown", details, []
+        )
+
+    def apply_promotion(
+        self,
+        current: Deployment,
+        policy: DeploymentPolicy,
+        rollouts: dict[str, RolloutState],
+        arm: str,
+        at: int,
+        actor: str,
+        details: Mapping[str, Any],
+        decisions: list[Decision],
+    ) -> Deployment:
+        """Commit a promotion of ``arm`` (state CAS first, then the alias CAS; see promote)."""
+        version = current.versions[arm]
+        expected = current.state.get("champion_before")
+        keep_s = policy.retention.keep_previous_s
+        state = {
+            **current.state,
+            "weights": weights_for(policy, rollouts),
+            "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
+            "previous_champion": expected,
+            "retain_until_ms": at + keep_s * 1000,
+            "retention_then": policy.retention.then,
+            "alias_moved": False,
+        }
+        record = self.decision_log.build(
+            "promotion",
+            current.model,
+            f"{arm} (v{version}) promoted to {CHAMPION} by {actor}; previous champion "
+            f"{_vname(expected)} kept for {keep_s // 86400}d",
+            {
+                **dict(details),
+                "version": version,
+                "previous_champion": expected,
+                "retain_until_ms": state["retain_until_ms"],
+                "weights": state["weights"],
+            },
+            actor,
+            current.name,
+            at_ms=at,
+        )
+        claimed = self.store.update_deployment(
+            current.name,
+            current.version,
+            status="promoted",
+            state=state,
+            at_ms=at,
+            decisions=[*decisions, record],
+        )
+        try:
+            self.registry.set_alias(
+                current.model,
+                CHAMPION,
+                version,
+                actor=actor,
+                reason=f"deployment {current.name!r} promoted {arm}",
+                expected=expected,
+            )
+        except Conflict as exc:
+            undo = self.decision_log.build(
+                "promotion",
+                current.model,
+                f"promotion of {arm} undone: {exc.message}",
+                {"error": exc.message, "arm": arm},
+                actor,
+                current.name,
+                at_ms=self.clock(),
+            )
+            self.store.update_deployment(
+                current.name,
+                claimed.version,
+                status=current.status,
+                state=current.state,
+                at_ms=self.clock(),
+                decisions=[undo],
+            )
+            raise
+        done = self.store.update_deployment(
+            current.name,
+            claimed.version,
+            status="promoted",
+            state={**state, "alias_moved": True},
+            at_ms=self.clock(),
+        )
+        self.notify(done, "promoted")
+        return done
+
+
+def _vname(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"

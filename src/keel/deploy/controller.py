@@ -1,0 +1,264 @@
+"""The controller: evaluate each active deployment from the durable log, under a lease.
+
+One evaluation of deployment ``d``: take the SQL lease ``deployment:d`` (one conditional
+UPDATE; an unexpired lease held by another process means someone else is evaluating, so
+this one skips), re-read the deployment, read every arm's numbers from the prediction log
+and labels (:mod:`keel.deploy.armstats`), call the pure :func:`keel.deploy.rollout.evaluate`
+per candidate, and commit the new state with one decision record per candidate (the
+numbers, thresholds, verdict, action) by compare-and-set. A person's promote/rollback in
+between wins: the controller's write then fails the compare-and-set and is dropped.
+State lives in SQL, so a restarted controller resumes at the stored step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from keel.decisions.models import Decision
+from keel.deploy.armstats import ArmWindow, read_arm_stats
+from keel.deploy.models import Deployment
+from keel.deploy.rollout import Action, RolloutState, evaluate
+from keel.deploy.rollout import Decision as Step
+from keel.deploy.state import rollout_to_json, weights_for
+from keel.deploy.verdict import ArmStats
+from keel.errors import Conflict, KeelError
+
+if TYPE_CHECKING:
+    from keel.deploy.service import DeploymentService
+
+__all__ = ["HOLDER", "evaluate_all", "evaluate_deployment"]
+
+log = logging.getLogger("keel.deploy")
+
+#: This process's lease holder id (host-unique enough: pid + random).
+HOLDER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def evaluate_all(service: DeploymentService) -> dict[str, str]:
+    """Evaluate every active deployment once; returns name → outcome (``evaluated``,
+    ``skipped`` when another process holds its lease, or the error)."""
+    outcomes: dict[str, str] = {}
+    for deployment in service.store.list_deployments(active_only=True):
+        try:
+            done = evaluate_deployment(service, deployment.name)
+            outcomes[deployment.name] = "evaluated" if done is not None else "skipped"
+        except KeelError as exc:  # one deployment's trouble must not stop the others
+            log.warning("evaluating %s failed: %s", deployment.name, exc.message)
+            outcomes[deployment.name] = f"error: {exc.message}"
+    return outcomes
+
+
+def evaluate_deployment(
+    service: DeploymentService, name: str, *, holder: str = HOLDER
+) -> Deployment | None:
+    """One controller tick for ``name``; None when skipped (lease held elsewhere, not
+    active, or changed by a person meanwhile)."""
+    lease = f"deployment:{name}"
+    if not service.store.acquire_lease(lease, holder, service.lease_ttl_s * 1000, service.clock()):
+        return None
+    try:
+        current = service.store.get_deployment(name)
+        if current.status == "promoted" and not current.state.get("alias_moved", True):
+            return _finish_promotion(service, current)
+        if current.status != "active":
+            return None
+        return _tick(service, current)
+    finally:
+        service.store.release_lease(lease, holder)
+
+
+def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
+    policy = service.policy_of(current)
+    rollouts = service.rollouts(current)
+    primary = str(policy.arm("primary").name)
+    now = service.clock()
+    metrics = []
+    if policy.guardrails.metric is not None:
+        metrics.append(policy.guardrails.metric.name)
+    metrics += [m.name for m in policy.guardrails.secondary]
+    running = {k: v for k, v in rollouts.items() if v.phase not in ("done", "rolled_back")}
+    if not running:
+        return None
+    started = min(v.started_ms for v in running.values())
+    arms = [primary, *running]
+    steps: dict[str, Step] = {}
+    numbers: dict[str, dict[str, Any]] = {}
+    for arm, st in running.items():
+        stats = _stats(service, current, arms, primary, st, now, metrics, started)
+        base = stats[primary]
+        if st.phase == "switched":  # blue-green: blue's numbers before the switch
+            base = _stats(
+                service,
+                current,
+                arms,
+                primary,
+                st,
+                st.phase_started_ms,
+                metrics,
+                started,
+                guard_from=st.started_ms,
+            )[primary]
+        steps[arm] = evaluate(policy, st, now, base, stats[arm])
+        numbers[arm] = {"primary": _arm_dict(base), "candidate": _arm_dict(stats[arm])}
+    new = {**rollouts, **{k: s.state for k, s in steps.items()}}
+    records, windows = [], []
+    for arm, step in steps.items():
+        records.extend(_records(service, current, arm, step, numbers[arm]))
+        if step.action is Action.ROLL_BACK:
+            windows += service.bad_windows_for(
+                current, {arm: rollouts[arm]}, now, "; ".join(step.reasons)
+            )
+    status = _status(policy.strategy, new, steps)
+    promoted = next((k for k, s in steps.items() if s.action is Action.PROMOTE), None)
+    try:
+        if promoted is not None:
+            details = {"reasons": list(steps[promoted].reasons), "arm": promoted}
+            return service.apply_promotion(
+                current, policy, new, promoted, now, "policy", details, records
+            )
+        state = {
+            **current.state,
+            "weights": weights_for(policy, new),
+            "rollouts": {k: rollout_to_json(v) for k, v in new.items()},
+        }
+        changed = service.store.update_deployment(
+            current.name,
+            current.version,
+            status=status,
+            state=state,
+            at_ms=now,
+            decisions=records,
+            bad_windows=windows,
+        )
+    except Conflict as exc:
+        log.info("deployment %s changed during evaluation: %s", current.name, exc.message)
+        return None
+    service.notify(changed, "rolled_back" if status == "rolled_back" else "evaluated")
+    return changed
+
+
+def _stats(
+    service: DeploymentService,
+    current: Deployment,
+    arms: list[str],
+    primary: str,
+    st: RolloutState,
+    end: int,
+    metrics: list[str],
+    started: int,
+    *,
+    guard_from: int | None = None,
+) -> dict[str, ArmStats]:
+    if service.predictions_root is None:
+        return {a: ArmStats(a, 0) for a in arms}
+    guard = (
+        guard_from
+        if guard_from is not None
+        else max(st.phase_started_ms, end - service.guard_window_s * 1000)
+    )
+    window = ArmWindow(started, st.phase_started_ms, guard, end + 1)
+    return read_arm_stats(
+        service.predictions_root,
+        service.labels,
+        current.model,
+        current.name,
+        arms,
+        window,
+        primary=primary,
+        metrics=metrics,
+        with_agreement=st.phase == "shadow",
+    )
+
+
+def _status(strategy: str, rollouts: Mapping[str, RolloutState], steps: Mapping[str, Step]) -> str:
+    actions = {s.action for s in steps.values()}
+    phases = {v.phase for v in rollouts.values()}
+    if Action.PAUSE in actions:
+        return "paused"
+    if phases <= {"rolled_back"}:
+        return "rolled_back"
+    if Action.COMPLETE in actions and phases <= {"done", "rolled_back"}:
+        return "completed"
+    return "active"
+
+
+_KIND = {
+    Action.ADVANCE: "rollout_step",
+    Action.ROLL_BACK: "rollback",
+    Action.PAUSE: "pause",
+    Action.COMPLETE: "evaluation",
+    Action.HOLD: "evaluation",
+    Action.PROMOTE: "evaluation",
+}
+
+
+def _records(
+    service: DeploymentService, current: Deployment, arm: str, step: Step, numbers: dict[str, Any]
+) -> list[Decision]:
+    """The evaluation record, plus a step/rollback/pause record when the action is one."""
+    details = step.to_dict()
+    details.pop("arms", None)
+    details["arm"] = arm
+    details["numbers"] = numbers
+    summary = (
+        f"{arm}: {step.verdict} -> {step.action} at {step.phase} step {step.step} "
+        f"({step.share:g}% -> {step.next_share:g}%): " + "; ".join(step.reasons)
+    )
+    build = service.decision_log.build
+    out = [
+        build(
+            "evaluation", current.model, summary, details, "policy", current.name, at_ms=step.at_ms
+        )
+    ]
+    kind = _KIND[step.action]
+    if kind != "evaluation":
+        out.append(
+            build(kind, current.model, summary, details, "policy", current.name, at_ms=step.at_ms)
+        )
+    return out
+
+
+def _arm_dict(stats: ArmStats) -> dict[str, Any]:
+    metric = stats.metric
+    return {
+        "arm": stats.name,
+        "n": stats.n,
+        "errors": stats.errors,
+        "error_rate": stats.errors / stats.n if stats.n else None,
+        "p99_latency_ms": stats.p99_latency_ms,
+        "n_in_step": stats.n_in_step,
+        "metric": None
+        if metric is None
+        else {"value": metric.value, "std_error": metric.std_error, "n": metric.n},
+        "agreement": stats.agreement,
+    }
+
+
+def _finish_promotion(service: DeploymentService, current: Deployment) -> Deployment | None:
+    """A promotion committed but its alias move did not finish (process died between)."""
+    arm = next((k for k, v in current.state["rollouts"].items() if v["phase"] == "done"), None)
+    if arm is None:
+        return None
+    try:
+        service.registry.set_alias(
+            current.model,
+            "champion",
+            current.versions[arm],
+            actor="policy",
+            reason=f"deployment {current.name!r} promoted {arm} (resumed)",
+            expected=current.state.get("champion_before"),
+        )
+    except Conflict as exc:
+        log.warning("promotion of %s cannot move the alias: %s", current.name, exc.message)
+        return None
+    return service.store.update_deployment(
+        current.name,
+        current.version,
+        status="promoted",
+        state={**current.state, "alias_moved": True},
+        at_ms=service.clock(),
+    )

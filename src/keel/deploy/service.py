@@ -1,0 +1,247 @@
+"""Deployments as a service: create from a policy, read, promote, roll back, pause, resume.
+
+Every change is a compare-and-set on the deployment's ``version`` written together with
+its decision records (and, for a rollback, the bad prediction windows): of two concurrent
+changes one wins and the other gets 409, and nothing is half-applied. The interval
+evaluation (the controller) is in :mod:`keel.deploy.controller`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from keel._models import now_ms
+from keel.decisions.models import Decision
+from keel.decisions.service import DecisionLog
+from keel.deploy._changes import CHAMPION, ChangesMixin, Listener
+from keel.deploy.armstats import METRICS
+from keel.deploy.models import BadWindow, Deployment
+from keel.deploy.policy import DeploymentPolicy, parse_policy
+from keel.deploy.rollout import start
+from keel.deploy.state import candidates, rollout_to_json, weights_for
+from keel.errors import Conflict, InvalidInput, NotFound
+from keel.registry.models import ModelStatus
+from keel.registry.service import RegistryService
+
+__all__ = ["DeploymentService", "DeploymentStore", "Listener"]
+
+log = logging.getLogger("keel.deploy")
+
+
+class DeploymentStore(Protocol):
+    """Persistence of deployments (``keel.store.sql.deployments``)."""
+
+    def create_deployment(
+        self, deployment: Deployment, decisions: Sequence[Decision] = ()
+    ) -> Deployment: ...
+    def get_deployment(self, name: str) -> Deployment: ...
+    def list_deployments(
+        self, *, model: str | None = None, active_only: bool = False
+    ) -> list[Deployment]: ...
+    def update_deployment(
+        self,
+        name: str,
+        expected_version: int,
+        *,
+        status: str,
+        state: dict[str, Any],
+        at_ms: int,
+        decisions: Sequence[Decision] = (),
+        bad_windows: Sequence[BadWindow] = (),
+    ) -> Deployment: ...
+    def report_replica(
+        self, name: str, replica: str, state_version: int, weights: dict[str, float], at_ms: int
+    ) -> None: ...
+    def list_bad_windows(
+        self, *, model: str | None = None, version: int | None = None, deployment: str | None = None
+    ) -> list[BadWindow]: ...
+    def acquire_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool: ...
+    def release_lease(self, name: str, holder: str) -> None: ...
+
+
+class DeploymentService(ChangesMixin):
+    """Use cases of deployments over a store, the registry and the decision log."""
+
+    def __init__(
+        self,
+        store: DeploymentStore,
+        registry: RegistryService,
+        decisions: DecisionLog,
+        *,
+        predictions_root: Path | None = None,
+        labels: Callable[[], pd.DataFrame] | None = None,
+        clock: Callable[[], int] = now_ms,
+        guard_window_s: int = 600,
+        lease_ttl_s: int = 60,
+        replica_ttl_s: int = 120,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.decision_log = decisions
+        self.predictions_root = predictions_root
+        self.labels = labels
+        self.clock = clock
+        self.guard_window_s = guard_window_s
+        self.lease_ttl_s = lease_ttl_s
+        self.replica_ttl_s = replica_ttl_s
+        self._listeners: list[Listener] = []
+
+    def create(
+        self, policy: Mapping[str, Any] | DeploymentPolicy, actor: str | None = None
+    ) -> Deployment:
+        """Create a deployment from a policy (the JSON/YAML keys); starts its rollout now.
+
+        Raises InvalidInput naming the field (unknown key, weights, roles, an arm's unknown
+        ``arms[i].version``/``alias``, an unsupported ``guardrails.metric.name``), Conflict
+        when the name is taken or the model already has an unfinished deployment.
+        """
+        checked = policy if isinstance(policy, DeploymentPolicy) else parse_policy(policy)
+        rules = [("guardrails.metric.name", checked.guardrails.metric)] + [
+            (f"guardrails.secondary[{i}].name", m)
+            for i, m in enumerate(checked.guardrails.secondary)
+        ]
+        for field, rule in rules:
+            if rule is not None and rule.name not in METRICS:
+                raise InvalidInput(
+                    f"{field}: unknown metric {rule.name!r} (known: {', '.join(sorted(METRICS))})",
+                    field=field,
+                )
+        try:
+            model = self.registry.get_model(checked.model)
+        except NotFound:
+            raise InvalidInput(
+                f"model: no registered model {checked.model!r}", field="model"
+            ) from None
+        versions = self._resolve_arms(checked)
+        busy = [d.name for d in self.store.list_deployments(model=checked.model, active_only=True)]
+        if busy:
+            raise Conflict(
+                f"model {checked.model!r} already has an unfinished deployment {busy[0]!r}; "
+                "promote, roll back or finish it first",
+                field="model",
+            )
+        at = self.clock()
+        rollouts = {name: start(checked, at) for name in candidates(checked)}
+        state = {
+            "weights": weights_for(checked, rollouts),
+            "versions": versions,
+            "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
+            "champion_before": model.aliases.get(CHAMPION),
+        }
+        deployment = Deployment(
+            name=checked.name,
+            model=checked.model,
+            strategy=checked.strategy,
+            status="active",
+            policy=checked.to_document(),
+            state=state,
+            version=1,
+            created_by=actor,
+            created_at_ms=at,
+            updated_at_ms=at,
+        )
+        record = self.decision_log.build(
+            "deployment_created",
+            checked.model,
+            f"{checked.strategy} deployment {checked.name!r} created: "
+            + ", ".join(f"{arm}=v{v} {state['weights'][arm]:g}%" for arm, v in versions.items()),
+            {"policy": deployment.policy, "weights": state["weights"], "versions": versions},
+            actor or "unknown",
+            checked.name,
+            at_ms=at,
+        )
+        created = self.store.create_deployment(deployment, [record])
+        self.notify(created, "created")
+        return created
+
+    def _resolve_arms(self, policy: DeploymentPolicy) -> dict[str, int]:
+        versions: dict[str, int] = {}
+        used: dict[int, int] = {}
+        for i, arm in enumerate(policy.arms):
+            field = f"arms[{i}].version" if arm.version is not None else f"arms[{i}].alias"
+            try:
+                if arm.version is not None:
+                    found = self.registry.get_version(policy.model, arm.version)
+                else:
+                    found = self.registry.resolve(f"models:/{policy.model}@{arm.alias}")
+            except NotFound:
+                target = (
+                    f"version {arm.version}" if arm.version is not None else f"alias {arm.alias!r}"
+                )
+                raise InvalidInput(
+                    f"{field}: model {policy.model!r} has no {target}", field=field
+                ) from None
+            if found.status is ModelStatus.ARCHIVED:
+                raise InvalidInput(f"{field}: {found.uri} is archived", field=field)
+            if found.version in used:
+                raise InvalidInput(
+                    f"{field}: arms[{used[found.version]}] already serves version {found.version}",
+                    field=field,
+                )
+            used[found.version] = i
+            versions[str(arm.name)] = found.version
+        return versions
+
+    def get(self, name: str) -> Deployment:
+        """One deployment with its replica reports and whether the rollout is complete
+        (every replica reported within ``replica_ttl_s`` serves this version, R-DEP-06)."""
+        found = self.store.get_deployment(name)
+        fresh = [
+            r
+            for r in found.replicas
+            if self.clock() - r.reported_at_ms <= self.replica_ttl_s * 1000
+        ]
+        complete = bool(fresh) and all(r.state_version == found.version for r in fresh)
+        return found.model_copy(update={"complete": complete if fresh else None})
+
+    def list(self, model: str | None = None) -> list[Deployment]:
+        """Every deployment (of ``model``), by name."""
+        return self.store.list_deployments(model=model)
+
+    def decisions(self, name: str, limit: int = 100) -> list[Decision]:
+        """The decision records of one deployment, newest first."""
+        self.store.get_deployment(name)
+        return self.decision_log.query(deployment=name, limit=limit)
+
+    def report_replica(
+        self, name: str, replica: str, state_version: int, weights: dict[str, float]
+    ) -> None:
+        """A gateway replica says what it serves for ``name`` (the routing calls this)."""
+        self.store.report_replica(name, replica, state_version, weights, self.clock())
+
+    def bad_windows(self, model: str, version: int | None = None) -> list[BadWindow]:
+        """Windows of logged predictions from rolled-back arms: exclude them from training
+        data (see :func:`keel.deploy.badwindows.exclude_bad_windows`)."""
+        return self.store.list_bad_windows(model=model, version=version)
+
+    def check_archive(self, model: str, version: int | None) -> None:
+        """Registry archive guard: a version an unfinished deployment serves stays (409)."""
+        for deployment in self.store.list_deployments(model=model, active_only=True):
+            used = set(deployment.versions.values())
+            if version is None or version in used:
+                what = f"version {version}" if version is not None else "model"
+                raise Conflict(
+                    f"{what} of {model!r} is served by deployment {deployment.name!r}; "
+                    "finish or roll it back first",
+                    field="version" if version is not None else "status",
+                    deployment=deployment.name,
+                )
+
+    # ---- the controller ------------------------------------------------------------------
+    def evaluate(self, name: str) -> Deployment | None:
+        """One controller tick for ``name`` under its lease (see :mod:`keel.deploy.controller`);
+        None when skipped (another process evaluating, not active, changed meanwhile)."""
+        from keel.deploy.controller import evaluate_deployment
+
+        return evaluate_deployment(self, name)
+
+    def evaluate_all(self) -> dict[str, str]:
+        """Evaluate every active deployment once (the periodic ``deploy.evaluate`` job)."""
+        from keel.deploy.controller import evaluate_all
+
+        return evaluate_all(self)

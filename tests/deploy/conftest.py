@@ -1,0 +1,129 @@
+"""Shared set-up of the deployment tests: two real churn models and a prediction-log writer
+that logs what a deployment's arms answered (deployment and arm filled) plus the labels."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from keel import Client
+from keel.demo.data import TARGET, load_churn, split
+from keel.services import Services
+from keel.serving.predlog import PredictionLog, log_root
+from keel.serving.records import PredictionRecord
+
+FEATURES = ["tenure", "monthly_charges", "total_charges"]
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def churn_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training rows and production rows of the telco churn table."""
+    frame = load_churn().dropna(subset=FEATURES)
+    train, _, production = split(frame, seed=1, fractions=(0.6, 0.1))
+    return train, production
+
+
+@dataclass
+class Models:
+    """churn v1 and v2 registered; ``good`` (AUC ~0.8) and ``weak`` (one noisy feature)."""
+
+    good: Any
+    weak: Any
+    by_version: dict[int, Any]
+
+
+@pytest.fixture
+def register_churn(
+    services: Services, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
+) -> Callable[[str, str], Models]:
+    """Register ``first`` then ``second`` (each "good" or "weak") as churn v1, v2; v1 champion."""
+
+    def register(first: str, second: str) -> Models:
+        train, _ = churn_rows
+        good = LogisticRegression(max_iter=2_000).fit(train[FEATURES], train[TARGET])
+        noise = np.random.default_rng(0).normal(size=len(train))
+        weak = LogisticRegression(max_iter=2_000).fit(
+            pd.DataFrame({"tenure": noise, "monthly_charges": noise, "total_charges": noise}),
+            train[TARGET],
+        )
+        chosen = {"good": good, "weak": weak}
+        client = Client(settings=services.settings)
+        with client.start_run("deploy-tests") as run:
+            for kind in (first, second):
+                run.log_model(
+                    chosen[kind], registered_name="churn", input_example=train[FEATURES][:5]
+                )
+        client.set_alias("churn", "champion", 1)
+        client.close()
+        return Models(good, weak, {1: chosen[first], 2: chosen[second]})
+
+    return register
+
+
+def log_traffic(
+    services: Services,
+    models: Models,
+    rows: pd.DataFrame,
+    *,
+    deployment: str,
+    arms: dict[str, int],
+    shares: dict[str, float],
+    start_ms: int,
+    end_ms: int,
+    latency_ms: dict[str, float] | None = None,
+    failing: dict[str, float] | None = None,
+    label: bool = True,
+) -> int:
+    """Log ``rows`` as served by the arms in proportion to ``shares`` between the two times,
+    with real predictions of each arm's model, then send their true labels as feedback.
+
+    ``failing``: the share of an arm's rows logged as errors (fallback answered).
+    Returns how many rows were logged.
+    """
+    root = log_root(services.settings)
+    names = [a for a in arms if shares.get(a, 0) > 0]
+    weights = np.array([shares[a] for a in names]) / sum(shares[a] for a in names)
+    rng = np.random.default_rng(next(_ids))
+    chosen = rng.choice(len(names), size=len(rows), p=weights)
+    step = max((end_ms - start_ms) // max(len(rows), 1), 1)
+    positive = {
+        v: models.by_version[v].predict_proba(rows[FEATURES])[:, 1] for v in set(arms.values())
+    }
+    labels = []
+    with PredictionLog(root, flush_interval_s=0.05, fsync=False) as log:
+        for index, arm_index in enumerate(chosen):
+            arm = names[arm_index]
+            version = arms[arm]
+            row = rows.iloc[index]
+            features = {f: float(row[f]) for f in FEATURES}
+            p1 = float(positive[version][index])
+            request_id = f"req-{next(_ids)}"
+            failed = failing is not None and rng.random() < failing.get(arm, 0.0)
+            log.append(
+                PredictionRecord(
+                    request_id=request_id,
+                    at_ms=start_ms + index * step,
+                    model="churn",
+                    version=version,
+                    features=features,
+                    output=int(p1 >= 0.5),
+                    probabilities=[1 - p1, p1],
+                    latency_ms=(latency_ms or {}).get(arm, 5.0) * (0.5 + rng.random()),
+                    fallback=failed,
+                    deployment=deployment,
+                    arm=arm,
+                )
+            )
+            labels.append({"request_id": request_id, "label": int(row[TARGET])})
+        assert log.flush()
+    if label:
+        services.feedback.submit(labels)
+    return len(rows)
