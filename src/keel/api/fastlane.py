@@ -24,12 +24,12 @@ through.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
-from pydantic import ValidationError
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,13 +37,12 @@ from keel.api.authz import audit_entry, check_access, flat_routes
 from keel.api.errors import error_response
 from keel.api.limits import BodyTooLarge
 from keel.api.routers.serving import client_key_of, predict_payload, read_body
-from keel.api.schemas import MetricBody
 from keel.errors import KeelError, PayloadTooLarge
 from keel.services import Services
 from keel.serving.gateway import Gateway, Target
 from keel.store.sql import WriteBusy
 from keel.store.sql.auth import audit_context
-from keel.tracking.models import Metric
+from keel.tracking.validation import parse_metric
 
 __all__ = [
     "FAST_ROUTES",
@@ -204,12 +203,10 @@ class FastLane:
     ) -> None:
         body = await read_body(scope, receive, None)
         try:
-            parsed = MetricBody.model_validate_json(body)
-        except ValidationError:
+            # the same check as the route and the embedded SDK (issue #15 item 9)
+            metric = parse_metric(json.loads(body))
+        except (ValueError, RecursionError):  # bad JSON, InvalidInput (a ValueError too)
             raise _FallThrough(body) from None  # the route words the 400/422 itself
-        metric = Metric.model_construct(
-            key=parsed.key, value=parsed.value, step=parsed.step, timestamp_ms=parsed.timestamp_ms
-        )
         services: Services = scope["app"].state.services
         run_id: str = params["run_id"]
         # The request's audit entry commits with the metric, instead of through the
@@ -220,7 +217,7 @@ class FastLane:
         entry = audit_entry(request, scope, 204) if request and not request.written else None
 
         def write(nowait: bool = False) -> None:
-            services.tracking.log_batch(run_id, metrics=[metric], nowait=nowait, audit=entry)
+            services.tracking.log_metric_body(run_id, metric, nowait=nowait, audit=entry)
 
         if services.store.inline_writes:
             # One metric into a local SQLite file takes ~0.3 ms; handing it to a worker

@@ -17,6 +17,7 @@ __all__ = [
     "CreateRun",
     "CreateVersion",
     "EndRun",
+    "METRIC_SCHEMA",
     "MetricBody",
     "SearchRuns",
     "UpdateModel",
@@ -56,6 +57,10 @@ class EndRun(_Body):
 
 
 class MetricBody(_Body):
+    """The shape of a metric, for the API schema only: the routes pass the JSON as sent to
+    :func:`keel.tracking.validation.parse_metric`, the one check the embedded SDK uses too
+    (pydantic's lax parsing took ``true`` for 1.0 over HTTP; issue #15 item 9)."""
+
     key: str = Field(min_length=1, max_length=250)
     value: float = Field(
         description='A number; NaN and infinities as "NaN", "Infinity", "-Infinity".'
@@ -64,8 +69,14 @@ class MetricBody(_Body):
     timestamp_ms: int | None = Field(default=None, ge=0, le=_INT64)
 
 
+#: MetricBody's JSON schema, for bodies typed ``Any`` that parse_metric checks.
+METRIC_SCHEMA: dict[str, Any] = MetricBody.model_json_schema()
+
+
 class BatchBody(_Body):
-    metrics: list[MetricBody] = Field(default_factory=list)
+    metrics: list[Any] = Field(
+        default_factory=list, json_schema_extra={"items": METRIC_SCHEMA}
+    )
     params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
 

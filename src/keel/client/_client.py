@@ -28,7 +28,7 @@ from keel.tracking.models import (
     RunInput,
     RunStatus,
 )
-from keel.tracking.validation import check_metric_value
+from keel.tracking.validation import parse_metric
 
 # pandas and the fingerprint helpers (pyarrow) load where a DataFrame is handled: `import
 # keel` and every CLI command import this module (#15.14).
@@ -155,14 +155,11 @@ class Client(
 
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0) -> None:
         """Log one metric value (NaN and ±inf are kept as they are)."""
-        metric = Metric(key=key, value=check_metric_value(key, value), step=step)
-        self.transport.log_metric(run_id, metric)
+        self.transport.log_metric(run_id, parse_metric({"key": key, "value": value, "step": step}))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log several metrics at one step, atomically."""
-        batch = [
-            Metric(key=k, value=check_metric_value(k, v), step=step) for k, v in metrics.items()
-        ]
+        batch = [parse_metric({"key": k, "value": v, "step": step}) for k, v in metrics.items()]
         self.transport.log_batch(run_id, batch, {}, {})
 
     def log_params(self, run_id: str, params: Mapping[str, object]) -> None:

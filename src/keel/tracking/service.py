@@ -19,9 +19,9 @@ from keel.tracking.validation import (
     MAX_TAG_VALUE,
     check_artifacts_open,
     check_key,
-    check_metric_value,
     check_name,
     param_value,
+    parse_metric,
 )
 
 __all__ = ["TrackingService"]
@@ -164,13 +164,13 @@ class TrackingService:
         ``audit``: an audit entry committed in the same transaction (the API's own entry
         for the request, so that it is neither lost nor written by a second transaction).
         """
-        checked = [self._metric(m) for m in metrics]
-        if len(checked) + len(params or {}) + len(tags or {}) > self.max_batch:
+        if len(metrics) + len(params or {}) + len(tags or {}) > self.max_batch:
             raise InvalidInput(
                 f"batch has more than {self.max_batch} entries",
                 field="metrics",
                 limit=self.max_batch,
             )
+        checked = [parse_metric(m, f"metrics.{i}.") for i, m in enumerate(metrics)]
         self.store.log_batch(
             run_id,
             metrics=checked,
@@ -184,9 +184,26 @@ class TrackingService:
         self, run_id: str, key: str, value: float, step: int = 0, timestamp_ms: int | None = None
     ) -> None:
         """Log one metric value."""
-        self.log_batch(
-            run_id,
-            metrics=[{"key": key, "value": value, "step": step, "timestamp_ms": timestamp_ms}],
+        self.log_metric_body(
+            run_id, {"key": key, "value": value, "step": step, "timestamp_ms": timestamp_ms}
+        )
+
+    def log_metric_body(
+        self,
+        run_id: str,
+        metric: Metric | Mapping[str, Any],
+        *,
+        nowait: bool = False,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Log one metric ``{key, value, step?, timestamp_ms?}`` as sent (``POST
+        /v1/runs/{id}/metrics``): errors name its own fields (``value``, ``step``).
+
+        ``nowait`` and ``audit`` as in :meth:`log_batch`.
+        """
+        checked = parse_metric(metric)
+        self.store.log_batch(
+            run_id, metrics=[checked], params={}, tags={}, nowait=nowait, audit=audit
         )
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
@@ -273,24 +290,6 @@ class TrackingService:
         return self.store.get_run(run_id)
 
     # ---- helpers -------------------------------------------------------------------------
-    def _metric(self, metric: Metric | Mapping[str, Any]) -> Metric:
-        if isinstance(metric, Metric):
-            return metric
-        if not isinstance(metric, Mapping) or "key" not in metric or "value" not in metric:
-            raise InvalidInput("each metric needs 'key' and 'value'", field="metrics")
-        key = check_key(metric["key"], "metrics")
-        step = metric.get("step") or 0
-        if isinstance(step, bool) or not isinstance(step, int):
-            raise InvalidInput(
-                f"metric {key!r} step must be an integer", field=f"metrics.{key}.step"
-            )
-        return Metric(
-            key=key,
-            value=check_metric_value(key, metric["value"]),
-            step=step,
-            timestamp_ms=metric.get("timestamp_ms"),
-        )
-
     @staticmethod
     def _tags(tags: Mapping[str, str]) -> dict[str, str]:
         checked = {}

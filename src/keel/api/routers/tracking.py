@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import io
 import mimetypes
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from keel._models import Page
 from keel.api.deps import Svc
-from keel.api.schemas import BatchBody, CreateExperiment, CreateRun, EndRun, MetricBody, SearchRuns
+from keel.api.schemas import (
+    METRIC_SCHEMA,
+    BatchBody,
+    CreateExperiment,
+    CreateRun,
+    EndRun,
+    SearchRuns,
+)
 from keel.tracking.models import ArtifactFile, Experiment, Metric, Run, RunInput
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
@@ -81,10 +89,14 @@ def end_run(run_id: str, body: EndRun, svc: Svc) -> Run:
     return svc.tracking.end_run(run_id, body.status)
 
 
+#: A metric as sent: parse_metric checks it (MetricBody only documents the shape).
+MetricJson = Annotated[Any, Body(json_schema_extra=METRIC_SCHEMA)]
+
+
 @router.post("/runs/{run_id}/metrics", status_code=204)
-def log_metric(run_id: str, body: MetricBody, svc: Svc) -> Response:
-    """Log one metric value."""
-    svc.tracking.log_batch(run_id, metrics=[Metric(**body.model_dump())])
+def log_metric(run_id: str, body: MetricJson, svc: Svc) -> Response:
+    """Log one metric value ``{key, value, step?, timestamp_ms?}``."""
+    svc.tracking.log_metric_body(run_id, body)
     return Response(status_code=204)
 
 
@@ -93,7 +105,7 @@ def log_batch(run_id: str, body: BatchBody, svc: Svc) -> Response:
     """Log metrics, params and tags in one transaction (all or nothing)."""
     svc.tracking.log_batch(
         run_id,
-        metrics=[Metric(**m.model_dump()) for m in body.metrics],
+        metrics=body.metrics,
         params=body.params,
         tags=body.tags,
     )
