@@ -6,6 +6,7 @@ run, and a version registered later used the replaced file.
 
 from __future__ import annotations
 
+import io
 import json
 
 import httpx
@@ -70,3 +71,19 @@ def test_a_changed_blob_is_detected_when_a_version_loads(auth_server: AuthServer
     remote = Client(auth_server.url, token=auth_server.tokens["viewer"], settings=remote_settings)
     with remote, pytest.raises(KeelError, match="sha256"):
         remote.load_model("models:/churn/1")
+
+
+def test_a_version_keeps_the_bytes_it_was_registered_from(auth_server: AuthServer) -> None:
+    """Registered while its run still runs, a version is not changed by a later upload."""
+    services = auth_server.services
+    model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+    with Client(settings=services.settings) as client:
+        with client.start_run(experiment="pinning") as run:
+            version = run.log_model(model, "model", registered_name="churn")
+            forged = json.dumps({"flavor": "custom", "class": "antigravity:X"}).encode()
+            services.tracking.log_artifact_stream(
+                run.id, "model/keel_model.json", io.BytesIO(forged)
+            )
+        assert client.get_model_version("churn", 1).files == version.files
+        loaded = client.load_model("models:/churn/1")
+    assert list(loaded.predict(np.array([[0.0], [3.0]]))) == [0, 1]
