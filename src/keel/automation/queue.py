@@ -30,7 +30,7 @@ class JobHandler(Protocol):
 
     def run(self, job_id: str) -> None: ...
 
-    def tick(self) -> None: ...
+    def tick(self) -> object: ...
 
 
 def queue_backend(settings: Settings) -> str:
@@ -63,17 +63,18 @@ class JobQueue:
         self.huey = huey
         self._handler: JobHandler | None = None
 
-        @huey.task(name="keel.run_job", priority=0)
+        # huey ships no type hints: its decorators are untyped
+        @huey.task(name="keel.run_job", priority=0)  # type: ignore[untyped-decorator]
         def run_job(job_id: str) -> None:
             self.handler.run(job_id)
 
         # Every consumer's scheduler enqueues a tick each minute; a tick fires due schedules
         # under idempotency keys, so N consumers still give one job per period.
-        @huey.periodic_task(crontab(), name="keel.tick", priority=10)
+        @huey.periodic_task(crontab(), name="keel.tick", priority=10)  # type: ignore[untyped-decorator]
         def tick() -> None:
             self.handler.tick()
 
-        @huey.on_startup("keel.startup_tick")
+        @huey.on_startup("keel.startup_tick")  # type: ignore[untyped-decorator]
         def startup_tick() -> None:
             # A restarted worker re-delivers what a killed one held without waiting a minute.
             try:
@@ -126,7 +127,7 @@ class JobQueue:
         )
 
 
-class EmbeddedConsumer(Consumer):
+class EmbeddedConsumer(Consumer):  # type: ignore[misc]
     """A consumer started from a program that owns the signals (``keel server``)."""
 
     def _set_signal_handlers(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from keel.automation.job_models import ACTIVE_STATUSES, Job, JobLog, Schedule
 from keel.errors import Conflict, NotFound
@@ -181,7 +181,7 @@ class JobSql(SqlBase):
             return
         with self.write_conn() as conn:
             conn.execute(
-                JobLogRow.__table__.insert(),
+                insert(JobLogRow),
                 [{"job_id": job_id, **line.model_dump()} for line in lines],
             )
 
