@@ -109,6 +109,8 @@ class ArmRoute:
     #: Prefix of the request body in the rendered-hit memo: an arm's answers carry its
     #: name, so they are never served for another arm (or the plain model route).
     memo_prefix: bytes
+    #: ``extra`` of the rows a shadow copy logs.
+    shadow_extra: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +171,15 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
         name = str(doc.get("name") or doc.get("role"))
         if name not in versions:
             continue
-        route = json.dumps({"route": f"deployments:/{deployment.name}/{name}"})
+        taken = {"route": f"deployments:/{deployment.name}/{name}"}
         arm = ArmRoute(
             name,
             str(doc.get("role")),
             versions[name],
             weights.get(name, 0.0),
-            route,
+            json.dumps(taken),
             b"\0deployment\0%s\0%s\0" % (deployment.name.encode(), name.encode()),
+            json.dumps({**taken, "shadow": True}),
         )
         shadowed = doc.get("role") == "shadow" or phases.get(name) == "shadow"
         if arm.weight > 0:

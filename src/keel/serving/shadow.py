@@ -41,8 +41,13 @@ SHADOW_REQUESTS = Counter(
     "Copies of live requests for shadow arms, by outcome (answered, error, dropped)",
     ["deployment", "arm", "outcome"],
 )
-#: Worker tasks per deployment: copies overlap in the micro-batcher as live requests do.
-WORKERS = 4
+#: Worker tasks per deployment.
+WORKERS = 1
+#: Share of wall time a deployment's shadow worker may spend on copies: after a copy that
+#: took t seconds it rests t * (1 / BUDGET - 1). R-DEP-05 prices shadowing at 10-20 % extra
+#: compute; under load the queue fills and further copies are dropped (counted) instead of
+#: taking CPU from live requests (measured: benchmarks/bench_deploy_route.py).
+BUDGET = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +103,14 @@ class ShadowQueue:
     async def _drain(self, lane: _Lane) -> None:
         while True:
             job = await lane.queue.get()
+            started = time.perf_counter()
             try:
                 await self.run(job)
             except Exception:  # never let one copy stop the worker
                 log.exception("shadow copy for %s/%s failed", job.route.name, job.arm.name)
             finally:
                 lane.queue.task_done()
+            await asyncio.sleep((time.perf_counter() - started) * (1 / BUDGET - 1))
 
     async def run(self, job: ShadowJob) -> None:
         """Answer one copy with the shadow version and log it (errors logged as rows)."""
@@ -130,10 +137,9 @@ class ShadowQueue:
             outputs, probabilities, hits = [None] * n, None, [False] * n
         latency_ms = (time.perf_counter() - started) * 1000
         self._count(job.route.name, job.arm.name, "error" if error else "answered")
-        extra = json.loads(job.arm.extra)
-        extra["shadow"] = True
+        extra = job.arm.shadow_extra
         if error is not None:
-            extra["error"] = error
+            extra = json.dumps({**json.loads(extra), "error": error})
         if gateway.prediction_log is not None:
             # With group commit this returns the write's group: nobody waits for a shadow row.
             gateway._log(
@@ -152,7 +158,7 @@ class ShadowQueue:
                     entity_keys,
                     deployment=job.route.name,
                     arm=job.arm.name,
-                    extra=json.dumps(extra),
+                    extra=extra,
                 )
             )
 

@@ -1,0 +1,290 @@
+"""Deployment route benchmark: two arms vs the plain alias route, and the cost of a shadow arm.
+
+    python benchmarks/bench_deploy_route.py                 # about 2 minutes
+    python benchmarks/bench_deploy_route.py --rounds 6      # steadier, longer
+
+One keel server (one uvicorn worker, pinned as in ``bench_serving.py``: the server on the
+last CPU, the load generator on the others) serves two LightGBM churn classifiers (300
+trees, ``bench_serving``'s parameters, two seeds) registered as ``churn`` v1 (champion)
+and v2, and two deployments over copies of them:
+
+- ``churn-ab``: an A/B split 50/50, sticky by ``routing_key``;
+- ``churn-shadow``: v1 answers everything, v2 gets a copy of every request as a shadow.
+
+Every request body carries a ``routing_key`` (one per test customer), so the alias route
+(which ignores it), the two-arm deployment and the shadow deployment get the very same
+bodies. Two workloads, each on a fresh server: ``model`` (prediction cache off: every
+request runs a model) and ``hit`` (16 repeated bodies: cache hits, the cheapest path,
+where the routing's own cost weighs most). Per workload the three routes are loaded in
+rounds, in ABC then CBA order (``bench_serving``'s interleaving), 16 concurrent
+clients; the targets are checked on the median of the per-round ratios:
+
+- two arms vs alias: throughput ≥ 90 %, p99 ≤ 1.1x;
+- the shadow deployment's (primary's) p99 ≤ 1.2x the alias route's.
+
+Results: ``benchmarks/results/deploy_route.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "peers"))
+
+from _common import free_port, log  # noqa: E402
+from bench_serving import (  # noqa: E402
+    LGBM_PARAMS,
+    Pinning,
+    base_env,
+    run_python_load,
+    run_wrk,
+    server,
+    wrk_script,
+)
+
+RESULTS = HERE / "results" / "deploy_route.json"
+ROUTES = ("alias", "two_arms", "shadow")
+
+
+def train_and_register(home: Path) -> list[dict[str, float]]:
+    """Two classifiers as ``churn`` v1 (champion), v2 and as ``churn-s`` v1, v2; test rows."""
+    from lightgbm import LGBMClassifier
+
+    from keel.client import Client
+    from keel.config import Settings
+    from keel.demo.data import TARGET, load_churn, split
+
+    frame = load_churn()
+    for column in frame.columns:
+        if str(frame[column].dtype) == "category":
+            frame[column] = frame[column].cat.codes.astype("float64")
+    train, _valid, test = split(frame, 42)
+    features = [c for c in train.columns if c not in (TARGET, "customer_id")]
+    models = [
+        LGBMClassifier(**LGBM_PARAMS, random_state=seed, verbose=-1).fit(
+            train[features], train[TARGET]
+        )
+        for seed in (42, 7)
+    ]
+    client = Client(settings=Settings(home=home))
+    with client.start_run("bench-deploy-route", capture_env=False) as run:
+        for name in ("churn", "churn-s"):
+            for model in models:
+                run.log_model(model, registered_name=name, input_example=train[features].head(5))
+            client.set_alias(name, "champion", 1)
+    client.close()
+    return [
+        {k: float(v) for k, v in row.items()}
+        for row in test[features].head(1000).to_dict("records")
+    ]
+
+
+def create_deployments(base: str) -> None:
+    """The A/B and the shadow deployment, through the REST API (once per home)."""
+    import httpx
+
+    policies = [
+        {
+            "name": "churn-ab",
+            "model": "churn",
+            "strategy": "ab",
+            "arms": [
+                {"version": 1, "role": "primary", "weight": 50},
+                {"version": 2, "role": "challenger", "weight": 50},
+            ],
+        },
+        {
+            "name": "churn-shadow",
+            "model": "churn-s",
+            "strategy": "shadow",
+            "arms": [{"version": 1, "role": "primary"}, {"version": 2, "role": "shadow"}],
+        },
+    ]
+    for policy in policies:
+        response = httpx.post(f"{base}/v1/deployments", json=policy, timeout=60)
+        if response.status_code != 409:  # 409: created for the previous workload's server
+            response.raise_for_status()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=4, help="ABC/CBA rounds per workload")
+    parser.add_argument("--round-seconds", type=int, default=2, help="measured s per load")
+    parser.add_argument("--no-pin", action="store_true", help="leave CPU placement alone")
+    args = parser.parse_args()
+    pinning = Pinning.choose(not args.no_pin)
+    use_wrk = shutil.which("wrk") is not None
+    scratch = Path(tempfile.mkdtemp(prefix="keel-bench-deploy-"))
+    results: dict[str, Any] = {}
+    try:
+        log("training and registering two churn models")
+        rows = train_and_register(scratch / "keel")
+        bodies = [
+            json.dumps({"instances": [r], "routing_key": f"customer-{i}"}).encode()
+            for i, r in enumerate(rows)
+        ]
+        for workload, extra in (("model", {"KEEL_SERVING_CACHE": "false"}), ("hit", {})):
+            results[workload] = run_workload(
+                scratch,
+                workload,
+                extra,
+                bodies if workload == "model" else bodies[:16],
+                args,
+                pinning,
+                use_wrk,
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report(results, args, pinning, use_wrk)
+
+
+def run_workload(
+    scratch: Path,
+    workload: str,
+    extra: dict[str, str],
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    pinning: Pinning,
+    use_wrk: bool,
+) -> list[dict[str, Any]]:
+    """Rounds of the three routes on one fresh server; per round, each route's figures."""
+    port = free_port()
+    env = base_env(
+        KEEL_HOME=str(scratch / "keel"),
+        KEEL_SERVING_PRELOAD="churn@champion,churn-s@champion",
+        KEEL_SERVING_RATE_LIMIT="100000000/minute",
+        **extra,
+    )
+    cmd = [
+        *pinning.server,
+        sys.executable,
+        "-c",
+        "from keel.cli.main import main; main()",
+        "server",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    urls = {
+        "alias": f"{base}/v1/models/churn@champion/predict",
+        "two_arms": f"{base}/v1/deployments/churn-ab/predict",
+        "shadow": f"{base}/v1/deployments/churn-shadow/predict",
+    }
+
+    def load(route: str, seconds: int, warmup: int) -> dict[str, float]:
+        if use_wrk:
+            script = wrk_script(bodies, scratch / f"{workload}-{route}.lua")
+            return run_wrk(urls[route], script, seconds, warmup_s=warmup, prefix=pinning.load)
+        if not pinning.load_cpus:
+            return run_python_load(urls[route], bodies, seconds, warmup_s=warmup)
+        own = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, pinning.load_cpus)
+        try:
+            return run_python_load(urls[route], bodies, seconds, warmup_s=warmup)
+        finally:
+            os.sched_setaffinity(0, own)
+
+    rounds: list[dict[str, Any]] = []
+    with server(cmd, f"{base}/readyz", env, 120):
+        create_deployments(base)
+        for route in ROUTES:  # every arm loaded and warm before anything is measured
+            load(route, 1, 0)
+        for n in range(args.rounds):
+            log(f"{workload}: round {n + 1}/{args.rounds} ({args.round_seconds} s per route)")
+            order = ROUTES if n % 2 == 0 else ROUTES[::-1]
+            rounds.append({route: load(route, args.round_seconds, 1) for route in order})
+        import httpx
+
+        status = httpx.get(f"{base}/v1/serving/status", timeout=30).json()
+        rounds.append({"shadow_counts": status["deployments"]["shadows"]})
+    return rounds
+
+
+def report(
+    results: dict[str, Any], args: argparse.Namespace, pinning: Pinning, use_wrk: bool
+) -> None:
+    ratios: dict[str, float] = {}
+    for workload, rounds in results.items():
+        measured = [r for r in rounds if "alias" in r]
+
+        def median(f: Any, rounds: list[dict[str, Any]] = measured) -> float:
+            return statistics.median(f(r) for r in rounds)
+
+        ratios[f"{workload}_two_arms_vs_alias_rps"] = median(
+            lambda r: r["two_arms"]["rps"] / r["alias"]["rps"]
+        )
+        ratios[f"{workload}_two_arms_vs_alias_p99"] = median(
+            lambda r: r["two_arms"]["p99_ms"] / r["alias"]["p99_ms"]
+        )
+        ratios[f"{workload}_shadow_vs_alias_p99"] = median(
+            lambda r: r["shadow"]["p99_ms"] / r["alias"]["p99_ms"]
+        )
+        ratios[f"{workload}_shadow_vs_alias_rps"] = median(
+            lambda r: r["shadow"]["rps"] / r["alias"]["rps"]
+        )
+    targets = {
+        f"{w}_two_arms_vs_alias_rps >= 0.9": ratios[f"{w}_two_arms_vs_alias_rps"] >= 0.9
+        for w in results
+    }
+    targets.update(
+        {
+            f"{w}_two_arms_vs_alias_p99 <= 1.1": ratios[f"{w}_two_arms_vs_alias_p99"] <= 1.1
+            for w in results
+        }
+    )
+    targets.update(
+        {
+            f"{w}_shadow_vs_alias_p99 <= 1.2": ratios[f"{w}_shadow_vs_alias_p99"] <= 1.2
+            for w in results
+        }
+    )
+    payload = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg": os.getloadavg(),
+        },
+        "load_generator": "wrk -t2 -c16" if use_wrk else "python asyncio+httpx, 16 workers",
+        "cpu_pinning": pinning.describe(),
+        "rounds": args.rounds,
+        "round_seconds": args.round_seconds,
+        "results": results,
+        "ratios": ratios,
+        "targets_met": targets,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    for workload, rounds in results.items():
+        for n, r in enumerate(r for r in rounds if "alias" in r):
+            print(
+                f"{workload} round {n + 1}: "
+                + ", ".join(
+                    f"{route} {r[route]['rps']:.0f} req/s p99 {r[route]['p99_ms']:.2f} ms"
+                    for route in ROUTES
+                )
+            )
+        print(f"{workload} shadow copies: {rounds[-1].get('shadow_counts')}")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.3f}")
+    for name, met in targets.items():
+        print(f"{'✓' if met else '✗'} {name}")
+    print(f"written to {RESULTS.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
