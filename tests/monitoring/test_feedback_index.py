@@ -9,7 +9,9 @@ a lost index and concurrent processes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from keel.errors import Unavailable
 from keel.monitoring._feedback_index import INDEX_NAME
 from keel.monitoring.feedback import FEEDBACK_SCHEMA, FeedbackStore
 from keel.serving.predlog import PredictionLog, partition_dir, write_segment
@@ -128,8 +131,6 @@ def test_a_lost_or_broken_index_is_rebuilt_from_the_segments(tmp_path: Path, dam
             path.unlink()
         index.write_bytes(b"\x00garbage" * 512)
     else:
-        import sqlite3
-
         with sqlite3.connect(index) as con:
             con.execute("PRAGMA user_version=99")
     result = store.submit(labels(40, 60) + [{"request_id": "nope", "label": 0}])
@@ -199,8 +200,6 @@ def test_concurrent_processes_store_a_label_once(tmp_path: Path) -> None:
     ]
     time.sleep(1.0)  # let them import and wait at the line
     go.touch()
-    import json
-
     results = [json.loads(w.communicate(timeout=120)[0]) for w in workers]
     assert sorted(r["accepted"] for r in results) == [0, 0, 2_000]
     assert all(r["unknown"] == 0 for r in results)
@@ -217,3 +216,21 @@ def _record(request_id: str, at_ms: int) -> PredictionRecord:
         output=1,
         latency_ms=1.0,
     )
+
+
+def test_a_busy_index_is_unavailable_and_stores_nothing(tmp_path: Path) -> None:
+    preds, fb = tmp_path / "predictions", tmp_path / "feedback"
+    store = FeedbackStore(fb, preds)
+    store.submit(labels(0, 1))
+    store.index.busy_timeout_s = 0.2
+    holder = sqlite3.connect(fb / INDEX_NAME, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process building the index
+    try:
+        with pytest.raises(Unavailable, match="feedback index .* is busy") as caught:
+            store.submit(labels(1, 5))
+        assert caught.value.status == 503
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(store.labels()) == 1
+    assert store.submit(labels(1, 5)).accepted == 4

@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from keel.errors import Unavailable
 from keel.serving.predlog import iter_partitions
 from keel.serving.predquery import COMPACTED_FROM
 
@@ -109,18 +110,31 @@ class CatchUp:
 class FeedbackIndex:
     """The SQLite index of one feedback directory and the prediction log it judges."""
 
-    def __init__(self, feedback_root: Path, predictions_root: Path) -> None:
+    def __init__(
+        self, feedback_root: Path, predictions_root: Path, *, busy_timeout_s: float = 60.0
+    ) -> None:
         self.feedback_root = feedback_root
         self.predictions_root = predictions_root
         self.path = feedback_root / INDEX_NAME
+        self.busy_timeout_s = busy_timeout_s
         self.last_catch_up = CatchUp()
 
     @contextmanager
     def writing(self) -> Iterator[IndexTransaction]:
-        """One write transaction, caught up; other processes' writers wait for it."""
-        con = self._connect()
+        """One write transaction, caught up; other processes' writers wait for it.
+
+        Raises :class:`Unavailable` when another writer held the index for longer than
+        ``busy_timeout_s`` (a first build from a long history): nothing is written.
+        """
         try:
-            con.execute("BEGIN IMMEDIATE")
+            con = self._connect()
+        except sqlite3.OperationalError as exc:
+            raise self._busy(exc) from exc
+        try:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._busy(exc) from exc
             txn = IndexTransaction(self, con)
             self.last_catch_up = txn.catch_up()
             yield txn
@@ -131,6 +145,15 @@ class FeedbackIndex:
             raise
         finally:
             con.close()
+
+    def _busy(self, exc: sqlite3.OperationalError) -> Exception:
+        if "locked" not in str(exc):
+            return exc  # read-only, disk full, …: the error as SQLite says it
+        return Unavailable(
+            f"the feedback index {self.path} is busy (another submission is writing or "
+            f"building it) for more than {self.busy_timeout_s:g} s; retry the batch",
+            field="items",
+        )
 
     def _connect(self) -> sqlite3.Connection:
         self.feedback_root.mkdir(parents=True, exist_ok=True)
@@ -148,7 +171,7 @@ class FeedbackIndex:
 
     def _open(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are the explicit BEGIN/COMMIT above.
-        con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         try:
             con.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL survives kill -9; a power cut may lose the last commits,
