@@ -74,6 +74,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "decisions",
         "Show the decision log, newest first: what was decided, why, with which numbers.",
     ),
+    "validate": LazyCommand(
+        "keel.cli.validate",
+        "validate",
+        "Run the validation gates on a challenger; exit 1 when a gate fails, 2 on bad input.",
+    ),
     "economics": LazyCommand(
         "keel.cli.economics",
         "economics_app",

@@ -15,6 +15,7 @@ from keel.client._predict import PredictMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
 from keel.client._transport import Transport
+from keel.client._validation import ValidationMixin
 from keel.config import Settings
 from keel.errors import InvalidInput
 from keel.store.artifacts import normalize_artifact_path
@@ -43,7 +44,13 @@ def _is_remote(uri: str | None) -> bool:
 
 
 class Client(
-    RegistryMixin, MonitoringMixin, DeploymentsMixin, JobsMixin, FeaturesMixin, PredictMixin
+    RegistryMixin,
+    MonitoringMixin,
+    DeploymentsMixin,
+    JobsMixin,
+    FeaturesMixin,
+    PredictMixin,
+    ValidationMixin,
 ):
     """keel's Python SDK.
 
