@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -12,6 +12,7 @@ from keel.auth.service import AuthService
 from keel.automation.jobs import JobService
 from keel.automation.kinds import import_kind_modules
 from keel.automation.queue import JobQueue, make_huey
+from keel.automation.triggers.service import TriggerService
 from keel.config import Settings
 from keel.decisions.service import DecisionLog
 from keel.deploy.service import DeploymentService
@@ -30,6 +31,7 @@ from keel.store.sql.engine import ensure_dir, make_engine
 from keel.store.sql.jobs import JobSql
 from keel.store.sql.migrate import ensure_schema
 from keel.store.sql.monitoring import MonitorSql
+from keel.store.sql.triggers import TriggerSql
 from keel.tracking.datasets import DatasetService
 from keel.tracking.filters import FilterLimits
 from keel.tracking.service import TrackingService
@@ -56,6 +58,7 @@ class Services:
     decisions: DecisionLog
     deployments: DeploymentService
     jobs: JobService
+    triggers: TriggerService = field(init=False)  # needs the services it evaluates over
 
     def close(self) -> None:
         """Commit queued audit entries, then release database connections."""
@@ -196,6 +199,9 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
             backoff_s=settings.jobs_retry_backoff_s,
         ),
     )
+    services.triggers = TriggerService(TriggerSql(engine), services)
+    import keel.automation.triggers.jobs  # noqa: F401  (registers triggers.evaluate)
+
     services.jobs.attach(services)  # job kinds run against these services
     import_kind_modules(m.strip() for m in settings.jobs_imports.split(",") if m.strip())
     return services

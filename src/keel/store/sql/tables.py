@@ -241,4 +241,5 @@ from keel.store.sql import (  # noqa: E402, F401
     tables_features,
     tables_jobs,
     tables_monitoring,
+    tables_triggers,
 )

@@ -1,0 +1,146 @@
+"""What one evaluation reads from durable state, loaded once and shared by its conditions.
+
+Everything is a function of ``now``: predictions logged before it (the prediction log),
+labels received by it (feedback ``as_of``), the reference the model was trained on, the
+registry and the feature store. A replay that passes past times sees what was known then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.automation.triggers.models import Trigger
+from keel.errors import InvalidInput, NotFound
+from keel.monitoring.inputs import Reference
+from keel.monitoring.models import MonitorSpec
+from keel.registry.models import ModelVersion
+from keel.serving.predquery import predictions
+
+__all__ = ["EvaluationContext", "monitor_spec", "output_scores"]
+
+
+def monitor_spec(services: Any, trigger: Trigger) -> MonitorSpec:
+    """The monitor whose reference and settings the trigger uses: the one it names, else an
+    unsaved one over the model's training data (``MonitorInputs`` reads either)."""
+    if trigger.monitor is not None:
+        return services.monitors.get(trigger.monitor)  # type: ignore[no-any-return]
+    return MonitorSpec(name=f"trigger-{trigger.name}", model=trigger.model, version=trigger.version)
+
+
+class EvaluationContext:
+    """Lazy, cached reads of one evaluation of ``trigger`` at ``now_ms``."""
+
+    def __init__(self, services: Any, trigger: Trigger, now_ms: int, *, manual: bool) -> None:
+        self.services = services
+        self.trigger = trigger
+        self.now_ms = now_ms
+        self.manual = manual
+        self.spec = monitor_spec(services, trigger)
+        self._version: ModelVersion | None | bool = False
+        self._labelled: pd.DataFrame | None = None
+        self._reference: Reference | None = None
+        self._windows: dict[tuple[int, int], pd.DataFrame] = {}
+
+    # -- the model ----------------------------------------------------------------------------
+    @property
+    def version(self) -> ModelVersion | None:
+        """The served version (the trigger's alias or number); None when it does not resolve
+        (no champion yet): conditions then read every version's predictions."""
+        if self._version is False:
+            try:
+                self._version = self.services.monitors.inputs.version(self.spec)
+            except (NotFound, InvalidInput):
+                self._version = None
+        return self._version  # type: ignore[return-value]
+
+    @property
+    def version_number(self) -> int | None:
+        """The served version's number, or None."""
+        return self.version.version if self.version is not None else None
+
+    def last_training_ms(self) -> int:
+        """When the model's newest version was registered (0 when it has none)."""
+        versions = self.services.registry.list_versions(self.trigger.model)
+        return max((v.created_at_ms for v in versions), default=0)
+
+    # -- labels and predictions ------------------------------------------------------------
+    def labelled(self) -> pd.DataFrame:
+        """Every prediction of the model logged before now that has a label received by now
+        (columns ``ts_ms``, ``received_ms``, ``label_value``, ``label``, ``output``,
+        ``probabilities``, ``version``)."""
+        if self._labelled is None:
+            frame = self.services.feedback.labelled(
+                self.trigger.model, None, None, self.now_ms, as_of=self.now_ms
+            )
+            if len(frame):
+                frame = frame.assign(
+                    ts_ms=_epoch_ms(frame["ts"]), received_ms=_epoch_ms(frame["received_ts"])
+                )
+            self._labelled = frame
+        return self._labelled
+
+    def labelled_between(self, start_ms: int, end_ms: int, *, served: bool = True) -> pd.DataFrame:
+        """Labelled predictions made in ``[start_ms, end_ms)`` (of the served version)."""
+        frame = self.labelled()
+        if not len(frame):
+            return frame
+        keep = (frame["ts_ms"] >= start_ms) & (frame["ts_ms"] < end_ms)
+        if served and self.version_number is not None:
+            keep &= frame["version"] == self.version_number
+        return frame[keep]
+
+    def window(self, start_ms: int, end_ms: int) -> pd.DataFrame:
+        """Logged predictions in ``[start_ms, end_ms)`` of the served version, features
+        without their ``f_`` prefix."""
+        key = (start_ms, end_ms)
+        if key not in self._windows:
+            self._windows[key] = self.services.monitors.inputs.window(
+                self.spec, self.version, start_ms, end_ms
+            )
+        return self._windows[key]
+
+    def outputs(self, start_ms: int, end_ms: int) -> np.ndarray:
+        """The model's score per prediction in the window: the positive-class probability
+        when logged, else the numeric output."""
+        table = predictions(
+            self.trigger.model,
+            self.version_number,
+            start_ms,
+            end_ms,
+            columns=["output", "probabilities"],
+            root=self.services.monitors.inputs.predictions_root,
+        )
+        return output_scores(table.to_pandas())
+
+    # -- reference --------------------------------------------------------------------------
+    def reference(self) -> Reference:
+        """The reference frame and profile (the monitor's, or the version's training data)."""
+        if self._reference is None:
+            self._reference = self.services.monitors.inputs.reference(self.spec, self.version)
+        return self._reference
+
+    def features(self, window: pd.DataFrame) -> list[str]:
+        """The features compared: logged columns of the reference, minus the label column."""
+        return list(self.services.monitors.inputs.features(self.spec, self.reference().frame, window))
+
+
+def output_scores(frame: pd.DataFrame) -> np.ndarray:
+    """Positive-class probabilities when every row has them, else numeric outputs."""
+    from keel.monitoring.performance_checks import output_values, positive_scores
+
+    if not len(frame):
+        return np.empty(0)
+    scores = positive_scores(frame)
+    if scores is not None:
+        return scores
+    values = pd.to_numeric(output_values(frame["output"]), errors="coerce")
+    return np.asarray(values.dropna(), dtype=np.float64)
+
+
+def _epoch_ms(series: pd.Series) -> pd.Series:
+    """Milliseconds since the epoch of a timezone-aware timestamp column."""
+    return (series.astype("datetime64[ms, UTC]").astype("int64")).astype(np.int64)
+
