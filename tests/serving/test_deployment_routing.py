@@ -275,3 +275,24 @@ def test_rollback_under_load_answers_every_following_request_from_the_primary(
     assert {arm for _, arm, _ in before} == {"primary", "challenger"}
     assert len(after) > 20
     assert {(arm, version) for _, arm, version in after} == {("primary", 1)}
+
+
+def test_rollback_drops_the_rolled_back_versions_cached_predictions(
+    tmp_path: Path, churn: Churn
+) -> None:
+    settings = test_settings(tmp_path)
+    model, name = deploy(settings, churn)
+    rows = churn.rows(1, start=9)
+    with live_gateway(settings) as live, httpx.Client(base_url=live.url) as http:
+        keys = (f"k{i}" for i in range(1_000))
+        for key in keys:  # the first key the challenger answers: its v2 row is now cached
+            body = {"instances": rows, "routing_key": key}
+            if http.post(f"/v1/deployments/{name}/predict", json=body).json()["arm"] != "primary":
+                break
+        version_2 = f"/v1/models/{model}/2/predict"
+        assert http.post(version_2, json={"instances": rows}).json()["cached"] is True
+        assert http.post(f"/v1/deployments/{name}/rollback", json={}).status_code == 200
+        # R-SRV-06: the rolled-back version's entries are gone, v1's stay
+        assert http.post(version_2, json={"instances": rows}).json()["cached"] is False
+        again = http.post(f"/v1/deployments/{name}/predict", json=body).json()
+        assert (again["arm"], again["version"]) == ("primary", 1)

@@ -66,8 +66,9 @@ class PredictMixin:
                 "routing_key chooses a deployment's arm; a models:/ reference has none",
                 field="routing_key",
             )
-        if hasattr(instances, "to_dict"):  # a DataFrame: JSON-ready records
-            instances = json.loads(instances.to_json(orient="records"))
+        to_json = getattr(instances, "to_json", None)
+        if callable(to_json):  # a DataFrame: JSON-ready records (NaN → null, numpy → JSON)
+            instances = json.loads(to_json(orient="records"))
         body: dict[str, Any] = {"instances": list(instances)}
         if probabilities:
             body["probabilities"] = True
