@@ -40,6 +40,9 @@ __all__ = ["Services", "open_services"]
 
 log = logging.getLogger("keel")
 
+#: Modules that register keel's built-in job kinds beyond ``keel.automation.kinds``.
+BUILTIN_KIND_MODULES = ("keel.automation.retrain",)
+
 
 @dataclass
 class Services:
@@ -203,5 +206,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     import keel.automation.triggers.jobs  # noqa: F401  (registers triggers.evaluate)
 
     services.jobs.attach(services)  # job kinds run against these services
+    # keel's own kinds first (retrain.run …), then the user's KEEL_JOBS_IMPORTS
+    import_kind_modules(BUILTIN_KIND_MODULES)
     import_kind_modules(m.strip() for m in settings.jobs_imports.split(",") if m.strip())
     return services

@@ -1,0 +1,167 @@
+"""Training rows for a retraining: the prediction log joined with feedback labels over the
+window, minus rows a rollback marked bad, split by time, with optional decay weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from keel.automation.retrain.spec import DataSpec, RetrainSpec, SplitSpec
+from keel.deploy.badwindows import exclude_bad_windows
+from keel.errors import InvalidInput, NotFound
+
+__all__ = [
+    "TS_COLUMN",
+    "TrainingData",
+    "assemble",
+    "decay_weights",
+    "feature_columns",
+    "time_split",
+]
+
+#: The event-time column kept beside the features (epoch ms); never given to ``train``.
+TS_COLUMN = "_ts_ms"
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The assembled rows, oldest first, and what was left out and why."""
+
+    frame: pd.DataFrame  # features, label, TS_COLUMN
+    features: list[str]
+    labelled_rows: int  # labelled predictions in the window
+    bad_rows: int  # left out: inside a rolled-back arm's window
+    before_change_rows: int  # left out: predicted before the change point
+
+    def counts(self) -> dict[str, int]:
+        """The numbers a decision records."""
+        return {
+            "labelled_rows": self.labelled_rows,
+            "excluded_bad_window_rows": self.bad_rows,
+            "excluded_before_change_point_rows": self.before_change_rows,
+            "rows": len(self.frame),
+        }
+
+
+def feature_columns(
+    services: Any, model: str, spec: RetrainSpec
+) -> tuple[list[str], dict[str, str]]:
+    """The features to train on (the spec's, else the serving version's signature) and the
+    signature's type per feature (to restore categories)."""
+    types: dict[str, str] = {}
+    version = _serving_version(services, model)
+    if version is not None and version.signature:
+        types = {c["name"]: c.get("type", "") for c in version.signature.get("inputs", [])}
+    if spec.features is not None:
+        return list(spec.features), types
+    if not types:
+        raise InvalidInput(
+            f"retrain.features: model {model!r} has no version with a signature; list the features",
+            field="retrain.features",
+        )
+    return list(types), types
+
+
+def _serving_version(services: Any, model: str) -> Any | None:
+    try:
+        registered = services.registry.get_model(model)
+    except NotFound:
+        return None
+    version = registered.aliases.get("champion")
+    if version is None:
+        versions = services.registry.list_versions(model)
+        return versions[0] if versions else None
+    return services.registry.get_version(model, version)
+
+
+def assemble(
+    services: Any, model: str, spec: RetrainSpec, data: DataSpec, now_ms: int
+) -> TrainingData:
+    """Labelled predictions of ``model`` in ``[now − window, now)`` as a training frame.
+
+    Rows inside a rollback's bad window (:func:`keel.deploy.badwindows.exclude_bad_windows`)
+    are dropped; with ``after_change_point`` only rows predicted at or after ``since_ms``
+    are kept (R-TRN-20: the old concept's labels would teach the old answer). InvalidInput
+    names ``retrain.features`` when a feature is not in the log.
+    """
+    features, types = feature_columns(services, model, spec)
+    start = now_ms - spec.window_s * 1000
+    labelled = services.feedback.labelled(model, None, start, now_ms)
+    if labelled.empty:
+        return TrainingData(_empty(features, spec.label), features, 0, 0, 0)
+    total = len(labelled)
+    windows = services.deployments.bad_windows(model)
+    if windows:
+        kept = exclude_bad_windows(pa.Table.from_pandas(labelled, preserve_index=False), windows)
+        labelled = kept.to_pandas()
+    bad = total - len(labelled)
+    ts_ms = _epoch_ms(labelled["ts"])
+    before = 0
+    if data.mode == "after_change_point" and data.since_ms is not None:
+        after = ts_ms >= data.since_ms
+        before = int((~after).sum())
+        labelled, ts_ms = labelled.loc[after], ts_ms[after]
+    missing = [f for f in features if f"f_{f}" not in labelled.columns]
+    if missing and len(labelled):
+        raise InvalidInput(
+            f"retrain.features: {missing} not in the prediction log of {model!r}",
+            field="retrain.features",
+        )
+    frame = pd.DataFrame({f: labelled[f"f_{f}"].to_numpy() for f in features})
+    for name in features:
+        if types.get(name) == "category":
+            frame[name] = frame[name].astype("category")
+    frame[spec.label] = _labels(labelled)
+    frame[TS_COLUMN] = ts_ms
+    frame = frame.dropna(subset=[spec.label])
+    frame = frame.sort_values(TS_COLUMN, kind="stable").reset_index(drop=True)
+    return TrainingData(frame, features, total, bad, before)
+
+
+def _empty(features: list[str], label: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=[*features, label, TS_COLUMN])
+
+
+def _epoch_ms(values: pd.Series) -> np.ndarray:
+    stamps = pd.to_datetime(values, utc=True)
+    epoch = pd.Timestamp(0, tz="UTC")
+    return np.asarray((stamps - epoch) // pd.Timedelta(milliseconds=1), dtype=np.int64)
+
+
+def _labels(labelled: pd.DataFrame) -> pd.Series:
+    """Numeric labels when every label is a number (or bool); else the decoded JSON value."""
+    values = labelled["label_value"]
+    if values.notna().all():
+        numbers = values.to_numpy(dtype=float)
+        if np.all(numbers == np.round(numbers)):
+            return pd.Series(numbers.astype(np.int64))
+        return pd.Series(numbers)
+    return pd.Series([json.loads(text) if text is not None else None for text in labelled["label"]])
+
+
+def time_split(frame: pd.DataFrame, split: SplitSpec) -> tuple[pd.DataFrame, ...]:
+    """Train, validation and holdout: consecutive slices of ``frame`` ordered by event time
+    (R-TRN-22: never shuffled). A part may be empty when the frame is tiny."""
+    ordered = frame.sort_values(TS_COLUMN, kind="stable").reset_index(drop=True)
+    n = len(ordered)
+    n_train = int(round(n * split.train))
+    n_valid = int(round(n * split.validation))
+    cuts = [n_train, min(n, n_train + n_valid)]
+    parts = np.split(np.arange(n), cuts)
+    return tuple(ordered.iloc[p].reset_index(drop=True) for p in parts)
+
+
+def decay_weights(ts_ms: np.ndarray, decay_per_day: float, reference_ms: int) -> np.ndarray:
+    """``e^(−λ·age)`` with the age in days before ``reference_ms`` (the newest row gets 1).
+
+    >>> decay_weights(np.array([0, 86_400_000]), 0.0, 86_400_000).tolist()
+    [1.0, 1.0]
+    """
+    age_days = np.maximum(reference_ms - np.asarray(ts_ms, dtype=np.int64), 0) / _DAY_MS
+    return np.exp(-decay_per_day * age_days)

@@ -1,0 +1,323 @@
+"""The ``retrain.run`` job: assemble → split → (search) → fit → log → register → gates →
+promote, resumable after a kill -9 and idempotent by the job's arguments (R-TRN-25).
+
+Progress lives on the tracked run (no schema change): the run carries the tag
+``keel.retrain.key`` (a hash of the job's arguments) and ``keel.retrain.stage``; the
+assembled rows are a registered dataset version logged as the run's input; each search
+trial is a finished child run. A re-delivered job finds its running run by key and carries
+on from its stage; a finished one returns its recorded result; a failed one starts afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from keel._models import now_ms
+from keel.automation.kinds import job_kind
+from keel.automation.retrain import promotion
+from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time_split
+from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
+from keel.automation.retrain.training import evaluate, fit, search
+from keel.errors import InvalidInput
+from keel.tracking.models import Run, RunInput, RunStatus
+
+__all__ = ["KEY_TAG", "STAGE_TAG", "job_key", "run_retrain"]
+
+log = logging.getLogger("keel.retrain")
+
+KEY_TAG = "keel.retrain.key"
+STAGE_TAG = "keel.retrain.stage"
+VERSION_TAG = "keel.retrain.version"
+PARENT_TAG = "keel.retrain.parent"
+RESULT_FILE = "retrain/result.json"
+
+
+def job_key(args: dict[str, Any]) -> str:
+    """The idempotency key of a retraining: a hash of its canonical arguments."""
+    return hashlib.sha256(orjson.dumps(args, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def _check(services: Any, args: dict[str, Any]) -> None:
+    parse_job_args(args)
+
+
+@job_kind("retrain.run", check=_check)
+def run_retrain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Retrain a model with its train function, register it, validate it, promote it."""
+    job = parse_job_args(args)
+    key = job_key(args)
+    experiment = job.retrain.experiment or f"retrain-{job.model}"
+    run = _find_run(services, experiment, key)
+    if run is not None and run.tags.get(STAGE_TAG) == "done":
+        _, path = services.tracking.artifact_file(run.id, RESULT_FILE)
+        result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        log.info("retraining %s already done (run %s): nothing to redo", key, run.id)
+        return result
+    if run is None:
+        run = services.tracking.create_run(
+            experiment,
+            name=f"retrain {job.model}",
+            tags={KEY_TAG: key, STAGE_TAG: "started", "keel.retrain.model": job.model},
+            params=_run_params(job),
+        )
+    else:
+        log.info(
+            "resuming retraining %s at stage %s (run %s)", key, run.tags.get(STAGE_TAG), run.id
+        )
+    try:
+        result = _pipeline(services, job, run, key)
+    except Exception as exc:
+        _fail(services, job, run, exc)
+        raise
+    _save_result(services, run.id, result)
+    services.tracking.log_batch(run.id, tags={STAGE_TAG: "done"})
+    services.tracking.finish_run(run.id, RunStatus.FINISHED)
+    return result
+
+
+def _find_run(services: Any, experiment: str, key: str) -> Run | None:
+    """This key's run that is running (resume) or finished (done); failed runs start over."""
+    from keel.errors import NotFound
+
+    try:
+        page = services.tracking.search_runs(
+            [experiment], f"tags.`{KEY_TAG}` = '{key}'", ["start_time DESC"], 10
+        )
+    except NotFound:  # the experiment does not exist yet
+        return None
+    for run in page.items:
+        if run.status in (RunStatus.RUNNING, RunStatus.FINISHED):
+            return run  # type: ignore[no-any-return]
+    return None
+
+
+def _run_params(job: JobArgs) -> dict[str, Any]:
+    spec = job.retrain
+    return {
+        "train": spec.train,
+        "label": spec.label,
+        "window_s": spec.window_s,
+        "split": f"{spec.split.train:g}/{spec.split.validation:g}/{spec.split.holdout:g}",
+        "decay_per_day": "" if spec.decay_per_day is None else spec.decay_per_day,
+        "data_mode": job.data.mode,
+        "since_ms": "" if job.data.since_ms is None else job.data.since_ms,
+        "trigger": job.trigger or "",
+        "decision_id": "" if job.decision_id is None else job.decision_id,
+        **{f"param.{k}": _plain(v) for k, v in spec.params.items()},
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) else json.dumps(value)
+
+
+def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]:
+    spec = job.retrain
+    frame, counts = _training_rows(services, job, run)
+    train, validation, holdout = time_split(frame, spec.split)
+    best: dict[str, Any] = {}
+    if spec.search is not None:
+        best = _search(services, spec, run, train, validation)
+        services.tracking.log_batch(
+            run.id, params={f"best.{k}": _plain(v) for k, v in best.items()}
+        )
+    model = fit(spec, train, best)
+    metrics = {
+        **evaluate(model, train, spec, "train"),
+        **evaluate(model, validation, spec, "validation"),
+        **evaluate(model, holdout, spec, "holdout"),
+        "rows.train": float(len(train)),
+        "rows.validation": float(len(validation)),
+        "rows.holdout": float(len(holdout)),
+    }
+    services.tracking.log_batch(
+        run.id, metrics=[{"key": k, "value": v} for k, v in metrics.items()]
+    )
+    version = _register(services, job, run, key, model, train)
+    champion = promotion.champion_version(services, job.model)
+    services.decisions.record(
+        "retraining",
+        job.model,
+        f"retrained {job.model} v{version.version} on {counts['rows']} rows "
+        f"({job.data.mode}); holdout AUC {_fmt(metrics.get('holdout.auc'))}",
+        {**counts, "metrics": metrics, "best_params": best, "split": spec.split.model_dump()},
+        actor=f"job:retrain.run:{key}",
+        related=_related(job, run, version.version),
+    )
+    outcome = promotion.validate_and_promote(services, job, run, version, champion, train, holdout)
+    return {
+        "model": job.model,
+        "version": version.version,
+        "run_id": run.id,
+        "rows": counts["rows"],
+        "metrics": metrics,
+        **outcome,
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _related(job: JobArgs, run: Run, version: int | None) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "version": version,
+        "trigger": job.trigger,
+        "trigger_decision_id": job.decision_id,
+    }
+
+
+def _training_rows(services: Any, job: JobArgs, run: Run) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The run's logged input when resuming; else assembled now, stored and logged."""
+    name = f"retrain-{job.model}"
+    for item in run.inputs:
+        if item.name == name and item.dataset_version is not None:
+            log.info("reusing the assembled rows (dataset %s v%s)", name, item.dataset_version)
+            frame = services.datasets.load(name, item.dataset_version)
+            counts = json.loads(run.tags.get("keel.retrain.counts", "{}"))
+            return frame, counts
+    data: TrainingData = assemble(services, job.model, job.retrain, job.data, now_ms())
+    counts = data.counts()
+    if len(data.frame) < job.retrain.min_rows:
+        raise InvalidInput(
+            f"retrain.min_rows: {len(data.frame)} labelled rows in the window "
+            f"(need {job.retrain.min_rows}); counts {counts}",
+            field="retrain.min_rows",
+        )
+    stored = services.datasets.register_frame(
+        name, data.frame, source_uri=f"keel://predictions/{job.model}"
+    )
+    services.tracking.log_input(
+        run.id,
+        RunInput(
+            name=name,
+            context="training",
+            content_hash=stored.content_hash,
+            schema=stored.schema_,
+            row_count=stored.row_count,
+            source_uri=stored.source_uri,
+            dataset_version=stored.version,
+        ),
+    )
+    services.tracking.log_batch(
+        run.id, tags={STAGE_TAG: "data", "keel.retrain.counts": json.dumps(counts)}
+    )
+    return data.frame, counts
+
+
+def _search(
+    services: Any, spec: RetrainSpec, run: Run, train: pd.DataFrame, validation: pd.DataFrame
+) -> dict[str, Any]:
+    """Optuna trials as child runs; trials finished before a restart are not redone."""
+    experiment = run.experiment_id
+    page = services.tracking.search_runs(
+        [experiment], f"tags.`{PARENT_TAG}` = '{run.id}'", ["start_time ASC"], 1000
+    )
+    done = [
+        json.loads(child.tags["keel.retrain.trial"])
+        for child in page.items
+        if child.status == RunStatus.FINISHED and "keel.retrain.trial" in child.tags
+    ]
+    done.sort(key=lambda t: t["number"])
+
+    def record(trial: dict[str, Any]) -> None:
+        child = services.tracking.create_run(
+            experiment,
+            name=f"trial {trial['number']}",
+            parent_run_id=run.id,
+            tags={PARENT_TAG: run.id, "keel.retrain.trial": json.dumps(trial, default=str)},
+            params={k: _plain(v) for k, v in trial["params"].items()},
+        )
+        metrics = [{"key": k, "value": v} for k, v in trial["metrics"].items()]
+        services.tracking.log_batch(child.id, metrics=metrics)
+        services.tracking.finish_run(child.id, RunStatus.FINISHED)
+
+    return search(spec, train, validation, done, record)
+
+
+def _register(
+    services: Any, job: JobArgs, run: Run, key: str, model: Any, train: pd.DataFrame
+) -> Any:
+    """Log the model under the run and register it once per key (a resumed job that had
+    registered already finds its version by run id)."""
+    from keel.registry.packaging import save_model_dir
+
+    for existing in _versions(services, job.model):
+        if existing.run_id == run.id:
+            return existing
+    example = train.drop(columns=[job.retrain.label, TS_COLUMN]).head(5)
+    with tempfile.TemporaryDirectory(prefix="keel-retrain-") as tmp:
+        save_model_dir(model, Path(tmp) / "model", input_example=example)
+        services.tracking.log_artifact_dir(run.id, Path(tmp) / "model", "model")
+    tags = {
+        KEY_TAG: key,
+        "keel.retrain.run_id": run.id,
+        "keel.retrain.trigger": job.trigger or "manual",
+        "keel.retrain.data_mode": job.data.mode,
+    }
+    if job.decision_id is not None:
+        tags["keel.retrain.decision_id"] = str(job.decision_id)
+    version = services.registry.create_version(
+        job.model,
+        run.id,
+        "model",
+        description=f"retrained by trigger {job.trigger or 'manual'}",
+        tags=tags,
+        created_by="retrain.run",
+    )
+    services.tracking.log_batch(
+        run.id, tags={STAGE_TAG: "registered", VERSION_TAG: str(version.version)}
+    )
+    return version
+
+
+def _versions(services: Any, model: str) -> list[Any]:
+    from keel.errors import NotFound
+
+    try:
+        return list(services.registry.list_versions(model))
+    except NotFound:
+        return []
+
+
+def _fail(services: Any, job: JobArgs, run: Run, exc: BaseException) -> None:
+    """Keep the traceback on the run and in the decision log; end the run FAILED. The
+    champion is not touched (nothing moved an alias)."""
+    text = "".join(traceback.format_exception(exc))
+    error = f"{type(exc).__name__}: {exc}"
+    try:
+        services.tracking.log_artifact_stream(run.id, "retrain/traceback.txt", _stream(text))
+        services.tracking.log_batch(
+            run.id, tags={STAGE_TAG: "failed", "keel.retrain.error": error[:4000]}
+        )
+        services.tracking.finish_run(run.id, RunStatus.FAILED)
+    finally:
+        services.decisions.record(
+            "retraining",
+            job.model,
+            f"retraining {job.model} failed: {error}"[:2000],
+            {"error": error, "traceback": text, "run_id": run.id},
+            actor="job:retrain.run",
+            related=_related(job, run, None),
+        )
+
+
+def _stream(text: str) -> Any:
+    import io
+
+    return io.BytesIO(text.encode("utf-8"))
+
+
+def _save_result(services: Any, run_id: str, result: dict[str, Any]) -> None:
+    body = json.dumps(result, default=str, indent=2)
+    services.tracking.log_artifact_stream(run_id, RESULT_FILE, _stream(body))

@@ -1,0 +1,267 @@
+"""After a retraining: gates against the champion on the fresh holdout, then promotion —
+alias ``challenger`` and the rollout template, or a wait for a human (R-REG-02), and the
+operator's approve / reject / override (R-CICD-10). Every step is a decision.
+
+Stages map onto aliases: *development* is a registered version with no alias, *staging*
+the ``challenger`` alias (and its rollout), *production* the ``champion`` alias, *archived*
+the version status. Approval state is kept in version tags (``keel.approval.*``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from keel.automation.retrain.data import TS_COLUMN
+from keel.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from keel.automation.retrain.spec import JobArgs
+    from keel.registry.models import ModelVersion
+    from keel.tracking.models import Run
+
+__all__ = ["STAGES", "approve", "champion_version", "reject", "validate_and_promote"]
+
+log = logging.getLogger("keel.retrain")
+
+APPROVAL = "keel.approval.status"  # pending | approved | rejected
+ROLLOUT_TAG = "keel.retrain.rollout"  # the rollout template (JSON) an approval starts
+#: R-REG-02 stages → the alias a version takes.
+STAGES: dict[str, str] = {"staging": "challenger", "production": "champion"}
+#: The candidate arm's role per rollout strategy (keel.deploy.policy's rules).
+_CANDIDATE_ROLE = {"canary": "canary", "shadow": "shadow", "ab": "challenger"}
+
+
+def champion_version(services: Any, model: str) -> int | None:
+    """The version the ``champion`` alias points at, or None."""
+    try:
+        return services.registry.get_model(model).aliases.get("champion")  # type: ignore[no-any-return]
+    except NotFound:
+        return None
+
+
+def _load(services: Any, version: ModelVersion) -> Any:
+    from keel.registry.packaging import load_model_dir
+
+    settings = services.settings
+    return load_model_dir(
+        services.registry.model_dir(version),
+        allow_pickle=settings.allow_pickle,
+        trusted_classes=settings.trusted_model_class_names,
+    )
+
+
+def _gates_available() -> bool:
+    try:
+        import keel.automation.gates  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def validate_and_promote(
+    services: Any,
+    job: JobArgs,
+    run: Run,
+    version: ModelVersion,
+    champion: int | None,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+) -> dict[str, Any]:
+    """Run the gates (when the gates package is installed), keep the report on the run,
+    the version's tags and a ``gate`` decision; then promote, wait, or stop."""
+    spec = job.retrain
+    passed, report_summary = True, "no validation gates installed"
+    if _gates_available():
+        passed, report_summary = _run_gates(services, job, run, version, champion, train, holdout)
+    if not passed:
+        return {"gates_passed": False, "promoted": False, "gate_summary": report_summary}
+    if spec.rollout is not None:
+        _set_tags(services, version, {ROLLOUT_TAG: json.dumps(spec.rollout)})
+    if spec.require_approval:
+        _set_tags(services, version, {APPROVAL: "pending"})
+        services.decisions.record(
+            "promotion",
+            job.model,
+            f"v{version.version} passed its gates and waits for approval "
+            f"(keel models approve {job.model} {version.version})",
+            {"status": "pending", "version": version.version},
+            actor="policy",
+            related={"version": version.version, "run_id": run.id},
+        )
+        return {"gates_passed": True, "promoted": False, "approval": "pending"}
+    deployment = _promote(services, job.model, version, "staging", "policy", "gates passed")
+    return {"gates_passed": True, "promoted": True, "deployment": deployment}
+
+
+def _run_gates(
+    services: Any,
+    job: JobArgs,
+    run: Run,
+    version: ModelVersion,
+    champion: int | None,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+) -> tuple[bool, str]:
+    from keel.automation.gates import parse_policy, run_gates, to_markdown
+    from keel.automation.gates.record import (
+        REPORT_JSON,
+        REPORT_MD,
+        decision_details,
+        run_metrics,
+        version_tags,
+    )
+
+    spec = job.retrain
+    champion_item = None if champion is None else services.registry.get_version(job.model, champion)
+    report = run_gates(
+        _load(services, version),
+        holdout.drop(columns=[TS_COLUMN]),
+        spec.label,
+        parse_policy(spec.gates),
+        champion=None if champion_item is None else _load(services, champion_item),
+        training=train.drop(columns=[TS_COLUMN]),
+        challenger_name=version.uri,
+        champion_name=None if champion_item is None else champion_item.uri,
+        size_bytes=sum(f.size_bytes for f in version.files),
+        signature=version.signature,
+        positive=spec.positive,
+    )
+    services.tracking.log_batch(
+        run.id, metrics=[{"key": k, "value": v} for k, v in run_metrics(report).items()]
+    )
+    with tempfile.TemporaryDirectory(prefix="keel-gates-") as tmp:
+        folder = Path(tmp) / "validation"
+        folder.mkdir()
+        (folder / Path(REPORT_JSON).name).write_text(report.to_json(), encoding="utf-8")
+        (folder / Path(REPORT_MD).name).write_text(to_markdown(report), encoding="utf-8")
+        services.tracking.log_artifact_dir(run.id, folder, "validation")
+    _set_tags(services, version, version_tags(report, run.id))
+    verdict = "passed" if report.passed else "failed: not promoted"
+    services.decisions.record(
+        "gate",
+        job.model,
+        f"v{version.version} {verdict} — {report.summary()}"[:2000],
+        json.loads(json.dumps(decision_details(report, run.id), default=str)),
+        actor="policy",
+        related={"version": version.version, "run_id": run.id, "champion": champion},
+    )
+    return report.passed, report.summary()
+
+
+def _set_tags(services: Any, version: ModelVersion, tags: dict[str, str]) -> ModelVersion:
+    current = services.registry.get_version(version.name, version.version)
+    return services.registry.update_version(  # type: ignore[no-any-return]
+        version.name, version.version, tags={**current.tags, **tags}
+    )
+
+
+def _promote(
+    services: Any, model: str, version: ModelVersion, stage: str, actor: str, why: str
+) -> str | None:
+    """Move the stage's alias to ``version``; for staging, start the rollout template.
+    The deployment's name, or None when no rollout was started."""
+    alias = STAGES[stage]
+    services.registry.set_alias(model, alias, version.version, actor=actor, reason=why)
+    deployment = None
+    template = services.registry.get_version(model, version.version).tags.get(ROLLOUT_TAG)
+    if stage == "staging" and template:
+        rollout = json.loads(template)
+        candidate = _CANDIDATE_ROLE.get(str(rollout.get("strategy")), "challenger")
+        policy = {
+            "name": f"{model}-v{version.version}",
+            # champion serves; the new version is the strategy's candidate arm
+            "arms": [
+                {"alias": "champion", "role": "primary"},
+                {"alias": "challenger", "role": candidate},
+            ],
+            **rollout,
+            "model": model,
+        }
+        deployment = services.deployments.create(policy, actor=actor).name
+    services.decisions.record(
+        "promotion",
+        model,
+        f"v{version.version} → {alias} ({stage}) by {actor}: {why}"
+        + (f"; rollout {deployment!r} started" if deployment else ""),
+        {"stage": stage, "alias": alias, "version": version.version, "deployment": deployment},
+        actor=actor,
+        deployment=deployment,
+        related={"version": version.version},
+    )
+    return deployment
+
+
+def approve(
+    services: Any,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    stage: Literal["staging", "production"] = "staging",
+) -> dict[str, Any]:
+    """Release a version waiting for approval into ``stage`` (recorded sign-off, R-REG-02).
+
+    Approving a version whose gates failed, or that was rejected, overrides the automated
+    decision (R-CICD-10) and is recorded as an ``override``. InvalidInput for an empty
+    reason or an unknown stage; NotFound for an unknown version.
+    """
+    item = _checked(services, model, version, reason, stage)
+    status = item.tags.get(APPROVAL)
+    gates = item.tags.get("keel.validation.status")
+    if gates == "failed" or status == "rejected":
+        services.decisions.record(
+            "override",
+            model,
+            f"{actor} approved v{version} into {stage} over the automated decision "
+            f"(approval {status or 'none'}, gates {gates or 'not run'}): {reason}",
+            {"action": "approve", "stage": stage, "approval_was": status, "gates": gates},
+            actor=actor,
+            related={"version": version},
+        )
+    _set_tags(services, item, {APPROVAL: "approved", "keel.approval.by": actor})
+    deployment = _promote(services, model, item, stage, actor, reason)
+    return {"model": model, "version": version, "status": "approved", "deployment": deployment}
+
+
+def reject(services: Any, model: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:
+    """Refuse a version: it stays registered, never takes an alias by automation; a
+    challenger alias on it is removed. Rejecting a version the policy promoted is an
+    ``override`` decision; rejecting a pending one a ``promotion`` decision."""
+    item = _checked(services, model, version, reason, "staging")
+    registered = services.registry.get_model(model)
+    if registered.aliases.get("champion") == version:
+        raise Conflict(
+            f"v{version} is the champion; roll back or promote another version first",
+            field="version",
+        )
+    was = item.tags.get(APPROVAL)
+    _set_tags(services, item, {APPROVAL: "rejected", "keel.approval.by": actor})
+    if registered.aliases.get("challenger") == version:
+        services.registry.delete_alias(model, "challenger", actor=actor, reason=reason)
+    kind = "promotion" if was == "pending" else "override"
+    services.decisions.record(
+        kind,
+        model,
+        f"{actor} rejected v{version}: {reason}",
+        {"action": "reject", "approval_was": was},
+        actor=actor,
+        related={"version": version},
+    )
+    return {"model": model, "version": version, "status": "rejected"}
+
+
+def _checked(services: Any, model: str, version: int, reason: str, stage: str) -> ModelVersion:
+    if not reason or not reason.strip():
+        raise InvalidInput("reason: say why (it goes in the decision log)", field="reason")
+    if stage not in STAGES:
+        raise InvalidInput(
+            f"stage: expected one of {', '.join(STAGES)}, got {stage!r}", field="stage"
+        )
+    return services.registry.get_version(model, version)  # type: ignore[no-any-return]

@@ -1,0 +1,211 @@
+"""The retrain spec: what a ``retrain.run`` job trains, on which rows, and what follows.
+
+A trigger's ``retrain:`` section (or a manual enqueue) carries it as the job's ``retrain``
+argument. It is checked when it is applied (the job is enqueued or the trigger saved): an
+unknown key, a bad duration, fractions that do not add up, or a train function that cannot
+be imported are an InvalidInput naming the field then, not at the first firing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from keel._durations import parse_duration_s
+from keel._models import invalid_input
+from keel.errors import InvalidInput
+
+__all__ = [
+    "DataSpec",
+    "JobArgs",
+    "ParamSpace",
+    "RetrainSpec",
+    "SearchSpec",
+    "SplitSpec",
+    "TrainFunction",
+    "load_train_function",
+    "parse_job_args",
+]
+
+#: ``train(frame, params) -> model``: ``frame`` holds the feature columns and the label
+#: column; ``params`` the spec's params (plus a trial's, plus ``sample_weight``).
+TrainFunction = Callable[[Any, dict[str, Any]], Any]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSpec(_Strict):
+    """Fractions of the rows, oldest first: train, then validation, then holdout (R-TRN-22)."""
+
+    train: float = Field(default=0.70, gt=0, lt=1)
+    validation: float = Field(default=0.15, ge=0, lt=1)
+    holdout: float = Field(default=0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitSpec:
+        total = self.train + self.validation + self.holdout
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + holdout must be 1, got {total:g}")
+        return self
+
+
+class ParamSpace(_Strict):
+    """One searched hyperparameter: a float or int range (``log`` scale) or choices."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs choices")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("a float or int parameter needs low < high")
+        return self
+
+
+class SearchSpec(_Strict):
+    """Optuna search (R-TRK-08): ``n_trials`` trials, each a child run, best by validation
+    ``metric`` (AUC, higher is better; log loss and Brier score lower)."""
+
+    n_trials: int = Field(ge=1, le=1000)
+    space: dict[str, ParamSpace] = Field(min_length=1)
+    metric: Literal["auc", "log_loss", "brier"] = "auc"
+    seed: int = 0
+
+
+class RetrainSpec(_Strict):
+    """How to retrain one model (see docs/automation.md#retraining)."""
+
+    train: str = Field(description="The train function, 'package.module:function'.")
+    label: str = Field(default="label", min_length=1)
+    features: list[str] | None = Field(default=None, description="Default: the signature's.")
+    window_s: int = Field(default=90 * 86_400, alias="window")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    decay_per_day: float | None = Field(default=None, ge=0, description="λ of e^(−λ·age_days)")
+    params: dict[str, Any] = Field(default_factory=dict)
+    search: SearchSpec | None = None
+    executor: Literal["inline", "process"] = "inline"
+    min_rows: int = Field(default=50, ge=2)
+    positive: Any = 1
+    gates: dict[str, Any] | None = None
+    require_approval: bool = False
+    rollout: dict[str, Any] | None = None
+    experiment: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("window_s", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> int:
+        try:
+            return parse_duration_s(value, field="window", positive=True)
+        except InvalidInput as exc:
+            raise ValueError(exc.message.removeprefix("window: ")) from None
+
+    @field_validator("train")
+    @classmethod
+    def _train_path(cls, value: str) -> str:
+        try:  # an import error names the field now, not at the job's first run
+            load_train_function(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message.removeprefix("train: ")) from None
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from keel.automation.gates import parse_policy
+
+            try:
+                parse_policy(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("rollout")
+    @classmethod
+    def _rollout(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and "model" in value:
+            raise ValueError("the rollout template takes its model from the job; drop 'model'")
+        return value
+
+
+class DataSpec(_Strict):
+    """Which rows a trigger's diagnosis allows (R-TRN-20): all fresh rows in the window,
+    or only those predicted at or after the change point ``since_ms``."""
+
+    mode: Literal["fresh", "after_change_point"] = "fresh"
+    since_ms: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _since(self) -> DataSpec:
+        if self.mode == "after_change_point" and self.since_ms is None:
+            raise ValueError("after_change_point needs since_ms")
+        return self
+
+
+class JobArgs(_Strict):
+    """The arguments of a ``retrain.run`` job."""
+
+    model: str = Field(min_length=1)
+    retrain: RetrainSpec
+    trigger: str | None = None
+    decision_id: int | None = None
+    data: DataSpec = Field(default_factory=DataSpec)
+
+
+def parse_job_args(args: Mapping[str, Any]) -> JobArgs:
+    """Checked job arguments; InvalidInput naming ``args.<field>`` otherwise.
+
+    A trigger may also give the retrain section's keys at the top level of the arguments
+    (next to ``model``); they are read as the ``retrain`` section.
+    """
+    data = dict(args)
+    flat = {k: data.pop(k) for k in list(data) if k in _SPEC_KEYS and k not in JobArgs.model_fields}
+    if flat and "retrain" not in data:
+        data["retrain"] = flat
+    elif flat:
+        raise InvalidInput(f"args: {sorted(flat)} belong in args.retrain", field="args")
+    try:
+        return JobArgs.model_validate(data)
+    except ValidationError as exc:
+        error = invalid_input(exc)
+        raise InvalidInput(f"args.{error.message}", field=f"args.{error.field}") from None
+
+
+_SPEC_KEYS = set(RetrainSpec.model_fields) | {"window"}
+
+
+def load_train_function(path: str, field: str = "train") -> TrainFunction:
+    """The callable at ``'package.module:function'``; InvalidInput naming ``field`` when the
+    path is malformed, the module cannot be imported or has no such callable."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidInput(
+            f"{field}: expected 'package.module:function', got {path!r}", field=field
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module itself raised on import
+        raise InvalidInput(
+            f"{field}: cannot import {module_name!r}: {type(exc).__name__}: {exc}", field=field
+        ) from None
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise InvalidInput(f"{field}: {module_name!r} has no {attr!r}", field=field)
+    if not callable(target):
+        raise InvalidInput(f"{field}: {path!r} is not callable", field=field)
+    return target  # type: ignore[no-any-return]

@@ -1,0 +1,149 @@
+"""Fit the user's train function on the executor, score it, and search hyperparameters
+with Optuna, each trial a child run (R-TRK-08)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.automation.retrain.data import TS_COLUMN, decay_weights
+from keel.automation.retrain.spec import ParamSpace, RetrainSpec, SearchSpec, load_train_function
+
+__all__ = ["evaluate", "fit", "search", "train_params"]
+
+#: The spec's ``params`` key under which ``train`` receives the decay weights.
+WEIGHT_PARAM = "sample_weight"
+
+
+def train_params(spec: RetrainSpec, train: pd.DataFrame, extra: dict[str, Any]) -> dict[str, Any]:
+    """``params`` for ``train``: the spec's, a trial's, and ``sample_weight`` (a numpy array
+    aligned with the frame's rows) when the spec has ``decay_per_day``."""
+    params = {**spec.params, **extra}
+    if spec.decay_per_day is not None and len(train):
+        ts = train[TS_COLUMN].to_numpy()
+        params[WEIGHT_PARAM] = decay_weights(ts, spec.decay_per_day, int(ts.max()))
+    return params
+
+
+def _call(path: str, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+    """Runs in the worker (this process or a pool's): load the function by path and call it."""
+    return load_train_function(path)(frame, params)
+
+
+def fit(spec: RetrainSpec, train: pd.DataFrame, extra: dict[str, Any] | None = None) -> Any:
+    """The model ``train(frame, params)`` returns, on ``spec.executor``.
+
+    ``inline`` runs in the job's thread; ``process`` in a fresh spawned process (the train
+    function is imported there by path, so it must be importable; a crash of native code
+    then fails the job, not the worker). The frame excludes the event-time column.
+    """
+    params = train_params(spec, train, dict(extra or {}))
+    frame = train.drop(columns=[TS_COLUMN])
+    if spec.executor == "inline":
+        return _call(spec.train, frame, params)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_call, spec.train, frame, params).result()
+
+
+def evaluate(model: Any, part: pd.DataFrame, spec: RetrainSpec, prefix: str) -> dict[str, float]:
+    """AUC, log loss and Brier score of ``model`` on ``part`` as ``<prefix>.<metric>``;
+    empty when the part is empty or has one class (AUC is undefined then)."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    from keel.automation.gates.measure import positive_scores
+
+    if len(part) == 0:
+        return {}
+    y = (part[spec.label].astype(str) == str(spec.positive)).to_numpy().astype(int)
+    if y.min() == y.max():
+        return {f"{prefix}.rows": float(len(part))}
+    features = part.drop(columns=[spec.label, TS_COLUMN])
+    scores = np.clip(positive_scores(model, features, spec.positive), 1e-7, 1 - 1e-7)
+    return {
+        f"{prefix}.auc": float(roc_auc_score(y, scores)),
+        f"{prefix}.log_loss": float(log_loss(y, scores, labels=[0, 1])),
+        f"{prefix}.brier": float(brier_score_loss(y, scores)),
+        f"{prefix}.rows": float(len(part)),
+    }
+
+
+def _suggest(trial: Any, name: str, space: ParamSpace) -> Any:
+    if space.type == "categorical":
+        return trial.suggest_categorical(name, space.choices)
+    assert space.low is not None and space.high is not None
+    if space.type == "int":
+        return trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
+    return trial.suggest_float(name, space.low, space.high, log=space.log)
+
+
+#: A finished trial: its number, params and validation metrics (kept as a child run).
+Trial = dict[str, Any]
+
+
+def search(
+    spec: RetrainSpec,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    done: list[Trial],
+    record: Callable[[Trial], None],
+) -> dict[str, Any]:
+    """The best params of ``spec.search`` by validation metric.
+
+    ``done`` are trials finished before a restart (R-TRN-25): they are replayed into the
+    study (``add_trial``) instead of being trained again, so a resumed search only runs the
+    remaining ones. ``record`` is called after each new trial (it writes the child run).
+    """
+    import optuna
+
+    assert spec.search is not None
+    plan: SearchSpec = spec.search
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    higher = plan.metric == "auc"
+    study = optuna.create_study(
+        direction="maximize" if higher else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=plan.seed),
+    )
+    distributions = {name: _distribution(space) for name, space in plan.space.items()}
+    for old in done:
+        if old.get("value") is None:
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=old["params"], distributions=distributions, value=old["value"]
+            )
+        )
+    worst = -np.inf if higher else np.inf
+    for number in range(len(done), plan.n_trials):
+        trial = study.ask(distributions)
+        params = dict(trial.params)
+        model = fit(spec, train, params)
+        metrics = evaluate(model, validation, spec, "validation")
+        value = metrics.get(f"validation.{plan.metric}")
+        study.tell(trial, worst if value is None else value)
+        finished: Trial = {"number": number, "params": params, "value": value, "metrics": metrics}
+        record(finished)
+        done.append(finished)
+    scored = [t for t in done if t.get("value") is not None]
+    if not scored:
+        return dict(done[0]["params"]) if done else {}
+    best = (
+        max(scored, key=lambda t: t["value"]) if higher else min(scored, key=lambda t: t["value"])
+    )
+    return dict(best["params"])
+
+
+def _distribution(space: ParamSpace) -> Any:
+    import optuna.distributions as dist
+
+    if space.type == "categorical":
+        return dist.CategoricalDistribution(space.choices or [])
+    assert space.low is not None and space.high is not None
+    if space.type == "int":
+        return dist.IntDistribution(int(space.low), int(space.high), log=space.log)
+    return dist.FloatDistribution(space.low, space.high, log=space.log)
