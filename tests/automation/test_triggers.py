@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import tests.automation.triggerdata as data
-from keel.config import Settings
 from keel.demo.data import TARGET
-from keel.services import Services, open_services
+from keel.services import Services
+from tests.automation.triggerdata import env, frames, template  # noqa: F401  (fixtures)
 
+Env = tuple[Services, Any]
 DRIFT = {
     "name": "churn-drift",
     "model": "churn",
     "any": [{"metric": "feature_drift_psi", "threshold": 0.2, "min_features": 3, "window": "1d"}],
 }
-
-
-@pytest.fixture(scope="module")
-def frames() -> tuple[Any, Any]:
-    return data.churn_frames()
-
-
-@pytest.fixture
-def env(sqlite_settings: Settings, frames: tuple[Any, Any]) -> Iterator[tuple[Services, Any]]:
-    """Services with churn v1 @champion and a week of unshifted, labelled traffic."""
-    services = open_services(sqlite_settings)
-    data.use_test_retrain_kind()
-    data.CALLS.clear()
-    train, production = frames
-    model = data.register_churn(services, train)
-    now = data.now_ms()
-    rows = production.iloc[:1000]
-    ids = data.serve(services, model, rows, now - 7 * data.DAY_MS, now - data.HOUR_MS, prefix="a")
-    data.label(services, ids, rows[TARGET])
-    yield services, model
-    services.close()
 
 
 def shift_last_day(services: Services, model: Any, frames: tuple[Any, Any], prefix: str) -> None:
@@ -46,19 +25,21 @@ def shift_last_day(services: Services, model: Any, frames: tuple[Any, Any], pref
     data.serve(services, model, rows, now - 20 * data.HOUR_MS, now - 60_000, prefix=prefix)
 
 
-def test_drift_trigger_not_fired_without_shift(env: tuple[Services, Any]) -> None:
+def retrain_jobs(services: Services) -> list[Any]:
+    return services.jobs.list_jobs(kind="retrain.run")
+
+
+def test_drift_trigger_not_fired_without_shift(env: Env) -> None:
     services, _ = env
     services.triggers.apply(DRIFT)
     result = services.triggers.evaluate("churn-drift", data.now_ms())
     assert not result.met and not result.fired
     outcome = result.conditions[0]
     assert outcome.value is not None and outcome.value < 3
-    assert services.jobs.list_jobs(kind="retrain.run") == []
+    assert retrain_jobs(services) == []
 
 
-def test_drift_trigger_fires_on_three_drifted_features(
-    env: tuple[Services, Any], frames: tuple[Any, Any]
-) -> None:
+def test_drift_trigger_fires_on_three_drifted_features(env: Env, frames: Any) -> None:
     services, model = env
     services.triggers.apply(DRIFT)
     shift_last_day(services, model, frames, "s")
@@ -68,7 +49,108 @@ def test_drift_trigger_fires_on_three_drifted_features(
     assert {"tenure", "monthly_charges", "total_charges"} <= set(drifted)
     rows = {r["feature"]: r for r in result.conditions[0].details["features"]}
     assert rows["tenure"]["statistic"] >= 0.2
-    (job,) = services.jobs.list_jobs(kind="retrain.run")
+    (job,) = retrain_jobs(services)
     assert job.args["model"] == "churn" and job.args["trigger"] == "churn-drift"
     assert job.args["decision_id"] == result.decision_id
     assert job.args["data"]["mode"] == "fresh"
+
+
+@pytest.mark.parametrize(("floor", "fired"), [(0.95, True), (0.5, False)])
+def test_performance_floor_from_labels(env: Env, floor: float, fired: bool) -> None:
+    services, _ = env
+    services.triggers.apply(
+        {"name": "auc", "model": "churn", "any": [{"metric": "auc", "below": floor}]}
+    )
+    result = services.triggers.evaluate("auc", data.now_ms())
+    (outcome,) = result.conditions
+    assert 0.7 < outcome.value < 0.95 and outcome.n >= 990  # the real AUC over the week
+    assert outcome.threshold == floor
+    assert result.fired is fired
+    assert len(retrain_jobs(services)) == int(fired)
+
+
+def test_accuracy_drop_on_new_labels_retrains_after_the_change_point(env: Env, frames: Any) -> None:
+    services, model = env
+    rows = frames[1].iloc[1000:1500]
+    now = data.now_ms()
+    ids = data.serve(services, model, rows, now - 20 * data.HOUR_MS, now - 60_000, prefix="c")
+    data.label(services, ids, data.flipped(rows[TARGET], 0.5))  # P(y|x) changed, X did not
+    services.triggers.apply(
+        {
+            "name": "acc",
+            "model": "churn",
+            "window": "1d",
+            "triggers": [{"metric": "accuracy", "threshold": 0.05, "baseline": "6d"}],
+        }
+    )
+    result = services.triggers.evaluate("acc", data.now_ms())
+    (outcome,) = result.conditions
+    assert outcome.value >= 0.05 and outcome.details["current"] < outcome.details["baseline"]
+    assert result.fired, result.reason
+    assert result.diagnosis["verdict"] == "concept drift"
+    (job,) = retrain_jobs(services)
+    assert job.args["data"]["mode"] == "after_change_point"
+    assert job.args["data"]["since_ms"] >= now - 21 * data.HOUR_MS
+
+
+@pytest.mark.parametrize(("threshold", "fired"), [(500, True), (5000, False)])
+def test_volume_counts_labels_since_the_last_training(
+    env: Env, threshold: int, fired: bool
+) -> None:
+    services, _ = env
+    services.triggers.apply(
+        {"name": "vol", "model": "churn", "any": [{"metric": "new_labels", "threshold": threshold}]}
+    )
+    result = services.triggers.evaluate("vol", data.now_ms())
+    assert result.conditions[0].value == 1000
+    assert result.fired is fired
+
+
+def test_prediction_shift_of_the_outputs(env: Env, frames: Any) -> None:
+    services, model = env
+    spec = {
+        "name": "shift",
+        "model": "churn",
+        "any": [{"metric": "prediction_distribution_shift", "threshold": 0.1, "window": "1d"}],
+    }
+    services.triggers.apply(spec)
+    calm = services.triggers.evaluate("shift", data.now_ms())
+    production = frames[1].iloc[1000:]
+    newcomers = production[production["tenure"] < 6].iloc[:400]  # a new population arrives
+    now = data.now_ms()
+    data.serve(services, model, newcomers, now - 20 * data.HOUR_MS, now - 60_000, prefix="p")
+    moved = services.triggers.evaluate("shift", data.now_ms())
+    assert calm.conditions[0].value < 0.1 and not calm.met
+    assert moved.conditions[0].value >= 0.1 and moved.met
+
+
+def test_schedule_fires_once_its_cron_came_round(env: Env) -> None:
+    services, _ = env
+    trigger = services.triggers.apply(
+        {"name": "monthly", "model": "churn", "any": [{"metric": "schedule", "cron": "@monthly"}]}
+    )
+    soon = services.triggers.evaluate("monthly", trigger.created_at_ms + 60_000)
+    later = services.triggers.evaluate("monthly", trigger.created_at_ms + 32 * data.DAY_MS)
+    assert not soon.met and later.fired
+
+
+def test_manual_fires_only_when_asked(env: Env) -> None:
+    services, _ = env
+    services.triggers.apply({"name": "hand", "model": "churn", "any": [{"metric": "manual"}]})
+    assert not services.triggers.evaluate("hand").met
+    assert services.triggers.evaluate("hand", manual=True, actor="alice").fired
+
+
+def test_every_evaluation_is_recorded_with_its_numbers(env: Env) -> None:
+    services, _ = env
+    services.triggers.apply(
+        {"name": "auc", "model": "churn", "any": [{"metric": "auc", "below": 0.5}]}
+    )
+    for _ in range(3):
+        services.triggers.evaluate("auc", data.now_ms())
+    records = services.decisions.query(model="churn", kind="trigger_evaluation")
+    assert len(records) == 3
+    condition = records[0].details["conditions"][0]
+    assert condition["metric"] == "roc_auc" and condition["threshold"] == 0.5
+    assert condition["value"] > 0.5 and records[0].details["fired"] is False
+    assert records[0].related == {"trigger": "auc"}

@@ -3,17 +3,22 @@ written as the gateway writes it, and labels submitted through feedback."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.linear_model import LogisticRegression
 
 from keel import Client
 from keel.automation.kinds import register_kind
 from keel.demo.data import TARGET, load_churn, split
-from keel.services import Services
+from keel.config import Settings
+from keel.services import Services, open_services
 from keel.serving.predlog import PredictionLog, log_root
 from keel.serving.records import PredictionRecord
 
@@ -116,5 +121,42 @@ def flipped(labels: Any, share: float, seed: int = 0) -> np.ndarray:
     values[flip] = 1 - values[flip]
     return values
 
+
+
+
+
+# -- fixtures (imported by the trigger test modules) ----------------------------------------
+@pytest.fixture(scope="session")
+def frames() -> tuple[Any, Any]:
+    return churn_frames()
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory, frames: tuple[Any, Any]) -> Path:
+    """A home with churn v1 @champion and a week of unshifted, labelled traffic, built once
+    per module and copied by each test (its store, artifacts, log and labels)."""
+    home = tmp_path_factory.mktemp("trigger-template") / "keel"
+    services = open_services(Settings(home=home))
+    train, production = frames
+    model = register_churn(services, train)
+    now = now_ms()
+    rows = production.iloc[:1000]
+    ids = serve(services, model, rows, now - 7 * DAY_MS, now - HOUR_MS, prefix="a")
+    label(services, ids, rows[TARGET])
+    services.close()
+    return home
+
+
+@pytest.fixture
+def env(template: Path, tmp_path: Path) -> Iterator[tuple[Services, Any]]:
+    """Services over a copy of the template home, and the champion model."""
+    home = tmp_path / "keel"
+    shutil.copytree(template, home)
+    services = open_services(Settings(home=home))
+    use_test_retrain_kind()
+    CALLS.clear()
+    version = services.registry.resolve("models:/churn@champion")
+    yield services, services.monitors.load_model(version)
+    services.close()
 
 
