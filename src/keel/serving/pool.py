@@ -290,7 +290,3 @@ class ModelPool:
             ) from exc
         entry.warmup_ms = (time.perf_counter() - started) * 1000
         return entry
-
-    def forget_failures(self) -> None:
-        """Allow failed versions to be loaded again at once."""
-        self._failed.clear()

@@ -58,26 +58,6 @@ class DatasetService:
             name, to_parquet_bytes(frame), "parquet", description=description, source_uri=source_uri
         )
 
-    def register_file(
-        self,
-        name: str,
-        path: Path,
-        *,
-        description: str | None = None,
-        source_uri: str | None = None,
-    ) -> DatasetVersion:
-        """Store a file (Parquet and CSV are read to record schema and row count)."""
-        path = Path(path)
-        if not path.is_file():
-            raise InvalidInput(f"no such file: {path}", field="path")
-        return self.register_bytes(
-            name,
-            path.read_bytes(),
-            guess_format(path.name),
-            description=description,
-            source_uri=source_uri or path.resolve().as_uri(),
-        )
-
     def register_stream(
         self, name: str, stream: BinaryIO, fmt: str, **kwargs: str | None
     ) -> DatasetVersion:

@@ -196,12 +196,6 @@ class RegistrySql(SqlBase):
             )
             return [self._version(s, r) for r in rows]
 
-    def versions_of_run(self, run_id: str) -> list[ModelVersion]:
-        """Versions created from a run."""
-        with self.read() as s:
-            rows = s.scalars(select(ModelVersionRow).where(ModelVersionRow.run_id == run_id))
-            return [self._version(s, r) for r in rows]
-
     def update_model_version(
         self, name: str, version: int, changes: dict[str, Any]
     ) -> ModelVersion:

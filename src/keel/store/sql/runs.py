@@ -391,13 +391,3 @@ class RunSql(SqlBase):
                 Metric(key=r.key, value=_stored_value(r), step=r.step, timestamp_ms=r.timestamp_ms)
                 for r in rows
             ]
-
-    def run_counts(self) -> dict[str, Any]:
-        """Row counts for health pages."""
-        from sqlalchemy import func
-
-        with self.read() as s:
-            return {
-                "experiments": s.scalar(select(func.count()).select_from(ExperimentRow)),
-                "runs": s.scalar(select(func.count()).select_from(RunRow)),
-            }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 from sqlalchemy.orm import aliased
 
 from keel.store.sql._base import SqlBase
@@ -138,13 +138,3 @@ class SearchSql(SqlBase):
         query = query.order_by(*order_columns).limit(limit).offset(offset)
         with self.read() as s:
             return list(s.scalars(query))
-
-    def count_runs(self, experiment_ids: Sequence[str], expr: Expr | None) -> int:
-        """How many runs match."""
-        query = (
-            select(func.count())
-            .select_from(RunRow)
-            .where(RunRow.experiment_id.in_(experiment_ids), _condition(expr) if expr else true())
-        )
-        with self.read() as s:
-            return int(s.scalar(query) or 0)
