@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             svc.settings,
             svc.registry,
             features=svc.features,
-            deployments=getattr(svc, "deployments", None),  # deployment routes (flow 1)
+            deployments=svc.deployments,  # deployment routes (ARCHITECTURE.md flow 1)
         )
         # `keel server` (the app owns its services) runs a job consumer in-process unless
         # KEEL_WORKER=off; an app built around given services (embedding, tests) runs none.
