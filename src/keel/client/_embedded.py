@@ -39,7 +39,7 @@ class EmbeddedGateway:
                     services.settings,
                     services.registry,
                     features=services.features,
-                    deployments=getattr(services, "deployments", None),
+                    deployments=services.deployments,
                 )
             )
         except BaseException:
