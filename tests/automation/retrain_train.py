@@ -37,3 +37,19 @@ def broken(frame: pd.DataFrame, params: dict[str, Any]) -> Any:
 
 
 NOT_CALLABLE = 3
+
+
+class Killed(BaseException):
+    """Stands in for kill -9: not an Exception, so nothing in the job handles it."""
+
+
+#: ``dies`` raises Killed on this call number (1-based), then trains normally.
+DIE_ON_CALL = {"n": 0, "calls": 0}
+
+
+def dies(frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+    """``train``, but the worker 'dies' on call ``DIE_ON_CALL['n']``."""
+    DIE_ON_CALL["calls"] += 1
+    if DIE_ON_CALL["calls"] == DIE_ON_CALL["n"]:
+        raise Killed
+    return train(frame, params)

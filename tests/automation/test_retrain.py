@@ -30,7 +30,16 @@ FEATURES = ["tenure", "monthly_charges", "senior_citizen", "contract", "internet
 TRAIN = "tests.automation.retrain_train:train"
 BROKEN = "tests.automation.retrain_train:broken"
 DAY_MS = 86_400_000
-QUIET_GATES = {"latency": {"enabled": False}, "equivalence": {"enabled": False}}
+#: Gates a retrained model on the same features passes (latency is not under test on a busy
+#: box; the logistic model has no imputer, so the stress rows' NaN would fail it).
+QUIET_GATES = {
+    "latency": {"enabled": False},
+    "equivalence": {"enabled": False},
+    "stress": {"enabled": False},
+    "skew": {"enabled": False},
+    "margin": {"min_improvement": -0.05},
+    "floor": {"min_auc": 0.6},
+}
 
 
 @pytest.fixture
