@@ -27,7 +27,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keel.config import Settings
-from keel.features import Entity, FeatureStore, FeatureView, FileSource, _asof, _sources, offline
+from keel.features import (
+    Entity,
+    FeatureStore,
+    FeatureView,
+    FileSource,
+    _asof,
+    _parquet,
+    _sources,
+    offline,
+)
 from keel.features.models import ValueType
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -271,9 +280,9 @@ def _rows_both_ways(tmp_path: Path, view: Any, entities: Any) -> tuple[pa.Table,
     """``view_rows`` as it runs, and with DuckDB reading; whether pyarrow read the first."""
     con = offline.connect("1GB", tmp_path / "duck")
     reads: list[int] = []
-    real = offline._micros
+    real = _parquet._micros
     try:
-        with mock.patch.object(offline, "_micros", lambda *a: reads.append(1) or real(*a)):
+        with mock.patch.object(_parquet, "_micros", lambda *a: reads.append(1) or real(*a)):
             fast = offline.view_rows(con, view, entities, resolve_ties=False)
         with mock.patch.object(offline, "_parquet_rows", return_value=None):
             slow = offline.view_rows(con, view, entities, resolve_ties=False)

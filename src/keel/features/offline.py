@@ -15,11 +15,11 @@ remembered in the process; tie-free sources are joined directly. In-memory
 retrieval (``_asof``) finds ties after its own sort instead, for free.
 
 Reading for in-memory retrieval (``view_rows``): DuckDB checks every source
-(missing files and columns, types, the time rule), and the rows of Parquet
-files that need no cast are then read by pyarrow (``_parquet_rows``), which
-costs less than half the CPU of DuckDB's scan and Arrow export; anything else
-(casts, dates, Hive folders, mixed schemas, times near the nanosecond range's
-ends, the tie rule) DuckDB reads as before.
+(missing files and columns, types, the time rule), then pyarrow reads the rows
+of Parquet files that need no cast (``_parquet``: less than half the CPU of
+DuckDB's scan); anything else (casts, dates, Hive folders, mixed schemas, times
+near the nanosecond range's ends, the tie rule) DuckDB reads. CSV and SQL
+sources are read into Arrow by ``_csvsql``.
 
 Memory: DuckDB runs the join with ``memory_limit`` and a ``temp_directory``
 it spills sorts to, and results leave it as Arrow record batches; for entity
@@ -38,15 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from keel.errors import InvalidInput
-from keel.features._frames import ARROW_TYPES, times_us
-from keel.features.models import Entity, FeatureView, FileSource, SqlSource, ValueType
+from keel.features._csvsql import read_arrow
+from keel.features._parquet import read_rows
+from keel.features.models import Entity, FeatureView, FileSource, ValueType
 
 __all__ = [
     "DUCK_TYPES",
@@ -139,55 +136,6 @@ def _describe(con: Any, relation: str) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def _read_arrow(view: FeatureView) -> pa.Table:
-    """A CSV (glob) or SQL source as Arrow with ``__fts``/``__cts`` (µs) and ``__ord``."""
-    source = view.source
-    field = f"{view.name}.source"
-    if isinstance(source, FileSource):
-        try:
-            parts = [pa_csv.read_csv(name) for name in sorted(glob.glob(source.path))]
-            table = pa.concat_tables(parts, promote_options="default")
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise InvalidInput(f"cannot read {source.path}: {exc}", field=f"{field}.path") from exc
-    else:
-        table = _read_sql(source, field)
-    # Source order (the tie rule) is fixed before rows without an event time are dropped.
-    table = table.append_column("__ord", pa.array(np.arange(table.num_rows), pa.int64()))
-    what = f"source of {view.name!r}"
-    if source.timestamp_field in table.column_names:
-        table = table.filter(pc.is_valid(table.column(source.timestamp_field)))
-        times = times_us(table, source.timestamp_field, what)
-        table = table.append_column("__fts", pa.array(times, pa.int64()))
-    created_field = source.created_timestamp_field
-    if created_field and created_field in table.column_names:
-        column = table.column(created_field)
-        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        created = np.zeros(table.num_rows, dtype=np.int64)
-        if valid.any():
-            created[valid] = times_us(table.filter(pa.array(valid)), created_field, what)
-        table = table.append_column("__cts", pa.array(created, pa.int64(), mask=~valid))
-    return table
-
-
-def _read_sql(source: SqlSource, field: str) -> pa.Table:
-    import pandas as pd
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    engine = create_engine(source.url)
-    query = source.query or f"SELECT * FROM {source.table}"
-    try:
-        with engine.connect() as conn:
-            frame = pd.read_sql(text(query), conn)
-    except SQLAlchemyError as exc:
-        raise InvalidInput(
-            f"cannot read SQL source: {exc.__class__.__name__}", field=field
-        ) from exc
-    finally:
-        engine.dispose()
-    return pa.Table.from_pandas(frame, preserve_index=False)
-
-
 def register_source(
     con: Any,
     view: FeatureView,
@@ -225,7 +173,7 @@ def register_source(
                 f"{what} is missing: no file matches {source.path}",
                 field=f"{view.name}.source.path",
             )
-        con.register(raw, _read_arrow(view))
+        con.register(raw, read_arrow(view))
         order = "__ord"
     columns = _describe(con, q(raw))
 
@@ -369,23 +317,6 @@ def view_rows(
     return con.sql(query).to_arrow_table(batch_size=1 << 24)
 
 
-#: DuckDB's type of a Parquet time column → the units pyarrow may read it with, for
-#: ``_micros`` to give what ``time_expr`` gives (any timezone for the aware types).
-_PARQUET_TIMES: dict[str, tuple[set[str], bool]] = {
-    "TIMESTAMP_S": ({"s"}, False),
-    "TIMESTAMP_MS": ({"ms"}, False),
-    "TIMESTAMP": ({"s", "ms", "us"}, False),
-    "TIMESTAMP_NS": ({"ns"}, False),
-    "TIMESTAMP WITH TIME ZONE": ({"s", "ms", "us"}, True),
-    "TIMESTAMPTZ_NS": ({"ns"}, True),
-}
-#: ``time_expr`` goes through int64 nanoseconds, which DuckDB refuses past its range
-#: (and whose ends it reserves for infinities); times within this many nanoseconds
-#: of 1970 convert on both paths alike.
-_SAFE_NS = 2**63 - 2**40
-_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 1000, "ns": 1}
-
-
 def _parquet_files(con: Any, view: FeatureView) -> list[str] | None:
     """The Parquet files DuckDB reads for the view (its own glob), or None if not plain files."""
     source = view.source
@@ -402,127 +333,15 @@ def _parquet_files(con: Any, view: FeatureView) -> list[str] | None:
 def _parquet_rows(
     con: Any, view: FeatureView, entities: dict[str, Entity], described: dict[str, str]
 ) -> pa.Table | None:
-    """``view_rows`` (ties kept) read by pyarrow, or None when DuckDB must read the rows.
-
-    Only for the files ``_plain_parquet`` accepts: the rows are then exactly
-    DuckDB's. Null keys and times are dropped as in DuckDB; times become epoch
-    µs with DuckDB's rounding (``_micros``).
-    """
-    files = _plain_parquet(con, view, entities, described)
-    if files is None:
-        return None
-    keys = join_keys(view, entities)
-    time_field = view.source.timestamp_field
-    wanted = list(dict.fromkeys([*keys, time_field, *(f.name for f in view.features)]))
-    try:
-        table = pa.concat_tables([f.read(columns=wanted) for f in files])
-    except (OSError, pa.ArrowException):
-        return None  # DuckDB read it; let DuckDB say what is wrong
-    table = _drop_null(table, [time_field, *keys])
-    micros = _micros(table.column(time_field))
-    if micros is None:
-        return None
-    columns = [_as_declared(table.column(k), t) for k, t in keys.items()] + [micros]
-    columns += [_as_declared(table.column(f.name), f.dtype) for f in view.features]
-    return pa.Table.from_arrays(columns, names=[*keys, "__fts", *(f.name for f in view.features)])
-
-
-def _plain_parquet(
-    con: Any, view: FeatureView, entities: dict[str, Entity], described: dict[str, str]
-) -> list[pq.ParquetFile] | None:
-    """The view's Parquet files, open, if pyarrow reads them as DuckDB does; else None.
-
-    That is: plain files (no Hive folders) with one schema, key and feature
-    columns of the declared types as they are (DuckDB casts nothing; strings
-    may be large or dictionary-encoded), and the time column in a unit
-    ``_PARQUET_TIMES`` pairs with DuckDB's type for it. String features are
-    read dictionary-encoded as in the file: no hashing to encode them again
-    for the lookups. Without pre-buffering, ``ParquetFile.read`` gives one
-    chunk per column and costs less CPU than ``read_table`` on local files.
-    """
+    """``view_rows`` (ties kept) read by pyarrow (``_parquet``), or None when DuckDB must."""
     paths = _parquet_files(con, view)
     if paths is None:
         return None
     keys = join_keys(view, entities)
     typed = {**keys, **{f.name: f.dtype for f in view.features}}
-    time_field = view.source.timestamp_field
-    units = _PARQUET_TIMES.get(described[time_field])
-    if units is None or any(described[c] != DUCK_TYPES[t] for c, t in typed.items()):
-        return None
-    strings = [f.name for f in view.features if f.dtype is ValueType.STRING and f.name not in keys]
-    try:
-        files = [pq.ParquetFile(p, pre_buffer=False, read_dictionary=strings) for p in paths]
-    except (OSError, pa.ArrowException):
-        return None  # DuckDB read them; let DuckDB say what is wrong
-    schema = files[0].schema_arrow
-    if any(not f.schema_arrow.equals(schema) for f in files[1:]):
-        return None
-    return files if _arrow_types_fit(schema, typed, time_field, units) else None
-
-
-def _arrow_types_fit(
-    schema: pa.Schema, typed: dict[str, ValueType], time_field: str, units: tuple[set[str], bool]
-) -> bool:
-    """Whether ``schema`` holds ``typed`` columns as declared and the time as ``units``."""
-    for column, dtype in typed.items():
-        kind = _arrow_type(schema, column)
-        if dtype is ValueType.STRING and kind is not None and pa.types.is_dictionary(kind):
-            kind = kind.value_type
-        if kind != ARROW_TYPES[dtype] and not (
-            dtype is ValueType.STRING and kind == pa.large_string()
-        ):
-            return False  # e.g. narrower ints or floats: DuckDB casts them
-    kind = _arrow_type(schema, time_field)
-    if not isinstance(kind, pa.TimestampType):
-        return False
-    return kind.unit in units[0] and bool(kind.tz) == units[1]
-
-
-def _as_declared(column: pa.ChunkedArray, dtype: ValueType) -> pa.ChunkedArray:
-    """``column`` with Arrow ``string`` for a string column read as ``large_string``."""
-    if dtype is not ValueType.STRING:
-        return column
-    if pa.types.is_dictionary(column.type):
-        if column.type.value_type == pa.string():
-            return column
-        return column.cast(pa.dictionary(column.type.index_type, pa.string()))
-    return column if column.type == pa.string() else column.cast(pa.string())
-
-
-def _arrow_type(schema: pa.Schema, name: str) -> pa.DataType | None:
-    """The type of the one column ``name`` in ``schema`` (None: absent or ambiguous)."""
-    at = schema.get_all_field_indices(name)
-    return schema.field(at[0]).type if len(at) == 1 else None
-
-
-def _drop_null(table: pa.Table, columns: Sequence[str]) -> pa.Table:
-    """``table`` without the rows where any of ``columns`` is null."""
-    nullable = [c for c in columns if table.column(c).null_count]
-    if not nullable:
-        return table
-    mask = pc.is_valid(table.column(nullable[0]))
-    for column in nullable[1:]:
-        mask = pc.and_(mask, pc.is_valid(table.column(column)))
-    return table.filter(mask)
-
-
-def _micros(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
-    """Epoch µs of a timestamp column (no nulls) as ``time_expr`` computes them, or None.
-
-    ``time_expr`` divides nanoseconds by 1000 rounding toward zero (DuckDB's
-    ``//``); from seconds or milliseconds the conversion is exact. None when a
-    time lies near the edge of the nanosecond range, where DuckDB may refuse it:
-    the caller then lets DuckDB read the rows (and raise).
-    """
-    unit = column.type.unit
-    plain = column.cast(pa.timestamp(unit)).cast(pa.int64())
-    if len(plain):
-        low, high = (v.as_py() for v in pc.min_max(plain).values())
-        if max(-low, high) > _SAFE_NS // _NS_PER_UNIT[unit]:
-            return None
-    if unit == "ns":
-        return pc.divide(plain, 1000)  # integer division truncates toward zero
-    return plain if unit == "us" else pc.multiply(plain, _NS_PER_UNIT[unit] // 1000)
+    if any(described[c] != DUCK_TYPES[t] for c, t in typed.items()):
+        return None  # DuckDB casts these columns
+    return read_rows(paths, view, keys, described[view.source.timestamp_field])
 
 
 def join_keys(view: FeatureView, entities: dict[str, Entity]) -> dict[str, ValueType]:
