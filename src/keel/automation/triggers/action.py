@@ -52,10 +52,11 @@ class Action:
         return {"mode": self.mode, "since_ms": self.since_ms}
 
 
-def decide_action(ctx: EvaluationContext) -> Action:
-    """Diagnose the trigger's window and pick the action (see the module table)."""
+def decide_action(ctx: EvaluationContext, window_s: int | None = None) -> Action:
+    """Diagnose the window that fired (``window_s``, default the trigger's) and pick the
+    action (see the module table)."""
     end = ctx.now_ms
-    start = end - ctx.trigger.seconds(None) * 1000
+    start = end - (window_s or ctx.trigger.seconds(None)) * 1000
     fresh_since = start
     try:
         window = ctx.window(start, end)

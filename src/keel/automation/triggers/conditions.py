@@ -12,7 +12,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from keel.automation.triggers.context import EvaluationContext
@@ -37,6 +36,13 @@ class Outcome:
     n: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
     children: list[Outcome] = field(default_factory=list)
+    window_s: int | None = None  # the window the numbers come from, when there is one
+
+    def met_windows_s(self) -> list[int]:
+        """The windows of the met conditions under this one (where the signal is)."""
+        if self.children:
+            return [w for c in self.children if c.met for w in c.met_windows_s()]
+        return [self.window_s] if self.met and self.window_s else []
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly (NaN becomes None)."""
@@ -61,8 +67,11 @@ def evaluate_condition(ctx: EvaluationContext, path: str, cond: Condition) -> Ou
         count = sum(c.met for c in children)
         reason = f"{combine}: {count} of {len(children)} met"
         return Outcome(path, combine, met, float(count), None, reason, children=children)
-    handler = _HANDLERS[kind]
-    return handler(ctx, path, cond)
+    outcome = _HANDLERS[kind](ctx, path, cond)
+    if kind in ("performance", "drift", "prediction_shift"):
+        default = "24h" if kind == "prediction_shift" else None
+        outcome.window_s = ctx.trigger.seconds(cond.window or default)
+    return outcome
 
 
 # -- performance -----------------------------------------------------------------------------
@@ -303,5 +312,3 @@ def _iso(ms: int) -> str:
 
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
 
-
-_ = np  # numpy arrays flow through output_scores

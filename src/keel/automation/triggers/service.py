@@ -193,7 +193,8 @@ class TriggerService:
         cooldown_ms: int,
         actor: str,
     ) -> Evaluation:
-        action = decide_action(ctx)
+        windows = [w for o in result.conditions for w in o.met_windows_s()]
+        action = decide_action(ctx, min(windows) if windows else None)
         result.action, result.diagnosis = action.kind, action.diagnosis
         if action.kind == "alert":
             result.reason = f"met, not fired: {action.verdict}; no retraining on this data"
