@@ -112,6 +112,15 @@ def test_runs_show_json_matches_run_and_uses_schema_key(tmp_path: Path) -> None:
     assert "schema" in shown["inputs"][0]
 
 
+def test_runs_show_reports_the_run_duration(tmp_path: Path) -> None:
+    run_id = seed_runs(tmp_path).run_ids["r0"]
+    shown = ok_json(tmp_path, "runs", "show", run_id)
+    assert shown["duration_ms"] == shown["end_time_ms"] - shown["start_time_ms"] >= 0
+    assert (
+        f"took {shown['duration_ms'] / 1000:.3f} s" in cli(tmp_path, "runs", "show", run_id).stdout
+    )
+
+
 def test_runs_show_with_markup_characters_prints_them(tmp_path: Path) -> None:
     seed_runs(tmp_path)
     for run_id in ["[/x]", "[bold]abc"]:
@@ -160,6 +169,17 @@ def test_models_alias_invalid_alias_exits_2(tmp_path: Path) -> None:
     seed_model(tmp_path)
     stderr = assert_clean_failure(cli(tmp_path, "models", "alias", "churn-model", "1bad", "1"), 2)
     assert "1bad" in stderr and "alias" in stderr
+
+
+def test_models_deprecate_then_archive_change_the_version_status(tmp_path: Path) -> None:
+    seed_model(tmp_path)
+    assert ok_json(tmp_path, "models", "deprecate", "churn-model", "1")["status"] == "DEPRECATED"
+    assert cli(tmp_path, "models", "alias", "churn-model", "champion", "1").exit_code == 0
+    assert "ARCHIVED" in cli(tmp_path, "models", "archive", "churn-model", "1").stdout
+    shown = ok_json(tmp_path, "models", "show", "churn-model")
+    assert [v["status"] for v in shown["versions"]] == ["ARCHIVED"]
+    stderr = assert_clean_failure(cli(tmp_path, "models", "deprecate", "churn-model", "7"), 1)
+    assert "7" in stderr
 
 
 # ---- datasets -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import keel
 from keel.client import Client
+from keel.registry.models import ModelStatus
 from keel.tracking.models import RunStatus
 
 
@@ -147,6 +148,22 @@ def test_alias_history_and_archive(client: Client, cancer, fitted) -> None:
         client.load_model("models:/m@champion")
     with pytest.raises(keel.InvalidInput):
         client.set_alias("m", "1bad", 2)
+
+
+def test_deprecated_version_stays_loadable_and_can_take_an_alias(
+    client: Client, cancer, fitted
+) -> None:
+    X, _ = cancer
+    with client.start_run(experiment="bc") as run:
+        run.log_model(fitted, registered_name="dep", input_example=X[:3])
+    assert client.deprecate_model_version("dep", 1).status is ModelStatus.DEPRECATED
+    assert client.get_model_version("dep", 1).status is ModelStatus.DEPRECATED
+    client.set_alias("dep", "champion", 1)
+    np.testing.assert_array_equal(
+        client.load_model("models:/dep@champion").predict(X), fitted.predict(X)
+    )
+    with pytest.raises(keel.NotFound):
+        client.deprecate_model_version("dep", 9)
 
 
 def test_lineage_reaches_data_code_and_parents(client: Client, cancer, fitted) -> None:

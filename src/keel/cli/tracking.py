@@ -126,7 +126,10 @@ def show_run(
 
     def render() -> None:
         console.print(f"[bold]run {run.id}[/] {run.name or ''} [{run.status.value}]")
-        console.print(f"started {fmt_ms(run.start_time_ms)}  ended {fmt_ms(run.end_time_ms)}")
+        took = "-" if run.duration_ms is None else f"{run.duration_ms / 1000:.3f} s"
+        console.print(
+            f"started {fmt_ms(run.start_time_ms)}  ended {fmt_ms(run.end_time_ms)}  took {took}"
+        )
         table("params", ["key", "value"], sorted(run.params.items()))
         table("metrics", ["key", "value"], sorted(run.metrics.items()))
         if run.tags:
@@ -143,5 +146,9 @@ def show_run(
         console.print(f"code {run.code_commit or '-'} dirty={run.code_dirty}  seed={run.seed}")
         console.print(f"reproducibility {run.reproducibility()}")
 
-    shown = {**run.model_dump(mode="json", by_alias=True), "reproducibility": run.reproducibility()}
+    shown = {
+        **run.model_dump(mode="json", by_alias=True),
+        "duration_ms": run.duration_ms,
+        "reproducibility": run.reproducibility(),
+    }
     emit(shown, as_json, render)

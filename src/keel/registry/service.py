@@ -231,12 +231,7 @@ class RegistryService:
         """The version a reference names (``models:/m/3``, ``models:/m@champion``, ``m``)."""
         parsed = parse_model_ref(ref) if isinstance(ref, str) else ref
         if parsed.alias is not None:
-            version = self.store.find_alias(parsed.name, parsed.alias)
-            if version is None:
-                self.store.get_registered_model(parsed.name)
-                raise NotFound(
-                    f"model {parsed.name!r} has no alias {parsed.alias!r}", field="alias"
-                )
+            version = self.alias_version(parsed.name, parsed.alias)
             return self.store.get_model_version(parsed.name, version)
         if parsed.version is not None:
             return self.store.get_model_version(parsed.name, parsed.version)
@@ -244,6 +239,15 @@ class RegistryService:
         if latest is None:
             raise NotFound(f"model {parsed.name!r} has no versions", field="version")
         return self.store.get_model_version(parsed.name, latest)
+
+    def alias_version(self, name: str, alias: str) -> int:
+        """The version number ``name@alias`` points at (one read: the gateway calls this on
+        every alias refresh); raises :class:`NotFound` naming the model or the alias."""
+        version = self.store.find_alias(name, alias)
+        if version is None:
+            self.store.get_registered_model(name)  # NotFound naming an unknown model
+            raise NotFound(f"model {name!r} has no alias {alias!r}", field="alias")
+        return version
 
     def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion:
         """Change description, status, card or tags of a version."""

@@ -46,11 +46,7 @@ class AliasTable:
 
     def read(self, name: str, alias: str) -> int:
         """The version the alias points at in the registry (blocking; run in a thread)."""
-        version = self.registry.store.find_alias(name, alias)
-        if version is None:
-            self.registry.store.get_registered_model(name)  # NotFound for an unknown model
-            raise NotFound(f"model {name!r} has no alias {alias!r}", field="alias")
-        return version
+        return self.registry.alias_version(name, alias)
 
     async def version(self, name: str, alias: str) -> int:
         """The version to serve ``name@alias`` from; loads it on first use (cold)."""
