@@ -296,3 +296,27 @@ def test_rollback_drops_the_rolled_back_versions_cached_predictions(
         assert http.post(version_2, json={"instances": rows}).json()["cached"] is False
         again = http.post(f"/v1/deployments/{name}/predict", json=body).json()
         assert (again["arm"], again["version"]) == ("primary", 1)
+
+
+def test_promotion_moves_every_key_to_the_candidate_at_once(tmp_path: Path, churn: Churn) -> None:
+    settings = test_settings(tmp_path)
+    _, name = deploy(settings, churn)
+    rows = churn.rows(1)
+    with live_gateway(settings) as live, httpx.Client(base_url=live.url) as http:
+
+        def arms() -> set[tuple[str, int]]:
+            answers = [
+                http.post(
+                    f"/v1/deployments/{name}/predict",
+                    json={"instances": rows, "routing_key": f"u{i}"},
+                ).json()
+                for i in range(60)
+            ]
+            return {(a["arm"], a["version"]) for a in answers}
+
+        assert arms() == {("primary", 1), ("challenger", 2)}
+        promoted = http.post(f"/v1/deployments/{name}/promote", json={"reason": "better"})
+        assert promoted.status_code == 200, promoted.text
+        assert arms() == {("challenger", 2)}
+        served = http.get("/v1/serving/status").json()["deployments"]["routes"][name]
+    assert served["status"] == "promoted" and list(served["arms"]) == ["challenger"]
