@@ -289,6 +289,28 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated modules a worker imports to register job kinds.",
     )
+    deploy_evaluate_cron: str = Field(
+        default="* * * * *",
+        description="When the deploy.evaluate job runs the controller over every active "
+        "deployment (cron, UTC).",
+    )
+    deploy_retention_cron: str = Field(
+        default="0 3 * * *",
+        description="When the deploy.retention job archives previous champions whose "
+        "retention passed (cron, UTC).",
+    )
+
+    @field_validator("deploy_evaluate_cron", "deploy_retention_cron", mode="after")
+    @classmethod
+    def _deploy_cron(cls, value: str) -> str:
+        # A bad cron fails at start, naming the setting, not at the first deployment.
+        from keel.automation.cron import validate_cron
+        from keel.errors import InvalidInput
+
+        try:
+            return validate_cron(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("home", mode="after")
     @classmethod

@@ -41,7 +41,7 @@ __all__ = ["Services", "open_services"]
 log = logging.getLogger("keel")
 
 #: Modules that register keel's built-in job kinds beyond ``keel.automation.kinds``.
-BUILTIN_KIND_MODULES = ("keel.automation.retrain",)
+BUILTIN_KIND_MODULES = ("keel.automation.retrain", "keel.deploy.jobs")
 
 
 @dataclass
@@ -206,6 +206,14 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     import keel.automation.triggers.jobs  # noqa: F401  (registers triggers.evaluate)
 
     services.jobs.attach(services)  # job kinds run against these services
+    from keel.deploy.jobs import schedule_on_create
+
+    # deploy.evaluate / deploy.retention are scheduled once a first deployment exists
+    deployments.add_listener(
+        schedule_on_create(
+            services.jobs, settings.deploy_evaluate_cron, settings.deploy_retention_cron
+        )
+    )
     # keel's own kinds first (retrain.run …), then the user's KEEL_JOBS_IMPORTS
     import_kind_modules(BUILTIN_KIND_MODULES)
     import_kind_modules(m.strip() for m in settings.jobs_imports.split(",") if m.strip())

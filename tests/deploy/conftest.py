@@ -15,10 +15,12 @@ from sklearn.linear_model import LogisticRegression
 
 from keel import Client
 from keel.demo.data import TARGET, load_churn, split
+from keel.deploy.service import DeploymentService
 from keel.services import Services
 from keel.serving.predlog import PredictionLog, log_root
 from keel.serving.records import PredictionRecord
 
+START_MS = 1_900_000_000_000  # a fixed clock: the tests move time themselves
 FEATURES = ["tenure", "monthly_charges", "total_charges"]
 _ids = itertools.count()
 
@@ -127,3 +129,23 @@ def log_traffic(
     if label:
         services.feedback.submit(labels)
     return len(rows)
+
+
+class Clock:
+    """A fixed clock the tests move themselves."""
+
+    def __init__(self) -> None:
+        self.now = START_MS
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def clocked(services: Services) -> tuple[DeploymentService, Clock]:
+    """The services' deployment service on a clock the test moves."""
+    clock = Clock()
+    service = services.deployments
+    service.clock = clock
+    service.decision_log.clock = clock
+    return service, clock

@@ -8,14 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-import pytest
-from tests.deploy.conftest import Models, log_traffic
+from tests.deploy.conftest import START_MS, Clock, Models, log_traffic
 
 from keel.deploy.controller import evaluate_deployment
 from keel.deploy.service import DeploymentService
 from keel.services import Services
-
-START_MS = 1_900_000_000_000  # a fixed clock: the tests move time themselves
 
 POLICY: dict[str, Any] = {
     "name": "churn-live",
@@ -31,24 +28,6 @@ POLICY: dict[str, Any] = {
         "metric": {"name": "roc_auc", "min_improvement": 0.02, "relative": False},
     },
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START_MS
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def clocked(services: Services) -> tuple[DeploymentService, Clock]:
-    """The services' deployment service on a clock the test moves."""
-    clock = Clock()
-    service = services.deployments
-    service.clock = clock
-    service.decision_log.clock = clock
-    return service, clock
 
 
 def _serve_step(

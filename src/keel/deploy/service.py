@@ -245,3 +245,10 @@ class DeploymentService(ChangesMixin):
         from keel.deploy.controller import evaluate_all
 
         return evaluate_all(self)
+
+    def archive_expired(self, actor: str = "retention") -> list[dict[str, Any]]:
+        """Archive previous champions whose retention passed (the daily ``deploy.retention``
+        job; see :mod:`keel.deploy.retention`)."""
+        from keel.deploy.retention import archive_expired
+
+        return archive_expired(self, actor)
