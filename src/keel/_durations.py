@@ -17,7 +17,7 @@ import re
 
 from keel.errors import InvalidInput
 
-__all__ = ["UNITS_S", "parse_age_s", "parse_duration_s"]
+__all__ = ["UNITS_S", "parse_age_s", "parse_duration_s", "parse_time"]
 
 #: Seconds per unit.
 UNITS_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
@@ -81,3 +81,33 @@ def _match(text: str) -> float | None:
     if match is None:
         return None
     return float(match.group(1)) * UNITS_S.get(match.group(2), 1)
+
+
+def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.datetime | None:
+    """A UTC datetime from a datetime (naive = UTC), epoch milliseconds or an ISO-8601 string.
+
+    Strings may also be relative to now: ``15m``, ``2h``, ``7d``, ``1w`` ago (the duration
+    grammar of :mod:`keel._durations`, with its unit). Raises InvalidInput naming ``field``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        age_s = parse_age_s(text)
+        if age_s is not None:
+            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise InvalidInput(
+        f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d/1w; "
+        f"got {value!r}",
+        field=field,
+    )

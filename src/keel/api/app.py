@@ -28,12 +28,14 @@ from keel.api.routers import (
     features,
     health,
     jobs,
+    logs,
     models,
     monitoring,
     serving,
     tracking,
 )
 from keel.api.routers.deployments import router as deployments_router
+from keel.api.routers.triggers import router as triggers_router
 from keel.automation.worker import start_embedded_worker
 from keel.config import Settings
 from keel.services import Services, open_services
@@ -179,10 +181,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_error_handlers(app)
     # the prediction hot path first
-    routers = (serving, health, tracking, datasets, models, admin, features, monitoring, jobs)
+    routers = (serving, health, tracking, datasets, models, admin, features, monitoring, logs, jobs)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.include_router(deployments_router)
+    app.include_router(triggers_router)
     app.add_middleware(FastLane, router=app.router)  # innermost: inside every check below
     app.add_middleware(RequestMetrics)
     app.add_middleware(

@@ -9,7 +9,18 @@ from pydantic import Field
 
 from keel._models import Entity
 
-__all__ = ["AuditEntry", "AuditQuery", "CreatedToken", "Principal", "Role", "Token", "User"]
+__all__ = [
+    "AuditEntry",
+    "AuditQuery",
+    "CreatedToken",
+    "Principal",
+    "Role",
+    "Token",
+    "TokenCreate",
+    "User",
+    "UserCreate",
+    "UserUpdate",
+]
 
 
 class Role(enum.StrEnum):
@@ -99,3 +110,27 @@ class AuditQuery(Entity):
     action: str | None = Field(default=None, description="Substring of the action.")
     since_ms: int | None = None
     limit: int = Field(default=100, ge=1, le=10_000)
+
+
+# Request bodies of the admin API, also the SDK's validators on both transports (#15.26).
+class UserCreate(Entity):
+    """A new user: name, role and teams."""
+
+    name: str = Field(max_length=256)
+    role: Role = Role.VIEWER
+    teams: list[str] = Field(default_factory=list, max_length=50)
+
+
+class UserUpdate(Entity):
+    """Changes to a user (unset fields stay as they are)."""
+
+    is_active: bool | None = None
+    role: Role | None = None
+    teams: list[str] | None = Field(default=None, max_length=50)
+
+
+class TokenCreate(Entity):
+    """A new token: what it is for and its lifetime."""
+
+    name: str | None = Field(default=None, max_length=256)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)

@@ -1,55 +1,17 @@
-"""``keel cache``: drop cached predictions on every gateway replica."""
+"""``keel cache``: drop cached predictions on every gateway replica (through ``keel.Client``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 import typer
 
-from keel.cli._context import ServerOption, TokenOption
+from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, run_cli
-from keel.config import Settings
-from keel.errors import Unavailable, error_from_payload
 
 cache_app = typer.Typer(
     help="Manage the prediction cache of running gateways.\n\n"
     "Example: keel cache invalidate churn --version 3",
     no_args_is_help=True,
 )
-
-
-def _over_http(server: str, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    url = f"{server.rstrip('/')}/v1/cache/invalidate"
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=30)
-    except httpx.TransportError as exc:
-        raise Unavailable(
-            f"cannot reach keel server at {server}: {exc}. The in-process cache lives in the "
-            "server: pass --server, or set KEEL_REDIS_URL to publish to every replica.",
-            field="server",
-        ) from exc
-    try:
-        payload: Any = response.json()
-    except ValueError:
-        payload = response.text
-    if response.status_code >= 400:
-        raise error_from_payload(response.status_code, payload)
-    return {"via": server, "dropped": payload.get("dropped")}
-
-
-def _over_redis(redis_url: str, body: dict[str, Any]) -> dict[str, Any]:
-    from keel.serving.events import publish_invalidation
-
-    dropped = publish_invalidation(
-        redis_url,
-        model=body["model"],
-        version=body["version"],
-        entity=body["entity"],
-        everything=body["all"],
-    )
-    return {"via": "redis", "dropped": dropped}
 
 
 @cache_app.command("invalidate")
@@ -74,21 +36,17 @@ def invalidate(
     """
     from keel.serving.events import make_invalidation
 
-    body = {"model": model, "version": version, "entity": entity, "all": everything}
-    # checked here first: bad options exit 2 before any connection is made
+    # checked here first: bad options exit 2 before any client or connection is made
     run_cli(
         lambda: make_invalidation(
             model=model, version=version, entity=entity, everything=everything
         )
     )
-    settings = Settings()
-    if server:
-        result = run_cli(lambda: _over_http(server, token, body))
-    elif settings.redis_url:
-        result = run_cli(lambda: _over_redis(settings.redis_url or "", body))
-    else:
-        local = f"http://{settings.host}:{settings.port}"
-        result = run_cli(lambda: _over_http(local, token, body))
+    result = run_cli(
+        lambda: make_client(server, token).invalidate_cache(
+            model, version=version, entity=entity, everything=everything
+        )
+    )
     emit(
         result,
         as_json,

@@ -1,33 +1,24 @@
-"""``keel users``, ``keel tokens`` and ``keel audit``.
+"""``keel users``, ``keel tokens`` and ``keel audit``, through the SDK (``keel.Client``).
 
-Without ``--server`` these act on the configured database directly (whoever can
-open it is already trusted with everything); with ``--server`` they call the
-admin API with ``--token`` / ``KEEL_TOKEN``.
+Without ``--server`` these act on the configured database (whoever can open it is
+already trusted with everything); with ``--server`` they call the admin API with
+``--token`` / ``KEEL_TOKEN``. ``users create-admin`` is the one embedded-only command:
+it bootstraps the first admin, before any token exists to call a server with.
 """
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from keel.auth.models import AuditEntry, AuditQuery, CreatedToken, Role, Token, User
-from keel.cli._context import ServerOption, TokenOption
+from keel.auth.models import CreatedToken, Role, Token, User
+from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 from keel.config import Settings
 from keel.errors import InvalidInput
 
-if TYPE_CHECKING:
-    # The embedded path opens every service (pandas, SQLAlchemy, scikit-learn): loaded
-    # in _local only, so `keel tokens list --server …` and `--help` do not pay (#15.14).
-    from keel.services import Services
-
 __all__ = ["audit", "tokens_app", "users_app"]
-
-T = TypeVar("T")
 
 users_app = typer.Typer(
     help="Manage users (API authentication).\n\nExample: keel users create-admin alice",
@@ -39,45 +30,15 @@ tokens_app = typer.Typer(
 )
 
 
-def _local(call: Callable[[Services], T]) -> T:
-    def run() -> T:
-        from keel.services import open_services
+def _create_admin(name: str, expires_in_days: int | None) -> CreatedToken:
+    # Embedded only: the bootstrap runs before any admin (or token) exists.
+    from keel.services import open_services
 
-        services = open_services(Settings())
-        try:
-            return call(services)
-        finally:
-            services.close()
-
-    return run_cli(run)
-
-
-def _remote(server: str, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
-    import httpx
-
-    from keel.errors import Unavailable, error_from_payload
-
-    def run() -> Any:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = httpx.request(
-                method, server.rstrip("/") + path, headers=headers, timeout=30, **kwargs
-            )
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach keel server at {server}: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                payload: Any = response.json()
-            except ValueError:
-                payload = response.text
-            raise error_from_payload(response.status_code, payload)
-        return response.json()
-
-    return run_cli(run)
-
-
-def _me() -> str:
-    return f"local:{getpass.getuser()}"
+    services = open_services(Settings())
+    try:
+        return services.auth.create_admin(name, token_days=expires_in_days)
+    finally:
+        services.close()
 
 
 def _show_token(created: CreatedToken) -> None:
@@ -108,7 +69,7 @@ def create_admin(
 
     Example: keel users create-admin alice
     """
-    created = _local(lambda s: s.auth.create_admin(name, token_days=expires_in_days))
+    created = run_cli(lambda: _create_admin(name, expires_in_days))
     emit(created, as_json, lambda: _show_token(created))
 
 
@@ -125,11 +86,7 @@ def create_user(
 
     Example: keel users create bob --role deployer --team growth
     """
-    if server:
-        body = {"name": name, "role": role.value, "teams": team}
-        user = User.model_validate(_remote(server, token, "POST", "/v1/users", json=body))
-    else:
-        user = _local(lambda s: s.auth.create_user(name, role, teams=team, created_by=_me()))
+    user = run_cli(lambda: make_client(server, token).create_user(name, role, team))
     emit(user, as_json, lambda: _users_table([user]))
 
 
@@ -141,22 +98,14 @@ def list_users(
 
     Example: keel users list --json
     """
-    if server:
-        users = [User.model_validate(u) for u in _remote(server, token, "GET", "/v1/users")]
-    else:
-        users = _local(lambda s: s.auth.list_users())
+    users = run_cli(lambda: make_client(server, token).list_users())
     emit(users, as_json, lambda: _users_table(users))
 
 
 def _set_active(
     name: str, active: bool, as_json: bool, server: str | None, token: str | None
 ) -> None:
-    if server:
-        body = {"is_active": active}
-        raw = _remote(server, token, "PATCH", f"/v1/users/{name}", json=body)
-        user = User.model_validate(raw)
-    else:
-        user = _local(lambda s: s.auth.set_active(name, active, actor=_me()))
+    user = run_cli(lambda: make_client(server, token).set_user_active(name, active))
     emit(user, as_json, lambda: _users_table([user]))
 
 
@@ -219,16 +168,11 @@ def create_token(
 
     Example: keel tokens create bob --name ci --expires-in-days 90
     """
-    if server:
-        body = {"name": name, "expires_in_days": expires_in_days}
-        raw = _remote(server, token, "POST", f"/v1/users/{user}/tokens", json=body)
-        created = CreatedToken.model_validate(raw)
-    else:
-        created = _local(
-            lambda s: s.auth.create_token(
-                user, name=name, expires_in_days=expires_in_days, created_by=_me()
-            )
+    created = run_cli(
+        lambda: make_client(server, token).create_token(
+            user, name=name, expires_in_days=expires_in_days
         )
+    )
     emit(created, as_json, lambda: _show_token(created))
 
 
@@ -243,11 +187,7 @@ def list_tokens(
 
     Example: keel tokens list --user bob
     """
-    if server:
-        path = f"/v1/users/{user}/tokens" if user else "/v1/tokens"
-        tokens = [Token.model_validate(t) for t in _remote(server, token, "GET", path)]
-    else:
-        tokens = _local(lambda s: s.auth.list_tokens(user))
+    tokens = run_cli(lambda: make_client(server, token).list_tokens(user))
     emit(tokens, as_json, lambda: _tokens_table(tokens))
 
 
@@ -262,10 +202,7 @@ def revoke_token(
 
     Example: keel tokens revoke 3f2a9c0d1e4b5a67
     """
-    if server:
-        revoked = Token.model_validate(_remote(server, token, "DELETE", f"/v1/tokens/{token_id}"))
-    else:
-        revoked = _local(lambda s: s.auth.revoke_token(token_id, actor=_me()))
+    revoked = run_cli(lambda: make_client(server, token).revoke_token(token_id))
     emit(revoked, as_json, lambda: _tokens_table([revoked]))
 
 
@@ -303,13 +240,11 @@ def audit(
     from keel._models import now_ms
 
     since_ms = run_cli(lambda: parse_since(since, now_ms())) if since else None
-    query = AuditQuery(actor=actor, action=action, since_ms=since_ms, limit=limit)
-    if server:
-        params = query.model_dump(exclude_none=True)
-        raw = _remote(server, token, "GET", "/v1/audit", params=params)
-        entries = [AuditEntry.model_validate(e) for e in raw]
-    else:
-        entries = _local(lambda s: s.auth.audit(query))
+    entries = run_cli(
+        lambda: make_client(server, token).audit(
+            actor=actor, action=action, since=since_ms, limit=limit
+        )
+    )
 
     def render() -> None:
         table(

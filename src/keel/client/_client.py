@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel._models import Page
+from keel.client._approval import ApprovalMixin
 from keel.client._deployments import DeploymentsMixin
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
+from keel.client._triggers import TriggersMixin
+from keel.client._logs import LogsMixin
 from keel.client._monitoring import MonitoringMixin
+from keel.client._ops import OpsMixin
 from keel.client._predict import PredictMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
@@ -48,9 +52,13 @@ class Client(
     MonitoringMixin,
     DeploymentsMixin,
     JobsMixin,
+    TriggersMixin,
     FeaturesMixin,
     PredictMixin,
     ValidationMixin,
+    ApprovalMixin,
+    LogsMixin,
+    OpsMixin,
 ):
     """keel's Python SDK.
 

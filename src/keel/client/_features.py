@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from keel.features._engine import RetrievalEngine
     from keel.features._frames import Frame
     from keel.features.definitions import Definitions
-    from keel.features.models import Entity, FeatureService, FeatureView, Plan, StoredDefinition
+    from keel.features.models import (
+        Entity,
+        FeatureService,
+        FeatureView,
+        Freshness,
+        Plan,
+        StoredDefinition,
+        UnusedFeature,
+    )
 
     DefinitionsInput = Definitions | Iterable[Entity | FeatureView | FeatureService] | str | Path
 
@@ -159,3 +167,79 @@ class FeaturesMixin:
         """Materialise each view from where its last run ended (first run: ``end - ttl``)."""
         chosen = None if views is None else list(views)
         return self.transport.materialize_features(None, _times(end, "end"), chosen)
+
+    # ---- inspection (#15.26: what `keel features show|freshness|deprecated|skew` read) ----
+    def feature_history(self, name: str) -> list[StoredDefinition]:
+        """Every version of one definition, oldest first (``NotFound`` if never applied)."""
+        return self.transport.feature_history(name)
+
+    def feature_dependent_models(self, view: str) -> list[str]:
+        """Registered models whose versions read this feature view."""
+        return self.transport.feature_dependents(view)
+
+    def feature_freshness(self, views: Sequence[str] | None = None) -> list[Freshness]:
+        """Per view: materialised until, last write, age against its freshness SLA."""
+        return self.transport.feature_freshness(None if views is None else list(views))
+
+    def unused_features(self, days: int | None = None) -> list[UnusedFeature]:
+        """Features nobody read offline or online for ``days`` (default the setting, 90)."""
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+            raise InvalidInput("days must be a whole number of days ≥ 1", field="days")
+        return self.transport.unused_features(days)
+
+    def check_feature_skew(
+        self,
+        offline: Frame,
+        served: Frame | None = None,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        features: Sequence[str] | None = None,
+        ks_threshold: float | None = None,
+        psi_threshold: float | None = None,
+    ) -> dict[str, Any]:
+        """Training vs served distributions per feature (KS, PSI, null rates) and a verdict.
+
+        Served values are ``served`` or, with ``model``, read from the prediction log
+        (``version``, ``start``, ``end``). Returns the report as a dict (``passed``,
+        ``skewed``, ``features``, the thresholds used).
+        """
+        from pydantic import ValidationError
+
+        from keel._models import invalid_input
+        from keel.features.models import SkewOptions
+
+        if (served is None) == (model is None):
+            raise InvalidInput("give exactly one of served or model", field="served")
+        source = None if model is None else {"model": model, "version": version}
+        if source is not None:
+            source.update({"start": start, "end": end})
+        try:
+            options = SkewOptions(
+                served_from=source,  # type: ignore[arg-type]
+                features=None if features is None else list(features),
+                ks_threshold=ks_threshold,
+                psi_threshold=psi_threshold,
+            )
+        except ValidationError as exc:  # the REST body's own checks, on both transports
+            raise invalid_input(exc) from None
+        return self.transport.feature_skew(
+            _pandas(offline, "offline"),
+            None if served is None else _pandas(served, "served"),
+            None if options.served_from is None else options.served_from.model_dump(),
+            options.features,
+            {"ks_threshold": options.ks_threshold, "psi_threshold": options.psi_threshold},
+        )
+
+
+def _pandas(data: Frame, field: str) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data.to_pandas()
+    if isinstance(data, pd.DataFrame):
+        return data
+    raise InvalidInput(f"{field} must be a pandas DataFrame or a pyarrow Table", field=field)

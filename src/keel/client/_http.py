@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
+from keel.client._ops_http import HttpOps
 from keel.client._transport import Transport
 from keel.decisions.models import Decision
 from keel.deploy.models import Deployment
@@ -76,7 +77,7 @@ class _Response:
         return jsonlib.loads(self.content)
 
 
-class HttpTransport(Transport):
+class HttpTransport(HttpOps, Transport):
     """REST client over one thread-safe pool of kept-alive connections.
 
     urllib3 rather than httpx: an SDK call is mostly client overhead on loopback, and

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
+from keel.client._ops_local import LocalOps
 from keel.client._transport import Transport
 from keel.decisions.models import Decision
 from keel.deploy.models import Deployment
@@ -37,7 +38,7 @@ def _local_user() -> str | None:
         return None
 
 
-class LocalTransport(Transport):
+class LocalTransport(LocalOps, Transport):
     """Embedded keel: SQLite (or the configured database) in this process."""
 
     def __init__(self, services: Services) -> None:

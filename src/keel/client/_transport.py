@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
+from keel.client._transport_ops import OpsTransport
 from keel.decisions.models import Decision
 from keel.deploy.models import Deployment
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Transport"]
 
 
-class Transport(ABC):
-    """Abstract transport; every method maps to one service call."""
+class Transport(OpsTransport, ABC):
+    """Abstract transport; every method maps to one service call (more in OpsTransport)."""
 
     @abstractmethod
     def create_experiment(

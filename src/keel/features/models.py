@@ -35,6 +35,8 @@ __all__ = [
     "MaterializationRecord",
     "ObjectChange",
     "Plan",
+    "ServedFrom",
+    "SkewOptions",
     "SqlSource",
     "StoredDefinition",
     "UnusedFeature",
@@ -277,3 +279,29 @@ class UnusedFeature(BaseModel):
     last_used_ms: int | None
     defined_at_ms: int
     dependent_models: list[str]
+
+
+# Skew-check options: the REST body (api/routers/features.py) extends these, and the SDK
+# validates with them on both transports (#15.26).
+class ServedFrom(BaseModel):
+    """Read served values from the prediction log: a model, a version, a window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256)
+    version: int | None = Field(default=None, ge=1)
+    start: str | None = None
+    end: str | None = None
+
+
+class SkewOptions(BaseModel):
+    """Which features to compare and the thresholds (None: the configured defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    served_from: ServedFrom | None = Field(
+        default=None, description="Read served values from the prediction log instead."
+    )
+    features: list[str] | None = None
+    ks_threshold: float | None = Field(default=None, gt=0, le=1)
+    psi_threshold: float | None = Field(default=None, gt=0)

@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from keel._durations import parse_age_s
+from keel._durations import parse_time  # re-exported: callers import it from here
 from keel.config import Settings
 from keel.errors import InvalidInput
 from keel.serving._segments import BASE_SCHEMA, log_root, write_segment
@@ -54,36 +54,6 @@ _HOUR = dt.timedelta(hours=1)
 
 class CorruptSegmentWarning(UserWarning):
     """A prediction-log file is not a complete Parquet file and was left out of a query."""
-
-
-def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.datetime | None:
-    """A UTC datetime from a datetime (naive = UTC), epoch milliseconds or an ISO-8601 string.
-
-    Strings may also be relative to now: ``15m``, ``2h``, ``7d``, ``1w`` ago (the duration
-    grammar of :mod:`keel._durations`, with its unit). Raises InvalidInput naming ``field``.
-    """
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        age_s = parse_age_s(text)
-        if age_s is not None:
-            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
-        try:
-            parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    raise InvalidInput(
-        f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d/1w; "
-        f"got {value!r}",
-        field=field,
-    )
 
 
 def _hour_start(partition: Path) -> dt.datetime | None:
@@ -188,6 +158,9 @@ def predictions(
     columns: Sequence[str] | None = None,
     limit: int | None = None,
     root: Path | None = None,
+    deployment: str | None = None,
+    arm: str | None = None,
+    newest: bool = False,
 ) -> pa.Table:
     """Logged predictions in ``[start, end)`` as an Arrow table, oldest first.
 
@@ -196,7 +169,9 @@ def predictions(
     per feature; ``columns`` selects a subset (the partition pruning and Parquet column
     pruning make a one-feature query over one version cheap). ``.to_pandas()`` gives a
     DataFrame. Times: see :func:`parse_time`. Files that are not complete Parquet files
-    are skipped with a :class:`CorruptSegmentWarning`.
+    are skipped with a :class:`CorruptSegmentWarning`. ``deployment`` and ``arm`` keep the
+    rows served through that deployment / arm; with ``newest`` the ``limit`` keeps the
+    newest rows of the window (still returned oldest first).
     """
     start_at, end_at = parse_time(start, "start"), parse_time(end, "end")
     if start_at and end_at and start_at >= end_at:
@@ -216,7 +191,13 @@ def predictions(
     if end_at is not None:
         where.append("ts < $end")
         params["end"] = end_at
+    for name, value in (("deployment", deployment), ("arm", arm)):
+        if value is not None:
+            where.append(f"{name} = ${name}")
+            params[name] = value
     order = "ORDER BY ts" if not columns or "ts" in columns else ""
+    if newest and limit:
+        order = "ORDER BY ts DESC"
     suffix = f" LIMIT {int(limit)}" if limit else ""
     for attempt in range(3):
         sql = (
@@ -227,7 +208,10 @@ def predictions(
         try:
             with duckdb.connect() as con:
                 table = con.sql(sql, params={**params, "files": [str(f) for f in files]})
-                return _ordered(table.to_arrow_table())
+                found = table.to_arrow_table()
+                if newest and limit:
+                    found = found.take(list(range(found.num_rows - 1, -1, -1)))
+                return _ordered(found)
         except duckdb.BinderException as exc:
             raise InvalidInput(
                 f"unknown column in {list(columns or [])}: {exc}", field="columns"

@@ -7,33 +7,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from keel.api.deps import Actor, Svc
-from keel.auth.models import AuditEntry, AuditQuery, CreatedToken, Role, Token, User
+
+# Request bodies live with the auth models: the SDK validates with them too (#15.26).
+from keel.auth.models import (
+    AuditEntry,
+    AuditQuery,
+    CreatedToken,
+    Role,
+    Token,
+    TokenCreate,
+    User,
+    UserCreate,
+    UserUpdate,
+)
 
 router = APIRouter(prefix="/v1", tags=["security"])
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateUser(_Body):
-    name: str = Field(max_length=256)
-    role: Role = Role.VIEWER
-    teams: list[str] = Field(default_factory=list, max_length=50)
-
-
-class UpdateUser(_Body):
-    is_active: bool | None = None
-    role: Role | None = None
-    teams: list[str] | None = Field(default=None, max_length=50)
-
-
-class CreateToken(_Body):
-    name: str | None = Field(default=None, max_length=256)
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 class WhoAmI(BaseModel):
@@ -59,7 +50,7 @@ def list_users(svc: Svc) -> list[User]:
 
 
 @router.post("/users", status_code=201, response_model=User)
-def create_user(body: CreateUser, svc: Svc, actor: Actor) -> User:
+def create_user(body: UserCreate, svc: Svc, actor: Actor) -> User:
     """Create a user; give it a token with ``POST /v1/users/{name}/tokens``."""
     return svc.auth.create_user(body.name, body.role, teams=body.teams, created_by=actor)
 
@@ -71,7 +62,7 @@ def get_user(name: str, svc: Svc) -> User:
 
 
 @router.patch("/users/{name}", response_model=User)
-def update_user(name: str, body: UpdateUser, svc: Svc, actor: Actor) -> User:
+def update_user(name: str, body: UserUpdate, svc: Svc, actor: Actor) -> User:
     """Disable / enable a user, change its role or teams."""
     return svc.auth.update_user(
         name, is_active=body.is_active, role=body.role, teams=body.teams, actor=actor
@@ -85,7 +76,7 @@ def list_user_tokens(name: str, svc: Svc) -> list[Token]:
 
 
 @router.post("/users/{name}/tokens", status_code=201, response_model=CreatedToken)
-async def create_token(name: str, body: CreateToken, svc: Svc, actor: Actor) -> CreatedToken:
+async def create_token(name: str, body: TokenCreate, svc: Svc, actor: Actor) -> CreatedToken:
     """A new token for ``name``; the response is the only time its secret is shown."""
     return await run_in_threadpool(
         svc.auth.create_token,

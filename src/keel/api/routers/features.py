@@ -14,6 +14,7 @@ from keel.api.deps import Svc
 from keel.errors import InvalidInput
 from keel.features import Definitions, Freshness, Plan, StoredDefinition, UnusedFeature
 from keel.features._engine import engine_from
+from keel.features.models import SkewOptions
 from keel.features.wire import ARROW_STREAM, PARQUET, read_table, write_table
 
 router = APIRouter(prefix="/v1/features", tags=["features"])
@@ -45,22 +46,9 @@ class PushResponse(BaseModel):
     rows: int
 
 
-class ServedFrom(_Body):
-    model: str
-    version: int | None = None
-    start: str | None = None
-    end: str | None = None
-
-
-class SkewRequest(_Body):
+class SkewRequest(SkewOptions):
     offline: list[dict[str, Any]] = Field(min_length=1)
     served: list[dict[str, Any]] | None = None
-    served_from: ServedFrom | None = Field(
-        default=None, description="Read served values from the prediction log instead."
-    )
-    features: list[str] | None = None
-    ks_threshold: float | None = Field(default=None, gt=0, le=1)
-    psi_threshold: float | None = Field(default=None, gt=0)
 
 
 @router.post("/online", response_model=OnlineResponse)
@@ -209,3 +197,9 @@ def definitions(svc: Svc, kind: str | None = None) -> list[StoredDefinition]:
 def definition_history(name: str, svc: Svc) -> list[StoredDefinition]:
     """Every version of one definition, oldest first."""
     return svc.features.history(name)
+
+
+@router.get("/definitions/{name}/models", response_model=list[str])
+def dependent_models(name: str, svc: Svc) -> list[str]:
+    """Registered models whose versions read this feature view (``keel features show``)."""
+    return svc.features.dependent_models(name)
