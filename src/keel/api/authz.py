@@ -80,6 +80,7 @@ class Rule:
 
 
 _ALIAS = "/v1/models/{name}/aliases/{alias}"
+_VERSION = "/v1/models/{name}/versions/{version}"
 _DEPLOYMENT = "/v1/deployments/{name}"
 #: ``Rule.owned`` value meaning "the model of the deployment in path parameter ``name``".
 _DEPLOYMENT_MODEL = "deployment:name"
@@ -97,6 +98,9 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     # what serves production traffic: deployer, and the owner when the model has one
     ("PUT", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.set"),
     ("DELETE", _ALIAS): Rule(Role.DEPLOYER, owned="name", action="alias.delete"),
+    # a human release or refusal of a retrained version (R-REG-02): moves aliases
+    ("POST", _VERSION + "/approve"): Rule(Role.DEPLOYER, owned="name", action="version.approve"),
+    ("POST", _VERSION + "/reject"): Rule(Role.DEPLOYER, owned="name", action="version.reject"),
     # deployments: deployer, and the owner of the deployment's model (create checks the
     # model named in the body itself, through check_model_owner)
     ("POST", "/v1/deployments"): Rule(Role.DEPLOYER, action="deployment.create"),

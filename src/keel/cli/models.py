@@ -145,6 +145,45 @@ def archive_version(
     emit(changed, as_json, lambda: console.print(f"{name} v{version}: {changed.status.value}"))
 
 
+@models_app.command("approve")
+def approve_version(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., help="Version to release."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in the decision log)."),
+    stage: str = typer.Option(
+        "staging", "--stage", help="staging (alias challenger + rollout) or production (champion)."
+    ),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Release a retrained version waiting for approval (or override its gates).
+
+    Example: keel models approve churn 7 --reason "reviewed the slices"
+    """
+    done = run_cli(
+        lambda: make_client(server, token).approve_model_version(name, version, reason, stage=stage)
+    )
+    emit(done, as_json, lambda: console.print(f"{name} v{version}: approved into {stage}"))
+
+
+@models_app.command("reject")
+def reject_version(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., help="Version to refuse."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in the decision log)."),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Refuse a retrained version: it stays registered, without the challenger alias.
+
+    Example: keel models reject churn 7 --reason "worse on new customers"
+    """
+    done = run_cli(lambda: make_client(server, token).reject_model_version(name, version, reason))
+    emit(done, as_json, lambda: console.print(f"{name} v{version}: rejected"))
+
+
 @models_app.command("history")
 def alias_history(
     name: str = typer.Argument(..., help="Model name."),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from keel._models import Page
 from keel.api.authz import Caller, check_owner_assignment
@@ -92,6 +93,45 @@ def get_version(name: str, version: VersionNo, svc: Svc) -> ModelVersion:
 def update_version(name: str, version: VersionNo, body: UpdateVersion, svc: Svc) -> ModelVersion:
     """Change description, status (archive / deprecate), card or tags of a version."""
     return svc.registry.update_version(name, version, **body.model_dump(exclude_none=True))
+
+
+class ApprovalBody(BaseModel):
+    """A human decision on a retrained version; ``reason`` goes in the decision log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+    stage: Literal["staging", "production"] = "staging"
+
+
+class RejectBody(BaseModel):
+    """Why a version is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/{name}/versions/{version}/approve")
+def approve_version(
+    name: str, version: VersionNo, body: ApprovalBody, svc: Svc, actor: Actor
+) -> dict[str, Any]:
+    """Release a version into ``stage`` (staging → alias challenger and its rollout,
+    production → champion); over a failed gate or a rejection it is an override."""
+    from keel.automation.retrain import approve
+
+    who = actor or "anonymous"
+    return approve(svc, name, version, actor=who, reason=body.reason, stage=body.stage)
+
+
+@router.post("/{name}/versions/{version}/reject")
+def reject_version(
+    name: str, version: VersionNo, body: RejectBody, svc: Svc, actor: Actor
+) -> dict[str, Any]:
+    """Refuse a version: it keeps no challenger alias; recorded in the decision log."""
+    from keel.automation.retrain import reject
+
+    return reject(svc, name, version, actor=actor or "anonymous", reason=body.reason)
 
 
 @router.get("/{name}/versions/{version}/lineage", response_model=Lineage)
