@@ -1,6 +1,7 @@
 """``keel features``: apply and diff definitions, materialise, look up, check skew and freshness.
 
-These commands run embedded (the store named by ``KEEL_*`` settings).
+Every command goes through the SDK (``keel.Client``): embedded (the store named by
+``KEEL_*`` settings) or, with ``--server``, the REST routes under ``/v1/features``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fail, fmt_ms, run_cli, table
-from keel.config import Settings
 from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
-    # The feature store (DuckDB, pandas, SQLAlchemy) loads when a command opens it, not
+    # The feature store (DuckDB, pandas, SQLAlchemy) loads when a command needs it, not
     # for `keel features --help` (#15.14).
-    from keel.features import FeatureStore, Plan
+    from keel.client import Client
+    from keel.features import Plan
 
 features_app = typer.Typer(
     help="Feature store: definitions, materialisation, online lookups, skew, freshness.\n\n"
@@ -35,15 +36,8 @@ PruneOption = typer.Option(
 )
 
 
-@contextmanager
-def _store() -> Iterator[FeatureStore]:
-    from keel.features import FeatureStore
-
-    store = run_cli(lambda: FeatureStore(Settings()))
-    try:
-        yield store
-    finally:
-        store.close()
+def _client(server: str | None, token: str | None) -> Client:
+    return run_cli(lambda: make_client(server, token))
 
 
 def _render_plan(plan: Plan, applied: bool) -> None:
@@ -60,24 +54,36 @@ def _render_plan(plan: Plan, applied: bool) -> None:
 
 
 @features_app.command("plan")
-def plan(file: Path = FileOption, prune: bool = PruneOption, as_json: bool = JsonOption) -> None:
+def plan(
+    file: Path = FileOption,
+    prune: bool = PruneOption,
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
     """Show what apply would add, change and remove, without changing anything.
 
     Example: keel features plan -f features.yaml
     """
-    with _store() as store:
-        result = run_cli(lambda: store.plan(file, prune=prune))
+    client = _client(server, token)
+    result = run_cli(lambda: client.plan_features(file, prune=prune))
     emit(result, as_json, lambda: _render_plan(result, applied=False))
 
 
 @features_app.command("apply")
-def apply(file: Path = FileOption, prune: bool = PruneOption, as_json: bool = JsonOption) -> None:
+def apply(
+    file: Path = FileOption,
+    prune: bool = PruneOption,
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
     """Store new and changed definitions as new versions (one transaction).
 
-    Example: keel features apply -f features.yaml
+    Example: keel features apply -f features.yaml --server http://127.0.0.1:8080
     """
-    with _store() as store:
-        result = run_cli(lambda: store.apply(file, prune=prune))
+    client = _client(server, token)
+    result = run_cli(lambda: client.apply_features(file, prune=prune))
     emit(result, as_json, lambda: _render_plan(result, applied=True))
 
 
@@ -85,13 +91,15 @@ def apply(file: Path = FileOption, prune: bool = PruneOption, as_json: bool = Js
 def list_definitions(
     kind: str | None = typer.Option(None, help="entity, feature_view or feature_service."),
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
     """List live entities, feature views and feature services.
 
     Example: keel features list --kind feature_view
     """
-    with _store() as store:
-        items = run_cli(lambda: store.list_definitions(kind))
+    client = _client(server, token)
+    items = run_cli(lambda: client.list_feature_definitions(kind))
     emit(
         items,
         as_json,
@@ -117,18 +125,20 @@ def list_definitions(
 def show(
     name: str = typer.Argument(..., help="Entity, feature view or feature service name."),
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
     """Show a definition: its versions, spec, dependent models and freshness.
 
     Example: keel features show customer_account
     """
-    with _store() as store:
-        history = run_cli(lambda: store.history(name))
-        latest = history[-1]
-        info: dict[str, Any] = {"definition": latest, "versions": [h.version for h in history]}
-        if latest.kind == "feature_view" and latest.removed_at_ms is None:
-            info["dependent_models"] = store.dependent_models(name)
-            info["freshness"] = run_cli(lambda: store.freshness([name]))[0]
+    client = _client(server, token)
+    history = run_cli(lambda: client.feature_history(name))
+    latest = history[-1]
+    info: dict[str, Any] = {"definition": latest, "versions": [h.version for h in history]}
+    if latest.kind == "feature_view" and latest.removed_at_ms is None:
+        info["dependent_models"] = run_cli(lambda: client.feature_dependent_models(name))
+        info["freshness"] = run_cli(lambda: client.feature_freshness([name]))[0]
 
     def render() -> None:
         removed = " (removed)" if latest.removed_at_ms else ""
@@ -149,35 +159,21 @@ def materialize(
     ),
     view: list[str] | None = typer.Option(None, "--view", "-v", help="Only these views."),
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
-    """Copy the latest value per entity into the online store, with a progress bar.
+    """Copy the latest value per entity into the online store (rows written per view).
 
     Example: keel features materialize 2026-01-31T00:00:00 --start 2026-01-01
     """
-    with (
-        _store() as store,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=as_json,
-        ) as bar,
-    ):
-        tasks: dict[str, Any] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
-
-        views = view or None
+    client = _client(server, token)
+    views = view or None
+    with console.status("materialising…", spinner="dots") if not as_json else _nothing():
         written = run_cli(
             lambda: (
-                store.materialize(start, end, views, progress=progress)
+                client.materialize_features(start, end, views)
                 if start
-                else store.materialize_incremental(end, views, progress=progress)
+                else client.materialize_features_incremental(end, views)
             )
         )
     emit(
@@ -185,6 +181,11 @@ def materialize(
         as_json,
         lambda: table("materialised", ["view", "rows"], sorted(written.items())),
     )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _parse_entity(text: str) -> dict[str, Any]:
@@ -205,18 +206,17 @@ def get(
     entities: list[str] = typer.Argument(..., help="Entity rows: customer_id=7 (k=v,k=v)."),
     full_names: bool = typer.Option(False, help="Name columns view__feature."),
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
     """Look up online feature values for entities.
 
     Example: keel features get churn_v1 customer_id=7 customer_id=8
     """
     refs: str | list[str] = features.split(",") if ":" in features else features
-    with _store() as store:
-        rows = run_cli(
-            lambda: store.get_online_features(
-                [_parse_entity(e) for e in entities], refs, full_names=full_names
-            )
-        )
+    parsed = run_cli(lambda: [_parse_entity(e) for e in entities])
+    client = _client(server, token)
+    rows = run_cli(lambda: client.get_online_features(parsed, refs, full_names=full_names))
     columns = list(rows[0]) if rows else []
     emit(rows, as_json, lambda: table("online features", columns, [list(r.values()) for r in rows]))
 
@@ -248,6 +248,8 @@ def skew(
         None, help="Default KEEL_FEATURES_SKEW_PSI_THRESHOLD."
     ),
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
     """Compare training and served distributions per feature (KS, PSI); exit 1 when skewed.
 
@@ -255,20 +257,24 @@ def skew(
     """
     if (served is None) == (model is None):
         fail(InvalidInput("give exactly one of --served or --model", field="served"))
-    with _store() as store:
+    client = _client(server, token)
 
-        def run() -> Any:
-            left = _read_frame(offline, "offline")
-            if served is not None:
-                right = _read_frame(served, "served")
-            else:
-                right = store.served_features(str(model), version, start, end)
-            names = features.split(",") if features else None
-            return store.check_skew(
-                left, right, names, ks_threshold=ks_threshold, psi_threshold=psi_threshold
-            )
+    def run() -> dict[str, Any]:
+        left = _read_frame(offline, "offline")
+        right = None if served is None else _read_frame(served, "served")
+        return client.check_feature_skew(
+            left,
+            right,
+            model=model,
+            version=version,
+            start=start,
+            end=end,
+            features=features.split(",") if features else None,
+            ks_threshold=ks_threshold,
+            psi_threshold=psi_threshold,
+        )
 
-        report = run_cli(run)
+    report = run_cli(run)
 
     def render() -> None:
         table(
@@ -276,32 +282,37 @@ def skew(
             ["feature", "kind", "ks", "psi", "null off/served", "skewed", "why"],
             [
                 (
-                    f.feature,
-                    f.kind,
-                    "-" if f.ks is None else f"{f.ks:.3f}",
-                    f"{f.psi:.3f}",
-                    f"{f.null_rate_offline:.2f}/{f.null_rate_served:.2f}",
-                    "yes" if f.is_skewed else "no",
-                    "; ".join(f.reasons),
+                    f["feature"],
+                    f["kind"],
+                    "-" if f["ks"] is None else f"{f['ks']:.3f}",
+                    f"{f['psi']:.3f}",
+                    f"{f['null_rate_offline']:.2f}/{f['null_rate_served']:.2f}",
+                    "yes" if f["is_skewed"] else "no",
+                    "; ".join(f["reasons"]),
                 )
-                for f in report.features
+                for f in report["features"]
             ],
         )
-        console.print("passed" if report.passed else f"skewed: {', '.join(report.skewed)}")
+        skewed = ", ".join(report["skewed"])
+        console.print("passed" if report["passed"] else f"skewed: {skewed}")
 
-    emit(report.to_dict(), as_json, render)
-    if not report.passed:
+    emit(report, as_json, render)
+    if not report["passed"]:
         raise typer.Exit(1)
 
 
 @features_app.command("freshness")
-def freshness(as_json: bool = JsonOption) -> None:
+def freshness(
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
     """Per view: materialised until, last write, age against the freshness SLA.
 
     Example: keel features freshness --json
     """
-    with _store() as store:
-        items = run_cli(lambda: store.freshness())
+    client = _client(server, token)
+    items = run_cli(lambda: client.feature_freshness())
     emit(
         items,
         as_json,
@@ -326,15 +337,17 @@ def freshness(as_json: bool = JsonOption) -> None:
 
 @features_app.command("deprecated")
 def deprecated(
-    days: int | None = typer.Option(None, help="Unused for this many days (default 90)."),
+    days: int | None = typer.Option(None, min=1, help="Unused for this many days (default 90)."),
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
     """List features nobody read offline or online within the window, with dependent models.
 
     Example: keel features deprecated --days 90
     """
-    with _store() as store:
-        items = run_cli(lambda: store.unused_features(days=days))
+    client = _client(server, token)
+    items = run_cli(lambda: client.unused_features(days))
     emit(
         items,
         as_json,

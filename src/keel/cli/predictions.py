@@ -1,14 +1,14 @@
-"""``keel predictions``: read and compact the prediction log (local files, no server)."""
+"""``keel predictions``: read the prediction log and its labels (through ``keel.Client``,
+embedded or ``--server``) and compact the log's files (on the machine that holds them)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from dataclasses import asdict
 from typing import Any
 
 import typer
 
+from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, run_cli, table
 from keel.config import Settings
 
@@ -20,78 +20,137 @@ predictions_app = typer.Typer(
 
 ModelOption = typer.Option(None, "--model", help="Only this registered model.")
 VersionOption = typer.Option(None, "--version", min=1, help="Only this model version.")
+DeploymentOption = typer.Option(None, "--deployment", help="Only rows served by this deployment.")
+ArmOption = typer.Option(None, "--arm", help="Only rows of this deployment arm.")
+SinceOption = typer.Option(
+    "24h", "--since", help="Window start: ISO-8601 time, or an age like 15m, 2h, 7d."
+)
+UntilOption = typer.Option(None, "--until", help="Window end (exclusive); default now.")
+LimitOption = typer.Option(20, "--limit", min=1, max=10_000, help="Newest rows to show.")
+ColumnsOption = typer.Option(None, "--column", "-c", help="Only this column (repeatable).")
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _cell(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_cell(v) for v in value]
-    return value
+def _short(row: dict[str, Any]) -> list[Any]:
+    probabilities = row.get("probabilities")
+    latency = row.get("latency_ms")
+    return [
+        str(row.get("ts", ""))[:19].replace("T", " "),
+        row.get("model"),
+        row.get("version"),
+        row.get("request_id"),
+        row.get("output"),
+        f"{max(probabilities):.3f}" if probabilities else None,
+        f"{latency:.2f}" if latency is not None else None,
+        {True: "yes", False: "no"}.get(row.get("cached")),  # type: ignore[arg-type]
+        {True: "yes", False: "no"}.get(row.get("fallback")),  # type: ignore[arg-type]
+        row.get("arm"),
+    ]
+
+
+_COLUMNS = ["time", "model", "v", "request", "output", "p(max)", "ms", "cached", "fallback", "arm"]
 
 
 @predictions_app.command("list")
 def list_predictions(
     model: str | None = ModelOption,
     version: int | None = VersionOption,
-    since: str = typer.Option(
-        "24h", "--since", help="Window start: ISO-8601 time, or an age like 15m, 2h, 7d."
-    ),
-    until: str | None = typer.Option(None, "--until", help="Window end (exclusive); default now."),
-    limit: int = typer.Option(20, "--limit", min=1, max=100_000, help="Newest rows to show."),
+    deployment: str | None = DeploymentOption,
+    arm: str | None = ArmOption,
+    since: str = SinceOption,
+    until: str | None = UntilOption,
+    columns: list[str] | None = ColumnsOption,
+    limit: int = LimitOption,
     as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
 ) -> None:
-    """Show the newest logged predictions of a time window.
+    """Show the newest logged predictions of a time window, newest first.
+
+    Embedded it reads the log's files; with --server, GET /v1/predictions.
 
     Example: keel predictions list --model churn --version 3 --since 2h --limit 50
     """
-    from keel.serving.predquery import parse_time, predictions
+    page = run_cli(
+        lambda: make_client(server, token).prediction_page(
+            model,
+            version,
+            deployment=deployment,
+            arm=arm,
+            since=since,
+            until=until,
+            columns=columns or None,
+            limit=limit,
+        )
+    )
+    rows = list(reversed(page.rows))
+    more = " (older rows left out)" if page.truncated else ""
 
-    settings = run_cli(Settings)
-    start = run_cli(lambda: parse_time(since, "since"))
-    end = run_cli(lambda: parse_time(until, "until"))
-    rows_table = run_cli(lambda: predictions(model, version, start, end, settings=settings))
-    total = rows_table.num_rows
-    shown = rows_table.slice(max(0, total - limit)).to_pylist()
-    rows = [{k: _cell(v) for k, v in row.items()} for row in reversed(shown)]
+    def render() -> None:
+        if columns:
+            names = list(rows[0]) if rows else list(columns)
+            table(
+                f"predictions ({len(rows)} newest{more})", names, [list(r.values()) for r in rows]
+            )
+        else:
+            table(f"predictions ({len(rows)} newest{more})", _COLUMNS, [_short(r) for r in rows])
+
+    emit({"truncated": page.truncated, "rows": rows}, as_json, render)
+
+
+@predictions_app.command("labels")
+def list_labels(
+    model: str | None = ModelOption,
+    version: int | None = VersionOption,
+    deployment: str | None = DeploymentOption,
+    arm: str | None = ArmOption,
+    since: str = SinceOption,
+    until: str | None = UntilOption,
+    as_of: str | None = typer.Option(None, "--as-of", help="Only labels received by then."),
+    limit: int = LimitOption,
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Show the newest labelled predictions (prediction, label, label delay), newest first.
+
+    Embedded it reads the log and feedback files; with --server, GET /v1/feedback.
+
+    Example: keel predictions labels --model churn --since 7d --as-of 2026-01-31
+    """
+    page = run_cli(
+        lambda: make_client(server, token).label_page(
+            model,
+            version,
+            deployment=deployment,
+            arm=arm,
+            since=since,
+            until=until,
+            limit=limit,
+            as_of=as_of,
+        )
+    )
+    rows = list(reversed(page.rows))
+    more = " (older rows left out)" if page.truncated else ""
 
     def render() -> None:
         table(
-            f"predictions ({len(rows)} newest of {total} in the window)",
-            [
-                "time",
-                "model",
-                "v",
-                "request",
-                "output",
-                "p(max)",
-                "ms",
-                "cached",
-                "fallback",
-                "arm",
-            ],
+            f"labelled predictions ({len(rows)} newest{more})",
+            ["time", "model", "v", "request", "output", "label", "delay s"],
             [
                 (
-                    str(r["ts"])[:19].replace("T", " "),
-                    r["model"],
-                    r["version"],
-                    r["request_id"],
+                    str(r.get("ts", ""))[:19].replace("T", " "),
+                    r.get("model"),
+                    r.get("version"),
+                    r.get("request_id"),
                     r.get("output"),
-                    f"{max(r['probabilities']):.3f}" if r.get("probabilities") else None,
-                    f"{r['latency_ms']:.2f}" if r.get("latency_ms") is not None else None,
-                    "yes" if r["cached"] else "no",
-                    "yes" if r["fallback"] else "no",
-                    r.get("arm"),
+                    r.get("label"),
+                    r.get("label_delay_s"),
                 )
                 for r in rows
             ],
         )
 
-    emit({"total": total, "rows": rows}, as_json, render)
+    emit({"truncated": page.truncated, "rows": rows}, as_json, render)
 
 
 @predictions_app.command("compact")
