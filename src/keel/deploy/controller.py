@@ -23,6 +23,7 @@ from keel.deploy.armstats import ArmWindow, read_arm_stats
 from keel.deploy.models import Deployment
 from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
+from keel.deploy.segments import read_segment_stats
 from keel.deploy.state import rollout_to_json, weights_for
 from keel.deploy.verdict import ArmStats
 from keel.errors import Conflict, KeelError
@@ -104,6 +105,11 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
             )[primary]
         steps[arm] = evaluate(policy, st, now, base, stats[arm])
         numbers[arm] = {"primary": _arm_dict(base), "candidate": _arm_dict(stats[arm])}
+    # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
+    # never decided on); each declared column is present even before traffic arrives.
+    segments = _segments(service, current, arms, policy.analysis.segments, metrics, started, now)
+    for arm in numbers:
+        numbers[arm]["segments"] = segments
     new = {**rollouts, **{k: s.state for k, s in steps.items()}}
     records, windows = [], []
     for arm, step in steps.items():
@@ -171,6 +177,29 @@ def _stats(
         primary=primary,
         metrics=metrics,
         with_agreement=st.phase == "shadow",
+    )
+
+
+def _segments(
+    service: DeploymentService,
+    current: Deployment,
+    arms: list[str],
+    columns: list[str],
+    metrics: list[str],
+    started: int,
+    now: int,
+) -> dict[str, Any]:
+    if service.predictions_root is None or not columns:
+        return {c: {"values": [], "other_values": 0} for c in columns}
+    return read_segment_stats(
+        service.predictions_root,
+        service.labels,
+        current.model,
+        current.name,
+        arms,
+        ArmWindow(started, started, started, now + 1),
+        columns,
+        metrics[0] if metrics else None,
     )
 
 

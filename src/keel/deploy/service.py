@@ -118,6 +118,7 @@ class DeploymentService(ChangesMixin):
                 f"model: no registered model {checked.model!r}", field="model"
             ) from None
         versions = self._resolve_arms(checked)
+        self._check_segments(checked, versions)
         busy = [d.name for d in self.store.list_deployments(model=checked.model, active_only=True)]
         if busy:
             raise Conflict(
@@ -186,6 +187,23 @@ class DeploymentService(ChangesMixin):
             used[found.version] = i
             versions[str(arm.name)] = found.version
         return versions
+
+    def _check_segments(self, policy: DeploymentPolicy, versions: dict[str, int]) -> None:
+        """``analysis.segments`` must be inputs of the primary's signature (when it has one):
+        a typo is refused now, not found missing in every decision record."""
+        primary = self.registry.get_version(policy.model, versions[str(policy.arm("primary").name)])
+        inputs = (primary.signature or {}).get("inputs")
+        if not inputs:
+            return
+        known = {c["name"] for c in inputs}
+        for i, column in enumerate(policy.analysis.segments):
+            if column not in known:
+                field = f"analysis.segments[{i}]"
+                raise InvalidInput(
+                    f"{field}: {column!r} is not an input of {primary.uri} "
+                    f"(inputs: {', '.join(sorted(known))})",
+                    field=field,
+                )
 
     def get(self, name: str) -> Deployment:
         """One deployment with its replica reports and whether the rollout is complete
