@@ -90,6 +90,9 @@ class DeploymentService(ChangesMixin):
         self.lease_ttl_s = lease_ttl_s
         self.replica_ttl_s = replica_ttl_s
         self._listeners: list[Listener] = []
+        #: Loads a version's model (set by ``keel.services``: the one loader, honouring
+        #: allow_pickle and the trusted classes); replay needs it.
+        self.model_loader: Callable[[Any], Any] | None = None
 
     def create(
         self, policy: Mapping[str, Any] | DeploymentPolicy, actor: str | None = None
@@ -263,6 +266,27 @@ class DeploymentService(ChangesMixin):
         from keel.deploy.controller import evaluate_all
 
         return evaluate_all(self)
+
+    def replay(
+        self, name: str, versions: list[int], since: str | int = "7d", limit: int | None = None
+    ) -> dict[str, Any]:
+        """Re-score the deployment's logged requests since ``since`` with ``versions``
+        (R-TRK-11, :mod:`keel.deploy.replay`): agreement, PSI/KS, latency, metrics."""
+        from keel.deploy.replay import replay, resolve_versions
+
+        deployment = self.store.get_deployment(name)
+        if self.model_loader is None:
+            raise InvalidInput("versions: no model loader configured", field="versions")
+        return replay(
+            root=self.predictions_root,
+            model=deployment.model,
+            deployment=name,
+            versions=resolve_versions(self.registry, deployment.model, versions),
+            since=since,
+            limit=limit,
+            load=self.model_loader,
+            labels=self.labels,
+        )
 
     def archive_expired(self, actor: str = "retention") -> list[dict[str, Any]]:
         """Archive previous champions whose retention passed (the daily ``deploy.retention``

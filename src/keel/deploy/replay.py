@@ -1,0 +1,184 @@
+"""Replay (R-TRK-11): re-score a deployment's logged requests with candidate versions.
+
+Before any live traffic is risked, the rows a deployment logged in a window are scored
+again by each candidate version, loaded the one way keel loads models (the registry's
+files through the settings' ``allow_pickle`` / trusted classes), and compared with what
+was answered: agreement with the logged output, the distribution shift of the scores
+(PSI and KS from :mod:`keel.monitoring.stats`), latency per row (p50/p99 of per-row
+scoring), and, for requests with labels (feedback joined by request id), the metrics:
+accuracy and ROC AUC for classifiers, MAE and RMSE for regressors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel._durations import parse_time
+from keel.deploy.armstats import roc_auc
+from keel.errors import InvalidInput, NotFound
+from keel.monitoring.diagnosis import model_input
+from keel.monitoring.stats import ks, psi
+from keel.registry.models import ModelVersion
+from keel.serving._segments import FEATURE_PREFIX
+from keel.serving.predquery import predictions
+
+__all__ = ["MAX_ROWS", "replay", "resolve_versions"]
+
+#: Rows replayed at most (the newest of the window).
+MAX_ROWS = 100_000
+#: Rows scored one at a time to measure latency per row.
+_TIMED_ROWS = 200
+
+
+def replay(
+    *,
+    root: Path | None,
+    model: str,
+    deployment: str,
+    versions: Sequence[ModelVersion],
+    since: str | int,
+    limit: int | None,
+    load: Callable[[ModelVersion], Any],
+    labels: Callable[[], pd.DataFrame] | None,
+) -> dict[str, Any]:
+    """Per version: ``agreement``, ``psi``, ``ks``, ``latency_ms`` (p50/p99), ``metrics``
+    over the newest ``limit`` logged requests since ``since``. InvalidInput names
+    ``since``/``limit``, or says there are no logged requests in the window."""
+    start = parse_time(since, "since")
+    if limit is not None and not 1 <= limit <= MAX_ROWS:
+        raise InvalidInput(f"limit: expected 1..{MAX_ROWS}", field="limit")
+    if root is None:
+        raise InvalidInput(
+            "since: no logged requests in the window (no prediction log)", field="since"
+        )
+    table = predictions(
+        model, start=start, root=root, deployment=deployment, limit=limit or MAX_ROWS, newest=True
+    )
+    logged = table.to_pandas()
+    if logged.empty:
+        raise InvalidInput(
+            f"since: no logged requests in the window (deployment {deployment!r} since {since})",
+            field="since",
+        )
+    features = logged[[c for c in logged.columns if c.startswith(FEATURE_PREFIX)]]
+    features.columns = [c[len(FEATURE_PREFIX) :] for c in features.columns]
+    truth = _labels(logged, labels)
+    results = []
+    for version in versions:
+        loaded = load(version)
+        rows = model_input(loaded, features, list(features.columns))
+        results.append(_score(version.version, loaded, rows, logged, truth))
+    return {
+        "deployment": deployment,
+        "model": model,
+        "since": start.isoformat() if start else None,
+        "rows": len(logged),
+        "labelled": int(truth.notna().sum()),
+        "versions": results,
+    }
+
+
+def _labels(logged: pd.DataFrame, labels: Callable[[], pd.DataFrame] | None) -> pd.Series:
+    stored = labels() if labels is not None else pd.DataFrame()
+    if stored.empty or "request_id" not in stored.columns:
+        return pd.Series([np.nan] * len(logged), dtype=object)
+    newest = stored.sort_values("received_ts").drop_duplicates("request_id", keep="last")
+    # labels are stored as JSON text: 1, "yes"
+    decoded = newest.set_index("request_id")["label"].map(_decode)
+    return logged["request_id"].map(decoded)
+
+
+def _decode(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return text
+
+
+def _score(
+    version: int, model: Any, rows: pd.DataFrame, logged: pd.DataFrame, truth: pd.Series
+) -> dict[str, Any]:
+    predicted = np.asarray(model.predict(rows))
+    proba = None
+    if hasattr(model, "predict_proba"):
+        try:
+            proba = np.asarray(model.predict_proba(rows))[:, -1]
+        except (AttributeError, NotImplementedError, ValueError):
+            proba = None
+    old_out = pd.to_numeric(logged["output"], errors="coerce").to_numpy(dtype=float)
+    new_out = pd.to_numeric(pd.Series(predicted), errors="coerce").to_numpy(dtype=float)
+    same = [str(a) == str(b) for a, b in zip(logged["output"], predicted, strict=True)]
+    agreement = float(np.mean(same))
+    if proba is not None and "probabilities" in logged.columns:
+        old_scores = np.array(
+            [p[-1] if p is not None and len(p) else np.nan for p in logged["probabilities"]]
+        )
+        new_scores = proba
+    else:
+        old_scores, new_scores = old_out, new_out
+    keep = ~(np.isnan(old_scores) | np.isnan(new_scores))
+    shift: dict[str, Any] = {"psi": None, "ks": None}
+    if keep.sum() >= 2:
+        shift = {
+            "psi": float(psi(old_scores[keep], new_scores[keep]).statistic),
+            "ks": float(ks(old_scores[keep], new_scores[keep]).statistic),
+        }
+    timings = []
+    for i in range(min(_TIMED_ROWS, len(rows))):
+        began = time.perf_counter()
+        model.predict(rows.iloc[i : i + 1])
+        timings.append((time.perf_counter() - began) * 1000)
+    return {
+        "version": version,
+        "agreement": agreement,
+        **shift,
+        "latency_ms": {
+            "p50": float(np.percentile(timings, 50)),
+            "p99": float(np.percentile(timings, 99)),
+            "rows_timed": len(timings),
+        },
+        "metrics": _metrics(predicted, proba, truth),
+    }
+
+
+def _metrics(predicted: Any, proba: Any, truth: pd.Series) -> dict[str, float]:
+    has = truth.notna().to_numpy()
+    if not has.any():
+        return {}
+    y = truth[has]
+    if proba is not None:  # a classifier
+        out = {
+            "accuracy": float(
+                np.mean([str(p) == str(t) for p, t in zip(predicted[has], y, strict=True)])
+            )
+        }
+        positive = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float) == 1
+        if 0 < positive.sum() < positive.size:
+            out["roc_auc"] = roc_auc(proba[has], positive)
+        return out
+    error = pd.to_numeric(pd.Series(predicted[has]), errors="coerce").to_numpy(dtype=float) - (
+        pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+    )
+    return {"mae": float(np.nanmean(np.abs(error))), "rmse": float(np.sqrt(np.nanmean(error**2)))}
+
+
+def resolve_versions(registry: Any, model: str, versions: Sequence[int]) -> list[ModelVersion]:
+    """The registry's versions; InvalidInput naming ``versions`` for an unknown one."""
+    if not versions:
+        raise InvalidInput("versions: name at least one version", field="versions")
+    found = []
+    for v in versions:
+        try:
+            found.append(registry.get_version(model, int(v)))
+        except (NotFound, ValueError):
+            raise InvalidInput(
+                f"versions: model {model!r} has no version {v}", field="versions"
+            ) from None
+    return found
