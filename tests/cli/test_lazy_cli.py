@@ -49,8 +49,22 @@ def test_cli_start_imports_no_heavy_library(args: list[str], tmp_path: Path) -> 
     assert _imported(args, tmp_path) & set(HEAVY) == set()
 
 
-def test_cli_read_over_server_imports_no_heavy_library(live_server: str, tmp_path: Path) -> None:
-    imported = _imported(["-m", "keel", "models", "list", "--server", live_server], tmp_path)
+@pytest.mark.parametrize(
+    "read",
+    [
+        ["models", "list"],
+        ["users", "list"],
+        ["tokens", "list"],
+        ["audit"],
+        ["predictions", "list"],
+        ["predictions", "labels"],
+    ],
+    ids=" ".join,
+)
+def test_cli_read_over_server_imports_no_heavy_library(
+    live_server: str, tmp_path: Path, read: list[str]
+) -> None:
+    imported = _imported(["-m", "keel", *read, "--server", live_server], tmp_path)
     assert imported & set(HEAVY) == set()
 
 
