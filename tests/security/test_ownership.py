@@ -27,6 +27,9 @@ def _bodies(run_id: str) -> dict[tuple[str, str], dict[str, object] | None]:
         ("PATCH", "/v1/models/{name}/versions/{version}"): {"status": "DEPRECATED"},
         ("PUT", "/v1/models/{name}/aliases/{alias}"): {"version": 1},
         ("DELETE", "/v1/models/{name}/aliases/{alias}"): None,
+        # after the deletes: no champion left, so the version can be approved and rejected
+        ("POST", "/v1/models/{name}/versions/{version}/approve"): {"reason": "checked"},
+        ("POST", "/v1/models/{name}/versions/{version}/reject"): {"reason": "second look"},
     }
 
 
