@@ -144,10 +144,10 @@ class _HistogramCells:
         buckets, running = [], 0.0
         for bound, count in zip(self._bounds, totals, strict=False):
             running += count
-            buckets.append((floatToGoString(bound), running))
+            buckets.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
         family.add_metric(labels, buckets, totals[-1])
         # HistogramMetricFamily takes no creation time; prometheus_client's Histogram has one.
-        names = dict(zip(family._labelnames, labels, strict=True))  # type: ignore[attr-defined]
+        names = dict(zip(family._labelnames, labels, strict=True))
         family.samples.append(Sample(f"{family.name}_created", names, self.created))
 
 

@@ -131,7 +131,7 @@ class KeelAPI(FastAPI):
             app = super().build_middleware_stack()
         finally:
             self.user_middleware = ours
-        built: dict[type, Any] = {}
+        built: dict[Any, Any] = {}  # middleware class → its instance
         for middleware in reversed(ours):
             app = built[middleware.cls] = middleware.cls(app, *middleware.args, **middleware.kwargs)
         parts = (SecurityMiddleware, BodySizeLimit, RequestMetrics, FastLane)

@@ -31,7 +31,7 @@ LINGER_MAX_S = 10.0
 def _expects_continue(scope: Scope) -> bool:
     for key, value in scope.get("headers") or ():
         if key == b"expect":
-            return value.lower() == b"100-continue"
+            return bool(value.lower() == b"100-continue")
     return False
 
 

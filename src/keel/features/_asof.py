@@ -71,7 +71,9 @@ from keel.features._asof_keys import (  # noqa: F401  (private parts re-exported
 from keel.features._asof_prepared import Prepared, prepare
 
 __all__ = [
+    "Column",
     "EntityOrder",
+    "Ints",
     "KeyRanks",
     "Lookup",
     "Prepared",

@@ -20,7 +20,7 @@ Validity: TypeAlias = tuple[int, pa.Buffer | None]  # null count, bitmap
 
 def _is_string(kind: pa.DataType) -> bool:
     """Whether ``kind`` is an Arrow string type."""
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 @dataclass(frozen=True)

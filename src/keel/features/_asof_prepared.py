@@ -52,7 +52,7 @@ class Prepared:
         total = self.search.nbytes + sum(c.nbytes for c in self.columns.values())
         total += self.buckets.nbytes if self.buckets is not None else 0
         total += self.stamps.nbytes if self.stamps is not None else 0
-        return total + sum(v.nbytes for v in self.keys.values)
+        return int(total + sum(v.nbytes for v in self.keys.values))
 
     def _offsets(self, times: Ints) -> Ints:
         """Each entity time's offset: rows at offsets ``<=`` it are at or before it."""

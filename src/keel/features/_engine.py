@@ -5,7 +5,7 @@ The default comes from ``Settings.features_engine`` (``KEEL_FEATURES_ENGINE``).
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal
 
 from keel.errors import InvalidInput
 
@@ -23,4 +23,4 @@ def engine_from(value: str | None, default: str = "local") -> RetrievalEngine:
             f"unknown retrieval engine {chosen!r}: use one of {', '.join(ENGINES)}",
             field="engine",
         )
-    return cast(RetrievalEngine, chosen)
+    return chosen  # narrowed to RetrievalEngine by the check above

@@ -15,7 +15,7 @@ import functools
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, insert
 from sqlalchemy.engine import Dialect
@@ -83,7 +83,7 @@ def write_one_metric(
         raw = conn.connection.dbapi_connection
         assert raw is not None
         try:
-            begin_write(raw, nowait=nowait)
+            begin_write(cast(sqlite3.Connection, raw), nowait=nowait)  # SQLite only
         except sqlite3.OperationalError as exc:
             if nowait and "locked" in str(exc):
                 raise WriteBusy("the database is locked by another writer") from exc

@@ -20,8 +20,9 @@ def insert_decisions(conn: Connection, decisions: Sequence[Decision]) -> list[De
     saved = []
     for decision in decisions:
         values = decision.model_dump(mode="json", include=set(_COLUMNS))
-        new_id = conn.execute(insert(DecisionRow).values(**values)).inserted_primary_key[0]
-        saved.append(decision.model_copy(update={"id": int(new_id)}))
+        key = conn.execute(insert(DecisionRow).values(**values)).inserted_primary_key
+        assert key is not None  # a single-row INSERT always reports its key
+        saved.append(decision.model_copy(update={"id": int(key[0])}))
     return saved
 
 
