@@ -3,6 +3,8 @@ and the promotion that follows: alias, rollout, approval, rejection, override.""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +107,36 @@ def test_reject_and_override_are_recorded(logged: Services) -> None:
     approve(logged, "churn", 2, actor="cy", reason="reviewed again")
     overrides = logged.decisions.query(model="churn", kind="override")
     assert len(overrides) == 2 and logged.registry.get_model("churn").aliases["challenger"] == 2
+
+
+def test_a_bad_rollout_template_is_refused_at_enqueue(svc: Services) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        svc.jobs.enqueue(
+            "retrain.run", {"model": "churn", "retrain": spec(rollout={"strategy": "canery"})}
+        )
+    assert caught.value.field == "args.retrain.rollout" and "canery" in caught.value.message
+
+
+def test_the_process_executor_trains_in_another_process(
+    logged: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a user package on sys.path (the spawned process inherits it); `tests.` is not
+    # importable there, a site-packages `tests` shadows this repository's
+    shutil.copy(user_code.__file__, tmp_path / "churn_user_train.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    train = "churn_user_train:train"
+    job = run_job(logged, {"model": "churn", "retrain": spec(train=train, executor="process")})
+    assert job.status == "succeeded", job.traceback
+    assert user_code.SEEN == []  # train ran in the spawned process, not here
+    assert logged.tracking.get_run(job.result["run_id"]).metrics["holdout.auc"] > 0.7
+
+
+def test_a_second_rollout_while_one_runs_keeps_the_alias_and_says_why(logged: Services) -> None:
+    rollout = {"strategy": "canary", "steps": [10, 100]}
+    first = run_job(logged, {"model": "churn", "decision_id": 1, "retrain": spec(rollout=rollout)})
+    second = run_job(logged, {"model": "churn", "decision_id": 2, "retrain": spec(rollout=rollout)})
+    assert first.result["deployment"] and second.status == "succeeded", second.traceback
+    assert second.result["deployment"] is None
+    assert logged.registry.get_model("churn").aliases["challenger"] == 3
+    latest = logged.decisions.query(model="churn", kind="promotion")[0]
+    assert "rollout not started" in latest.summary

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from keel.automation.retrain.data import TS_COLUMN
+from keel.automation.retrain.spec import rollout_policy
 from keel.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ APPROVAL = "keel.approval.status"  # pending | approved | rejected
 ROLLOUT_TAG = "keel.retrain.rollout"  # the rollout template (JSON) an approval starts
 #: R-REG-02 stages → the alias a version takes.
 STAGES: dict[str, str] = {"staging": "challenger", "production": "champion"}
-#: The candidate arm's role per rollout strategy (keel.deploy.policy's rules).
-_CANDIDATE_ROLE = {"canary": "canary", "shadow": "shadow", "ab": "challenger"}
 
 
 def champion_version(services: Any, model: str) -> int | None:
@@ -170,20 +169,17 @@ def _promote(
     services.registry.set_alias(model, alias, version.version, actor=actor, reason=why)
     deployment = None
     template = services.registry.get_version(model, version.version).tags.get(ROLLOUT_TAG)
+    if template and champion_version(services, model) is None:
+        # nothing serves yet to roll out against: the alias alone is the release
+        why += "; no champion, so no rollout"
+        template = None
     if stage == "staging" and template:
-        rollout = json.loads(template)
-        candidate = _CANDIDATE_ROLE.get(str(rollout.get("strategy")), "challenger")
-        policy = {
-            "name": f"{model}-v{version.version}",
-            # champion serves; the new version is the strategy's candidate arm
-            "arms": [
-                {"alias": "champion", "role": "primary"},
-                {"alias": "challenger", "role": candidate},
-            ],
-            **rollout,
-            "model": model,
-        }
-        deployment = services.deployments.create(policy, actor=actor).name
+        policy = rollout_policy(json.loads(template), model, f"{model}-v{version.version}")
+        try:
+            deployment = services.deployments.create(policy, actor=actor).name
+        except (Conflict, InvalidInput) as exc:
+            # e.g. a rollout still running: the alias stands, the operator starts it later
+            why += f"; rollout not started: {exc.message}"
     services.decisions.record(
         "promotion",
         model,

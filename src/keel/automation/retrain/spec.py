@@ -28,6 +28,7 @@ __all__ = [
     "TrainFunction",
     "load_train_function",
     "parse_job_args",
+    "rollout_policy",
 ]
 
 #: ``train(frame, params) -> model``: ``frame`` holds the feature columns and the label
@@ -136,8 +137,16 @@ class RetrainSpec(_Strict):
     @field_validator("rollout")
     @classmethod
     def _rollout(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and "model" in value:
+        if value is None:
+            return value
+        if "model" in value:
             raise ValueError("the rollout template takes its model from the job; drop 'model'")
+        from keel.deploy.policy import parse_policy
+
+        try:  # the deployment policy's own checks, now rather than after a retraining
+            parse_policy(rollout_policy(value, "check", "check"))
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
         return value
 
 
@@ -185,6 +194,18 @@ def parse_job_args(args: Mapping[str, Any]) -> JobArgs:
 
 
 _SPEC_KEYS = set(RetrainSpec.model_fields) | {"window"}
+
+
+#: The new version's arm role per rollout strategy (keel.deploy.policy's rules).
+_CANDIDATE_ROLE = {"canary": "canary", "shadow": "shadow", "ab": "challenger"}
+
+
+def rollout_policy(template: Mapping[str, Any], model: str, name: str) -> dict[str, Any]:
+    """A deployment policy from a rollout template: by default the champion serves as
+    primary and the ``challenger`` alias is the strategy's candidate arm."""
+    role = _CANDIDATE_ROLE.get(str(template.get("strategy")), "challenger")
+    arms = [{"alias": "champion", "role": "primary"}, {"alias": "challenger", "role": role}]
+    return {"name": name, "arms": arms, **template, "model": model}
 
 
 def load_train_function(path: str, field: str = "train") -> TrainFunction:
