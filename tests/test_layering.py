@@ -7,6 +7,8 @@ the source with ``ast`` so it also covers imports inside functions.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,47 @@ def test_serving_reads_deployments_through_the_reader(path: Path) -> None:
     used = {n for n in _imports(path) if n == "keel.deploy" or n.startswith("keel.deploy.")}
     bad = sorted(used - SERVING_MAY_IMPORT_FROM_DEPLOY)
     assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def _reaches_registry_store(node: ast.AST) -> bool:
+    """``registry.store`` / ``self.registry.store``: the registry's store, not its service."""
+    if not (isinstance(node, ast.Attribute) and node.attr == "store"):
+        return False
+    owner = node.value
+    return (isinstance(owner, ast.Name) and owner.id == "registry") or (
+        isinstance(owner, ast.Attribute) and owner.attr == "registry"
+    )
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SRC / "serving").rglob("*.py")), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_serving_reads_the_registry_through_its_service(path: Path) -> None:
+    """Aliases and versions come from ``RegistryService`` (``alias_version``, ``resolve``),
+    so its checks and errors apply to the gateway too (#15.29)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lines = sorted(n.lineno for n in ast.walk(tree) if _reaches_registry_store(n))
+    assert not lines, f"{path.relative_to(SRC)} reads registry.store on lines {lines}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SRC / "features").rglob("*.py")), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_features_never_import_the_composition_root(path: Path) -> None:
+    """``FeatureStore(settings)`` opens its own engine; ``keel.services`` imports features,
+    never the other way round (#15.29)."""
+    bad = sorted(
+        n for n in _imports(path) if n == "keel.services" or n.startswith("keel.services.")
+    )
+    assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def test_serving_events_import_no_feature_code() -> None:
+    """What lets a standalone FeatureStore look up ``keel.serving.events`` at run time
+    (``keel.features.invalidation``) without an import cycle."""
+    code = (
+        "import sys, keel.serving.events; "
+        "print(sorted(m for m in sys.modules if m.startswith(('keel.features', 'keel.services'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ from keel.config import Settings
 from keel.decisions.service import DecisionLog
 from keel.deploy.service import DeploymentService
 from keel.features import FeatureStore
+from keel.features.invalidation import redis_invalidator
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.service import MonitorService
 from keel.registry.packaging import load_model_dir
@@ -27,9 +28,8 @@ from keel.store.sql import SqlStore
 from keel.store.sql.auth import AuthSql
 from keel.store.sql.decisions import DecisionSql
 from keel.store.sql.deployments import DeploymentSql
-from keel.store.sql.engine import ensure_dir, make_engine
 from keel.store.sql.jobs import JobSql
-from keel.store.sql.migrate import ensure_schema
+from keel.store.sql.migrate import open_engine
 from keel.store.sql.monitoring import MonitorSql
 from keel.store.sql.triggers import TriggerSql
 from keel.tracking.datasets import DatasetService
@@ -71,28 +71,12 @@ class Services:
 
 
 def _feature_store(settings: Settings, engine: Engine) -> FeatureStore:
-    """The feature store; with Redis, a push invalidates the pushed entities' cached predictions.
-
-    Wired here so that keel.features never imports keel.serving. The serving
-    cache is tagged with ``entity_keys``: the join-key value (several keys joined by
-    ``|``). A push of more than 1,000 entities drops the whole shared cache instead.
-    """
+    """The feature store; with Redis, a push invalidates the pushed entities' cached predictions
+    on every gateway (``keel.features.invalidation``; a standalone ``FeatureStore(settings)``
+    wires the same callback itself)."""
     features = FeatureStore(settings, engine=engine)
     if settings.redis_url:
-        import redis
-
-        from keel.serving.events import publish_invalidation
-
-        client = redis.Redis.from_url(settings.redis_url)
-
-        def invalidate(_view: str, keys: list[dict[str, object]]) -> None:
-            if len(keys) > 1000:
-                publish_invalidation(client, everything=True)
-                return
-            for entity in {"|".join(str(v) for v in key.values()) for key in keys}:
-                publish_invalidation(client, entity=entity)
-
-        features.add_invalidation_callback(invalidate)
+        features.add_invalidation_callback(redis_invalidator(settings.redis_url))
     return features
 
 
@@ -120,14 +104,7 @@ def _alias_publisher(redis_url: str) -> AliasListener:
 
 def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Connect to the configured store; upgrade the schema first unless ``migrate`` is False."""
-    ensure_dir(settings.home, "KEEL_HOME")
-    engine = make_engine(settings)
-    try:
-        # one line naming the path or revision (InvalidInput, exit 2), not a driver traceback
-        ensure_schema(engine, migrate=migrate)
-    except BaseException:
-        engine.dispose()
-        raise
+    engine = open_engine(settings, migrate=migrate)
     store = SqlStore(engine)
     artifacts = ArtifactStore(
         settings.resolved_artifact_root, min_free_bytes=settings.artifact_min_free_bytes

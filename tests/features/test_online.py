@@ -240,13 +240,19 @@ def test_redis_online_store_end_to_end(redis_settings: Settings, seed: Seed) -> 
 
 
 @pytest.mark.redis
-def test_push_publishes_serving_invalidation(redis_settings: Settings, seed: Seed) -> None:
+@pytest.mark.parametrize("opened", ["services", "standalone"])
+def test_push_publishes_serving_invalidation(
+    redis_settings: Settings, seed: Seed, opened: str
+) -> None:
+    """The composition root wires the callback for the shared store; a standalone
+    ``FeatureStore(settings)`` (``keel features push``) wires the same one itself."""
     import redis
 
     from keel.serving.events import CHANNEL
 
-    services = open_services(redis_settings)  # the composition root wires the callback
-    services.features.apply(seed.defs)
+    services = open_services(redis_settings) if opened == "services" else None
+    store = services.features if services else FeatureStore(redis_settings)
+    store.apply(seed.defs)
     subscriber = redis.Redis.from_url(redis_settings.redis_url or "").pubsub()
     subscriber.subscribe(CHANNEL)
     assert subscriber.get_message(timeout=5)["type"] == "subscribe"
@@ -259,7 +265,7 @@ def test_push_publishes_serving_invalidation(redis_settings: Settings, seed: See
         "login_count_last_7d": 4,
         "features_used_count": 5,
     }
-    services.features.push("customer_usage", pd.DataFrame([row]))
+    store.push("customer_usage", pd.DataFrame([row]))
     ours = None
     deadline = time.monotonic() + 10
     while ours is None and time.monotonic() < deadline:  # other tests publish here too
@@ -269,5 +275,5 @@ def test_push_publishes_serving_invalidation(redis_settings: Settings, seed: See
             if event.get("kind") == "entity" and event.get("entity") == "42":
                 ours = event
     subscriber.close()
-    services.close()
+    (services or store).close()
     assert ours is not None and ours.get("model") is None  # every model's cache for entity 42

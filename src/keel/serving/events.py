@@ -28,6 +28,7 @@ __all__ = [
     "KINDS",
     "Invalidation",
     "deployment_publisher",
+    "entity_publisher",
     "make_invalidation",
     "publish_invalidation",
 ]
@@ -158,6 +159,22 @@ def publish_invalidation(
         if isinstance(redis, str):
             client.close()
     return dropped
+
+
+def entity_publisher(redis_url: str) -> Callable[[str | None], int]:
+    """``publish(entity)``: drop one entity's cached predictions (of every model) on every
+    replica; ``publish(None)``: drop them all. The feature store's pushes use it
+    (``keel.features.invalidation``); returns the shared entries dropped."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis_url)
+
+    def publish(entity: str | None) -> int:
+        if entity is None:
+            return publish_invalidation(client, everything=True)
+        return publish_invalidation(client, entity=entity)
+
+    return publish
 
 
 def deployment_publisher(redis_url: str) -> Callable[[Any, str], None]:

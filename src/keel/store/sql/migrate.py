@@ -11,7 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from keel.config import Settings
 from keel.errors import InvalidInput, KeelError, Unavailable
+from keel.store.sql.engine import ensure_dir, make_engine
 
 __all__ = [
     "alembic_config",
@@ -19,6 +21,7 @@ __all__ = [
     "ensure_schema",
     "head_revision",
     "is_known_revision",
+    "open_engine",
     "store_error",
     "upgrade",
 ]
@@ -89,6 +92,20 @@ def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
     _refuse_newer(engine, current)
     if migrate:
         upgrade(engine)
+
+
+def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
+    """An engine for the configured database with its schema checked (and, with
+    ``migrate``, upgraded): what every process that opens the store starts with."""
+    ensure_dir(settings.home, "KEEL_HOME")
+    engine = make_engine(settings)
+    try:
+        # one line naming the path or revision (InvalidInput, exit 2), not a driver traceback
+        ensure_schema(engine, migrate=migrate)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _refuse_newer(engine: Engine, current: str | None) -> None:
