@@ -16,24 +16,31 @@ Each gateway reports what it serves (state version and weights) to the service, 
 deployment's status says the rollout is complete only when every live replica agrees
 (R-DEP-06).
 
-Arms are chosen by :class:`keel.deploy.routing.Router`: sticky by a BLAKE2b hash of the
-request's ``routing_key`` (the same arm in every process, replica and restart), uniform
-per request without a key or with ``unit: request``.
+What a route is, how it is built from a stored deployment and how the request's
+``routing_key`` picks an arm is in :mod:`keel.serving.armroutes` (its names are
+importable from here too).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from keel.deploy.routing import Router
-from keel.errors import InvalidInput, NotFound
-from keel.serving import _json
+from keel.errors import NotFound
+from keel.serving.armroutes import (
+    MAX_ROUTING_KEY,
+    UNFINISHED,
+    ArmRoute,
+    DeploymentRoute,
+    StoredDeployment,
+    build_route,
+    routing_key_of,
+    versions_left,
+)
 from keel.serving.validation import MEMO_ENTRIES, MEMO_MAX_BODY
 
 __all__ = [
@@ -41,6 +48,7 @@ __all__ = [
     "DeploymentReader",
     "DeploymentRoute",
     "DeploymentRoutes",
+    "MAX_ROUTING_KEY",
     "StoredDeployment",
     "UNFINISHED",
     "build_route",
@@ -49,34 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("keel.serving")
-
-#: Longest routing key accepted (a user or session id, not a document).
-MAX_ROUTING_KEY = 256
-_KEY_FIELD = b'"routing_key"'
-#: Statuses of a deployment still rolling out (``keel.deploy.models.Status``); the others
-#: are finished: routes still answer by their final weights, without shadow copies.
-UNFINISHED = frozenset({"active", "paused"})
-
-
-class StoredDeployment(Protocol):
-    """What the routes read of a stored deployment (``keel.deploy.models.Deployment``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def policy(self) -> dict[str, Any]: ...
-    @property
-    def state(self) -> dict[str, Any]: ...
-    @property
-    def weights(self) -> dict[str, float]: ...
-    @property
-    def versions(self) -> dict[str, int]: ...
 
 
 class DeploymentReader(Protocol):
@@ -95,143 +75,6 @@ class DeploymentReader(Protocol):
     ) -> None:
         """This replica serves ``name`` at ``state_version`` with ``weights``."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class ArmRoute:
-    """One arm as served: its version, role and live weight (percent)."""
-
-    name: str
-    role: str
-    version: int
-    weight: float
-    #: The prediction log's ``extra`` of rows answered by this arm (the route taken).
-    extra: str
-    #: Prefix of the request body in the rendered-hit memo: an arm's answers carry its
-    #: name, so they are never served for another arm (or the plain model route).
-    memo_prefix: bytes
-    #: ``extra`` of the rows a shadow copy logs.
-    shadow_extra: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentRoute:
-    """A deployment as one gateway serves it at one state version."""
-
-    name: str
-    model: str
-    status: str
-    state_version: int
-    router: Router
-    arms: dict[str, ArmRoute]
-    shadows: tuple[ArmRoute, ...]
-    queue_size: int
-
-    def choose(self, key: str | None) -> ArmRoute:
-        """The live arm answering a request with routing ``key`` (None: drawn at random)."""
-        return self.arms[self.router.choose(key)]
-
-    @property
-    def weights(self) -> dict[str, float]:
-        """Arm → live percent, as reported to the service."""
-        return {name: arm.weight for name, arm in self.arms.items()}
-
-    def describe(self) -> dict[str, Any]:
-        """The route for ``/v1/serving/status``."""
-        return {
-            "model": self.model,
-            "status": self.status,
-            "state_version": self.state_version,
-            "sticky": self.router.sticky,
-            "arms": {
-                name: {"role": arm.role, "version": arm.version, "weight": arm.weight}
-                for name, arm in self.arms.items()
-            },
-            "shadows": [arm.name for arm in self.shadows],
-        }
-
-
-def build_route(deployment: StoredDeployment) -> DeploymentRoute:
-    """The route of a stored deployment: arms in policy order (primary first on the bucket
-    ring, as :meth:`Router.for_policy` lays them out), weights and versions from its state.
-
-    Shadow copies go to arms of role ``shadow`` and to candidates still in their shadow
-    phase, until the deployment is finished.
-    """
-    policy = deployment.policy
-    arms_doc: list[dict[str, Any]] = list(policy.get("arms") or [])
-    weights, versions = deployment.weights, deployment.versions
-    phases = {
-        str(arm): str((state or {}).get("phase"))
-        for arm, state in (deployment.state.get("rollouts") or {}).items()
-    }
-    ordered = sorted(arms_doc, key=lambda arm: arm.get("role") != "primary")  # stable
-    arms: dict[str, ArmRoute] = {}
-    shadows: list[ArmRoute] = []
-    for doc in ordered:
-        name = str(doc.get("name") or doc.get("role"))
-        if name not in versions:
-            continue
-        taken = {"route": f"deployments:/{deployment.name}/{name}"}
-        arm = ArmRoute(
-            name,
-            str(doc.get("role")),
-            versions[name],
-            weights.get(name, 0.0),
-            json.dumps(taken),
-            b"\0deployment\0%s\0%s\0" % (deployment.name.encode(), name.encode()),
-            json.dumps({**taken, "shadow": True}),
-        )
-        shadowed = doc.get("role") == "shadow" or phases.get(name) == "shadow"
-        if arm.weight > 0:
-            arms[name] = arm
-        elif shadowed and deployment.status in UNFINISHED:
-            shadows.append(arm)
-    router = Router.build(
-        deployment.name,
-        [(name, arm.weight) for name, arm in arms.items()],
-        sticky=policy.get("unit", "routing_key") == "routing_key",
-        shadows=[arm.name for arm in shadows],
-    )
-    queue_size = int((policy.get("shadow") or {}).get("queue_size", 1000))
-    return DeploymentRoute(
-        deployment.name,
-        deployment.model,
-        deployment.status,
-        deployment.version,
-        router,
-        arms,
-        tuple(shadows),
-        queue_size,
-    )
-
-
-def routing_key_of(body: bytes) -> str | None:
-    """The request's ``routing_key`` (None when absent); InvalidInput naming ``routing_key``
-    when it is not a non-empty string (or integer) of at most 256 characters.
-
-    Most bodies carry no key: one byte search answers them. A body that is not valid JSON
-    gives None here; the request parser words its 400.
-    """
-    if _KEY_FIELD not in body:
-        return None
-    try:
-        payload = _json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(payload, dict) or payload.get("routing_key") is None:
-        return None
-    raw = payload["routing_key"]
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise InvalidInput(
-            f"routing_key must be a string, got {type(raw).__name__}", field="routing_key"
-        )
-    key = str(raw)
-    if not key or len(key) > MAX_ROUTING_KEY:
-        raise InvalidInput(
-            f"routing_key must have 1 to {MAX_ROUTING_KEY} characters", field="routing_key"
-        )
-    return key
 
 
 @dataclass(slots=True)
@@ -407,12 +250,3 @@ class DeploymentRoutes:
             "reported": self.reported(),
             "error": self._last_error,
         }
-
-
-def versions_left(before: DeploymentRoute | None, after: DeploymentRoute) -> Sequence[int]:
-    """Versions that served live traffic of ``before`` and serve none of ``after`` (their
-    cached predictions are dropped: R-SRV-06)."""
-    if before is None:
-        return ()
-    now = {arm.version for arm in after.arms.values()}
-    return sorted({arm.version for arm in before.arms.values()} - now)
