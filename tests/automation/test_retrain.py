@@ -19,6 +19,7 @@ from keel import Client
 from keel._models import now_ms
 from keel.automation.retrain import job_key
 from keel.automation.retrain.data import TS_COLUMN
+from keel.automation.retrain.pipeline import register_retrain_kind
 from keel.config import Settings
 from keel.demo.data import load_churn
 from keel.errors import InvalidInput
@@ -44,6 +45,7 @@ QUIET_GATES = {
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Services]:
+    register_retrain_kind()  # the trigger tests swap in a recording stub
     services = open_services(Settings(home=tmp_path / "keel"))
     yield services
     services.close()

@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 
 from keel._models import now_ms
-from keel.automation.kinds import job_kind
+from keel.automation.kinds import register_kind
 from keel.automation.retrain import promotion
 from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time_split
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
@@ -30,7 +30,7 @@ from keel.automation.retrain.training import evaluate, fit, search
 from keel.errors import InvalidInput
 from keel.tracking.models import Run, RunInput, RunStatus
 
-__all__ = ["KEY_TAG", "STAGE_TAG", "job_key", "run_retrain"]
+__all__ = ["KEY_TAG", "STAGE_TAG", "job_key", "register_retrain_kind", "run_retrain"]
 
 log = logging.getLogger("keel.retrain")
 
@@ -50,7 +50,11 @@ def _check(services: Any, args: dict[str, Any]) -> None:
     parse_job_args(args)
 
 
-@job_kind("retrain.run", check=_check)
+def register_retrain_kind() -> None:
+    """(Re)register ``retrain.run`` — done at import; for code that replaced it (tests)."""
+    register_kind("retrain.run", run_retrain, check=_check)
+
+
 def run_retrain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Retrain a model with its train function, register it, validate it, promote it."""
     job = parse_job_args(args)
@@ -321,3 +325,6 @@ def _stream(text: str) -> Any:
 def _save_result(services: Any, run_id: str, result: dict[str, Any]) -> None:
     body = json.dumps(result, default=str, indent=2)
     services.tracking.log_artifact_stream(run_id, RESULT_FILE, _stream(body))
+
+
+register_retrain_kind()

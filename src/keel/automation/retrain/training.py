@@ -73,15 +73,6 @@ def evaluate(model: Any, part: pd.DataFrame, spec: RetrainSpec, prefix: str) -> 
     }
 
 
-def _suggest(trial: Any, name: str, space: ParamSpace) -> Any:
-    if space.type == "categorical":
-        return trial.suggest_categorical(name, space.choices)
-    assert space.low is not None and space.high is not None
-    if space.type == "int":
-        return trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
-    return trial.suggest_float(name, space.low, space.high, log=space.log)
-
-
 #: A finished trial: its number, params and validation metrics (kept as a child run).
 Trial = dict[str, Any]
 
