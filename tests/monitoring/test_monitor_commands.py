@@ -92,3 +92,20 @@ def test_bad_input_exits_2_or_1_with_a_message(
     result = cli(services.settings.home, "monitor", *args)
     assert result.exit_code in (1, 2), result.output
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_create_over_an_existing_monitor_says_replaced_and_what_changed(
+    services: Services, churn_model: Any, tmp_path: Path
+) -> None:
+    """#15.24: README's second `monitor create churn-weekly` silently dropped task/label."""
+    home = services.settings.home
+    spec = tmp_path / "monitor.yaml"
+    spec.write_text("task: classification\nlabel_column: churn\n")
+    first = cli(home, "monitor", "create", "churn-weekly", "--model", "churn", "-f", str(spec))
+    assert first.exit_code == 0, first.output
+    assert "replaced" not in first.stdout
+
+    again = cli(home, "monitor", "create", "churn-weekly", "--model", "churn", "--window", "7d")
+    assert again.exit_code == 0, again.output
+    assert "replaced monitor churn-weekly" in again.stdout
+    assert "changed: label_column, task" in again.stdout

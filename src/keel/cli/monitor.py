@@ -169,8 +169,12 @@ def create(
 ) -> None:
     """Create or replace a monitor; options override fields of --file.
 
+    Replacing an existing monitor says "replaced" and names the fields it changed:
+    a field not given takes its default, it is not kept from the old monitor.
+
     Example: keel monitor create churn-weekly --model churn --window 7d
     """
+    before: list[Monitor] = []
 
     def run() -> Monitor:
         raw = _load_spec_file(spec_file) if spec_file else {}
@@ -188,12 +192,23 @@ def create(
         if "model" not in raw:
             raise InvalidInput("--model: required (or give model in --file)", field="--model")
         fields = _spec_fields(raw)
-        return make_client(server, token).create_monitor(name, raw["model"], **fields)
+        client = make_client(server, token)
+        before.extend(m for m in client.list_monitors() if m.name == name)
+        return client.create_monitor(name, raw["model"], **fields)
 
     item = run_cli(run)
-    emit(
-        item, as_json, lambda: console.print(f"monitor {item.name} on {item.model}@{item.version}")
-    )
+    emit(item, as_json, lambda: console.print(_created_line(item, before[0] if before else None)))
+
+
+def _created_line(item: Monitor, old: Monitor | None) -> str:
+    """What ``create`` did: a new monitor, or a replaced one with the fields that changed."""
+    line = f"monitor {item.name} on {item.model}@{item.version}"
+    if old is None:
+        return line
+    skip = {"created_at_ms", "updated_at_ms", "created_by"}
+    new_fields, old_fields = item.model_dump(exclude=skip), old.model_dump(exclude=skip)
+    changed = sorted(k for k in new_fields if new_fields[k] != old_fields.get(k))
+    return f"replaced {line}; changed: {', '.join(changed) or 'nothing'}"
 
 
 @monitor_app.command("list")
