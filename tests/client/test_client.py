@@ -216,3 +216,12 @@ def test_module_helpers_log_to_the_innermost_run(client: Client) -> None:
     assert client.get_run(outer.id).metrics == {"auc": 0.7}
     with pytest.raises(keel.KeelError, match="no active run"):
         keel.log_metric("auc", 1.0)
+
+
+def test_run_handle_answers_reproducibility_as_docs_concepts_shows(client: Client) -> None:
+    """#15.24: docs/concepts.md calls ``run.reproducibility()`` on the start_run handle."""
+    with client.start_run(experiment="repro") as run:
+        run.log_params({"C": 1.0})
+        answer = run.reproducibility()
+    assert answer == client.get_run(run.id).reproducibility()
+    assert answer["reproducible"] is False and "data" in answer["missing"]

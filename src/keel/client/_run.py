@@ -46,6 +46,10 @@ class ActiveRun:
         """The run as stored now (params, latest metrics, tags, inputs)."""
         return self.client.get_run(self.id)
 
+    def reproducibility(self) -> dict[str, Any]:
+        """``{"reproducible", "missing", "key"}`` of the run as stored now (see ``Run``)."""
+        return self.info.reproducibility()
+
     def __enter__(self) -> ActiveRun:
         self._token = _ACTIVE.set(self)
         return self
