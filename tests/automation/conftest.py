@@ -5,6 +5,11 @@ from __future__ import annotations
 import time
 
 import tests.automation.jobkinds  # noqa: F401  (registers test.count and test.flaky)
+from tests.automation.triggerdata import (  # noqa: F401  (fixtures of the trigger tests)
+    churn_rows,
+    trigger_env,
+    trigger_template,
+)
 
 from keel.automation.job_models import Job
 from keel.automation.jobs import JobService

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import tests.automation.triggerdata as data
+
 from keel.demo.data import TARGET
 from keel.services import Services
-from tests.automation.triggerdata import env, frames, template  # noqa: F401  (fixtures)
 
 Env = tuple[Services, Any]
 DRIFT = {
@@ -19,8 +18,10 @@ DRIFT = {
 }
 
 
-def shift_last_day(services: Services, model: Any, frames: tuple[Any, Any], prefix: str) -> None:
-    rows = data.shifted(frames[1].iloc[1000:1400])
+def shift_last_day(
+    services: Services, model: Any, churn_rows: tuple[Any, Any], prefix: str
+) -> None:
+    rows = data.shifted(churn_rows[1].iloc[1000:1400])
     now = data.now_ms()
     data.serve(services, model, rows, now - 20 * data.HOUR_MS, now - 60_000, prefix=prefix)
 
@@ -29,8 +30,8 @@ def retrain_jobs(services: Services) -> list[Any]:
     return services.jobs.list_jobs(kind="retrain.run")
 
 
-def test_drift_trigger_not_fired_without_shift(env: Env) -> None:
-    services, _ = env
+def test_drift_trigger_not_fired_without_shift(trigger_env: Env) -> None:
+    services, _ = trigger_env
     services.triggers.apply(DRIFT)
     result = services.triggers.evaluate("churn-drift", data.now_ms())
     assert not result.met and not result.fired
@@ -39,10 +40,10 @@ def test_drift_trigger_not_fired_without_shift(env: Env) -> None:
     assert retrain_jobs(services) == []
 
 
-def test_drift_trigger_fires_on_three_drifted_features(env: Env, frames: Any) -> None:
-    services, model = env
+def test_drift_trigger_fires_on_three_drifted_features(trigger_env: Env, churn_rows: Any) -> None:
+    services, model = trigger_env
     services.triggers.apply(DRIFT)
-    shift_last_day(services, model, frames, "s")
+    shift_last_day(services, model, churn_rows, "s")
     result = services.triggers.evaluate("churn-drift", data.now_ms())
     assert result.fired, result.reason
     drifted = result.conditions[0].details["drifted"]
@@ -56,8 +57,8 @@ def test_drift_trigger_fires_on_three_drifted_features(env: Env, frames: Any) ->
 
 
 @pytest.mark.parametrize(("floor", "fired"), [(0.95, True), (0.5, False)])
-def test_performance_floor_from_labels(env: Env, floor: float, fired: bool) -> None:
-    services, _ = env
+def test_performance_floor_from_labels(trigger_env: Env, floor: float, fired: bool) -> None:
+    services, _ = trigger_env
     services.triggers.apply(
         {"name": "auc", "model": "churn", "any": [{"metric": "auc", "below": floor}]}
     )
@@ -69,9 +70,11 @@ def test_performance_floor_from_labels(env: Env, floor: float, fired: bool) -> N
     assert len(retrain_jobs(services)) == int(fired)
 
 
-def test_accuracy_drop_on_new_labels_retrains_after_the_change_point(env: Env, frames: Any) -> None:
-    services, model = env
-    rows = frames[1].iloc[1000:1500]
+def test_accuracy_drop_on_new_labels_retrains_after_the_change_point(
+    trigger_env: Env, churn_rows: Any
+) -> None:
+    services, model = trigger_env
+    rows = churn_rows[1].iloc[1000:1500]
     now = data.now_ms()
     ids = data.serve(services, model, rows, now - 20 * data.HOUR_MS, now - 60_000, prefix="c")
     data.label(services, ids, data.flipped(rows[TARGET], 0.5))  # P(y|x) changed, X did not
@@ -95,9 +98,9 @@ def test_accuracy_drop_on_new_labels_retrains_after_the_change_point(env: Env, f
 
 @pytest.mark.parametrize(("threshold", "fired"), [(500, True), (5000, False)])
 def test_volume_counts_labels_since_the_last_training(
-    env: Env, threshold: int, fired: bool
+    trigger_env: Env, threshold: int, fired: bool
 ) -> None:
-    services, _ = env
+    services, _ = trigger_env
     services.triggers.apply(
         {"name": "vol", "model": "churn", "any": [{"metric": "new_labels", "threshold": threshold}]}
     )
@@ -106,8 +109,8 @@ def test_volume_counts_labels_since_the_last_training(
     assert result.fired is fired
 
 
-def test_prediction_shift_of_the_outputs(env: Env, frames: Any) -> None:
-    services, model = env
+def test_prediction_shift_of_the_outputs(trigger_env: Env, churn_rows: Any) -> None:
+    services, model = trigger_env
     spec = {
         "name": "shift",
         "model": "churn",
@@ -115,7 +118,7 @@ def test_prediction_shift_of_the_outputs(env: Env, frames: Any) -> None:
     }
     services.triggers.apply(spec)
     calm = services.triggers.evaluate("shift", data.now_ms())
-    production = frames[1].iloc[1000:]
+    production = churn_rows[1].iloc[1000:]
     newcomers = production[production["tenure"] < 6].iloc[:400]  # a new population arrives
     now = data.now_ms()
     data.serve(services, model, newcomers, now - 20 * data.HOUR_MS, now - 60_000, prefix="p")
@@ -124,8 +127,8 @@ def test_prediction_shift_of_the_outputs(env: Env, frames: Any) -> None:
     assert moved.conditions[0].value >= 0.1 and moved.met
 
 
-def test_schedule_fires_once_its_cron_came_round(env: Env) -> None:
-    services, _ = env
+def test_schedule_fires_once_its_cron_came_round(trigger_env: Env) -> None:
+    services, _ = trigger_env
     trigger = services.triggers.apply(
         {"name": "monthly", "model": "churn", "any": [{"metric": "schedule", "cron": "@monthly"}]}
     )
@@ -134,15 +137,15 @@ def test_schedule_fires_once_its_cron_came_round(env: Env) -> None:
     assert not soon.met and later.fired
 
 
-def test_manual_fires_only_when_asked(env: Env) -> None:
-    services, _ = env
+def test_manual_fires_only_when_asked(trigger_env: Env) -> None:
+    services, _ = trigger_env
     services.triggers.apply({"name": "hand", "model": "churn", "any": [{"metric": "manual"}]})
     assert not services.triggers.evaluate("hand").met
     assert services.triggers.evaluate("hand", manual=True, actor="alice").fired
 
 
-def test_every_evaluation_is_recorded_with_its_numbers(env: Env) -> None:
-    services, _ = env
+def test_every_evaluation_is_recorded_with_its_numbers(trigger_env: Env) -> None:
+    services, _ = trigger_env
     services.triggers.apply(
         {"name": "auc", "model": "churn", "any": [{"metric": "auc", "below": 0.5}]}
     )

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import tests.automation.triggerdata as data
+from tests.automation.conftest import drain
+
 from keel import Client
 from keel.automation.triggers import parse_trigger
 from keel.demo.data import TARGET
 from keel.errors import InvalidInput
 from keel.services import Services
-from tests.automation.conftest import drain
-from tests.automation.triggerdata import env, frames, template  # noqa: F401  (fixtures)
 
 Env = tuple[Services, Any]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,10 +31,10 @@ def serve_last_day(services: Services, model: Any, rows: Any, prefix: str) -> No
     data.serve(services, model, rows, now - 20 * data.HOUR_MS, now - 60_000, prefix=prefix)
 
 
-def test_trigger_storm_gives_one_retraining(env: Env, frames: Any) -> None:
-    services, model = env
+def test_trigger_storm_gives_one_retraining(trigger_env: Env, churn_rows: Any) -> None:
+    services, model = trigger_env
     services.triggers.apply(DRIFT)
-    serve_last_day(services, model, data.shifted(frames[1].iloc[1000:1400]), "s")
+    serve_last_day(services, model, data.shifted(churn_rows[1].iloc[1000:1400]), "s")
     start = data.now_ms()
     results = [services.triggers.evaluate("churn-drift", start + i * 60_000) for i in range(10)]
     assert all(r.met for r in results)
@@ -45,10 +44,10 @@ def test_trigger_storm_gives_one_retraining(env: Env, frames: Any) -> None:
     assert len(services.decisions.query(model="churn", kind="trigger_evaluation")) == 10
 
 
-def test_quality_break_alerts_and_never_retrains(env: Env, frames: Any) -> None:
-    services, model = env
+def test_quality_break_alerts_and_never_retrains(trigger_env: Env, churn_rows: Any) -> None:
+    services, model = trigger_env
     services.triggers.apply(DRIFT)
-    rows = frames[1].iloc[1000:1400]
+    rows = churn_rows[1].iloc[1000:1400]
     # A unit change upstream: charges arrive in cents. The model still answers.
     broken = rows.assign(
         monthly_charges=rows["monthly_charges"] * 100, total_charges=rows["total_charges"] * 100
@@ -64,8 +63,8 @@ def test_quality_break_alerts_and_never_retrains(env: Env, frames: Any) -> None:
     assert diagnosis.related["evaluation"] == result.decision_id
 
 
-def test_prerequisites_block_firing(env: Env) -> None:
-    services, _ = env
+def test_prerequisites_block_firing(trigger_env: Env) -> None:
+    services, _ = trigger_env
     services.triggers.apply(
         {
             "name": "hand",
@@ -81,11 +80,13 @@ def test_prerequisites_block_firing(env: Env) -> None:
 
 
 def test_feature_change_retrains_dependent_model(
-    env: Env, frames: Any, tmp_path: Path
+    trigger_env: Env, churn_rows: Any, tmp_path: Path
 ) -> None:
-    services, _ = env
+    services, _ = trigger_env
     source = tmp_path / "account.parquet"
-    rows = frames[1].iloc[:200].assign(event_timestamp=data.pd.Timestamp("2026-01-01", tz="UTC"))
+    rows = (
+        churn_rows[1].iloc[:200].assign(event_timestamp=data.pd.Timestamp("2026-01-01", tz="UTC"))
+    )
     rows[["customer_id", "event_timestamp", "tenure", "monthly_charges"]].to_parquet(source)
     definitions = f"""
 entities:
@@ -108,7 +109,7 @@ feature_services:
     assert first.conditions[0].details["views"] == ["account"]  # found through churn_v1
     assert first.fired  # the view is newer than the model
     client = Client(settings=services.settings)
-    train = frames[0]
+    train = churn_rows[0]
     model = data.LogisticRegression(max_iter=500).fit(train[data.FEATURES], train[TARGET])
     with client.start_run("retrained") as run:
         run.log_model(model, registered_name="churn", input_example=train[data.FEATURES][:5])
@@ -120,7 +121,7 @@ feature_services:
     assert changed.fired and "account (version 2)" in changed.conditions[0].reason
 
 
-def test_seed_004_churn_set_as_written(env: Env) -> None:
+def test_seed_004_churn_set_as_written(trigger_env: Env) -> None:
     spec = parse_trigger((FIXTURES / "trigger_seed004.yaml").read_text())
     assert [c.metric for c in spec.conditions] == [
         "roc_auc",
@@ -128,7 +129,7 @@ def test_seed_004_churn_set_as_written(env: Env) -> None:
         "schedule",
         "new_labels",
     ]
-    services, _ = env
+    services, _ = trigger_env
     services.triggers.apply(spec)
     result = services.triggers.evaluate("churn-retrain", data.now_ms())
     auc, drift, schedule, volume = result.conditions
@@ -145,8 +146,8 @@ def test_seed_001_yaml_as_written() -> None:
     assert (shift.kind, shift.threshold, shift.window) == ("prediction_shift", 0.1, "24h")
 
 
-def test_seed_001_features_must_exist_for_the_model(env: Env) -> None:
-    services, _ = env
+def test_seed_001_features_must_exist_for_the_model(trigger_env: Env) -> None:
+    services, _ = trigger_env
     text = (FIXTURES / "trigger_seed001.yaml").read_text().replace("model: fraud", "model: churn")
     with pytest.raises(InvalidInput) as caught:
         services.triggers.apply(text)
@@ -163,8 +164,8 @@ def test_seed_001_features_must_exist_for_the_model(env: Env) -> None:
         ({"features": ["tenure"], "below": None}, "any[0]"),
     ],
 )
-def test_bad_definitions_name_the_key(env: Env, change: dict[str, Any], field: str) -> None:
-    services, _ = env
+def test_bad_definitions_name_the_key(trigger_env: Env, change: dict[str, Any], field: str) -> None:
+    services, _ = trigger_env
     condition = {"metric": "auc", "below": 0.78, **change}
     condition = {k: v for k, v in condition.items() if v is not None}
     with pytest.raises(InvalidInput) as caught:
@@ -173,8 +174,8 @@ def test_bad_definitions_name_the_key(env: Env, change: dict[str, Any], field: s
     assert services.triggers.list_triggers() == []
 
 
-def test_scheduler_evaluates_triggers_unattended(env: Env) -> None:
-    services, _ = env
+def test_scheduler_evaluates_triggers_unattended(trigger_env: Env) -> None:
+    services, _ = trigger_env
     services.triggers.apply({"name": "hand", "model": "churn", "any": [{"metric": "manual"}]})
     schedule = services.jobs.get_schedule("triggers")
     assert (schedule.kind, schedule.cron) == ("triggers.evaluate", "* * * * *")

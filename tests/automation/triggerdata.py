@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 
 from keel import Client
 from keel.automation.kinds import register_kind
-from keel.demo.data import TARGET, load_churn, split
 from keel.config import Settings
+from keel.demo.data import TARGET, load_churn, split
 from keel.services import Services, open_services
 from keel.serving.predlog import PredictionLog, log_root
 from keel.serving.records import PredictionRecord
@@ -74,7 +74,9 @@ def serve(
     step = (end_ms - start_ms) / max(len(rows), 1)
     ids = []
     with PredictionLog(root, flush_interval_s=0.05) as log:
-        for i, (features, p) in enumerate(zip(rows[FEATURES].to_dict("records"), proba, strict=True)):
+        for i, (features, p) in enumerate(
+            zip(rows[FEATURES].to_dict("records"), proba, strict=True)
+        ):
             request_id = f"{prefix}{i}"
             ids.append(request_id)
             log.append(
@@ -122,22 +124,19 @@ def flipped(labels: Any, share: float, seed: int = 0) -> np.ndarray:
     return values
 
 
-
-
-
 # -- fixtures (imported by the trigger test modules) ----------------------------------------
 @pytest.fixture(scope="session")
-def frames() -> tuple[Any, Any]:
+def churn_rows() -> tuple[Any, Any]:
     return churn_frames()
 
 
 @pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory, frames: tuple[Any, Any]) -> Path:
+def trigger_template(tmp_path_factory: pytest.TempPathFactory, churn_rows: tuple[Any, Any]) -> Path:
     """A home with churn v1 @champion and a week of unshifted, labelled traffic, built once
     per module and copied by each test (its store, artifacts, log and labels)."""
-    home = tmp_path_factory.mktemp("trigger-template") / "keel"
+    home = tmp_path_factory.mktemp("trigger-trigger_template") / "keel"
     services = open_services(Settings(home=home))
-    train, production = frames
+    train, production = churn_rows
     model = register_churn(services, train)
     now = now_ms()
     rows = production.iloc[:1000]
@@ -148,15 +147,13 @@ def template(tmp_path_factory: pytest.TempPathFactory, frames: tuple[Any, Any]) 
 
 
 @pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[tuple[Services, Any]]:
-    """Services over a copy of the template home, and the champion model."""
+def trigger_env(trigger_template: Path, tmp_path: Path) -> Iterator[tuple[Services, Any]]:
+    """Services over a copy of the trigger_template home, and the champion model."""
     home = tmp_path / "keel"
-    shutil.copytree(template, home)
+    shutil.copytree(trigger_template, home)
     services = open_services(Settings(home=home))
     use_test_retrain_kind()
     CALLS.clear()
     version = services.registry.resolve("models:/churn@champion")
     yield services, services.monitors.load_model(version)
     services.close()
-
-

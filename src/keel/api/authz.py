@@ -84,6 +84,8 @@ _VERSION = "/v1/models/{name}/versions/{version}"
 _DEPLOYMENT = "/v1/deployments/{name}"
 #: ``Rule.owned`` value meaning "the model of the deployment in path parameter ``name``".
 _DEPLOYMENT_MODEL = "deployment:name"
+#: ``Rule.owned`` value meaning "the model of the trigger in path parameter ``name``".
+_TRIGGER_MODEL = "trigger:name"
 _READ = Rule(Role.VIEWER, audited=False)
 
 #: Routes whose need differs from the default (GET/HEAD → viewer, other methods → editor).
@@ -116,6 +118,13 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", _DEPLOYMENT + "/resume"): Rule(
         Role.DEPLOYER, owned=_DEPLOYMENT_MODEL, action="deployment.resume"
     ),
+    # triggers: a firing starts a retraining that may roll out, so deployer, and the owner
+    # of the model (apply checks the model named in the body, through check_model_owner)
+    ("POST", "/v1/triggers"): Rule(Role.DEPLOYER, action="trigger.apply"),
+    ("PUT", "/v1/triggers"): Rule(Role.DEPLOYER, action="trigger.apply"),
+    ("POST", "/v1/triggers/{name}/evaluate"): Rule(
+        Role.DEPLOYER, owned=_TRIGGER_MODEL, action="trigger.evaluate"
+    ),
     # users, tokens and the audit log
     ("GET", "/v1/users"): Rule(Role.ADMIN),
     ("POST", "/v1/users"): Rule(Role.ADMIN, action="user.create"),
@@ -140,6 +149,7 @@ OWNED_PREFIXES: tuple[tuple[str, str], ...] = (("/v1/models/{name}", "name"),)
 #: Path prefixes whose mutating routes need more than editor (checked after OVERRIDES).
 PREFIX_RULES: tuple[tuple[str, Rule], ...] = (
     ("/v1/deployments", Rule(Role.DEPLOYER)),
+    ("/v1/triggers", Rule(Role.DEPLOYER)),
     ("/v1/users", Rule(Role.ADMIN)),
     ("/v1/tokens", Rule(Role.ADMIN)),
     ("/v1/audit", Rule(Role.ADMIN)),
@@ -249,6 +259,11 @@ async def check_access(
             if deployment is not None:
                 await _check_deployment_owner(services, principal, str(deployment))
             return
+        if rule.owned == _TRIGGER_MODEL:
+            trigger = path_params.get("name")
+            if trigger is not None:
+                await _check_trigger_owner(services, principal, str(trigger))
+            return
         name = path_params.get(rule.owned)
         if name is not None:
             await _check_owner(services, principal, str(name))
@@ -269,6 +284,14 @@ async def _check_deployment_owner(
 ) -> None:
     try:
         found = await run_in_threadpool(services.deployments.get, deployment)
+    except NotFound:
+        return  # the route itself answers 404
+    await _check_owner(services, principal, found.model)
+
+
+async def _check_trigger_owner(services: Services, principal: Principal, trigger: str) -> None:
+    try:
+        found = await run_in_threadpool(services.triggers.get, trigger)
     except NotFound:
         return  # the route itself answers 404
     await _check_owner(services, principal, found.model)

@@ -79,6 +79,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "validate",
         "Run the validation gates on a challenger; exit 1 when a gate fails, 2 on bad input.",
     ),
+    "triggers": LazyCommand(
+        "keel.cli.triggers",
+        "triggers_app",
+        "Retraining triggers: when to retrain a model, and what each evaluation saw.",
+    ),
     "economics": LazyCommand(
         "keel.cli.economics",
         "economics_app",

@@ -139,15 +139,22 @@ class FeedbackStore:
         end: dt.datetime | int | str | None = None,
         *,
         as_of: dt.datetime | int | str | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Predictions in the window that have a label, with ``label``, ``label_value``
         and ``label_delay_s`` columns (the newest label per prediction).
 
         ``as_of`` counts only labels received by then (what was known at that time: a
         replay or a late investigation sees the labels a run saw); default: every label.
+        ``columns`` reads only those logged columns (besides the join keys): a trigger
+        over a million labelled rows needs the output, not every feature.
         """
         known_at = parse_time(as_of, "as_of")
-        logged = predictions(model, version, start, end, root=self.predictions_root)
+        if columns is not None:
+            columns = list(dict.fromkeys(["ts", "request_id", "entity_key", *columns]))
+        logged = predictions(
+            model, version, start, end, columns=columns, root=self.predictions_root
+        )
         files = self._files()
         if logged.num_rows == 0 or not files:
             return pd.DataFrame()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,25 +51,35 @@ def classification_metrics(
     y_score: Sequence[float] | NDArray[Any] | None = None,
     *,
     positive: Any = 1,
+    only: Collection[str] | None = None,
 ) -> dict[str, float | None]:
     """Accuracy, precision, recall, F1 and, given positive-class scores, ROC AUC, log loss,
     Brier score and calibration error (binary: ``positive`` is the positive label).
 
-    Metrics undefined on the data (AUC with a single class) are None.
+    Metrics undefined on the data (AUC with a single class) are None. ``only`` computes
+    just those metrics (and ``n``): a trigger over a million labels needs one of them.
     """
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     y_true_arr, y_pred_arr = np.asarray(y_true), np.asarray(y_pred)
     _same_length(y_true_arr, y_pred_arr, "y_pred")
-    out: dict[str, float | None] = {
-        "n": float(y_true_arr.size),
-        "accuracy": float(skm.accuracy_score(y_true_arr, y_pred_arr)),
-        "precision": float(
+    out: dict[str, float | None] = {"n": float(y_true_arr.size)}
+    if wanted("accuracy"):
+        out["accuracy"] = float(skm.accuracy_score(y_true_arr, y_pred_arr))
+    if wanted("precision"):
+        out["precision"] = float(
             skm.precision_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0)
-        ),
-        "recall": float(
+        )
+    if wanted("recall"):
+        out["recall"] = float(
             skm.recall_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0)
-        ),
-        "f1": float(skm.f1_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0)),
-    }
+        )
+    if wanted("f1"):
+        out["f1"] = float(
+            skm.f1_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0)
+        )
     if y_score is None:
         return out
     scores = np.asarray(y_score, dtype=np.float64)
@@ -77,11 +87,15 @@ def classification_metrics(
     if np.isnan(scores).any() or (scores < 0).any() or (scores > 1).any():
         raise InvalidInput("y_score: probabilities must lie in [0, 1]", field="y_score")
     binary = (y_true_arr == positive).astype(int)
-    two_classes = np.unique(binary).size == 2
-    out["roc_auc"] = float(skm.roc_auc_score(binary, scores)) if two_classes else None
-    out["log_loss"] = float(skm.log_loss(binary, scores, labels=[0, 1]))
-    out["brier"] = float(skm.brier_score_loss(binary, scores, pos_label=1))
-    out["calibration_error"] = calibration_error(binary, scores)
+    if wanted("roc_auc"):
+        two_classes = np.unique(binary).size == 2
+        out["roc_auc"] = float(skm.roc_auc_score(binary, scores)) if two_classes else None
+    if wanted("log_loss"):
+        out["log_loss"] = float(skm.log_loss(binary, scores, labels=[0, 1]))
+    if wanted("brier"):
+        out["brier"] = float(skm.brier_score_loss(binary, scores, pos_label=1))
+    if wanted("calibration_error"):
+        out["calibration_error"] = calibration_error(binary, scores)
     return out
 
 

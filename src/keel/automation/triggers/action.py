@@ -61,7 +61,9 @@ def decide_action(ctx: EvaluationContext, window_s: int | None = None) -> Action
     try:
         window = ctx.window(start, end)
     except Exception as exc:  # no log yet, a version that does not resolve: nothing to diagnose
-        return Action("retrain", "not diagnosed", since_ms=fresh_since, diagnosis={"note": str(exc)})
+        return Action(
+            "retrain", "not diagnosed", since_ms=fresh_since, diagnosis={"note": str(exc)}
+        )
     if len(window) < MIN_ROWS:
         note = f"{len(window)} predictions in the window; not diagnosed"
         return Action("retrain", "not diagnosed", since_ms=fresh_since, diagnosis={"note": note})
@@ -95,7 +97,10 @@ def _diagnose(ctx: EvaluationContext, window: pd.DataFrame, start: int, end: int
     labelled = calibration = None
     if label is not None:
         calibration = (reference, reference[label].to_numpy())
-        rows = ctx.labelled_between(start, end)
+        # with their features (the evaluation read only outputs and labels)
+        rows = services.feedback.labelled(
+            ctx.trigger.model, ctx.version_number, start, end, as_of=ctx.now_ms
+        )
         rows = rows[rows["label_value"].notna()] if len(rows) else rows
         if len(rows) >= MIN_ROWS:
             from keel.monitoring.inputs import strip_prefix

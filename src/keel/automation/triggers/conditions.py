@@ -129,7 +129,9 @@ def _metric(frame: pd.DataFrame, metric: str) -> tuple[float | None, int]:
     else:
         scores = output_scores(rows) if metric == "roc_auc" else None
         usable = scores is not None and len(scores) == len(rows) and metric == "roc_auc"
-        values = classification_metrics(truth, predicted, scores if usable else None)
+        values = classification_metrics(
+            truth, predicted, scores if usable else None, only=(metric,)
+        )
     value = values.get(metric)
     return (None if value is None else float(value)), len(rows)
 
@@ -242,7 +244,9 @@ def _volume(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
     threshold = float(cond.threshold if cond.threshold is not None else cond.above or 0.0)
     met = count > threshold
     reason = f"{count} labelled rows since the last training {'>' if met else '≤'} {threshold:g}"
-    return Outcome(path, "new_labels", met, float(count), threshold, reason, count, {"since_ms": since})
+    return Outcome(
+        path, "new_labels", met, float(count), threshold, reason, count, {"since_ms": since}
+    )
 
 
 def _schedule(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
@@ -311,4 +315,3 @@ def _iso(ms: int) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
-

@@ -14,9 +14,10 @@ import pandas as pd
 
 from keel.automation.triggers.models import Trigger
 from keel.errors import InvalidInput, NotFound
-from keel.monitoring.inputs import Reference
+from keel.monitoring.inputs import Reference, strip_prefix
 from keel.monitoring.models import MonitorSpec
 from keel.registry.models import ModelVersion
+from keel.serving.predlog import FEATURE_PREFIX
 from keel.serving.predquery import predictions
 
 __all__ = ["EvaluationContext", "monitor_spec", "output_scores"]
@@ -73,7 +74,12 @@ class EvaluationContext:
         ``probabilities``, ``version``)."""
         if self._labelled is None:
             frame = self.services.feedback.labelled(
-                self.trigger.model, None, None, self.now_ms, as_of=self.now_ms
+                self.trigger.model,
+                None,
+                None,
+                self.now_ms,
+                as_of=self.now_ms,
+                columns=["version", "output", "probabilities"],
             )
             if len(frame):
                 frame = frame.assign(
@@ -97,10 +103,23 @@ class EvaluationContext:
         without their ``f_`` prefix."""
         key = (start_ms, end_ms)
         if key not in self._windows:
-            self._windows[key] = self.services.monitors.inputs.window(
-                self.spec, self.version, start_ms, end_ms
-            )
+            self._windows[key] = self._read_window(start_ms, end_ms)
         return self._windows[key]
+
+    def _read_window(self, start_ms: int, end_ms: int) -> pd.DataFrame:
+        # Only the reference's columns: a million rows' probability lists and unused
+        # columns cost more to read than the drift tests cost to run.
+        root = self.services.monitors.inputs.predictions_root
+        model, version = self.trigger.model, self.version_number
+        probe = predictions(model, version, start_ms, end_ms, limit=1, root=root)
+        wanted = {f"{FEATURE_PREFIX}{c}" for c in self.reference().frame.columns}
+        columns = ["ts", *(c for c in probe.column_names if c in wanted)]
+        table = predictions(model, version, start_ms, end_ms, columns=columns, root=root)
+        frame = strip_prefix(table.to_pandas())
+        rate = getattr(self.spec, "sampling_rate", 1.0)
+        if rate < 1 and len(frame):
+            frame = frame.sample(frac=rate, random_state=0)
+        return frame
 
     def outputs(self, start_ms: int, end_ms: int) -> np.ndarray:
         """The model's score per prediction in the window: the positive-class probability
@@ -124,7 +143,9 @@ class EvaluationContext:
 
     def features(self, window: pd.DataFrame) -> list[str]:
         """The features compared: logged columns of the reference, minus the label column."""
-        return list(self.services.monitors.inputs.features(self.spec, self.reference().frame, window))
+        return list(
+            self.services.monitors.inputs.features(self.spec, self.reference().frame, window)
+        )
 
 
 def output_scores(frame: pd.DataFrame) -> np.ndarray:
@@ -143,4 +164,3 @@ def output_scores(frame: pd.DataFrame) -> np.ndarray:
 def _epoch_ms(series: pd.Series) -> pd.Series:
     """Milliseconds since the epoch of a timezone-aware timestamp column."""
     return (series.astype("datetime64[ms, UTC]").astype("int64")).astype(np.int64)
-

@@ -166,7 +166,9 @@ class Condition(Entity):
     def test(self) -> str | None:
         """The drift test of a drift condition (None: monitoring's default choice)."""
         metric = self.metric or ""
-        return metric.removeprefix("feature_drift_") if metric.startswith("feature_drift_") else None
+        return (
+            metric.removeprefix("feature_drift_") if metric.startswith("feature_drift_") else None
+        )
 
     @model_validator(mode="after")
     def _shape(self) -> Condition:

@@ -65,9 +65,7 @@ class Evaluation:
 class TriggerService:
     """Use cases of triggers over their store and the composition root's services."""
 
-    def __init__(
-        self, store: TriggerSql, services: Any, clock: Callable[[], int] = now_ms
-    ) -> None:
+    def __init__(self, store: TriggerSql, services: Any, clock: Callable[[], int] = now_ms) -> None:
         self.store = store
         self.services = services
         self.clock = clock
@@ -230,7 +228,10 @@ class TriggerService:
             "retrain": dict(trigger.retrain),
         }
         job = self.services.jobs.enqueue(
-            RETRAIN_KIND, args, key=f"trigger:{trigger.name}:{bucket}", actor=f"trigger:{trigger.name}"
+            RETRAIN_KIND,
+            args,
+            key=f"trigger:{trigger.name}:{bucket}",
+            actor=f"trigger:{trigger.name}",
         )
         self.store.set_job(trigger.name, job.id)
         result.job_id = job.id
@@ -278,12 +279,19 @@ class TriggerService:
         self, trigger: Trigger, action: Action, evaluation: Decision, actor: str
     ) -> None:
         evidence = "; ".join(action.diagnosis.get("evidence", [])[:3])
-        what = "alert, no retraining" if action.kind == "alert" else f"retrain on {_describe(action)}"
+        what = (
+            "alert, no retraining" if action.kind == "alert" else f"retrain on {_describe(action)}"
+        )
         self.services.decisions.record(
             "diagnosis",
             trigger.model,
             f"{action.verdict} → {what}" + (f" ({evidence})" if evidence else ""),
-            {"verdict": action.verdict, "action": action.kind, "data": action.data, **action.diagnosis},
+            {
+                "verdict": action.verdict,
+                "action": action.kind,
+                "data": action.data,
+                **action.diagnosis,
+            },
             actor=actor,
             related={"trigger": trigger.name, "evaluation": evaluation.id},
             at_ms=evaluation.at_ms,
