@@ -178,3 +178,31 @@ def test_sql_source_reads_table(services: Services, tmp_path: Path, seed: Seed) 
 def test_file_source_formats_validated() -> None:
     with pytest.raises(ValueError, match="format"):
         FileSource(path="x.json", format="json")  # type: ignore[arg-type]
+
+
+def test_unreachable_sql_source_is_named_at_apply_and_at_retrieval(services: Services) -> None:
+    """#15.24: docs/features.md's source pointed at a database that did not exist; the
+    error said only ``OperationalError`` and apply accepted it without a word."""
+    import pandas as pd
+
+    url = "postgresql+psycopg://127.0.0.1:5432/keel_no_such_db"
+    store = FeatureStore(services)
+    view = FeatureView(
+        name="usage_sql",
+        entities=["customer"],
+        source={"type": "sql", "url": url, "table": "usage_hourly"},
+        features=[{"name": "calls", "dtype": "float64"}],
+    )
+    plan = store.apply([Entity(name="customer", join_keys=["customer_id"]), view])
+    assert len(plan.warnings) == 1
+    assert "usage_sql" in plan.warnings[0] and "database keel_no_such_db" in plan.warnings[0]
+    assert "does not exist" in plan.warnings[0]  # the driver's own message
+    assert store.plan([Entity(name="customer", join_keys=["customer_id"]), view]).warnings == []
+
+    entity = pd.DataFrame({"customer_id": [3], "event_timestamp": ["2026-01-02T12:00:00Z"]})
+    with pytest.raises(InvalidInput) as caught:
+        store.get_historical_features(entity, ["usage_sql:calls"])
+    assert "host 127.0.0.1, database keel_no_such_db" in caught.value.message
+    assert "does not exist" in caught.value.message
+    assert caught.value.field == "usage_sql.source.url"
+    store.close()

@@ -49,6 +49,8 @@ def _render_plan(plan: Plan, applied: bool) -> None:
         for line in item.changes:
             console.print(f"    {line}", markup=False)
     unchanged = len(plan.items) - len(changed)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
     verb = "applied" if applied else "to apply"
     console.print(f"{len(changed)} change(s) {verb}, {unchanged} unchanged")
 

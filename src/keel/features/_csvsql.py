@@ -18,7 +18,7 @@ from keel.errors import InvalidInput
 from keel.features._frames import times_us
 from keel.features.models import FeatureView, FileSource, SqlSource
 
-__all__ = ["read_arrow"]
+__all__ = ["read_arrow", "source_problem", "sql_failure"]
 
 
 def read_arrow(view: FeatureView) -> pa.Table:
@@ -62,9 +62,45 @@ def _read_sql(source: SqlSource, field: str) -> pa.Table:
         with engine.connect() as conn:
             frame = pd.read_sql(text(query), conn)
     except SQLAlchemyError as exc:
-        raise InvalidInput(
-            f"cannot read SQL source: {exc.__class__.__name__}", field=field
-        ) from exc
+        raise InvalidInput(sql_failure(source.url, exc), field=f"{field}.url") from exc
     finally:
         engine.dispose()
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def sql_failure(url: str, exc: BaseException) -> str:
+    """Why a SQL source failed: host and database (never the password) and the driver's
+    own first line, instead of only the exception class."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    where = f"host {parsed.host or 'local'}, database {parsed.database or '-'}"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    detail = reason[0] if reason else exc.__class__.__name__
+    return f"cannot read SQL source ({where}): {exc.__class__.__name__}: {detail}"
+
+
+def source_problem(view: FeatureView) -> str | None:
+    """Why ``view``'s source cannot be read now (no file matches, database unreachable),
+    or None. A cheap check for ``apply`` to warn with; it reads no rows."""
+    source = view.source
+    if isinstance(source, FileSource):
+        if not glob.glob(source.path):
+            return f"{view.name}: no file matches {source.path}"
+        return None
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    # A short connect timeout: apply must not hang on an unreachable host.
+    args = {"connect_timeout": 3} if source.url.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = create_engine(source.url, connect_args=args)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        return f"{view.name}: {sql_failure(source.url, exc)}"
+    try:
+        with engine.connect():
+            return None
+    except SQLAlchemyError as exc:
+        return f"{view.name}: {sql_failure(source.url, exc)}"
+    finally:
+        engine.dispose()

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from keel.errors import InvalidInput, NotFound
+from keel.features._csvsql import source_problem
 from keel.features._retrieval import Catalog, resolve
 from keel.features._store_base import StoreBase
 from keel.features._support import merge_definitions, now_ms
@@ -46,13 +47,19 @@ class DefinitionsMixin(StoreBase):
         if not prune:
             merged = merge_definitions(desired, current)
         validate_references(merged)
-        return build_plan(desired, current, prune=prune)
+        plan = build_plan(desired, current, prune=prune)
+        touched = {i.name for i in plan.items if i.kind == "feature_view" and i.action != "remove"}
+        touched -= {i.name for i in plan.items if i.action == "unchanged"}
+        problems = (source_problem(v) for v in desired.feature_views if v.name in touched)
+        plan.warnings = [p for p in problems if p]
+        return plan
 
     def apply(self, definitions: DefinitionsInput, *, prune: bool = True) -> Plan:
         """Store each new or changed definition as a new version; returns the plan applied.
 
-        All or nothing: one transaction. Sources are not read here; a missing
-        file fails at retrieval / materialisation with the column or path.
+        All or nothing: one transaction. Sources are not read here; the plan's
+        ``warnings`` name a source that cannot be reached now (no file, database down),
+        and retrieval / materialisation fail on it with the path or host and database.
         """
         desired = self._definitions(definitions)
         plan = self.plan(desired, prune=prune)

@@ -230,6 +230,11 @@ class Plan(BaseModel):
     """What ``apply`` would change: adds, changes and removals (unchanged ones too)."""
 
     items: list[ObjectChange]
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Sources of added or changed views that cannot be read now (apply "
+        "still writes: the file or database may appear before the first retrieval).",
+    )
 
     @property
     def has_changes(self) -> bool:
