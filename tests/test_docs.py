@@ -78,3 +78,11 @@ def test_api_doc_documents_route(path: str) -> None:
         _normalised(p) for p in re.findall(r"`(?:[A-Z]+ )?(/[^`]*)`", _read("docs/api.md"))
     }
     assert _normalised(path) in documented
+
+
+def test_features_docs_materialise_up_to_now_not_a_fixed_past_date() -> None:
+    """#15.24: a fixed past end date with a 3-day TTL left every online value null."""
+    text = _read("docs/features.md")
+    assert re.search(r"materiali[sz]e\w*\(\s*[\"']20\d\d-", text) is None
+    assert re.search(r"keel features materialize 20\d\d-", text) is None
+    assert "materialize_incremental(datetime.now(UTC))" in text
