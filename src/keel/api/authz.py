@@ -118,6 +118,9 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", _DEPLOYMENT + "/resume"): Rule(
         Role.DEPLOYER, owned=_DEPLOYMENT_MODEL, action="deployment.resume"
     ),
+    # replay changes nothing, but loads and runs models server-side over logged requests:
+    # deployer (audited) like the other deployment calls; no ownership, as it writes nothing
+    ("POST", _DEPLOYMENT + "/replay"): Rule(Role.DEPLOYER, action="deployment.replay"),
     # triggers: a firing starts a retraining that may roll out, so deployer, and the owner
     # of the model (apply checks the model named in the body, through check_model_owner)
     ("POST", "/v1/triggers"): Rule(Role.DEPLOYER, action="trigger.apply"),

@@ -1,10 +1,10 @@
 """``keel deploy``: deployments (create from a policy file, show, list, promote, roll back,
-pause, resume, decisions) and ``keel decisions``: the decision log."""
+pause, resume, replay, decisions) and ``keel decisions``: the decision log."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -208,6 +208,81 @@ def resume(
     Example: keel deploy resume churn-live
     """
     _action(name, "resume", reason, server, token, as_json)
+
+
+def _version_list(text: str) -> list[int]:
+    """``3,4`` as [3, 4]; InvalidInput naming ``--versions`` otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise InvalidInput(
+            f"--versions: expected version numbers separated by commas (3,4); got {text!r}",
+            field="--versions",
+        )
+    return [int(p) for p in parts]
+
+
+def _as_option(error: InvalidInput) -> InvalidInput:
+    """The SDK's/server's ``since: ...`` as ``--since: ...``: the CLI names its options."""
+    field = error.field or ""
+    root = field.split("[")[0].split(".")[0]
+    if root not in ("versions", "since", "limit"):
+        return error
+    return InvalidInput(f"--{root}: {error.message.split(': ', 1)[-1]}", field=f"--{root}")
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _replay_table(report: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{report['deployment']}[/] replayed {report['rows']} logged requests of model "
+        f"{report['model']} since {report['since']} ({report['labelled']} labelled)"
+    )
+    table(
+        "replay",
+        ["version", "agreement", "psi", "ks", "p50 ms", "p99 ms", "metrics"],
+        [
+            (
+                f"v{v['version']}",
+                _fmt(v["agreement"]),
+                _fmt(v["psi"]),
+                _fmt(v["ks"]),
+                _fmt(v["latency_ms"]["p50"]),
+                _fmt(v["latency_ms"]["p99"]),
+                ", ".join(f"{k}={m:.3f}" for k, m in v["metrics"].items()) or "no labels",
+            )
+            for v in report["versions"]
+        ],
+    )
+
+
+@deploy_app.command("replay")
+def replay(
+    name: str = typer.Argument(..., help="Deployment name."),
+    versions: str = typer.Option(..., "--versions", help="Candidate versions, e.g. 3,4."),
+    since: str = typer.Option("7d", help="Logged requests newer than 30m / 2h / 7d / a date / epoch ms."),
+    limit: int | None = typer.Option(None, min=1, help="Newest N logged requests at most."),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Re-score the deployment's logged requests with candidate versions (changes nothing):
+    agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist.
+
+    Example: keel deploy replay churn-live --versions 3,4 --since 7d
+    """
+
+    def run() -> dict[str, Any]:
+        chosen = _version_list(versions)
+        start: str | int = int(since) if since.isdigit() else since  # epoch ms
+        try:
+            return make_client(server, token).replay_deployment(name, chosen, start, limit)
+        except InvalidInput as error:
+            raise _as_option(error) from None
+
+    report = run_cli(run)
+    emit(report, as_json, lambda: _replay_table(report))
 
 
 def _records(items: list[Decision]) -> list[dict[str, object]]:

@@ -4,7 +4,7 @@ resume, decision records; and the decision log."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from keel.deploy.policy import DeploymentPolicy
 
 __all__ = ["DeploymentsMixin"]
+
+
+def _epoch_ms(moment: dt.datetime) -> int:
+    """Epoch milliseconds of ``moment`` (naive = UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return int(aware.timestamp() * 1000)
 
 
 class DeploymentsMixin:
@@ -70,6 +76,28 @@ class DeploymentsMixin:
         """Let the controller evaluate a paused deployment again."""
         return self.transport.deployment_action(name, "resume", reason, None)
 
+    def replay_deployment(
+        self,
+        name: str,
+        versions: Sequence[int],
+        since: str | int | dt.datetime = "7d",
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Re-score the deployment's logged requests since ``since`` (epoch ms, ISO-8601, an
+        age like ``7d`` or a datetime) with each of ``versions``, server-side (R-TRK-11).
+
+        Returns ``rows``, ``labelled`` and, per version, ``agreement`` with what was
+        answered, ``psi``/``ks`` of the scores, ``latency_ms`` (p50/p99 per row) and
+        ``metrics`` (accuracy/roc_auc or mae/rmse where labels exist). Checked here first,
+        so both transports raise the same InvalidInput naming ``versions``, ``since`` or
+        ``limit``; the server also refuses unknown versions and an empty window.
+        """
+        from keel.deploy.replay import check_request
+
+        if isinstance(since, dt.datetime):
+            since = _epoch_ms(since)
+        return self.transport.replay_deployment(name, check_request(versions, since, limit))
+
     def deployment_decisions(self, name: str, limit: int = 100) -> list[Decision]:
         """The deployment's decision records, newest first."""
         return self.transport.deployment_decisions(name, limit)
@@ -85,7 +113,6 @@ class DeploymentsMixin:
     ) -> list[Decision]:
         """The decision log, newest first; ``since`` is epoch ms, ISO-8601 or an age (``7d``)."""
         if isinstance(since, dt.datetime):
-            moment = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
-            since = int(moment.timestamp() * 1000)
+            since = _epoch_ms(since)
         text = None if since is None else str(since)
         return self.transport.decisions(model, kind, text, deployment, limit)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from keel.deploy.replay import ReplayRequest
     from keel.features.definitions import Definitions
     from keel.features.models import Plan, StoredDefinition
     from keel.serving.interface import Target
@@ -439,6 +440,12 @@ class HttpTransport(HttpOps, Transport):
         body = {k: v for k, v in (("reason", reason), ("arm", arm)) if v is not None}
         url = f"/v1/deployments/{_q(name)}/{action}"
         return self._call("POST", url, Deployment, json=body)
+
+    def replay_deployment(self, name: str, request: ReplayRequest) -> dict[str, Any]:
+        url = f"/v1/deployments/{_q(name)}/replay"
+        body = request.model_dump(mode="json", exclude_none=True)
+        result: dict[str, Any] = self._request("POST", url, json=body).json()
+        return result
 
     def deployment_decisions(self, name: str, limit: int) -> list[Decision]:
         url = f"/v1/deployments/{_q(name)}/decisions?{urlencode({'limit': limit})}"

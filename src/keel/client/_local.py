@@ -26,6 +26,7 @@ from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metri
 
 if TYPE_CHECKING:
     from keel.client._embedded import EmbeddedGateway
+    from keel.deploy.replay import ReplayRequest
     from keel.serving.interface import Target
 
 __all__ = ["LocalTransport"]
@@ -258,6 +259,11 @@ class LocalTransport(LocalOps, Transport):
         if action == "pause":
             return deployments.pause(name, self.user, reason)
         return deployments.resume(name, self.user, reason)
+
+    def replay_deployment(self, name: str, request: ReplayRequest) -> dict[str, Any]:
+        return self.services.deployments.replay(
+            name, request.versions, since=request.since, limit=request.limit
+        )
 
     def deployment_decisions(self, name: str, limit: int) -> list[Decision]:
         return self.services.deployments.decisions(name, limit)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from keel.deploy.replay import ReplayRequest
     from keel.features.definitions import Definitions
     from keel.features.models import Plan, StoredDefinition
     from keel.serving.interface import Target
@@ -226,6 +227,9 @@ class Transport(OpsTransport, ABC):
     def deployment_action(
         self, name: str, action: str, reason: str | None, arm: str | None
     ) -> Deployment: ...
+
+    @abstractmethod
+    def replay_deployment(self, name: str, request: ReplayRequest) -> dict[str, Any]: ...
 
     @abstractmethod
     def deployment_decisions(self, name: str, limit: int) -> list[Decision]: ...

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel._durations import parse_time
+from keel._models import invalid_input
 from keel.deploy.armstats import roc_auc
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring.diagnosis import model_input
@@ -29,12 +31,40 @@ from keel.registry.models import ModelVersion
 from keel.serving._segments import FEATURE_PREFIX
 from keel.serving.predquery import predictions
 
-__all__ = ["MAX_ROWS", "replay", "resolve_versions"]
+__all__ = ["MAX_ROWS", "ReplayRequest", "check_request", "replay", "resolve_versions"]
 
 #: Rows replayed at most (the newest of the window).
 MAX_ROWS = 100_000
 #: Rows scored one at a time to measure latency per row.
 _TIMED_ROWS = 200
+#: Candidate versions in one replay at most (each loads a model and scores every row).
+MAX_VERSIONS = 20
+
+
+class ReplayRequest(BaseModel):
+    """What to replay: the body of ``POST /v1/deployments/{name}/replay``, also checked by
+    the SDK before either transport is called, so both raise the same error."""
+
+    model_config = ConfigDict(extra="forbid")
+    versions: list[int] = Field(min_length=1, max_length=MAX_VERSIONS)
+    since: str | int = Field(default="7d", description="Epoch ms, ISO-8601 or an age (7d).")
+    limit: int | None = Field(default=None, ge=1, le=MAX_ROWS)
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | int) -> str | int:
+        parse_time(value, "since")  # refused here rather than after models are loaded
+        return value
+
+
+def check_request(
+    versions: Sequence[int], since: str | int = "7d", limit: int | None = None
+) -> ReplayRequest:
+    """A :class:`ReplayRequest`; InvalidInput naming ``versions[i]``, ``since`` or ``limit``."""
+    try:
+        return ReplayRequest(versions=list(versions), since=since, limit=limit)
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
 
 
 def replay(

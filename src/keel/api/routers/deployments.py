@@ -1,5 +1,5 @@
-"""REST routes for deployments (create, read, promote, roll back, pause, resume, decisions)
-and the decision log.
+"""REST routes for deployments (create, read, promote, roll back, pause, resume, replay,
+decisions) and the decision log.
 
 ``POST /v1/deployments/{name}/predict`` is served by the gateway's routing (not here).
 Authorization is in :mod:`keel.api.authz` (deployer role, ownership of the model).
@@ -16,6 +16,7 @@ from keel.api.authz import Caller, check_model_owner
 from keel.api.deps import Actor, Svc
 from keel.decisions.models import Decision
 from keel.deploy.models import Deployment
+from keel.deploy.replay import ReplayRequest
 
 router = APIRouter(tags=["deployments"])
 
@@ -89,6 +90,14 @@ def resume_deployment(
 ) -> Deployment:
     """Let the controller evaluate a paused deployment again."""
     return svc.deployments.resume(name, actor, (body or ActionBody()).reason)
+
+
+@router.post("/v1/deployments/{name}/replay")
+def replay_deployment(name: str, svc: Svc, body: ReplayRequest) -> dict[str, Any]:
+    """Re-score the deployment's logged requests since ``since`` with each candidate version
+    (R-TRK-11): agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist.
+    Changes nothing; 422 names ``versions``, ``since`` or ``limit`` (or an empty window)."""
+    return svc.deployments.replay(name, body.versions, since=body.since, limit=body.limit)
 
 
 @router.get("/v1/deployments/{name}/decisions", response_model=list[Decision])
