@@ -117,6 +117,17 @@ def test_manual_invalidation_over_the_api_and_the_cli(churn: Churn, churn_model:
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "model"
         unknown = httpx.post(f"{live.url}/v1/cache/invalidate", json={"models": "x"})
         assert unknown.status_code == 422
+        assert unknown.json()["error"]["field"] == "models"
+        # #15.24: like predict, the body is JSON whatever the Content-Type (curl -d).
+        fill()
+        form = httpx.post(
+            f"{live.url}/v1/cache/invalidate",
+            content=b'{"model": "%s", "version": 2}' % name.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert form.status_code == 200 and form.json() == {"dropped": 1}, form.text
+        broken = httpx.post(f"{live.url}/v1/cache/invalidate", content=b"model=x")
+        assert broken.status_code == 422, broken.text
     mixed = runner.invoke(cli_app, ["cache", "invalidate", name, "--all"])
     assert mixed.exit_code == 2 and "all" in mixed.output
 

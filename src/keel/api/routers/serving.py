@@ -160,9 +160,22 @@ async def predict_deployment(name: str, request: Request) -> Response:
     return await _serve(request, Target(name, deployment=True))
 
 
-@router.post("/v1/cache/invalidate")
-async def invalidate(body: InvalidateBody, request: Request) -> dict[str, Any]:
-    """Drop prediction-cache entries (a model, a version, an entity, or all) on every replica."""
+@router.post(
+    "/v1/cache/invalidate",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": InvalidateBody.model_json_schema()}},
+        }
+    },
+)
+async def invalidate(request: Request) -> dict[str, Any]:
+    """Drop prediction-cache entries (a model, a version, an entity, or all) on every replica.
+
+    The body is JSON whatever the Content-Type says, as for predict (``curl -d`` sends
+    form-encoded by default); a bad body is a 422 naming the field.
+    """
+    body = InvalidateBody.model_validate_json(await request.body() or b"{}")
     dropped = await gateway_of(request).invalidate(
         model=body.model, version=body.version, entity=body.entity, everything=body.all
     )
