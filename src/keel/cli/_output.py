@@ -6,10 +6,10 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -70,6 +70,28 @@ def fail(error: KeelError) -> None:
     # soft_wrap: one line per error, so scripts can grep stderr
     err_console.print(f"[bold red]error:[/] {escape(error.message + field)}", soft_wrap=True)
     raise typer.Exit(error.exit_code)
+
+
+def settings_failure(exc: ValidationError) -> NoReturn:
+    """Report a ``Settings`` validation error as ``error: KEEL_X=value: bounds (reason)``
+    lines and exit 2; any other model's error is re-raised (it is a bug, not bad input)."""
+    from keel.config import Settings
+
+    if exc.title != Settings.__name__:
+        raise exc
+    for item in exc.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        field = Settings.model_fields.get(name)
+        bounds = [
+            f"{op} {getattr(rule, attr)}"
+            for rule in (field.metadata if field else [])
+            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if getattr(rule, attr, None) is not None
+        ]
+        rule = f"must be {' and '.join(bounds)}; " if bounds else ""
+        line = f"KEEL_{name.upper()}={item.get('input')!s}: {rule}{item['msg']}"
+        err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    raise SystemExit(2)
 
 
 def run_cli(call: Callable[[], T]) -> T:

@@ -157,4 +157,12 @@ def version() -> None:
 
 def main() -> None:
     """Entry point of the console script."""
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        # A bad KEEL_* setting: one line per setting with its bounds, exit 2, no traceback.
+        from keel.cli._output import settings_failure
+
+        settings_failure(exc)
