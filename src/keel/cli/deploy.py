@@ -261,7 +261,9 @@ def _replay_table(report: dict[str, Any]) -> None:
 def replay(
     name: str = typer.Argument(..., help="Deployment name."),
     versions: str = typer.Option(..., "--versions", help="Candidate versions, e.g. 3,4."),
-    since: str = typer.Option("7d", help="Logged requests newer than 30m / 2h / 7d / a date / epoch ms."),
+    since: str = typer.Option(
+        "7d", help="Logged requests newer than 30m / 2h / 7d / a date / epoch ms."
+    ),
     limit: int | None = typer.Option(None, min=1, help="Newest N logged requests at most."),
     as_json: bool = JsonOption,
     server: str | None = ServerOption,

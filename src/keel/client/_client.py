@@ -11,7 +11,6 @@ from keel.client._approval import ApprovalMixin
 from keel.client._deployments import DeploymentsMixin
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
-from keel.client._triggers import TriggersMixin
 from keel.client._logs import LogsMixin
 from keel.client._monitoring import MonitoringMixin
 from keel.client._ops import OpsMixin
@@ -19,6 +18,7 @@ from keel.client._predict import PredictMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
 from keel.client._transport import Transport
+from keel.client._triggers import TriggersMixin
 from keel.client._validation import ValidationMixin
 from keel.config import Settings
 from keel.errors import InvalidInput
