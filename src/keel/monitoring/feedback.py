@@ -139,16 +139,32 @@ class FeedbackStore:
         end: dt.datetime | int | str | None = None,
         *,
         as_of: dt.datetime | int | str | None = None,
-        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Predictions in the window that have a label, with ``label``, ``label_value``
         and ``label_delay_s`` columns (the newest label per prediction).
 
         ``as_of`` counts only labels received by then (what was known at that time: a
         replay or a late investigation sees the labels a run saw); default: every label.
-        ``columns`` reads only those logged columns (besides the join keys): a trigger
-        over a million labelled rows needs the output, not every feature.
         """
+        table = self.labelled_table(model, version, start, end, as_of=as_of)
+        if table.num_rows == 0:
+            return pd.DataFrame()
+        frame: pd.DataFrame = table.to_pandas()
+        return frame.sort_values("ts").reset_index(drop=True)
+
+    def labelled_table(
+        self,
+        model: str | None = None,
+        version: int | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+        *,
+        as_of: dt.datetime | int | str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """:meth:`labelled` as an unordered Arrow table; ``columns`` reads only those logged
+        columns besides the join keys (a trigger over a million labelled rows needs the
+        output and scores, not every feature, nor a DataFrame of probability lists)."""
         known_at = parse_time(as_of, "as_of")
         if columns is not None:
             columns = list(dict.fromkeys(["ts", "request_id", "entity_key", *columns]))
@@ -157,7 +173,7 @@ class FeedbackStore:
         )
         files = self._files()
         if logged.num_rows == 0 or not files:
-            return pd.DataFrame()
+            return pa.table({})
         con = duckdb.connect()
         try:
             con.register("p", logged)
@@ -168,8 +184,7 @@ class FeedbackStore:
             table: pa.Table = con.sql(_JOIN_SQL).to_arrow_table()
         finally:
             con.close()
-        frame: pd.DataFrame = table.to_pandas()
-        return frame.sort_values("ts").reset_index(drop=True)
+        return table
 
     def labels(self) -> pd.DataFrame:
         """Every stored label (the whole history, corrections included), oldest first."""

@@ -113,7 +113,6 @@ def _performance(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
 
 def _metric(frame: pd.DataFrame, metric: str) -> tuple[float | None, int]:
     """The metric over labelled rows and how many rows it used."""
-    from keel.automation.triggers.context import output_scores
     from keel.monitoring.performance import classification_metrics, regression_metrics
     from keel.monitoring.performance_checks import output_values
 
@@ -127,8 +126,8 @@ def _metric(frame: pd.DataFrame, metric: str) -> tuple[float | None, int]:
     if metric in ("mae", "rmse"):
         values = regression_metrics(truth, predicted)
     else:
-        scores = output_scores(rows) if metric == "roc_auc" else None
-        usable = scores is not None and len(scores) == len(rows) and metric == "roc_auc"
+        scores = rows["score"].to_numpy() if metric == "roc_auc" else None
+        usable = scores is not None and not bool(pd.isna(scores).any())
         values = classification_metrics(
             truth, predicted, scores if usable else None, only=(metric,)
         )

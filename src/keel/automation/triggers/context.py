@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from keel.automation.triggers.models import Trigger
 from keel.errors import InvalidInput, NotFound
@@ -20,7 +21,7 @@ from keel.registry.models import ModelVersion
 from keel.serving.predlog import FEATURE_PREFIX
 from keel.serving.predquery import predictions
 
-__all__ = ["EvaluationContext", "monitor_spec", "output_scores"]
+__all__ = ["EvaluationContext", "last_scores", "monitor_spec", "output_scores"]
 
 
 def monitor_spec(services: Any, trigger: Trigger) -> MonitorSpec:
@@ -69,11 +70,11 @@ class EvaluationContext:
 
     # -- labels and predictions ------------------------------------------------------------
     def labelled(self) -> pd.DataFrame:
-        """Every prediction of the model logged before now that has a label received by now
-        (columns ``ts_ms``, ``received_ms``, ``label_value``, ``label``, ``output``,
-        ``probabilities``, ``version``)."""
+        """Every prediction of the model logged before now that has a label received by now:
+        numeric columns ``ts_ms``, ``received_ms``, ``version``, ``label_value``, ``score``
+        (positive-class probability, NaN when not logged) and ``output``."""
         if self._labelled is None:
-            frame = self.services.feedback.labelled(
+            table = self.services.feedback.labelled_table(
                 self.trigger.model,
                 None,
                 None,
@@ -81,11 +82,21 @@ class EvaluationContext:
                 as_of=self.now_ms,
                 columns=["version", "output", "probabilities"],
             )
-            if len(frame):
-                frame = frame.assign(
-                    ts_ms=_epoch_ms(frame["ts"]), received_ms=_epoch_ms(frame["received_ts"])
+            if table.num_rows == 0:
+                self._labelled = pd.DataFrame(
+                    columns=["ts_ms", "received_ms", "version", "label_value", "score", "output"]
                 )
-            self._labelled = frame
+            else:
+                self._labelled = pd.DataFrame(
+                    {
+                        "ts_ms": _epoch_ms(table.column("ts")),
+                        "received_ms": _epoch_ms(table.column("received_ts")),
+                        "version": table.column("version").to_numpy(),
+                        "label_value": table.column("label_value").to_numpy(),
+                        "score": last_scores(table.column("probabilities")),
+                        "output": table.column("output").to_pandas(),
+                    }
+                )
         return self._labelled
 
     def labelled_between(self, start_ms: int, end_ms: int, *, served: bool = True) -> pd.DataFrame:
@@ -132,7 +143,7 @@ class EvaluationContext:
             columns=["output", "probabilities"],
             root=self.services.monitors.inputs.predictions_root,
         )
-        return output_scores(table.to_pandas())
+        return output_scores(table)
 
     # -- reference --------------------------------------------------------------------------
     def reference(self) -> Reference:
@@ -148,19 +159,33 @@ class EvaluationContext:
         )
 
 
-def output_scores(frame: pd.DataFrame) -> np.ndarray:
+def output_scores(table: pa.Table) -> np.ndarray:
     """Positive-class probabilities when every row has them, else numeric outputs."""
-    from keel.monitoring.performance_checks import output_values, positive_scores
+    from keel.monitoring.performance_checks import output_values
 
-    if not len(frame):
+    if table.num_rows == 0:
         return np.empty(0)
-    scores = positive_scores(frame)
-    if scores is not None:
+    scores = last_scores(table.column("probabilities"))
+    if not np.isnan(scores).any():
         return scores
-    values = pd.to_numeric(output_values(frame["output"]), errors="coerce")
+    values = pd.to_numeric(output_values(table.column("output").to_pandas()), errors="coerce")
     return np.asarray(values.dropna(), dtype=np.float64)
 
 
-def _epoch_ms(series: pd.Series) -> pd.Series:
-    """Milliseconds since the epoch of a timezone-aware timestamp column."""
-    return (series.astype("datetime64[ms, UTC]").astype("int64")).astype(np.int64)
+def last_scores(column: pa.ChunkedArray) -> np.ndarray:
+    """The last element of each probability list (the positive class), NaN where none;
+    vectorised over the list offsets (a million Python lists would take a second)."""
+    lists = column.combine_chunks()
+    if lists.type == pa.null() or len(lists) == 0:
+        return np.full(len(lists), np.nan)
+    offsets = lists.offsets.to_numpy()
+    values = lists.values.to_numpy(zero_copy_only=False).astype(np.float64)
+    lengths = np.diff(offsets)
+    last = np.clip(offsets[1:] - 1, 0, None)
+    picked = values[last] if values.size else np.zeros(len(lists))
+    return np.where(lengths > 0, picked, np.nan)
+
+
+def _epoch_ms(column: pa.ChunkedArray) -> np.ndarray:
+    """Milliseconds since the epoch of a timestamp column."""
+    return column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy()
