@@ -305,3 +305,23 @@ def test_a_model_without_signature_is_served_with_the_requests_columns(
         assert answer.json()["predictions"] == expected
         cached = post(live, f"/v1/models/{name}/1/predict", {"instances": rows}).json()
         assert cached["predictions"] == expected and cached["cached"] is True
+
+
+def test_a_preload_that_fails_to_warm_is_not_ready_and_never_a_500(
+    churn: Churn, make_settings: Callable[..., Settings]
+) -> None:
+    """#15.24: KEEL_MAX_PREDICT_ROWS below the input example's rows fails the warm-up (was:
+    the alias route answered 500 AssertionError). /readyz names the failure; the alias is
+    then resolved like a cold one, so a request the model can take is answered."""
+    name = unique("warmfail")
+    settings = make_settings(serving_preload=f"{name}@champion", max_predict_rows=2)
+    register(settings, name, churn.small, churn.train[churn.features].head(5))
+    set_alias(settings, name, "champion", 1)
+    with live_gateway(settings) as live:
+        ready = httpx.get(f"{live.url}/readyz")
+        assert ready.status_code == 503 and "preload failed" in ready.text
+        answer = post(live, f"/v1/models/{name}@champion/predict", {"instances": churn.rows(1)})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["version"] == 1
+        too_many = post(live, f"/v1/models/{name}@champion/predict", {"instances": churn.rows(3)})
+        assert too_many.status_code == 413 or too_many.status_code == 422, too_many.text

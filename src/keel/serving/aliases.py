@@ -52,7 +52,7 @@ class AliasTable:
         """The version to serve ``name@alias`` from; loads it on first use (cold)."""
         key = (name, alias)
         state = self.states.get(key)
-        if state is None or self.refresh_ms == 0:
+        if state is None or state.target is None or self.refresh_ms == 0:
             current = await asyncio.to_thread(self.read, name, alias)
             state = self.states.setdefault(key, AliasState())
             self.observe(key, current)
@@ -72,8 +72,11 @@ class AliasTable:
     async def pin(self, name: str, alias: str) -> int:
         """Resolve and warm the alias now (preloading); raises when it cannot be served."""
         current = await asyncio.to_thread(self.read, name, alias)
-        state = self.states.setdefault((name, alias), AliasState())
+        # Warm before recording any state: a failed preload must leave the alias unknown, so
+        # the next request resolves and loads it like any cold alias (503 naming the load
+        # error), instead of finding a state with no target.
         await self.pool.warm(name, current)
+        state = self.states.setdefault((name, alias), AliasState())
         state.serving = state.target = current
         return current
 
