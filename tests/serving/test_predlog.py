@@ -378,3 +378,18 @@ def test_predlog_kill_9_loses_at_most_one_second(tmp_path: Path) -> None:
     assert on_disk <= set(range(sent))  # nothing invented
     lost = sent - len(on_disk)
     print(f"kill -9: {sent} appended, {len(on_disk)} on disk, {lost} lost (≤ {window_s} s)")
+
+
+def test_an_empty_window_keeps_every_requested_column(tmp_path: Path) -> None:
+    """#15.24: predictions(columns=[…]) on an empty window dropped the feature and output
+    columns, so selecting them afterwards failed."""
+    fill(tmp_path, [record(0, BASE_MS)])
+    wanted = ["request_id", "output", "f_tenure", "ts"]
+
+    empty = predictions("nobody", columns=wanted, root=tmp_path)
+    same_model_empty = predictions("churn", 1, start="2030-01-01", columns=wanted, root=tmp_path)
+
+    for table in (empty, same_model_empty):
+        assert table.num_rows == 0
+        assert table.column_names == ["model", "version", *wanted]
+        assert list(table.to_pandas()[wanted].columns) == wanted

@@ -243,9 +243,13 @@ def _ordered(table: pa.Table) -> pa.Table:
 
 
 def _empty(columns: Sequence[str] | None) -> pa.Table:
+    """An empty window: every requested column is present, so callers can select them
+    (a feature or ``output`` column has no known type without a file: it is ``null``)."""
     schema = pa.schema([("model", pa.string()), ("version", pa.int64()), *BASE_SCHEMA])
     if columns:
-        schema = pa.schema([f for f in schema if f.name in ("model", "version", *columns)])
+        known = {f.name: f for f in schema}
+        wanted = dict.fromkeys(("model", "version", *columns))
+        schema = pa.schema([known.get(name, pa.field(name, pa.null())) for name in wanted])
     return schema.empty_table()
 
 
