@@ -184,3 +184,22 @@ def test_scheduler_evaluates_triggers_unattended(trigger_env: Env) -> None:
     done = services.jobs.get(job.id)
     assert done.status == "succeeded" and done.result["evaluated"] == 1
     assert len(services.decisions.query(model="churn", kind="trigger_evaluation")) == 1
+
+
+def test_retrain_section_checked_by_the_registered_kind(trigger_env: Env) -> None:
+    services, _ = trigger_env
+
+    def check(_services: Any, args: dict[str, Any]) -> None:
+        if "train" not in args["retrain"]:
+            raise InvalidInput("args.retrain.train: required", field="args.retrain.train")
+
+    data.register_kind("retrain.run", data.record_retrain, check=check)
+    spec = {"name": "hand", "model": "churn", "any": [{"metric": "manual"}]}
+    with pytest.raises(InvalidInput) as caught:
+        services.triggers.apply(spec)
+    assert caught.value.field == "retrain.train"
+    services.triggers.apply({**spec, "retrain": {"train": "pkg.mod:train"}})
+    result = services.triggers.evaluate("hand", data.now_ms(), manual=True)
+    (job,) = services.jobs.list_jobs(kind="retrain.run")
+    assert job.args["retrain"] == {"train": "pkg.mod:train"}  # the section, verbatim
+    assert job.args["decision_id"] == result.decision_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from tests.automation.triggerdata import use_test_retrain_kind
 from tests.security.conftest import AuthServer, register_versions
 
 from keel.auth.models import Role
@@ -15,6 +16,7 @@ SPEC = {"name": "owned-hand", "model": "owned", "any": [{"metric": "manual"}]}
 @pytest.fixture
 def tokens(auth_server: AuthServer) -> dict[str, str]:
     services = auth_server.services
+    use_test_retrain_kind()  # authorization, not the retrain section, is under test here
     register_versions(services.settings, "owned", 1, owner="team-growth")
     services.auth.create_user("grower", Role.DEPLOYER, teams=["team-growth"])
     return dict(auth_server.tokens, grower=services.auth.create_token("grower").token)

@@ -103,6 +103,7 @@ class TriggerService:
                     f"monitor: {spec.monitor!r} watches {monitor.model}, not {spec.model}",
                     field="monitor",
                 )
+        self._check_retrain(spec)
         known = self._reference_columns(spec)
         for path, cond in spec.leaves():
             if cond.features and known is not None:
@@ -119,6 +120,25 @@ class TriggerService:
                     raise InvalidInput(
                         f"{path}.views: unknown feature view {view!r}", field=f"{path}.views"
                     ) from None
+
+    def _check_retrain(self, spec: TriggerSpec) -> None:
+        """The ``retrain`` section as the registered ``retrain.run`` will read it, checked
+        now (InvalidInput naming ``retrain.<key>``) rather than at the first firing."""
+        from keel.automation.kinds import get_kind
+
+        try:
+            kind = get_kind(RETRAIN_KIND)
+        except InvalidInput:
+            return  # not registered in this process: a firing records that instead
+        if kind.check is None:
+            return
+        args = _job_args(spec.model, spec.name, 0, {"mode": "fresh", "since_ms": 0}, spec.retrain)
+        try:
+            kind.check(self.services, args)
+        except InvalidInput as exc:
+            field = (exc.field or "retrain").removeprefix("args.")
+            message = exc.message.removeprefix("args.")
+            raise InvalidInput(message, field=field) from None
 
     def _reference_columns(self, spec: TriggerSpec) -> set[str] | None:
         """The reference's columns, or None when they cannot be found yet (no champion)."""
@@ -202,12 +222,12 @@ class TriggerService:
         from keel.automation.kinds import get_kind
 
         try:
-            get_kind(RETRAIN_KIND)
-        except InvalidInput:
-            result.reason = (
-                f"met, not fired: no {RETRAIN_KIND!r} job kind is registered "
-                "(list its module in KEEL_JOBS_IMPORTS)"
-            )
+            kind = get_kind(RETRAIN_KIND)
+            if kind.check is not None:  # refused arguments must not cost the cooldown
+                probe = _job_args(trigger.model, trigger.name, 0, action.data, trigger.retrain)
+                kind.check(self.services, probe)
+        except InvalidInput as exc:
+            result.reason = f"met, not fired: no retraining job could be queued ({exc.message})"
             self._record(trigger, result, actor)
             return result
         if not self.store.claim_firing(trigger.name, ctx.now_ms, cooldown_ms):
@@ -220,13 +240,7 @@ class TriggerService:
         if action.verdict not in ("not diagnosed",):
             self._record_diagnosis(trigger, action, record, actor)
         bucket = ctx.now_ms // max(cooldown_ms, 60_000)
-        args = {
-            "model": trigger.model,
-            "trigger": trigger.name,
-            "decision_id": record.id,
-            "data": action.data,
-            "retrain": dict(trigger.retrain),
-        }
+        args = _job_args(trigger.model, trigger.name, record.id, action.data, trigger.retrain)
         job = self.services.jobs.enqueue(
             RETRAIN_KIND,
             args,
@@ -318,6 +332,23 @@ class TriggerService:
     def dependent_views(self, model: str) -> list[str]:
         """The feature views a model reads through its feature services (R-FEA-08)."""
         return dependent_views(self.services, model)
+
+
+def _job_args(
+    model: str,
+    trigger: str,
+    decision_id: int | None,
+    data: dict[str, Any],
+    retrain: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``retrain.run`` job's arguments: the trigger's ``retrain`` section verbatim."""
+    return {
+        "model": model,
+        "trigger": trigger,
+        "decision_id": decision_id,
+        "data": data,
+        "retrain": dict(retrain),
+    }
 
 
 def _paths(trigger: Trigger) -> list[str]:
