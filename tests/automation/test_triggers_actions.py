@@ -203,3 +203,13 @@ def test_retrain_section_checked_by_the_registered_kind(trigger_env: Env) -> Non
     (job,) = services.jobs.list_jobs(kind="retrain.run")
     assert job.args["retrain"] == {"train": "pkg.mod:train"}  # the section, verbatim
     assert job.args["decision_id"] == result.decision_id
+
+
+def test_condition_that_cannot_be_measured_is_recorded_not_raised(trigger_env: Env) -> None:
+    services, _ = trigger_env
+    services.registry.create_model("bare")  # no version, so no reference to compare with
+    services.triggers.apply({**DRIFT, "name": "bare-drift", "model": "bare"})
+    result = services.triggers.evaluate("bare-drift", data.now_ms())
+    assert not result.met and result.conditions[0].reason.startswith("not evaluated:")
+    (record,) = services.decisions.query(model="bare", kind="trigger_evaluation")
+    assert record.details["conditions"][0]["reason"].startswith("not evaluated:")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from keel.automation.triggers.context import EvaluationContext
 from keel.automation.triggers.models import PERFORMANCE_METRICS, Condition
+from keel.errors import KeelError
 
 __all__ = ["Outcome", "evaluate_condition"]
 
@@ -67,7 +68,13 @@ def evaluate_condition(ctx: EvaluationContext, path: str, cond: Condition) -> Ou
         count = sum(c.met for c in children)
         reason = f"{combine}: {count} of {len(children)} met"
         return Outcome(path, combine, met, float(count), None, reason, children=children)
-    outcome = _HANDLERS[kind](ctx, path, cond)
+    try:
+        outcome = _HANDLERS[kind](ctx, path, cond)
+    except KeelError as exc:
+        # No reference yet, no version to read, a view removed since: this condition
+        # cannot be measured now. The evaluation is still recorded, saying why.
+        reason = f"not evaluated: {exc.message}"
+        return Outcome(path, cond.metric or kind, False, None, _bound(cond), reason)
     if kind in ("performance", "drift", "prediction_shift"):
         default = "24h" if kind == "prediction_shift" else None
         outcome.window_s = ctx.trigger.seconds(cond.window or default)
