@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from keel import Client
+from keel.automation.kinds import _KINDS as _registry
 from keel.automation.kinds import register_kind
 from keel.config import Settings
 from keel.demo.data import TARGET, load_churn, split
@@ -34,9 +36,25 @@ def record_retrain(_services: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
 
-def use_test_retrain_kind() -> None:
-    """Register the recording ``retrain.run`` (tests that count jobs, not models)."""
+@contextmanager
+def recording_retrain_kind() -> Iterator[None]:
+    """The recording ``retrain.run`` while the block runs (tests that count jobs, not
+    models); the real kind is registered again afterwards, so later tests that retrain
+    for real are not handed the recorder."""
+    from keel.automation import retrain  # noqa: F401  (registers the real kind first)
+
+    previous = kinds_registry().get("retrain.run")
     register_kind("retrain.run", record_retrain)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            kinds_registry()["retrain.run"] = previous
+
+
+def kinds_registry() -> dict[str, Any]:
+    """The job-kind registry (module state of keel.automation.kinds)."""
+    return _registry
 
 
 def churn_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -152,8 +170,8 @@ def trigger_env(trigger_template: Path, tmp_path: Path) -> Iterator[tuple[Servic
     home = tmp_path / "keel"
     shutil.copytree(trigger_template, home)
     services = open_services(Settings(home=home))
-    use_test_retrain_kind()
-    CALLS.clear()
-    version = services.registry.resolve("models:/churn@champion")
-    yield services, services.monitors.load_model(version)
-    services.close()
+    with recording_retrain_kind():
+        CALLS.clear()
+        version = services.registry.resolve("models:/churn@champion")
+        yield services, services.monitors.load_model(version)
+        services.close()

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
-from tests.automation.triggerdata import use_test_retrain_kind
+from tests.automation.triggerdata import recording_retrain_kind
 from tests.security.conftest import AuthServer, register_versions
 
 from keel.auth.models import Role
@@ -14,12 +16,12 @@ SPEC = {"name": "owned-hand", "model": "owned", "any": [{"metric": "manual"}]}
 
 
 @pytest.fixture
-def tokens(auth_server: AuthServer) -> dict[str, str]:
+def tokens(auth_server: AuthServer) -> Iterator[dict[str, str]]:
     services = auth_server.services
-    use_test_retrain_kind()  # authorization, not the retrain section, is under test here
-    register_versions(services.settings, "owned", 1, owner="team-growth")
-    services.auth.create_user("grower", Role.DEPLOYER, teams=["team-growth"])
-    return dict(auth_server.tokens, grower=services.auth.create_token("grower").token)
+    with recording_retrain_kind():  # authorization, not the retrain section, is under test here
+        register_versions(services.settings, "owned", 1, owner="team-growth")
+        services.auth.create_user("grower", Role.DEPLOYER, teams=["team-growth"])
+        yield dict(auth_server.tokens, grower=services.auth.create_token("grower").token)
 
 
 @pytest.mark.parametrize(
