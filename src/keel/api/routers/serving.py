@@ -173,9 +173,10 @@ async def invalidate(request: Request) -> dict[str, Any]:
     """Drop prediction-cache entries (a model, a version, an entity, or all) on every replica.
 
     The body is JSON whatever the Content-Type says, as for predict (``curl -d`` sends
-    form-encoded by default); a bad body is a 422 naming the field.
+    form-encoded by default); a body that is not JSON is a 400 ``bad_request`` (the one
+    parser of request bodies), a bad field a 422 naming it.
     """
-    body = InvalidateBody.model_validate_json(await request.body() or b"{}")
+    body = InvalidateBody.model_validate(_json.loads(await request.body() or b"{}"))
     dropped = await gateway_of(request).invalidate(
         model=body.model, version=body.version, entity=body.entity, everything=body.all
     )
