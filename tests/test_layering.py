@@ -29,6 +29,7 @@ DOMAIN = [
     "errors.py",
     "_models.py",
     "_durations.py",
+    "_documents.py",
 ]
 FORBIDDEN = (
     "keel.api",

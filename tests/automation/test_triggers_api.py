@@ -87,6 +87,15 @@ def test_rest_bad_json_body_is_422(url: str) -> None:
     assert answer.status_code == 422 and "body" in answer.json()["error"]["message"]
 
 
+def test_rest_yaml_nested_too_deeply_is_400_not_500(url: str) -> None:
+    """The YAML parser recurses once per level: 100,000 levels were a RecursionError (500)."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = httpx.post(f"{url}/v1/triggers", content=deep, headers={"content-type": "text/yaml"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "bad_request"
+    assert answer.json()["error"]["field"] == "body"
+
+
 def test_sdk_both_transports(sdk: Client) -> None:
     applied = sdk.apply_trigger(FIXTURES / "trigger_seed004.yaml")
     assert applied.name == "churn-retrain" and len(applied.conditions) == 4

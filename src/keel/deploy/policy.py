@@ -8,13 +8,12 @@ the API answers 422 and the CLI exits 2 naming it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from keel._documents import load_document
 from keel._durations import parse_duration_s
 from keel.errors import InvalidInput
 
@@ -390,8 +389,4 @@ def parse_policy(data: Mapping[str, Any]) -> DeploymentPolicy:
 
 def load_policy(text: str) -> DeploymentPolicy:
     """Validate a policy written as YAML or JSON text (``keel deploy create -f``)."""
-    try:
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"policy: not valid YAML or JSON: {exc}", field="policy") from None
-    return parse_policy(data)
+    return parse_policy(load_document(text, field="policy"))

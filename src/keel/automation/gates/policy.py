@@ -8,14 +8,13 @@ were never declared (no slice or sensitive columns, no training data, no champio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from keel._documents import load_document
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -209,9 +208,4 @@ def load_policy(source: str | Path) -> GatePolicy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"policy: cannot read {path}: {exc.strerror}", field="policy") from None
-    try:
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        message = f"policy: {path} is not valid YAML or JSON: {exc}"
-        raise InvalidInput(message, field="policy") from None
-    return parse_policy(data)
+    return parse_policy(load_document(text, field="policy", what=f"policy: {path}"))

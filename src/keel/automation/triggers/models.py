@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from keel._documents import load_document
 from keel._durations import parse_duration_s
 from keel._models import Entity
 from keel.automation.cron import validate_cron
@@ -301,12 +302,7 @@ def parse_trigger(data: Any) -> TriggerSpec:
     """A checked spec from a mapping (parsed YAML/JSON) or YAML/JSON text; InvalidInput
     naming the key path (``triggers[1].features``) otherwise."""
     if isinstance(data, str | bytes):
-        import yaml
-
-        try:
-            data = yaml.safe_load(data)
-        except yaml.YAMLError as exc:
-            raise InvalidInput(f"body: not valid YAML or JSON: {exc}", field="body") from None
+        data = load_document(data, field="body", json_when_braced=False)
     if not isinstance(data, dict):
         raise InvalidInput("body: expected a mapping with name, model and conditions", field="body")
     try:
