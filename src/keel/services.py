@@ -128,7 +128,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         registry,
         decisions,
         predictions_root=predictions_root,
-        labels=feedback.labels,
+        labels=feedback.labelled,
     )
     registry.add_archive_guard(deployments.check_archive)
     deployments.model_loader = lambda version: load_model_dir(

@@ -76,7 +76,7 @@ def replay(
     since: str | int,
     limit: int | None,
     load: Callable[[ModelVersion], Any],
-    labels: Callable[[], pd.DataFrame] | None,
+    labels: Callable[..., pd.DataFrame] | None,
 ) -> dict[str, Any]:
     """Per version: ``agreement``, ``psi``, ``ks``, ``latency_ms`` (p50/p99), ``metrics``
     over the newest ``limit`` logged requests since ``since``. InvalidInput names
@@ -99,7 +99,7 @@ def replay(
         )
     features = logged[[c for c in logged.columns if c.startswith(FEATURE_PREFIX)]]
     features.columns = [c[len(FEATURE_PREFIX) :] for c in features.columns]
-    truth = _labels(logged, labels)
+    truth = _labels(logged, labels, model, start)
     results = []
     for version in versions:
         loaded = load(version)
@@ -115,14 +115,20 @@ def replay(
     }
 
 
-def _labels(logged: pd.DataFrame, labels: Callable[[], pd.DataFrame] | None) -> pd.Series:
-    stored = labels() if labels is not None else pd.DataFrame()
-    if stored.empty or "request_id" not in stored.columns:
+def _labels(
+    logged: pd.DataFrame,
+    labels: Callable[..., pd.DataFrame] | None,
+    model: str,
+    start: Any,
+) -> pd.Series:
+    """The label of each logged request, through the feedback store's own join (the newest
+    label per prediction, labels keyed by entity and time included)."""
+    labelled = labels(model, start=start) if labels is not None else pd.DataFrame()
+    if labelled.empty or "request_id" not in labelled.columns:
         return pd.Series([np.nan] * len(logged), dtype=object)
-    newest = stored.sort_values("received_ts").drop_duplicates("request_id", keep="last")
     # labels are stored as JSON text: 1, "yes"
-    decoded = newest.set_index("request_id")["label"].map(_decode)
-    return logged["request_id"].map(decoded)
+    decoded = labelled.drop_duplicates("request_id").set_index("request_id")["label"]
+    return logged["request_id"].map(decoded.map(_decode))
 
 
 def _decode(text: Any) -> Any:

@@ -74,7 +74,7 @@ class DeploymentService(ChangesMixin):
         decisions: DecisionLog,
         *,
         predictions_root: Path | None = None,
-        labels: Callable[[], pd.DataFrame] | None = None,
+        labels: Callable[..., pd.DataFrame] | None = None,
         clock: Callable[[], int] = now_ms,
         guard_window_s: int = 600,
         lease_ttl_s: int = 60,
