@@ -264,14 +264,17 @@ def _metrics(
         frame = con.execute("SELECT arm, output, score, y, t FROM lab").df()
         for arm, rows in frame.groupby("arm"):
             for name in others:
-                estimate = metric_estimate(name, rows)
-                if estimate is not None:
-                    out.setdefault(str(arm), {})[name] = estimate
+                found = metric_estimate(name, rows)
+                if found is not None:
+                    out.setdefault(str(arm), {})[name] = found
     return out
 
 
 def _numbers(values: pd.Series) -> np.ndarray[Any, Any]:
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    numbers: np.ndarray[Any, Any] = pd.to_numeric(values, errors="coerce").to_numpy(
+        dtype=np.float64
+    )
+    return numbers
 
 
 def _truth(rows: pd.DataFrame) -> np.ndarray[Any, Any]:

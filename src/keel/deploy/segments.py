@@ -86,7 +86,7 @@ def _table(counts: list[tuple[Any, ...]], arms: Sequence[str]) -> dict[str, Any]
     for value, _, n, _ in counts:
         totals[value] = totals.get(value, 0) + int(n)
     top = sorted(totals, key=lambda v: (-totals[v], str(v)))[:MAX_VALUES]
-    rows = {
+    rows: dict[str | None, dict[str, dict[str, Any]]] = {
         v: {a: {"n": 0, "errors": 0, "error_rate": None, "metric": None} for a in arms} for v in top
     }
     for value, arm, n, errors in counts:

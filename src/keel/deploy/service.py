@@ -8,6 +8,7 @@ evaluation (the controller) is in :mod:`keel.deploy.controller`.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -131,8 +132,9 @@ class DeploymentService(ChangesMixin):
             )
         at = self.clock()
         rollouts = {name: start(checked, at) for name in candidates(checked)}
-        state = {
-            "weights": weights_for(checked, rollouts),
+        weights = weights_for(checked, rollouts)
+        state: dict[str, Any] = {
+            "weights": weights,
             "versions": versions,
             "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
             "champion_before": model.aliases.get(CHAMPION),
@@ -153,8 +155,8 @@ class DeploymentService(ChangesMixin):
             "deployment_created",
             checked.model,
             f"{checked.strategy} deployment {checked.name!r} created: "
-            + ", ".join(f"{arm}=v{v} {state['weights'][arm]:g}%" for arm, v in versions.items()),
-            {"policy": deployment.policy, "weights": state["weights"], "versions": versions},
+            + ", ".join(f"{arm}=v{v} {weights[arm]:g}%" for arm, v in versions.items()),
+            {"policy": deployment.policy, "weights": weights, "versions": versions},
             actor or "unknown",
             checked.name,
             at_ms=at,
@@ -224,7 +226,7 @@ class DeploymentService(ChangesMixin):
         """Every deployment (of ``model``), by name."""
         return self.store.list_deployments(model=model)
 
-    def decisions(self, name: str, limit: int = 100) -> list[Decision]:
+    def decisions(self, name: str, limit: int = 100) -> builtins.list[Decision]:
         """The decision records of one deployment, newest first."""
         self.store.get_deployment(name)
         return self.decision_log.query(deployment=name, limit=limit)
@@ -235,7 +237,7 @@ class DeploymentService(ChangesMixin):
         """A gateway replica says what it serves for ``name`` (the routing calls this)."""
         self.store.report_replica(name, replica, state_version, weights, self.clock())
 
-    def bad_windows(self, model: str, version: int | None = None) -> list[BadWindow]:
+    def bad_windows(self, model: str, version: int | None = None) -> builtins.list[BadWindow]:
         """Windows of logged predictions from rolled-back arms: exclude them from training
         data (see :func:`keel.deploy.badwindows.exclude_bad_windows`)."""
         return self.store.list_bad_windows(model=model, version=version)
@@ -268,7 +270,11 @@ class DeploymentService(ChangesMixin):
         return evaluate_all(self)
 
     def replay(
-        self, name: str, versions: list[int], since: str | int = "7d", limit: int | None = None
+        self,
+        name: str,
+        versions: builtins.list[int],
+        since: str | int = "7d",
+        limit: int | None = None,
     ) -> dict[str, Any]:
         """Re-score the deployment's logged requests since ``since`` with ``versions``
         (R-TRK-11, :mod:`keel.deploy.replay`): agreement, PSI/KS, latency, metrics."""
@@ -288,7 +294,7 @@ class DeploymentService(ChangesMixin):
             labels=self.labels,
         )
 
-    def archive_expired(self, actor: str = "retention") -> list[dict[str, Any]]:
+    def archive_expired(self, actor: str = "retention") -> builtins.list[dict[str, Any]]:
         """Archive previous champions whose retention passed (the daily ``deploy.retention``
         job; see :mod:`keel.deploy.retention`)."""
         from keel.deploy.retention import archive_expired
