@@ -289,6 +289,12 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated modules a worker imports to register job kinds.",
     )
+    executor: Literal["inline", "process", "ray"] = Field(
+        default="process",
+        description="Where retraining fits run: 'inline' in the job's thread, 'process' in a "
+        "spawned worker process, 'ray' as Ray tasks (KEEL_RAY_ADDRESS or a local Ray; "
+        "pip install 'keelml[ray]'). A retrain spec's `executor` overrides it.",
+    )
     deploy_evaluate_cron: str = Field(
         default="* * * * *",
         description="When the deploy.evaluate job runs the controller over every active "
@@ -311,6 +317,16 @@ class Settings(BaseSettings):
             return validate_cron(value)
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
+
+    @field_validator("executor", mode="after")
+    @classmethod
+    def _executor(cls, value: str) -> str:
+        # Ray missing fails at start, naming KEEL_EXECUTOR, not at the first retraining.
+        from keel.executors.ray_backend import INSTALL_HINT, ray_installed
+
+        if value == "ray" and not ray_installed():
+            raise ValueError(f"Ray is not installed: {INSTALL_HINT}")
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

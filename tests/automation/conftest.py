@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import tests.automation.jobkinds  # noqa: F401  (registers test.count and test.flaky)
 from tests.automation.triggerdata import (  # noqa: F401  (fixtures of the trigger tests)
     churn_rows,
@@ -13,6 +14,14 @@ from tests.automation.triggerdata import (  # noqa: F401  (fixtures of the trigg
 
 from keel.automation.job_models import Job
 from keel.automation.jobs import JobService
+
+
+@pytest.fixture(autouse=True)
+def _inline_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retraining fits run in the test's own process (KEEL_EXECUTOR defaults to process):
+    the train functions live under ``tests.``, which a spawned process cannot import (a
+    site-packages ``tests`` package shadows it). test_executors*.py covers the backends."""
+    monkeypatch.setenv("KEEL_EXECUTOR", "inline")
 
 
 def drain(jobs: JobService) -> int:

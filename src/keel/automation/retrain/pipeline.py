@@ -28,6 +28,7 @@ from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
 from keel.automation.retrain.training import evaluate, fit, search
 from keel.errors import InvalidInput
+from keel.executors import Executor, open_executor
 from keel.tracking.models import Run, RunInput, RunStatus
 
 __all__ = ["KEY_TAG", "STAGE_TAG", "job_key", "register_retrain_kind", "run_retrain"]
@@ -129,12 +130,16 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
     frame, counts = _training_rows(services, job, run)
     train, validation, holdout = time_split(frame, spec.split)
     best: dict[str, Any] = {}
-    if spec.search is not None:
-        best = _search(services, spec, run, train, validation)
-        services.tracking.log_batch(
-            run.id, params={f"best.{k}": _plain(v) for k, v in best.items()}
-        )
-    model = fit(spec, train, best)
+    settings = services.settings
+    with open_executor(
+        spec.executor or settings.executor, ray_address=settings.ray_address
+    ) as executor:
+        if spec.search is not None:
+            best = _search(services, spec, run, train, validation, executor)
+            services.tracking.log_batch(
+                run.id, params={f"best.{k}": _plain(v) for k, v in best.items()}
+            )
+        model = fit(spec, train, best, executor)
     metrics = {
         **evaluate(model, train, spec, "train"),
         **evaluate(model, validation, spec, "validation"),
@@ -220,7 +225,12 @@ def _training_rows(services: Any, job: JobArgs, run: Run) -> tuple[pd.DataFrame,
 
 
 def _search(
-    services: Any, spec: RetrainSpec, run: Run, train: pd.DataFrame, validation: pd.DataFrame
+    services: Any,
+    spec: RetrainSpec,
+    run: Run,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    executor: Executor,
 ) -> dict[str, Any]:
     """Optuna trials as child runs; trials finished before a restart are not redone."""
     experiment = run.experiment_id
@@ -246,7 +256,7 @@ def _search(
         services.tracking.log_batch(child.id, metrics=metrics)
         services.tracking.finish_run(child.id, RunStatus.FINISHED)
 
-    return search(spec, train, validation, done, record)
+    return search(spec, train, validation, done, record, executor)
 
 
 def _register(

@@ -95,7 +95,10 @@ class RetrainSpec(_Strict):
     decay_per_day: float | None = Field(default=None, ge=0, description="λ of e^(−λ·age_days)")
     params: dict[str, Any] = Field(default_factory=dict)
     search: SearchSpec | None = None
-    executor: Literal["inline", "process"] = "inline"
+    executor: Literal["inline", "process", "ray"] | None = Field(
+        default=None, description="Where each fit runs; default: KEEL_EXECUTOR."
+    )
+    fit_timeout_s: int | None = Field(default=None, alias="fit_timeout")
     min_rows: int = Field(default=50, ge=2)
     positive: Any = 1
     gates: dict[str, Any] | None = None
@@ -112,6 +115,16 @@ class RetrainSpec(_Strict):
             return parse_duration_s(value, field="window", positive=True)
         except InvalidInput as exc:
             raise ValueError(exc.message.removeprefix("window: ")) from None
+
+    @field_validator("fit_timeout_s", mode="before")
+    @classmethod
+    def _fit_timeout(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        try:
+            return parse_duration_s(value, field="fit_timeout", positive=True)
+        except InvalidInput as exc:
+            raise ValueError(exc.message.removeprefix("fit_timeout: ")) from None
 
     @field_validator("train")
     @classmethod
@@ -193,7 +206,7 @@ def parse_job_args(args: Mapping[str, Any]) -> JobArgs:
         raise InvalidInput(f"args.{error.message}", field=f"args.{error.field}") from None
 
 
-_SPEC_KEYS = set(RetrainSpec.model_fields) | {"window"}
+_SPEC_KEYS = set(RetrainSpec.model_fields) | {"window", "fit_timeout"}
 
 
 #: The new version's arm role per rollout strategy (keel.deploy.policy's rules).

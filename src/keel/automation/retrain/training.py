@@ -3,8 +3,6 @@ with Optuna, each trial a child run (R-TRK-08)."""
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +11,7 @@ import pandas as pd
 
 from keel.automation.retrain.data import TS_COLUMN, decay_weights
 from keel.automation.retrain.spec import ParamSpace, RetrainSpec, SearchSpec, load_train_function
+from keel.executors import Executor, open_executor
 
 __all__ = ["evaluate", "fit", "search", "train_params"]
 
@@ -35,20 +34,25 @@ def _call(path: str, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
     return load_train_function(path)(frame, params)
 
 
-def fit(spec: RetrainSpec, train: pd.DataFrame, extra: dict[str, Any] | None = None) -> Any:
-    """The model ``train(frame, params)`` returns, on ``spec.executor``.
+def fit(
+    spec: RetrainSpec,
+    train: pd.DataFrame,
+    extra: dict[str, Any] | None = None,
+    executor: Executor | None = None,
+) -> Any:
+    """The model ``train(frame, params)`` returns, run on ``executor`` (default: a new one
+    of ``spec.executor``, else ``process``) within ``spec.fit_timeout_s``.
 
-    ``inline`` runs in the job's thread; ``process`` in a fresh spawned process (the train
-    function is imported there by path, so it must be importable; a crash of native code
-    then fails the job, not the worker). The frame excludes the event-time column.
+    Off ``inline`` the train function is imported by path where it runs, so it must be
+    importable there; a crash of native code then fails the job, not the worker. The frame
+    excludes the event-time column.
     """
     params = train_params(spec, train, dict(extra or {}))
     frame = train.drop(columns=[TS_COLUMN])
-    if spec.executor == "inline":
-        return _call(spec.train, frame, params)
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_call, spec.train, frame, params).result()
+    if executor is None:
+        with open_executor(spec.executor or "process") as own:
+            return own.run(_call, spec.train, frame, params, timeout_s=spec.fit_timeout_s)
+    return executor.run(_call, spec.train, frame, params, timeout_s=spec.fit_timeout_s)
 
 
 def evaluate(model: Any, part: pd.DataFrame, spec: RetrainSpec, prefix: str) -> dict[str, float]:
@@ -83,12 +87,14 @@ def search(
     validation: pd.DataFrame,
     done: list[Trial],
     record: Callable[[Trial], None],
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """The best params of ``spec.search`` by validation metric.
 
     ``done`` are trials finished before a restart (R-TRN-25): they are replayed into the
     study (``add_trial``) instead of being trained again, so a resumed search only runs the
     remaining ones. ``record`` is called after each new trial (it writes the child run).
+    ``executor`` runs every trial's fit (so a process backend starts one process).
     """
     import optuna
 
@@ -113,7 +119,7 @@ def search(
     for number in range(len(done), plan.n_trials):
         trial = study.ask(distributions)
         params = dict(trial.params)
-        model = fit(spec, train, params)
+        model = fit(spec, train, params, executor)
         metrics = evaluate(model, validation, spec, "validation")
         value = metrics.get(f"validation.{plan.metric}")
         study.tell(trial, worst if value is None else value)
