@@ -109,8 +109,10 @@ class ChangesMixin:
         *,
         details: Mapping[str, Any] | None = None,
         expected_version: int | None = None,
+        mark_bad_windows: bool = True,
     ) -> Deployment:
-        """Send all traffic back to the primary now; the candidates' windows are marked bad.
+        """Send all traffic back to the primary now; the candidates' windows are marked bad
+        (unless ``mark_bad_windows`` is false: a rollback drill's predictions were not bad).
 
         Effective for the next request once committed (replicas learn it from the listeners
         and their polls); 409 when the deployment is finished or changed concurrently.
@@ -132,7 +134,11 @@ class ChangesMixin:
         }
         who = actor or "unknown"
         why = reason or "rolled back by hand"
-        windows = self.bad_windows_for(current, self.rollouts(current), at, why)
+        windows = (
+            self.bad_windows_for(current, self.rollouts(current), at, why)
+            if mark_bad_windows
+            else []
+        )
         state = {
             **current.state,
             "weights": weights_for(policy, rollouts),
