@@ -6,6 +6,11 @@ import time
 
 import pytest
 import tests.automation.jobkinds  # noqa: F401  (registers test.count and test.flaky)
+from tests.automation.replay import (  # noqa: F401  (fixtures of the acceptance replays)
+    replay,
+    replay_rows,
+    replay_template,
+)
 from tests.automation.triggerdata import (  # noqa: F401  (fixtures of the trigger tests)
     churn_rows,
     trigger_env,

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from keel._models import now_ms
 from keel.automation.kinds import register_kind
 from keel.automation.retrain import promotion
 from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time_split
@@ -195,7 +194,11 @@ def _training_rows(services: Any, job: JobArgs, run: Run) -> tuple[pd.DataFrame,
             frame = services.datasets.load(name, item.dataset_version)
             counts = json.loads(run.tags.get("keel.retrain.counts", "{}"))
             return frame, counts
-    data: TrainingData = assemble(services, job.model, job.retrain, job.data, now_ms())
+    # the window ends at the automation services' clock (the one the trigger that fired
+    # this job and the job service read), not the wall clock: a replay or a test on its own
+    # clock otherwise assembles rows from another time than the one it evaluated
+    now = services.jobs.clock()
+    data: TrainingData = assemble(services, job.model, job.retrain, job.data, now)
     counts = data.counts()
     if len(data.frame) < job.retrain.min_rows:
         raise InvalidInput(

@@ -76,11 +76,22 @@ def decide_action(ctx: EvaluationContext, window_s: int | None = None) -> Action
     verdict = str(diagnosis["verdict"])
     if verdict in NO_RETRAIN:
         return Action("alert", verdict, diagnosis=diagnosis)
-    if verdict == "concept drift":
+    if verdict == "concept drift" or _concept_changed(diagnosis):
         rows = ctx.labelled_between(start, end)
         at = change_point(rows["ts_ms"].to_numpy(), _errors(rows)) if len(rows) else None
         return Action("retrain", verdict, "after_change_point", at or start, diagnosis)
     return Action("retrain", verdict, since_ms=fresh_since, diagnosis=diagnosis)
+
+
+def _concept_changed(diagnosis: dict[str, Any]) -> bool:
+    """Concept drift scored as a cause too, under another verdict (a shift that moves the
+    inputs and how the label depends on them, e.g. a feature whose meaning was inverted):
+    rows labelled before the change point would teach the old answer, and rows after it
+    are fresh samples as well, so they serve the data drift too."""
+    from keel.monitoring.diagnosis import VERDICT_MIN
+
+    score = (diagnosis.get("scores") or {}).get("concept drift")
+    return score is not None and float(score) >= VERDICT_MIN
 
 
 def _diagnose(ctx: EvaluationContext, window: pd.DataFrame, start: int, end: int) -> dict[str, Any]:
