@@ -1,0 +1,156 @@
+"""The small world the docs examples run in: a KEEL_HOME and files their placeholders name.
+
+``build`` runs once per test session (``python tests/docs/_world.py HOME FILES``): model
+``churn`` versions 1–4 (small LightGBM models on the telco churn table), ``champion`` on 3 and
+``challenger`` on 4, an hour of predictions served by the champion with labels for them, and
+the files the docs name (``train.parquet``, ``holdout.parquet``, …). Each Markdown file then runs
+in a copy of it. ``prelude`` gives the Python blocks their placeholder names (``train_df``,
+``X_train``, ``rows``, ``job_id`` …), and ``SHELL_PLACEHOLDERS`` the shell lines theirs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MODEL = "churn"
+LABEL = "churn"
+# The fixture MLflow model that stands in for ``./mlruns/0/<run>/artifacts/model``.
+MLFLOW_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/mlflow/lightgbm_sklearn_skops"
+
+
+def churn_frame() -> pd.DataFrame:
+    """The telco churn table without its id column (keel.demo.data.load_churn)."""
+    from keel.demo.data import load_churn
+
+    return load_churn().drop(columns=["customer_id"])
+
+
+def features_of(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[LABEL])
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON objects, the shape a request body carries."""
+    return [
+        {k: v for k, v in row.items() if k != LABEL and v == v}  # v == v drops NaN
+        for row in frame.astype(object).to_dict("records")
+    ]
+
+
+def _fit(frame: pd.DataFrame, seed: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    model = LGBMClassifier(n_estimators=20, num_leaves=8, random_state=seed, verbose=-1)
+    return model.fit(features_of(frame), frame[LABEL])
+
+
+def build(home: Path, files: Path) -> None:
+    """Seed ``home`` and write the placeholder files into ``files``."""
+    import keel
+    from keel.config import Settings
+
+    frame = churn_frame()
+    train, holdout, recent = frame.iloc[:4000], frame.iloc[4000:5500], frame.iloc[5500:5700]
+    files.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(files / "train.parquet")
+    holdout.to_parquet(files / "holdout.parquet")
+    holdout.to_parquet(files / "h.parquet")
+    shifted = recent.assign(tenure=recent["tenure"] * 3 + 20)
+    shifted.to_parquet(files / "last_week.parquet")
+    shifted.to_csv(files / "last_week.csv", index=False)
+    _feature_files(files)
+    model_dir = files / "mlruns" / "0" / "<run>" / "artifacts" / "model"
+    shutil.copytree(MLFLOW_FIXTURE, model_dir)
+    with keel.Client(settings=Settings(home=home)) as client:
+        for seed in range(1, 5):
+            with client.start_run(experiment=MODEL, seed=seed, capture_env=False) as run:
+                run.log_params({"model": "lgbm", "seed": seed})
+                run.log_input(train, name="churn-train", context="training")
+                run.log_metrics({"auc": 0.80 + seed / 100})
+                run.log_model(
+                    _fit(train.sample(frac=0.8, random_state=seed), seed),
+                    registered_name=MODEL,
+                    input_example=features_of(train).head(5),
+                )
+        client.set_alias(MODEL, "champion", 3, reason="docs fixture")
+        client.set_alias(MODEL, "challenger", 4, reason="docs fixture")
+        served = features_of(recent)
+        answer = client.predict(f"models:/{MODEL}@champion", served)
+    served.to_parquet(files / "served.parquet")
+    labels = pd.DataFrame({"request_id": [answer["request_id"]], "label": [1]})
+    labels.to_parquet(files / "labels.parquet")
+
+
+FEATURES_YAML = """\
+entities:
+  - name: customer
+    join_keys: [customer_id]
+    value_type: int64
+feature_views:
+  - name: customer_account
+    entities: [customer]
+    source: {type: file, path: data/customer_account.parquet, timestamp_field: event_timestamp}
+    ttl: 3d
+    features: {tenure_days: int64, plan_type: string, monthly_revenue: float64}
+feature_services:
+  - name: churn_v1
+    model: churn
+    features: ["customer_account:*"]
+"""
+
+
+def _feature_files(files: Path) -> None:
+    """``features.yaml`` (a file source only) and the account table docs/features.md reads."""
+    from keel.demo.data import load_churn
+
+    table = load_churn().head(200)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    account = pd.DataFrame(
+        {
+            "customer_id": table["customer_id"].astype("int64"),
+            "event_timestamp": [now - pd.Timedelta(hours=i % 48 + 1) for i in range(len(table))],
+            "tenure_days": (table["tenure"] * 30).astype("int64"),
+            "plan_type": table["contract"].astype(str),
+            "monthly_revenue": table["monthly_charges"].astype("float64"),
+        }
+    )
+    (files / "data").mkdir()
+    account.to_parquet(files / "data" / "customer_account.parquet")
+    (files / "features.yaml").write_text(FEATURES_YAML)
+
+
+def prelude(namespace: dict[str, Any]) -> None:
+    """Placeholder names the Python blocks use, bound to small real values."""
+    from datetime import UTC, datetime, timedelta
+
+    frame = churn_frame()
+    train = frame.iloc[:4000]
+    namespace.update(
+        Path=Path,
+        UTC=UTC,
+        datetime=datetime,
+        train_df=train,
+        training_df=features_of(train),
+        X_train=features_of(train),
+        y_train=train[LABEL],
+        X_new=features_of(frame.iloc[5700:5710]),
+        rows=records(frame.iloc[5500:5700]),
+        holdout_df=frame.iloc[4000:5500],
+        last_week_df=features_of(frame.iloc[5500:5700]).assign(
+            tenure=lambda f: f["tenure"] * 3 + 20
+        ),
+        start=datetime.now(UTC) - timedelta(days=3),
+        now_ms=int(time.time() * 1000),
+        rid=str(uuid.uuid4()),
+    )
+
+
+if __name__ == "__main__":
+    build(Path(sys.argv[1]), Path(sys.argv[2]))
