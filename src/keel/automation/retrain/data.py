@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.automation.retrain.spec import DataSpec, RetrainSpec, SplitSpec
+from keel.automation.retrain.storefeatures import bound_features, join_store_features
 from keel.deploy.badwindows import exclude_bad_windows
 from keel.errors import InvalidInput, NotFound
 
@@ -38,6 +39,8 @@ class TrainingData:
     labelled_rows: int  # labelled predictions in the window
     bad_rows: int  # left out: inside a rolled-back arm's window
     before_change_rows: int  # left out: predicted before the change point
+    store_columns: tuple[str, ...] = ()  # joined from the feature store, point in time
+    no_entity_rows: int = 0  # left out: a bound model's prediction that named no entity
 
     def counts(self) -> dict[str, int]:
         """The numbers a decision records."""
@@ -45,6 +48,8 @@ class TrainingData:
             "labelled_rows": self.labelled_rows,
             "excluded_bad_window_rows": self.bad_rows,
             "excluded_before_change_point_rows": self.before_change_rows,
+            "excluded_no_entity_rows": self.no_entity_rows,
+            "feature_store_columns": len(self.store_columns),
             "rows": len(self.frame),
         }
 
@@ -87,8 +92,10 @@ def assemble(
 
     Rows inside a rollback's bad window (:func:`keel.deploy.badwindows.exclude_bad_windows`)
     are dropped; with ``after_change_point`` only rows predicted at or after ``since_ms``
-    are kept (R-TRN-20: the old concept's labels would teach the old answer). InvalidInput
-    names ``retrain.features`` when a feature is not in the log.
+    are kept (R-TRN-20: the old concept's labels would teach the old answer). When a
+    feature service names the model, the features serving fetches for it are joined point
+    in time from the feature store (:mod:`keel.automation.retrain.storefeatures`).
+    InvalidInput names ``retrain.features`` when a feature is neither logged nor bound.
     """
     features, types = feature_columns(services, model, spec)
     start = now_ms - spec.window_s * 1000
@@ -107,13 +114,23 @@ def assemble(
         after = ts_ms >= data.since_ms
         before = int((~after).sum())
         labelled, ts_ms = labelled.loc[after], ts_ms[after]
-    missing = [f for f in features if f"f_{f}" not in labelled.columns]
+    binding = bound_features(services, model, features)
+    store: dict[str, pd.Series] = {}
+    no_entity = 0
+    if binding is not None and len(labelled):
+        joined = join_store_features(services, binding, labelled, ts_ms)
+        no_entity = int(joined.no_entity.sum())
+        labelled, ts_ms = labelled.loc[~joined.no_entity], ts_ms[~joined.no_entity]
+        store = joined.values
+    missing = [f for f in features if f not in store and f"f_{f}" not in labelled.columns]
     if missing and len(labelled):
         raise InvalidInput(
             f"retrain.features: {missing} not in the prediction log of {model!r}",
             field="retrain.features",
         )
-    frame = pd.DataFrame({f: labelled[f"f_{f}"].to_numpy() for f in features})
+    frame = pd.DataFrame(
+        {f: store[f] if f in store else labelled[f"f_{f}"].to_numpy() for f in features}
+    )
     for name in features:
         if types.get(name) == "category":
             frame[name] = frame[name].astype("category")
@@ -121,7 +138,8 @@ def assemble(
     frame[TS_COLUMN] = ts_ms
     frame = frame.dropna(subset=[spec.label])
     frame = frame.sort_values(TS_COLUMN, kind="stable").reset_index(drop=True)
-    return TrainingData(frame, features, total, bad, before)
+    columns = tuple(c for c in features if c in store)
+    return TrainingData(frame, features, total, bad, before, columns, no_entity)
 
 
 def _empty(features: list[str], label: str) -> pd.DataFrame:
