@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from keel._models import Page
 from keel.client._approval import ApprovalMixin
+from keel.client._deploy_checks import DeployChecksMixin
 from keel.client._deployments import DeploymentsMixin
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
@@ -51,6 +52,7 @@ class Client(
     RegistryMixin,
     MonitoringMixin,
     DeploymentsMixin,
+    DeployChecksMixin,
     JobsMixin,
     TriggersMixin,
     FeaturesMixin,

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keel._models import invalid_input
 from keel.errors import Conflict, InvalidInput
 from keel.serving._segments import FEATURE_PREFIX
 from keel.serving.interface import Target
@@ -44,13 +46,43 @@ if TYPE_CHECKING:
     from keel.deploy.service import DeploymentService
     from keel.serving.gateway import Gateway
 
-__all__ = ["MAX_PROBE_ROWS", "TIERS_S", "LiveGateway", "run_drill", "tier_of"]
+__all__ = [
+    "MAX_PROBE_ROWS",
+    "TIERS_S",
+    "DrillRequest",
+    "LiveGateway",
+    "check_request",
+    "run_drill",
+    "tier_of",
+]
 
 #: R-DEP-07's tiers: immediate < 1 min, rapid < 15 min, delayed < 4 h.
 TIERS_S = (("immediate", 60.0), ("rapid", 900.0), ("delayed", 14_400.0))
 #: Probe rows at most (each is predicted through the gateway and directly).
 MAX_PROBE_ROWS = 1000
 T = TypeVar("T")
+
+
+class DrillRequest(BaseModel):
+    """A drill: the probe set (or how many of the newest logged requests to take as one),
+    whether to restore the prior state afterwards, and how long replicas may take to agree.
+    The body of ``POST /v1/deployments/{name}/drill``, also checked by the SDK first."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, max_length=MAX_PROBE_ROWS
+    )
+    probe_rows: int = Field(default=20, ge=1, le=MAX_PROBE_ROWS)
+    restore: bool = True
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+def check_request(**fields: Any) -> DrillRequest:
+    """A :class:`DrillRequest` (None values take the defaults); InvalidInput naming the field."""
+    try:
+        return DrillRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
 
 
 def tier_of(seconds: float) -> str:

@@ -14,28 +14,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
 
 from keel.api.deps import Actor, Svc
 from keel.api.routers.serving import gateway_of
+from keel.deploy.drill import DrillRequest
 
 router = APIRouter(tags=["deployments"])
 
 
-class DrillBody(BaseModel):
-    """A rollback drill: the probe set (or how many logged requests to take as one), whether
-    to restore the prior state afterwards, and how long replicas may take to agree."""
-
-    model_config = ConfigDict(extra="forbid")
-    instances: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=1000)
-    probe_rows: int = Field(default=20, ge=1, le=1000)
-    restore: bool = True
-    timeout_s: float = Field(default=60.0, gt=0, le=3600)
-
-
 @router.post("/v1/deployments/{name}/drill")
 async def drill_deployment(
-    name: str, request: Request, svc: Svc, actor: Actor, body: DrillBody
+    name: str, request: Request, svc: Svc, actor: Actor, body: DrillRequest
 ) -> dict[str, Any]:
     """Roll the deployment back as a drill, verify replicas, probe predictions and the
     cache, time it against the R-DEP-07 tiers, record a ``drill`` decision and (by default)
