@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from keel.auth.models import AuditEntry, AuditQuery, CreatedToken, Token, TokenCreate, User
+from keel.client._http_base import HttpBase, q
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
     from keel.auth.models import UserCreate
-    from keel.client._http import _Response
     from keel.features.models import Freshness, StoredDefinition, UnusedFeature
     from keel.monitoring.logreads import LogKind, LogPage, LogQuery
 
 __all__ = ["HttpOps"]
 
-B = TypeVar("B", bound=BaseModel)
 _LOG_ROUTES = {"predictions": "/v1/predictions", "labels": "/v1/feedback"}
-
-
-def _q(segment: str) -> str:
-    return quote(segment, safe="")
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -39,16 +31,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
-class HttpOps:
+class HttpOps(HttpBase):
     """Admin, cache, log and feature-inspection calls over the REST API."""
-
-    if TYPE_CHECKING:  # provided by HttpTransport
-
-        def _request(self, method: str, url: str, **kwargs: Any) -> _Response: ...
-
-        def _call(self, method: str, url: str, model: type[B], **kwargs: Any) -> B: ...
-
-        def _call_list(self, method: str, url: str, model: type[B], **kwargs: Any) -> list[B]: ...
 
     # ---- users, tokens, audit ------------------------------------------------------------
     def create_user(self, body: UserCreate) -> User:
@@ -58,18 +42,18 @@ class HttpOps:
         return self._call_list("GET", "/v1/users", User)
 
     def set_user_active(self, name: str, active: bool) -> User:
-        return self._call("PATCH", f"/v1/users/{_q(name)}", User, json={"is_active": active})
+        return self._call("PATCH", f"/v1/users/{q(name)}", User, json={"is_active": active})
 
     def create_token(self, user: str, body: TokenCreate) -> CreatedToken:
-        url = f"/v1/users/{_q(user)}/tokens"
+        url = f"/v1/users/{q(user)}/tokens"
         return self._call("POST", url, CreatedToken, json=body.model_dump(mode="json"))
 
     def list_tokens(self, user: str | None) -> list[Token]:
-        url = f"/v1/users/{_q(user)}/tokens" if user else "/v1/tokens"
+        url = f"/v1/users/{q(user)}/tokens" if user else "/v1/tokens"
         return self._call_list("GET", url, Token)
 
     def revoke_token(self, token_id: str) -> Token:
-        return self._call("DELETE", f"/v1/tokens/{_q(token_id)}", Token)
+        return self._call("DELETE", f"/v1/tokens/{q(token_id)}", Token)
 
     def audit(self, query: AuditQuery) -> list[AuditEntry]:
         params = query.model_dump(exclude_none=True)
@@ -78,7 +62,7 @@ class HttpOps:
     # ---- prediction cache --------------------------------------------------------------------
     def invalidate_cache(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = self._request("POST", "/v1/cache/invalidate", json=body).json()
-        return {"via": getattr(self, "base_url", "server"), "dropped": answer.get("dropped")}
+        return {"via": self.base_url, "dropped": answer.get("dropped")}
 
     # ---- prediction log and labels ----------------------------------------------------------
     @staticmethod
@@ -103,11 +87,11 @@ class HttpOps:
     def feature_history(self, name: str) -> list[StoredDefinition]:
         from keel.features.models import StoredDefinition
 
-        url = f"/v1/features/definitions/{_q(name)}"
+        url = f"/v1/features/definitions/{q(name)}"
         return self._call_list("GET", url, StoredDefinition)
 
     def feature_dependents(self, name: str) -> list[str]:
-        url = f"/v1/features/definitions/{_q(name)}/models"
+        url = f"/v1/features/definitions/{q(name)}/models"
         return [str(m) for m in self._request("GET", url).json()]
 
     def feature_freshness(self, views: list[str] | None) -> list[Freshness]:

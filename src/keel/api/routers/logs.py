@@ -7,7 +7,7 @@ and answer JSON (at most ``MAX_JSON_ROWS`` rows, the newest of the window, with
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -15,23 +15,28 @@ from fastapi.concurrency import run_in_threadpool
 from keel.api.deps import Svc
 from keel.monitoring.logreads import LogPage, LogQuery, json_rows, read_labels, read_predictions
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 router = APIRouter(tags=["monitoring"])
 
 Format = Literal["json", "arrow"]
-_ARROW_DOC = {200: {"content": {"application/vnd.apache.arrow.stream": {}}}}
+_ARROW_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/vnd.apache.arrow.stream": {}}}
+}
 
 
 def _query(**fields: object) -> LogQuery:
     return LogQuery.build(**{k: v for k, v in fields.items() if v is not None})
 
 
-def _answer(table: object, fmt: Format, cap: int | None) -> Response | LogPage:
+def _answer(table: pa.Table, fmt: Format, cap: int | None) -> Response | LogPage:
     from keel.features.wire import ARROW_STREAM, write_table
 
     if fmt == "arrow":
-        return Response(write_table(table, ARROW_STREAM), media_type=ARROW_STREAM)  # type: ignore[arg-type]
+        return Response(write_table(table, ARROW_STREAM), media_type=ARROW_STREAM)
     assert cap is not None
-    return json_rows(table, cap)  # type: ignore[arg-type]
+    return json_rows(table, cap)
 
 
 @router.get("/v1/predictions", response_model=LogPage, responses=_ARROW_DOC)
