@@ -36,7 +36,15 @@ __all__ = [
 SHELL_LANGS = frozenset({"bash", "sh", "console", "shell"})
 # What a ``check:`` marker may name, and the validator the session runs for it.
 CHECK_KINDS = frozenset(
-    {"deployment-policy", "gate-policy", "trigger", "retrain-job", "feature-repo", "sqlite"}
+    {
+        "deployment-policy",
+        "gate-policy",
+        "trigger",
+        "retrain-job",
+        "feature-repo",
+        "monitor-spec",
+        "sqlite",
+    }
 )
 _FENCE = re.compile(r"^(\s*)(```+)(\S*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*(illustrative|check)\s*:(.*?)-->\s*$")

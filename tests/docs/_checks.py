@@ -47,6 +47,14 @@ def _feature_repo(text: str, home: Path) -> None:
         Path(file.name).unlink()
 
 
+def _monitor_spec(text: str, home: Path) -> None:
+    """A ``keel monitor create NAME --file`` document: MonitorSpec fields without the name."""
+    from keel._documents import load_document
+    from keel.monitoring.models import MonitorSpec
+
+    MonitorSpec.model_validate({"name": "docs-check", **load_document(text, field="spec")})
+
+
 def _sqlite(text: str, home: Path) -> None:
     """The SQL script on the file's KEEL_HOME database (the embedded SQLite store)."""
     connection = sqlite3.connect(home / "keel.db", isolation_level=None)
@@ -62,6 +70,7 @@ _CHECKS: dict[str, Callable[[str, Path], None]] = {
     "trigger": _trigger,
     "retrain-job": _retrain_job,
     "feature-repo": _feature_repo,
+    "monitor-spec": _monitor_spec,
     "sqlite": _sqlite,
 }
 

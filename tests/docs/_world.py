@@ -64,7 +64,7 @@ def build(home: Path, files: Path) -> None:
     holdout.to_parquet(files / "h.parquet")
     shifted = recent.assign(tenure=recent["tenure"] * 3 + 20)
     shifted.to_parquet(files / "last_week.parquet")
-    shifted.to_csv(files / "last_week.csv", index=False)
+    recent.to_csv(files / "last_week.csv", index=False)  # a week without drift
     _feature_files(files)
     model_dir = files / "mlruns" / "0" / "<run>" / "artifacts" / "model"
     shutil.copytree(MLFLOW_FIXTURE, model_dir)
@@ -132,19 +132,27 @@ def prelude(namespace: dict[str, Any]) -> None:
 
     frame = churn_frame()
     train = frame.iloc[:4000]
+    accounts = features_of(frame).rename(
+        columns={"contract": "plan_type", "monthly_charges": "monthly_revenue"}
+    )
+    import keel
+
     namespace.update(
+        client=keel.Client(),  # embedded, on the file's KEEL_HOME
         Path=Path,
         UTC=UTC,
         datetime=datetime,
         train_df=train,
-        training_df=features_of(train),
         X_train=features_of(train),
         y_train=train[LABEL],
         X_new=features_of(frame.iloc[5700:5710]),
         rows=records(frame.iloc[5500:5700]),
         holdout_df=frame.iloc[4000:5500],
-        last_week_df=features_of(frame.iloc[5500:5700]).assign(
-            tenure=lambda f: f["tenure"] * 3 + 20
+        # docs/monitoring.md's drift example: an account table whose prices rose and whose
+        # customers moved to month-to-month plans last week.
+        training_df=accounts.iloc[:4000],
+        last_week_df=accounts.iloc[5500:5700].assign(
+            plan_type="Month-to-month", monthly_revenue=lambda f: f["monthly_revenue"] * 1.35
         ),
         start=datetime.now(UTC) - timedelta(days=3),
         now_ms=int(time.time() * 1000),
