@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         default=500, ge=0, le=1_000_000, description="Longest a row waits for a fuller batch."
     )
     serving_predict_threads: int = Field(default=2, ge=1, le=64, description="Predict threads.")
+    serving_experimental_share: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Share of the predict threads run by experimental arms (canary, "
+        "challenger, shadow) in a partition of their own (R-DEP-19; at least one thread).",
+    )
     serving_model_threads: int = Field(
         default=1, ge=0, le=64, description="OpenMP threads per model call (0 = library default)."
     )

@@ -147,6 +147,7 @@ def test_settings(home: Path, **overrides: Any) -> Settings:
                 "Raising",
                 "Switchable",
                 "Slow",
+                "Sleepy",
                 "BrokenOnLoad",
                 "Miscounting",
                 "Overcounting",

@@ -6,6 +6,7 @@ They live in an importable module because the registry loads a model class by
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,19 @@ class Slow(_StoresItself):
 
     def predict(self, X: Any) -> Any:
         time.sleep(5.0)
+        return np.zeros(len(X))
+
+
+#: Names of the threads :class:`Sleepy` ran on (the bulkhead test checks its partition).
+SLEEPY_THREADS: list[str] = []
+
+
+class Sleepy(_StoresItself):
+    """Sleeps 1 s per call, then answers zeros (a slow challenger); records its thread."""
+
+    def predict(self, X: Any) -> Any:
+        SLEEPY_THREADS.append(threading.current_thread().name)
+        time.sleep(1.0)
         return np.zeros(len(X))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keel.serving._commit import REFUSED, CommitGroup
+from keel.serving._eventtime import replay_extra
 from keel.serving.armroutes import ArmRoute, DeploymentRoute
 from keel.serving.hits import response_body
 from keel.serving.interface import PredictionSink, PredictResult
@@ -122,10 +123,14 @@ class Bookkeeping:
         requests.inc()
         latency.observe(elapsed_ms / 1000)
         if self.prediction_log is not None:
+            at_ms = int(time.time() * 1000)
+            extra = None if via is None else via[1].extra
+            if parsed.event_ms is not None:  # a replay: logged at its event time (#15.19)
+                at_ms, extra = parsed.event_ms, replay_extra(extra, at_ms)
             return self._log(
                 ServedRequest(
                     request_id,
-                    int(time.time() * 1000),
+                    at_ms,
                     name,
                     version,
                     parsed.columns,
@@ -138,7 +143,7 @@ class Bookkeeping:
                     parsed.entity_keys,
                     None if via is None else via[0].name,
                     None if via is None else via[1].name,
-                    None if via is None else via[1].extra,
+                    extra,
                 )
             )
         return REFUSED if self._durable else None

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import KeelError
 from keel.serving._bookkeeping import Bookkeeping, Via, _Outcome
-from keel.serving.hits import TIMING, render
+from keel.serving.hits import TIMING, MemoKey, render
 from keel.serving.interface import CachedAnswer, PredictResult, Target
 from keel.serving.validation import MEMO_MAX_BODY
 
@@ -43,7 +43,7 @@ class HitAnswers(Bookkeeping):
     shadows: ShadowQueue
 
     def _from_memory(
-        self, target: Target, body: bytes, started: float, via: Via = None
+        self, target: Target, body: bytes, started: float, via: Via = None, decoded: Any = None
     ) -> PredictResult | None:
         """The answer when every row is in the in-process cache, without awaiting anything.
 
@@ -52,6 +52,7 @@ class HitAnswers(Bookkeeping):
         cheapest request keel serves; see docs/benchmarks.md). Anything else returns None
         and takes the full path, which validates and counts again. The answer is also
         rendered for :meth:`answer_cached`, which serves the next identical request.
+        ``decoded`` is the body decoded from JSON when the deployment route decoded it.
         """
         located = self._locate(target)
         if located is None:
@@ -59,7 +60,7 @@ class HitAnswers(Bookkeeping):
         name, version, entry = located
         mark = time.perf_counter()
         try:
-            parsed = entry.spec.parse(body)
+            parsed = entry.spec.parse(body, decoded)
         except KeelError:
             return None  # the full path raises it, in its order of checks
         if parsed.probabilities and not entry.has_probabilities:
@@ -69,7 +70,7 @@ class HitAnswers(Bookkeeping):
         if rows is None:
             return None
         if len(body) <= MEMO_MAX_BODY:
-            memo = body if via is None else via[1].memo_prefix + body
+            memo: MemoKey = body if via is None else (via[1].memo_prefix, body)
             rendered = entry.hits.get(memo)
             if rendered is None or not rendered.current(rows):
                 arm = None if via is None else via[1].name
@@ -103,6 +104,8 @@ class HitAnswers(Bookkeeping):
         started = time.perf_counter()
         if not self.limiter.is_local or self._durable:  # group commit: predict() waits
             return None
+        if len(body) > MEMO_MAX_BODY:  # never rendered: no routing key read for nothing
+            return None
         via: Via = None
         if target.deployment:  # the arm first, as in predict(): its version keys the cache
             via = self.routes.pick_now(target.name, body)
@@ -113,7 +116,9 @@ class HitAnswers(Bookkeeping):
         if located is None:
             return None
         name, version, entry = located
-        rendered = entry.hits.get(body if via is None else via[1].memo_prefix + body)
+        # (prefix, body): a tuple hashes the two cached hashes, a concatenation copies
+        # and hashes the whole body again
+        rendered = entry.hits.get(body if via is None else (via[1].memo_prefix, body))
         if rendered is None:
             return None
         parsed = rendered.parsed

@@ -21,7 +21,7 @@ from keel.serving._bookkeeping import Via, _Outcome
 from keel.serving._commit import CommitGroup
 from keel.serving._hitanswers import HitAnswers
 from keel.serving.batcher import BatchResult, MicroBatcher
-from keel.serving.blame import judged_call
+from keel.serving.blame import Call, judged_call
 from keel.serving.interface import PredictResult, Target
 from keel.serving.metrics import BATCH_ROWS, ERRORS, cache_series
 from keel.serving.validation import ParsedInput
@@ -29,9 +29,10 @@ from keel.serving.validation import ParsedInput
 if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import Sequence
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Executor, ThreadPoolExecutor
 
     from keel.config import Settings
+    from keel.serving.bulkhead import Bulkhead
     from keel.serving.enrich import FeatureBinder
     from keel.serving.pool import PoolEntry
     from keel.serving.protection import Protection
@@ -47,7 +48,8 @@ class PredictPath(HitAnswers):
     executor: ThreadPoolExecutor
     protection: Protection
     binder: FeatureBinder | None
-    batchers: dict[tuple[str, int], MicroBatcher]
+    batchers: dict[tuple[str, int, bool], MicroBatcher]
+    bulkhead: Bulkhead
     cache_misses: Counter[str]
 
     async def predict(self, target: Target, body: bytes, *, client_key: str) -> PredictResult:
@@ -55,21 +57,29 @@ class PredictPath(HitAnswers):
         started = time.perf_counter()
         await self.limiter.check(client_key)
         via: Via = None
+        decoded: Any = None  # the body as JSON, when reading its routing key decoded it
         if target.deployment:  # the arm first: its version is in every cache key
-            via = await self.routes.pick(target.name, body)
-            target = Target(via[0].model, version=via[1].version)
-        answered = self._from_memory(target, body, started, via)
+            route, arm, decoded = await self.routes.pick(target.name, body)
+            via = (route, arm)
+            target = Target(route.model, version=arm.version)
+        answered = self._from_memory(target, body, started, via, decoded)
         if answered is not None:
             if via is not None and via[0].shadows:
                 self.shadows.offer(via[0], answered.body["request_id"], body)
             if answered.commit is not None:
                 await self._committed(answered.commit)
             return answered
+        held = False  # whether this request holds a place in the bulkhead's partition
+        if via is not None:  # the model path: experimental arms in their partition (R-DEP-19)
+            arm, held = self.bulkhead.admit(*via)
+            if arm is not via[1]:  # the partition is full: the primary answers, before its cache
+                via = (via[0], arm)
+                target = Target(via[0].model, version=arm.version)
         timings: dict[str, float] = {}
         reached: list[int] = []
         try:
             async with asyncio.timeout(self.settings.serving_timeout_s):
-                result = await self._predict(target, body, started, timings, reached, via)
+                result = await self._predict(target, body, started, timings, reached, via, decoded)
         except TimeoutError:
             version = reached[0] if reached else None
             if version is not None:
@@ -81,6 +91,9 @@ class PredictPath(HitAnswers):
                 field="model",
                 timeout_s=self.settings.serving_timeout_s,
             ) from None
+        finally:
+            if held:
+                self.bulkhead.leave()
         if via is not None and via[0].shadows:  # off the response path, never waited for
             self.shadows.offer(via[0], result.body["request_id"], body)
         if result.commit is not None:  # waited for outside the model's timeout and breaker
@@ -115,6 +128,7 @@ class PredictPath(HitAnswers):
         timings: dict[str, float],
         reached: list[int],
         via: Via = None,
+        decoded: Any = None,
     ) -> PredictResult:
         name = target.name
         if target.version is not None:
@@ -130,28 +144,40 @@ class PredictPath(HitAnswers):
             ERRORS.labels(name, str(version), "load_error").inc()
             raise
         mark = time.perf_counter()
-        parsed = await self._parse(entry, body, timings)
+        parsed = await self._parse(entry, body, timings, decoded)
         if parsed.probabilities and not entry.has_probabilities:
             raise InvalidInput(
                 f"model {name}/{version} does not output probabilities", field="probabilities"
             )
         timings["validation"] = (time.perf_counter() - mark) * 1000 - timings.get("features", 0.0)
-        outcome = await self._answer(entry, parsed, body, timings)
+        experimental = via is not None and via[1].confined
+        outcome = await self._answer(entry, parsed, body, timings, experimental)
         return self._respond(entry, parsed, outcome, started, timings, via)
 
-    async def _parse(self, entry: PoolEntry, body: bytes, timings: dict[str, float]) -> ParsedInput:
+    async def _parse(
+        self, entry: PoolEntry, body: bytes, timings: dict[str, float], decoded: Any = None
+    ) -> ParsedInput:
         """The request's rows: the body's, with online features merged in when a feature
-        service feeds the model (the lookup's time goes to ``timings["features"]``)."""
+        service feeds the model (the lookup's time goes to ``timings["features"]``);
+        ``decoded`` is the body already decoded from JSON, if it was."""
         binder = self.binder
         if binder is not None:
             binding = await binder.binding(entry)
             if binding is not None:
                 return await binder.parse(entry, binding, body, timings)
-        return entry.spec.parse(body)
+        return entry.spec.parse(body, decoded)
 
     async def _answer(
-        self, entry: PoolEntry, parsed: ParsedInput, body: bytes, timings: dict[str, float]
+        self,
+        entry: PoolEntry,
+        parsed: ParsedInput,
+        body: bytes,
+        timings: dict[str, float],
+        experimental: bool = False,
     ) -> _Outcome:
+        """The predictions of ``parsed``: cached rows, the others from the model (through
+        its breaker, or a fallback version); an ``experimental`` arm's model calls run in
+        the bulkhead's partition."""
         name, version, n = entry.name, entry.version, len(parsed.rows)
         mark = time.perf_counter()
         cached: list[Any] = [None] * n
@@ -183,10 +209,14 @@ class PredictPath(HitAnswers):
         rows = [parsed.rows[i] for i in misses]
         mark = time.perf_counter()
         breaker = self.protection.breaker(name, version)
+        call: Call = self._call
+        executor: Executor = self.executor
+        if experimental:
+            call, executor = self._experimental_call, self.bulkhead.executor
         if breaker.allow():
             try:
                 predictions, probabilities = await judged_call(
-                    self._call, self.executor, entry, rows, parsed.probabilities, parsed.columns
+                    call, executor, entry, rows, parsed.probabilities, parsed.columns
                 )
             except ModelError:
                 breaker.record(False)
@@ -203,7 +233,7 @@ class PredictPath(HitAnswers):
                 misses,
                 rows,
                 parsed.probabilities,
-                self._call,
+                call,
                 reparse=lambda older: self._parse(older, body, {}),
             )
             outcome.version, outcome.fallback = answered, True
@@ -228,27 +258,42 @@ class PredictPath(HitAnswers):
             timings["cache"] += (time.perf_counter() - mark) * 1000
         return outcome
 
-    async def _call(
+    async def _experimental_call(
         self,
         entry: PoolEntry,
         rows: list[tuple[Any, ...]],
         probabilities: bool,
         columns: Sequence[str],
     ) -> BatchResult:
+        """:meth:`_call` in the bulkhead's partition (an experimental arm's model call)."""
+        return await self._call(entry, rows, probabilities, columns, experimental=True)
+
+    async def _call(
+        self,
+        entry: PoolEntry,
+        rows: list[tuple[Any, ...]],
+        probabilities: bool,
+        columns: Sequence[str],
+        *,
+        experimental: bool = False,
+    ) -> BatchResult:
+        """Predict ``rows`` through the version's micro-batcher, on the gateway's threads or,
+        ``experimental``, on the bulkhead's (each lane its own batcher per version)."""
+        executor = self.bulkhead.executor if experimental else self.executor
         if not self.settings.serving_batching or entry.spec.columns is None:
             # Without a signature each request names its own columns: never batched.
             BATCH_ROWS.labels(entry.name).observe(len(rows))
             loop = asyncio.get_running_loop()
             run = functools.partial(entry.run, rows, probabilities, columns)
-            return await loop.run_in_executor(self.executor, run)
-        key = (entry.name, entry.version)
+            return await loop.run_in_executor(executor, run)
+        key = (entry.name, entry.version, experimental)
         batcher = self.batchers.get(key)
         if batcher is None or batcher.owner is not entry:  # first call, or reloaded since
             if batcher is not None:
                 self._spawn(batcher.close())
             batcher = MicroBatcher(
                 entry.run,
-                self.executor,
+                executor,
                 max_rows=self.settings.serving_batch_max_size,
                 max_wait_us=self.settings.serving_batch_max_wait_us,
                 on_batch=BATCH_ROWS.labels(entry.name).observe,

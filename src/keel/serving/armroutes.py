@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from keel.deploy.routing import Router
 from keel.errors import InvalidInput
 from keel.serving import _json
+from keel.serving.validation import MEMO_ENTRIES, MEMO_MAX_BODY
 
 __all__ = [
+    "EXPERIMENTAL_ROLES",
     "ArmRoute",
     "DeploymentRoute",
     "MAX_ROUTING_KEY",
     "StoredDeployment",
     "UNFINISHED",
     "build_route",
+    "read_routing_key",
     "routing_key_of",
     "versions_left",
 ]
@@ -36,6 +39,9 @@ _KEY_FIELD = b'"routing_key"'
 #: Statuses of a deployment still rolling out (``keel.deploy.models.Status``); the others
 #: are finished: routes still answer by their final weights, without shadow copies.
 UNFINISHED = frozenset({"active", "paused"})
+#: Roles of the arms under test: run in the bulkhead's partition (R-DEP-19).
+EXPERIMENTAL_ROLES = frozenset({"canary", "challenger", "shadow"})
+_UNSEEN: Any = object()
 
 
 class StoredDeployment(Protocol):
@@ -69,11 +75,15 @@ class ArmRoute:
     weight: float
     #: The prediction log's ``extra`` of rows answered by this arm (the route taken).
     extra: str
-    #: Prefix of the request body in the rendered-hit memo: an arm's answers carry its
-    #: name, so they are never served for another arm (or the plain model route).
+    #: First half of the rendered-hit memo's key ``(memo_prefix, body)``: an arm's answers
+    #: carry its name, so they are never served for another arm (or the model route).
     memo_prefix: bytes
     #: ``extra`` of the rows a shadow copy logs.
     shadow_extra: str
+    #: Whether its model calls run in the bulkhead's partition (``keel.serving.bulkhead``):
+    #: an experimental role (canary, challenger, shadow) beside a primary that has traffic
+    #: to protect, i.e. short of 100 % of the live traffic.
+    confined: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +98,39 @@ class DeploymentRoute:
     arms: dict[str, ArmRoute]
     shadows: tuple[ArmRoute, ...]
     queue_size: int
+    #: The arm that falls back in for experimental arms (the bulkhead), if any.
+    primary: ArmRoute | None = None
+    # Sticky arms by exact small body (None: drawn per request): a repeated request skips
+    # the JSON decode of its key and the BLAKE2b hash (~7 us a request, most of what a
+    # deployment route added to a cache hit). A route is rebuilt on every state change,
+    # so the memo never outlives the weights it was computed with.
+    _picked: dict[bytes, ArmRoute | None] = field(default_factory=dict, repr=False, compare=False)
 
     def choose(self, key: str | None) -> ArmRoute:
         """The live arm answering a request with routing ``key`` (None: drawn at random)."""
         return self.arms[self.router.choose(key)]
+
+    def pick(self, body: bytes) -> tuple[ArmRoute, Any]:
+        """The arm answering ``body`` (by its ``routing_key``), and the body decoded from
+        JSON when reading the key needed that (else None: the caller decodes it itself).
+
+        Raises InvalidInput for a bad ``routing_key``. Remembers the last bodies of up to
+        4 KB (as ``InputSpec.parse`` does) with their arm, or that their arm is drawn.
+        """
+        picked = self._picked
+        arm = picked.get(body, _UNSEEN)
+        if arm is None:  # no key, or ``unit: request``: drawn per request
+            return self.arms[self.router.choose(None)], None
+        if arm is not _UNSEEN:
+            return arm, None
+        key, decoded = read_routing_key(body)  # a bad key raises: never remembered
+        sticky = key is not None and self.router.sticky
+        chosen = self.choose(key if sticky else None)
+        if len(body) <= MEMO_MAX_BODY:
+            if len(picked) >= MEMO_ENTRIES:
+                del picked[next(iter(picked))]  # the oldest (dicts keep insertion order)
+            picked[body] = chosen if sticky else None
+        return chosen, decoded
 
     @property
     def weights(self) -> dict[str, float]:
@@ -143,6 +182,7 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
             json.dumps(taken),
             b"\0deployment\0%s\0%s\0" % (deployment.name.encode(), name.encode()),
             json.dumps({**taken, "shadow": True}),
+            doc.get("role") in EXPERIMENTAL_ROLES and weights.get(name, 0.0) < 100,
         )
         shadowed = doc.get("role") == "shadow" or phases.get(name) == "shadow"
         if arm.weight > 0:
@@ -156,6 +196,7 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
         shadows=[arm.name for arm in shadows],
     )
     queue_size = int((policy.get("shadow") or {}).get("queue_size", 1000))
+    primary = next((arm for arm in arms.values() if arm.role == "primary"), None)
     return DeploymentRoute(
         deployment.name,
         deployment.model,
@@ -165,6 +206,7 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
         arms,
         tuple(shadows),
         queue_size,
+        primary,
     )
 
 
@@ -175,14 +217,20 @@ def routing_key_of(body: bytes) -> str | None:
     Most bodies carry no key: one byte search answers them. A body that is not valid JSON
     gives None here; the request parser words its 400.
     """
+    return read_routing_key(body)[0]
+
+
+def read_routing_key(body: bytes) -> tuple[str | None, Any]:
+    """:func:`routing_key_of` and the decoded body when it was decoded (else None), so
+    that the request parser does not decode it again (``InputSpec.parse(decoded=)``)."""
     if _KEY_FIELD not in body:
-        return None
+        return None, None
     try:
         payload = _json.loads(body)
     except (ValueError, RecursionError):
-        return None
+        return None, None
     if not isinstance(payload, dict) or payload.get("routing_key") is None:
-        return None
+        return None, payload
     raw = payload["routing_key"]
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise InvalidInput(
@@ -193,7 +241,7 @@ def routing_key_of(body: bytes) -> str | None:
         raise InvalidInput(
             f"routing_key must have 1 to {MAX_ROUTING_KEY} characters", field="routing_key"
         )
-    return key
+    return key, payload
 
 
 def versions_left(before: DeploymentRoute | None, after: DeploymentRoute) -> Sequence[int]:

@@ -159,7 +159,7 @@ class FeatureBinder:
         body says, so that a push of the entity drops their cached predictions.
         """
         spec = entry.spec
-        records, probabilities, _ = spec.envelope(body)
+        records, probabilities, _, event_ms = spec.envelope(body)
         entities = [_entity(binding, record, i) for i, record in enumerate(records)]
         columns = [column for _, column in binding.fetched]
         # rows that give every feature themselves need no lookup (the request wins)
@@ -186,7 +186,7 @@ class FeatureBinder:
             merged.append(row)
         tags: list[str | None] = ["|".join(str(v) for v in e.values()) for e in entities]
         try:
-            return spec.from_records(merged, probabilities, tags)
+            return spec.from_records(merged, probabilities, tags, event_ms)
         except InvalidInput as exc:
             row_index = exc.detail.get("row")
             origin = None if row_index is None else fetched.get((row_index, exc.field or ""))

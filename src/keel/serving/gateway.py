@@ -25,6 +25,7 @@ from keel.serving._gatewayhooks import GatewayHooks
 from keel.serving._predictpath import PredictPath
 from keel.serving.aliases import AliasTable
 from keel.serving.batcher import MicroBatcher
+from keel.serving.bulkhead import Bulkhead
 from keel.serving.cachefront import open_cache
 from keel.serving.deployroutes import DeploymentReader, DeploymentRoutes
 from keel.serving.enrich import PENDING, FeatureBinder, OnlineFeatureSource
@@ -112,6 +113,13 @@ class Gateway(GatewayHooks, PredictPath):
             on_change=self._route_changed,
         )
         self.shadows = ShadowQueue(self)
+        # Experimental arms' model calls: a partition of their own (R-DEP-19, bulkhead.py).
+        self.bulkhead = Bulkhead(
+            share=settings.serving_experimental_share,
+            predict_threads=settings.serving_predict_threads,
+            batch_rows=settings.serving_batch_max_size,
+            model_threads=settings.serving_model_threads,
+        )
         self.protection = Protection(settings, registry, self.pool)
         # Feature services naming a served model feed it online features (enrich.py).
         self.binder = (
@@ -121,7 +129,8 @@ class Gateway(GatewayHooks, PredictPath):
                 features, self.pool.entries, threads=max(2, settings.serving_predict_threads)
             )
         )
-        self.batchers: dict[tuple[str, int], MicroBatcher] = {}
+        # one per version and lane (primary threads, or the bulkhead's: experimental arms)
+        self.batchers: dict[tuple[str, int, bool], MicroBatcher] = {}
         self.cache_hits: Counter[str] = Counter()
         self.cache_misses: Counter[str] = Counter()
         self.events_applied = 0
@@ -219,6 +228,7 @@ class Gateway(GatewayHooks, PredictPath):
             await self._redis.aclose()
         await self.limiter.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.bulkhead.close()
         if self.binder is not None:
             self.binder.close()
         if self.prediction_log is not None:
@@ -248,11 +258,17 @@ class Gateway(GatewayHooks, PredictPath):
                 "misses": dict(self.cache_misses),
             },
             "batch_rows": {
-                f"{n}/{v}": {str(k): c for k, c in sorted(b.sizes.items())}
-                for (n, v), b in self.batchers.items()
+                f"{n}/{v}{'/experimental' if x else ''}": {
+                    str(k): c for k, c in sorted(b.sizes.items())
+                }
+                for (n, v, x), b in self.batchers.items()
             },
             "preload_errors": self.preload_errors,
             "events_applied": self.events_applied,
             "background_tasks": len(self._tasks),
-            "deployments": {**self.routes.describe(), "shadows": self.shadows.describe()},
+            "deployments": {
+                **self.routes.describe(),
+                "shadows": self.shadows.describe(),
+                "bulkhead": self.bulkhead.describe(),
+            },
         }

@@ -77,17 +77,23 @@ class ShadowQueue:
         self.gateway = gateway
         self._lanes: dict[str, _Lane] = {}
         self.counts: dict[str, Tally[str]] = {}
+        self._series: dict[tuple[str, str, str], Any] = {}
+        # The replica reports carry these counts: drops per replica in the status (R-DEP-06).
+        register = getattr(gateway.deployments, "add_shadow_source", None)
+        if register is not None:
+            register(gateway.id, self.counts_of)
 
     def offer(self, route: DeploymentRoute, request_id: str, body: bytes) -> None:
         """Queue a copy of a live request for each shadow arm of ``route``; never blocks."""
         lane = self._lanes.get(route.name)
         if lane is None or lane.queue.maxsize != route.queue_size:
             lane = self._open(route)
+        queue = lane.queue
         for arm in route.shadows:
-            try:
-                lane.queue.put_nowait(ShadowJob(route, arm, body, request_id))
-            except asyncio.QueueFull:
+            if queue.full():  # no job built, no exception raised: drops cost little
                 self._count(route.name, arm.name, "dropped")
+            else:
+                queue.put_nowait(ShadowJob(route, arm, body, request_id))
 
     def _open(self, route: DeploymentRoute) -> _Lane:
         old = self._lanes.get(route.name)
@@ -113,7 +119,19 @@ class ShadowQueue:
             await asyncio.sleep((time.perf_counter() - started) * (1 / BUDGET - 1))
 
     async def run(self, job: ShadowJob) -> None:
-        """Answer one copy with the shadow version and log it (errors logged as rows)."""
+        """Answer one copy with the shadow version and log it (errors logged as rows);
+        dropped (counted) when the bulkhead's partition is full (R-DEP-19)."""
+        gateway = self.gateway
+        if not gateway.bulkhead.enter():
+            gateway.bulkhead.drop_shadow(job.route, job.arm)
+            self._count(job.route.name, job.arm.name, "dropped")
+            return
+        try:
+            await self._run(job)
+        finally:
+            gateway.bulkhead.leave()
+
+    async def _run(self, job: ShadowJob) -> None:
         gateway = self.gateway
         model, version = job.route.model, job.arm.version
         started = time.perf_counter()
@@ -123,12 +141,14 @@ class ShadowQueue:
         probabilities: list[Any] | None = None
         hits = [False]
         entity_keys = None
+        event_ms: int | None = None  # the live request's event time (a replay), if given
         error: str | None = None
         try:
             async with asyncio.timeout(gateway.settings.serving_timeout_s):
                 entry = await gateway.pool.get(model, version)
                 parsed = await gateway._parse(entry, job.body, {})
                 columns, rows, entity_keys = parsed.columns, parsed.rows, parsed.entity_keys
+                event_ms = parsed.event_ms
                 outputs, probabilities, hits = await self._answer(entry, parsed)
         except Exception as exc:  # whatever the shadow does, the live answer is gone
             message = exc.message if isinstance(exc, KeelError) else repr(exc)
@@ -145,7 +165,7 @@ class ShadowQueue:
             gateway._log(
                 ServedRequest(
                     job.request_id,
-                    int(time.time() * 1000),
+                    int(time.time() * 1000) if event_ms is None else event_ms,
                     model,
                     version,
                     columns,
@@ -178,7 +198,7 @@ class ShadowQueue:
                 raise Unavailable("the shadow version's circuit breaker is open", field="arm")
             rows = [parsed.rows[i] for i in misses]
             try:
-                predicted, probs = await gateway._call(
+                predicted, probs = await gateway._experimental_call(
                     entry, rows, parsed.probabilities, parsed.columns
                 )
             except Exception as exc:
@@ -201,8 +221,16 @@ class ShadowQueue:
         return outputs, probabilities, [c is not None for c in cached]
 
     def _count(self, deployment: str, arm: str, outcome: str) -> None:
-        SHADOW_REQUESTS.labels(deployment, arm, outcome).inc()
+        key = (deployment, arm, outcome)
+        series = self._series.get(key)
+        if series is None:  # .labels() costs microseconds: once per series
+            series = self._series[key] = SHADOW_REQUESTS.labels(*key)
+        series.inc()
         self.counts.setdefault(deployment, Tally())[f"{arm}:{outcome}"] += 1
+
+    def counts_of(self, deployment: str) -> dict[str, int]:
+        """This replica's copies for ``deployment`` by ``arm:outcome`` since it started."""
+        return dict(self.counts.get(deployment, {}))
 
     def describe(self) -> dict[str, Any]:
         """Per deployment: queued copies and counts by ``arm:outcome``."""

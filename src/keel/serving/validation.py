@@ -1,8 +1,9 @@
 """Check predict request bodies against a model signature, without pandas on the hot path.
 
 A body is ``{"instances": [{col: value}, ...]}`` or ``{"columns": [...], "data": [[...]]}``,
-optionally with ``"probabilities": true`` and ``"entity_keys": [...]`` (one per row, used by
-event-based cache invalidation). :class:`InputSpec` turns it into rows of plain Python
+optionally with ``"probabilities": true``, ``"entity_keys": [...]`` (one per row, used by
+event-based cache invalidation) and ``"event_time"`` (when the predicted event happened, for
+replays: :mod:`keel.serving._eventtime`). :class:`InputSpec` turns it into rows of plain Python
 values in signature order, normalised (``1`` and ``1.0`` in a ``double`` column are the same
 value), so that a row's canonical bytes are its prediction-cache key, and builds the typed
 DataFrame a batch of such rows is predicted on.
@@ -22,6 +23,7 @@ import pandas as pd
 
 from keel.errors import InvalidInput
 from keel.serving import _json
+from keel.serving._eventtime import event_ms_of
 from keel.serving._values import CHECKS, MISSING_OK, Bad, column_array
 
 __all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput"]
@@ -29,7 +31,7 @@ __all__ = ["MEMO_ENTRIES", "MEMO_MAX_BODY", "InputSpec", "ParsedInput"]
 # routing_key: a deployment's sticky key (serving/deployroutes.py reads it); accepted and
 # ignored on model routes, so one body serves both kinds of route.
 _BODY_KEYS = frozenset(
-    {"instances", "columns", "data", "probabilities", "entity_keys", "routing_key"}
+    {"instances", "columns", "data", "probabilities", "entity_keys", "routing_key", "event_time"}
 )
 #: Parsed bodies remembered per model version (at most ~5 MB of bodies each).
 MEMO_ENTRIES = 1024
@@ -45,6 +47,8 @@ class ParsedInput:
     columns: list[str]
     probabilities: bool
     entity_keys: list[str | None] | None
+    #: The body's ``event_time`` in epoch ms (None: the row is logged at its arrival).
+    event_ms: int | None = None
 
     def features(self, index: int) -> dict[str, Any]:
         """Row ``index`` as a ``{column: value}`` dict (for the prediction log)."""
@@ -75,7 +79,7 @@ class InputSpec:
         self._memo: dict[bytes, ParsedInput] = {}
 
     # ---- request bodies ------------------------------------------------------------------
-    def parse(self, body: bytes | dict[str, Any]) -> ParsedInput:
+    def parse(self, body: bytes | dict[str, Any], decoded: Any = None) -> ParsedInput:
         """Validate a request body; raises InvalidInput naming the field (and row).
 
         The result for a small body is remembered by its exact bytes: a client that sends
@@ -83,29 +87,34 @@ class InputSpec:
         checking, which is most of a hit's cost. The answer depends on nothing but the
         bytes and this spec (one per loaded model version), so it cannot go stale; the
         gateway treats a :class:`ParsedInput` as read-only.
+
+        ``decoded`` is ``body`` already decoded from JSON by the caller (a deployment route
+        reads its ``routing_key`` first): then the body is not decoded again.
         """
         if type(body) is not bytes or len(body) > MEMO_MAX_BODY:
-            return self._parse(body)
+            return self._parse(body if decoded is None else decoded)
         parsed = self._memo.get(body)
         if parsed is None:
-            parsed = self._parse(body)
+            parsed = self._parse(body if decoded is None else decoded)
             if len(self._memo) >= MEMO_ENTRIES:
                 del self._memo[next(iter(self._memo))]  # the oldest (dicts keep order)
             self._memo[body] = parsed
         return parsed
 
     def _parse(self, body: bytes | dict[str, Any]) -> ParsedInput:
-        records, probabilities, entity_keys = self.envelope(body)
-        return self.from_records(records, probabilities, entity_keys)
+        records, probabilities, entity_keys, event_ms = self.envelope(body)
+        return self.from_records(records, probabilities, entity_keys, event_ms)
 
     def envelope(
         self, body: bytes | dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], bool, list[str | None] | None]:
-        """A body's instances (as dicts, values unchecked), its probabilities flag and entity keys.
+    ) -> tuple[list[dict[str, Any]], bool, list[str | None] | None, int | None]:
+        """A body's instances (as dicts, values unchecked), its probabilities flag, entity
+        keys and event time (epoch ms, or None).
 
-        Checks everything but the values: the JSON shape, the body's keys, the row count
-        and the ``entity_keys`` list; raises InvalidInput naming the field. The gateway
-        uses it to add online features to the instances before :meth:`from_records`.
+        Checks everything but the values: the JSON shape, the body's keys, the row count,
+        the ``entity_keys`` list and the ``event_time``; raises InvalidInput naming the
+        field. The gateway uses it to add online features to the instances before
+        :meth:`from_records`.
         """
         payload = _json.loads(body) if isinstance(body, bytes | bytearray) else body
         if not isinstance(payload, dict):
@@ -131,20 +140,21 @@ class InputSpec:
                 limit=self.max_rows,
             )
         entity_keys = self._entity_keys(payload.get("entity_keys"), len(records))
-        return records, probabilities, entity_keys
+        return records, probabilities, entity_keys, event_ms_of(payload.get("event_time"))
 
     def from_records(
         self,
         records: list[dict[str, Any]],
         probabilities: bool,
         entity_keys: list[str | None] | None,
+        event_ms: int | None = None,
     ) -> ParsedInput:
         """Check instances from :meth:`envelope` against the signature (never remembered)."""
         if self.columns is None:
-            return self._free_rows(records, probabilities, entity_keys)
+            return self._free_rows(records, probabilities, entity_keys, event_ms)
         rows = [self.check_row(record, i) for i, record in enumerate(records)]
         keys = [_json.dumps(row) for row in rows]
-        return ParsedInput(rows, keys, self.columns, probabilities, entity_keys)
+        return ParsedInput(rows, keys, self.columns, probabilities, entity_keys, event_ms)
 
     @staticmethod
     def _records(payload: dict[str, Any]) -> list[Any]:
@@ -258,12 +268,16 @@ class InputSpec:
         )
 
     def _free_rows(
-        self, records: list[Any], probabilities: bool, entity_keys: list[str | None] | None
+        self,
+        records: list[Any],
+        probabilities: bool,
+        entity_keys: list[str | None] | None,
+        event_ms: int | None,
     ) -> ParsedInput:
         columns = list(dict.fromkeys(k for r in records for k in r))
         rows = [tuple(r.get(c) for c in columns) for r in records]
         keys = [_json.dumps(dict(sorted(r.items()))) for r in records]
-        return ParsedInput(rows, keys, columns, probabilities, entity_keys)
+        return ParsedInput(rows, keys, columns, probabilities, entity_keys, event_ms)
 
     # ---- batches --------------------------------------------------------------------------
     def frame(self, rows: Sequence[tuple[Any, ...]], columns: Sequence[str]) -> pd.DataFrame:
