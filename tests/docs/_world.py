@@ -137,8 +137,9 @@ def prelude(namespace: dict[str, Any]) -> None:
     )
     import keel
 
+    client = keel.Client()  # embedded, on the file's KEEL_HOME
     namespace.update(
-        client=keel.Client(),  # embedded, on the file's KEEL_HOME
+        client=client,
         Path=Path,
         UTC=UTC,
         datetime=datetime,
@@ -157,6 +158,12 @@ def prelude(namespace: dict[str, Any]) -> None:
         start=datetime.now(UTC) - timedelta(days=3),
         now_ms=int(time.time() * 1000),
         rid=str(uuid.uuid4()),
+        # docs/serving.md's log record: one served row and its answer.
+        version=client.get_model_version(MODEL, 3),
+        row=records(frame.iloc[5700:5701])[0],
+        label=1,
+        p0=0.31,
+        p1=0.69,
     )
 
 
