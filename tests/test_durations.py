@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 
 from keel._durations import parse_age_s, parse_duration_s
-from keel.cli.users import parse_since
 from keel.errors import InvalidInput
 from keel.features.models import FeatureView
 from keel.monitoring.models import MonitorSpec
@@ -59,7 +58,6 @@ def test_every_call_site_reads_the_same_seconds(text: str, seconds: int) -> None
         freshness_sla=text,
     )
     assert view.ttl == view.freshness_sla == seconds
-    assert parse_since(text, 10**13) == 10**13 - seconds * 1000
     moment = parse_time(text, "start")
     assert moment is not None
     expected = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
@@ -67,5 +65,4 @@ def test_every_call_site_reads_the_same_seconds(text: str, seconds: int) -> None
 
 
 def test_times_still_read_as_times() -> None:
-    assert parse_since("2024-01-01", 0) == 1_704_067_200_000
     assert parse_time("2024-01-01", "start") == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)

@@ -51,6 +51,8 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
     field = loc.lstrip(".") or "body"
     message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"  # pydantic's "Extra inputs are not permitted" names no key
     return InvalidInput(f"{field}: {message}", field=field)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,9 @@ import pytest
 from tests.conftest import serve_in_thread
 from typer.testing import CliRunner, Result
 
+from keel._durations import parse_time
 from keel.api import create_app
 from keel.cli.main import app
-from keel.cli.users import parse_since
 from keel.config import Settings
 from keel.errors import InvalidInput
 from keel.services import open_services
@@ -81,13 +82,22 @@ def test_audit_bad_since_names_the_option(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [("30m", 1_000_000 - 1_800_000), ("2h", 1_000_000 - 7_200_000), ("1970-01-01T00:00:01", 1000)],
+    ("text", "expected_ms"),
+    [("30m", -1_800_000), ("2h", -7_200_000), ("1970-01-01T00:00:01", 1000)],
 )
-def test_parse_since(text: str, expected: int) -> None:
-    assert parse_since(text, 1_000_000) == expected
-    with pytest.raises(InvalidInput):
-        parse_since("soon", 0)
+def test_audit_since_reads_the_one_time_grammar(text: str, expected_ms: int) -> None:
+    """``keel audit --since`` goes through keel._durations.parse_time (ages are before now)."""
+    before_ms = int(time.time() * 1000)
+    moment = parse_time(text, "--since")
+    assert moment is not None
+    got_ms = int(moment.timestamp() * 1000)
+    if expected_ms < 0:  # an age: now minus it, give or take the test's own run time
+        assert before_ms + expected_ms - 5 <= got_ms <= int(time.time() * 1000) + expected_ms
+    else:
+        assert got_ms == expected_ms
+    with pytest.raises(InvalidInput) as caught:
+        parse_time("soon", "--since")
+    assert caught.value.field == "--since"
 
 
 def test_cli_over_http_uses_keel_token(tmp_path: Path) -> None:

@@ -8,15 +8,12 @@ it bootstraps the first admin, before any token exists to call a server with.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import typer
 
 from keel.auth.models import CreatedToken, Role, Token, User
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 from keel.config import Settings
-from keel.errors import InvalidInput
 
 __all__ = ["audit", "tokens_app", "users_app"]
 
@@ -206,24 +203,6 @@ def revoke_token(
     emit(revoked, as_json, lambda: _tokens_table([revoked]))
 
 
-def parse_since(text: str, now_ms: int) -> int:
-    """``30m`` / ``2h`` / ``7d`` / ``1w`` ago, or an ISO date/time (UTC when no offset), in ms."""
-    from keel._durations import parse_age_s
-
-    age_s = parse_age_s(text)
-    if age_s is not None:
-        return now_ms - age_s * 1000
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput(
-            f"--since {text!r}: use a duration like 30m, 2h, 7d, 1w or an ISO date", field="since"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def audit(
     actor: str | None = typer.Option(None, help="Only entries by this user."),
     since: str | None = typer.Option(None, help="Only entries newer than 30m / 2h / 7d / a date."),
@@ -237,9 +216,11 @@ def audit(
 
     Example: keel audit --since 1d --action alias --json
     """
-    from keel._models import now_ms
+    from keel._durations import parse_time
 
-    since_ms = run_cli(lambda: parse_since(since, now_ms())) if since else None
+    # parsed here, not in the SDK, so that the error names the option
+    moment = run_cli(lambda: parse_time(since, "--since"))
+    since_ms = None if moment is None else int(moment.timestamp() * 1000)
     entries = run_cli(
         lambda: make_client(server, token).audit(
             actor=actor, action=action, since=since_ms, limit=limit

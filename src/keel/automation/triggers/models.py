@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from keel._documents import load_document
 from keel._durations import parse_duration_s
-from keel._models import Entity
+from keel._models import Entity, invalid_input
 from keel.automation.cron import validate_cron
 from keel.errors import InvalidInput
 
@@ -308,14 +308,4 @@ def parse_trigger(data: Any) -> TriggerSpec:
     try:
         return TriggerSpec.model_validate(data)
     except ValidationError as exc:
-        raise _named(exc) from None
-
-
-def _named(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-    field = loc.lstrip(".") or "body"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    return InvalidInput(f"{field}: {message}", field=field)
+        raise invalid_input(exc) from None
