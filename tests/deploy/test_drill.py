@@ -95,3 +95,28 @@ def test_drill_without_restore_leaves_it_rolled_back_and_refuses_bad_input(
         again = http.post(url, json={"instances": _probe(churn_rows)})
         assert again.status_code == 409
     assert tier_of(59.9) == "immediate" and tier_of(60) == "rapid"
+
+
+def test_drill_without_a_gateway_or_replicas_fails_and_says_why(
+    services: Services,
+    register_churn: Callable[[str, str], Models],
+    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    from keel.deploy.drill import _same, run_drill
+
+    register_churn("good", "weak")
+    services.deployments.create(POLICY, actor="ana")
+    report = run_drill(
+        services.deployments, None, "churn-live", instances=_probe(churn_rows), timeout_s=0.2
+    )
+    assert report["passed"] is False and report["verified_in_gateway"] is False
+    assert report["checks"]["replicas"] == {
+        "ok": False, "replicas": [], "waited_s": pytest.approx(0.2, abs=0.5),
+        "reason": "no replica reported",
+    }  # fmt: skip
+    drill = services.decisions.query(deployment="churn-live", kind="drill")[0]
+    assert "FAILED" in drill.summary and drill.details["restored"] is True
+    assert services.deployments.get("churn-live").status == "active"
+    # answers compared as numbers to 1e-9 relative, anything else as text
+    assert _same([1, 0.5, "yes"], [1.0, 0.5 + 1e-12, "yes"]) == []
+    assert _same([1, 0.5, "yes"], [0, 0.5001, "no"]) == [0, 1, 2]
