@@ -5,8 +5,8 @@ diagnosis                       action
 ==============================  ==============================================================
 data drift, no clear cause,     retrain on fresh samples (``mode: fresh``)
 nothing to diagnose
-concept drift                   retrain only on rows predicted after the change point
-                                (``mode: after_change_point``, ``since_ms``)
+concept drift (the verdict, or  retrain only on rows predicted after the change point
+scored ≥ 0.3 under another)     (``mode: after_change_point``, ``since_ms``)
 data-quality break, upstream    no retraining: an alert (a ``diagnosis`` decision); a model
 staleness                       retrained on corrupted or stale data would learn the break
 ==============================  ==============================================================
