@@ -46,7 +46,8 @@ class Models:
 def register_churn(
     services: Services, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> Callable[[str, str], Models]:
-    """Register ``first`` then ``second`` (each "good" or "weak") as churn v1, v2; v1 champion."""
+    """Register ``first`` then ``second`` as churn v1, v2; v1 champion. Each is "good" (AUC
+    ~0.81), "weak" (fit on noise), "shuffled" (fit on shuffled labels) or "one_feature"."""
 
     def register(first: str, second: str) -> Models:
         train, _ = churn_rows
@@ -56,7 +57,13 @@ def register_churn(
             pd.DataFrame({"tenure": noise, "monthly_charges": noise, "total_charges": noise}),
             train[TARGET],
         )
-        chosen = {"good": good, "weak": weak}
+        # truly worse: the real features, labels shuffled (AUC ~0.51 on production rows)
+        shuffled = np.random.default_rng(3).permutation(train[TARGET].to_numpy())
+        worse = LogisticRegression(max_iter=2_000).fit(train[FEATURES], shuffled)
+        # one feature only (monthly_charges; the others constant 0 get coefficient 0): AUC ~0.61
+        alone = train[FEATURES].assign(tenure=0.0, total_charges=0.0)
+        one_feature = LogisticRegression(max_iter=2_000).fit(alone, train[TARGET])
+        chosen = {"good": good, "weak": weak, "shuffled": worse, "one_feature": one_feature}
         client = Client(settings=services.settings)
         with client.start_run("deploy-tests") as run:
             for kind in (first, second):

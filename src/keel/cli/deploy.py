@@ -47,6 +47,23 @@ def _show(d: Deployment) -> None:
         console.print(f"  replicas ({done}):")
         for r in d.replicas:
             console.print(f"    {r.replica}: state {r.state_version} at {fmt_ms(r.reported_at_ms)}")
+    for arm, c in (d.shadow_comparison or {}).items():
+        console.print(f"  shadow {arm}: {_shadow_line(c)}")
+
+
+def _shadow_line(c: dict[str, Any]) -> str:
+    """One shadow arm's comparison with the primary (keel.deploy.shadowcompare)."""
+    if not c.get("pairs"):
+        return f"no compared requests yet; {c['drops']['total']} dropped"
+    shift, latency = c["distribution"], c["latency_ms"]
+    ratio = latency["p99_ratio"]
+    return (
+        f"agreement {c['agreement']:.3f} over {c['pairs']} rows, PSI {shift['psi']:.4f}, "
+        f"KS {shift['ks'] if shift['ks'] is None else format(shift['ks'], '.4f')}, "
+        f"p99 {latency['shadow']['p99']:.1f} vs {latency['primary']['p99']:.1f} ms"
+        + (f" ({ratio:.2f}x)" if ratio is not None else "")
+        + f", {c['errors']} errors, {c['drops']['total']} dropped"
+    )
 
 
 @deploy_app.command("create")

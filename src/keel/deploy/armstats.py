@@ -184,12 +184,16 @@ def create_view(
     deployment: str,
     start_ms: int,
     end_ms: int,
+    *,
+    positions: bool = False,
 ) -> None:
-    """View ``p``: the deployment's logged rows in ``[start_ms, end_ms)`` of ``files``."""
+    """View ``p``: the deployment's logged rows in ``[start_ms, end_ms)`` of ``files``;
+    ``positions`` adds each row's ``filename`` and ``file_row_number`` (logged order)."""
     start, end = _ts(start_ms), _ts(end_ms)
+    where = ", filename = true, file_row_number = true" if positions else ""
     con.execute(
         f"CREATE VIEW p AS SELECT * FROM read_parquet({_list(files)}, "
-        "hive_partitioning = true, union_by_name = true) "
+        f"hive_partitioning = true, union_by_name = true{where}) "
         f"WHERE deployment = {_quote(deployment)} "
         f"AND ts >= TIMESTAMPTZ '{start.isoformat()}' AND ts < TIMESTAMPTZ '{end.isoformat()}'"
     )

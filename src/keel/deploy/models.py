@@ -23,6 +23,9 @@ class ReplicaStatus(Entity):
     state_version: int
     weights: dict[str, float]
     reported_at_ms: int
+    #: This replica's shadow-copy counts by ``arm:outcome`` (answered, error, dropped)
+    #: since it started, as of ``reported_at_ms``.
+    shadow: dict[str, int] = Field(default_factory=dict)
 
 
 class Deployment(Entity):
@@ -48,6 +51,9 @@ class Deployment(Entity):
     updated_at_ms: int
     replicas: list[ReplicaStatus] = Field(default_factory=list)
     complete: bool | None = None
+    #: Shadow arm → its comparison with the primary (:mod:`keel.deploy.shadowcompare`):
+    #: agreement, PSI/KS, latency, errors and per-replica queue drops; filled by ``get``.
+    shadow_comparison: dict[str, dict[str, Any]] | None = None
 
     @property
     def weights(self) -> dict[str, float]:

@@ -56,7 +56,13 @@ class DeploymentStore(Protocol):
         bad_windows: Sequence[BadWindow] = (),
     ) -> Deployment: ...
     def report_replica(
-        self, name: str, replica: str, state_version: int, weights: dict[str, float], at_ms: int
+        self,
+        name: str,
+        replica: str,
+        state_version: int,
+        weights: dict[str, float],
+        at_ms: int,
+        shadow: dict[str, int] | None = None,
     ) -> None: ...
     def list_bad_windows(
         self, *, model: str | None = None, version: int | None = None, deployment: str | None = None
@@ -91,6 +97,8 @@ class DeploymentService(ChangesMixin):
         self.lease_ttl_s = lease_ttl_s
         self.replica_ttl_s = replica_ttl_s
         self._listeners: list[Listener] = []
+        # replica id -> its gateway's shadow-copy counts of one deployment (arm:outcome)
+        self._shadow_sources: dict[str, Callable[[str], dict[str, int]]] = {}
         #: Loads a version's model (set by ``keel.services``: the one loader, honouring
         #: allow_pickle and the trusted classes); replay needs it.
         self.model_loader: Callable[[Any], Any] | None = None
@@ -220,7 +228,44 @@ class DeploymentService(ChangesMixin):
             if self.clock() - r.reported_at_ms <= self.replica_ttl_s * 1000
         ]
         complete = bool(fresh) and all(r.state_version == found.version for r in fresh)
-        return found.model_copy(update={"complete": complete if fresh else None})
+        return found.model_copy(
+            update={
+                "complete": complete if fresh else None,
+                "shadow_comparison": self._shadows(found),
+            }
+        )
+
+    def _shadows(self, deployment: Deployment) -> dict[str, dict[str, Any]] | None:
+        """Each shadow arm (and a candidate with a shadow phase) against the primary, from
+        the durable log since the deployment began, with its per-replica queue drops."""
+        from keel.deploy.shadowcompare import compare_shadows, drops_by_replica
+
+        policy = self.policy_of(deployment)
+        arms = [str(a.name) for a in policy.arms if a.role == "shadow"]
+        if policy.shadow is not None:
+            arms += [a for a in candidates(policy) if a not in arms]
+        if not arms:
+            return None
+        primary = str(policy.arm("primary").name)
+        found: dict[str, dict[str, Any]] = {a: {} for a in arms}
+        if self.predictions_root is not None:
+            found = compare_shadows(
+                self.predictions_root,
+                deployment.model,
+                deployment.name,
+                primary,
+                arms,
+                deployment.created_at_ms,
+                self.clock() + 1,
+            )
+        return {
+            arm: {
+                "version": deployment.versions.get(arm),
+                **numbers,
+                "drops": drops_by_replica(deployment.replicas, arm),
+            }
+            for arm, numbers in found.items()
+        }
 
     def list(self, model: str | None = None) -> list[Deployment]:
         """Every deployment (of ``model``), by name."""
@@ -234,8 +279,16 @@ class DeploymentService(ChangesMixin):
     def report_replica(
         self, name: str, replica: str, state_version: int, weights: dict[str, float]
     ) -> None:
-        """A gateway replica says what it serves for ``name`` (the routing calls this)."""
-        self.store.report_replica(name, replica, state_version, weights, self.clock())
+        """A gateway replica says what it serves for ``name`` (the routing calls this), with
+        its shadow-copy counts when its gateway registered them (:meth:`add_shadow_source`)."""
+        source = self._shadow_sources.get(replica)
+        shadow = source(name) if source is not None else {}
+        self.store.report_replica(name, replica, state_version, weights, self.clock(), shadow)
+
+    def add_shadow_source(self, replica: str, counts: Callable[[str], dict[str, int]]) -> None:
+        """``counts(deployment)``: replica ``replica``'s shadow-copy counts by ``arm:outcome``
+        (the gateway's shadow queue registers this); sent with every replica report."""
+        self._shadow_sources[replica] = counts
 
     def bad_windows(self, model: str, version: int | None = None) -> builtins.list[BadWindow]:
         """Windows of logged predictions from rolled-back arms: exclude them from training

@@ -50,6 +50,7 @@ def _deployment(row: DeploymentRow, replicas: Sequence[DeploymentReplicaRow] = (
                 state_version=r.state_version,
                 weights=r.weights,
                 reported_at_ms=r.reported_at_ms,
+                shadow=r.shadow or {},
             )
             for r in replicas
         ],
@@ -145,15 +146,23 @@ class DeploymentSql(SqlBase):
         return self.get_deployment(name)
 
     def report_replica(
-        self, name: str, replica: str, state_version: int, weights: dict[str, float], at_ms: int
+        self,
+        name: str,
+        replica: str,
+        state_version: int,
+        weights: dict[str, float],
+        at_ms: int,
+        shadow: dict[str, int] | None = None,
     ) -> None:
-        """Record what ``replica`` serves for deployment ``name`` (insert or replace)."""
+        """Record what ``replica`` serves for deployment ``name`` (insert or replace), with
+        its shadow-copy counts by ``arm:outcome``."""
         values = {
             "deployment": name,
             "replica": replica,
             "state_version": state_version,
             "weights": weights,
             "reported_at_ms": at_ms,
+            "shadow": shadow or {},
         }
         with self.write_conn(f"deployment {name!r} not found", "name") as conn:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

@@ -67,6 +67,8 @@ class DeploymentReplicaRow(Base):
     state_version: Mapped[int] = mapped_column(Integer)
     weights: Mapped[dict[str, Any]] = mapped_column(JSON)
     reported_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # shadow-copy counts by "arm:outcome" (migration 0009); NULL in older reports
+    shadow: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class BadWindowRow(Base):
