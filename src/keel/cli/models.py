@@ -1,4 +1,5 @@
-"""``keel models``: list, show, alias, deprecate, archive, history, lineage, import, export."""
+"""``keel models``: list, show, alias, deprecate, archive, history, lineage, import, export,
+economics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fail, fmt_ms, run_cli, table
+from keel.cli.models_economics import economics
 from keel.errors import KeelError
 
 if TYPE_CHECKING:
@@ -381,3 +383,6 @@ def _training_data(client: Client, name: str, version: int) -> pd.DataFrame | No
     except KeelError:
         return None  # no run or no readable dataset: the parity check uses the example
     return None
+
+
+models_app.command("economics")(economics)

@@ -10,6 +10,7 @@ from keel._models import Page
 from keel.client._approval import ApprovalMixin
 from keel.client._deploy_checks import DeployChecksMixin
 from keel.client._deployments import DeploymentsMixin
+from keel.client._economics import EconomicsMixin
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
 from keel.client._logs import LogsMixin
@@ -59,6 +60,7 @@ class Client(
     PredictMixin,
     ValidationMixin,
     ApprovalMixin,
+    EconomicsMixin,
     LogsMixin,
     OpsMixin,
 ):

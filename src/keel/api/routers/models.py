@@ -95,6 +95,40 @@ def update_version(name: str, version: VersionNo, body: UpdateVersion, svc: Svc)
     return svc.registry.update_version(name, version, **body.model_dump(exclude_none=True))
 
 
+@router.get("/{name}/economics")
+def model_economics(
+    name: str,
+    svc: Svc,
+    retrain_cost: float = Query(description="C: cost of one retraining."),
+    value_per_point: float = Query(description="V: value per query of one accuracy unit."),
+    queries_per_day: float | None = Query(None, description="Q; default: measured."),
+    manual_deploy_days: float | None = Query(None, description="Sets the automate flag."),
+    metric: str = Query("accuracy", max_length=32),
+    window: str = Query("90d", max_length=32, description="History read, e.g. 90d."),
+    bucket: str = Query("1d", max_length=32, description="One performance point per bucket."),
+    min_rows: int = Query(30, ge=1, le=10_000_000),
+    change_pct: float = Query(20.0),
+) -> dict[str, Any]:
+    """λ fitted to the model's performance history; T*, half-life, S(T), sensitivity,
+    automate flag and assumptions beside its configured schedules. 422 naming
+    ``history`` when the history is too short."""
+    from keel.automation.model_economics import model_economics as economics
+
+    return economics(
+        svc,
+        name,
+        retrain_cost=retrain_cost,
+        value_per_point=value_per_point,
+        queries_per_day=queries_per_day,
+        manual_deploy_days=manual_deploy_days,
+        metric=metric,
+        window=window,
+        bucket=bucket,
+        min_rows=min_rows,
+        change_pct=change_pct,
+    ).to_dict()
+
+
 class ApprovalBody(BaseModel):
     """A human decision on a retrained version; ``reason`` goes in the decision log."""
 
