@@ -110,3 +110,12 @@ def test_preference_without_decided_impressions_and_bad_outcomes() -> None:
         preference_test(["c"])  # type: ignore[list-item]
     with pytest.raises(InvalidInput, match="alpha"):
         preference_test(["a"], alpha=1.5)
+
+
+@pytest.mark.parametrize("module", ["recommend", "interleave", "armdiff", "debugging", "drill"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    found = doctest.testmod(importlib.import_module(f"keel.deploy.{module}"))
+    assert found.attempted >= 1 and found.failed == 0
