@@ -4,6 +4,7 @@ API, the scheduler's tick each midnight (see tests/automation/replay.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -20,7 +21,9 @@ from tests.automation.replay import (
     days_of,
     log_arms,
 )
+from typer.testing import CliRunner
 
+from keel.cli.main import app
 from keel.demo.data import TARGET
 
 pytestmark = pytest.mark.slow
@@ -208,3 +211,13 @@ def test_concept_shift_retrains_after_the_change_point_and_rolls_out(
     assert before < 0.6 < ours
     assert abs(ours - theirs) <= NEW_CONCEPT_TOLERANCE
     assert user_code.SEEN  # the user's train function ran in this process (inline)
+    # `keel decisions` tells the same story, oldest last
+    env = {"KEEL_HOME": str(services.settings.home), "KEEL_DATABASE_URL": None}
+    env["KEEL_SERVER_URL"] = None
+    shown = CliRunner().invoke(app, ["decisions", "--model", "churn", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    records = json.loads(shown.output)
+    assert {"time", "model", "kind", "summary"} <= set(records[0])
+    story = [r["kind"] for r in reversed(records) if r["kind"] != "trigger_evaluation"]
+    assert story[:5] == ["diagnosis", "retraining", "gate", "deployment_created", "promotion"]
+    assert story[-1] == "promotion" and "rollback" not in story
