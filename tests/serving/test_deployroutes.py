@@ -101,3 +101,47 @@ def test_bad_routing_key_names_the_field(value: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         routing_key_of(b'{"instances": [], "routing_key": %s}' % value.encode())
     assert caught.value.field == "routing_key"
+
+
+def test_pick_remembers_sticky_arms_and_decodes_each_body_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keel.serving import _json, armroutes
+
+    decoded: list[bytes] = []
+    loads = _json.loads
+
+    def counting(body: bytes) -> Any:
+        decoded.append(body)
+        return loads(body)
+
+    monkeypatch.setattr(armroutes._json, "loads", counting)
+    route = build_route(stored({"primary": 60.0, "canary": 40.0}))
+    bodies = [b'{"instances": [{"x": 1}], "routing_key": "user-%d"}' % i for i in range(300)]
+    first = [route.pick(body) for body in bodies]
+    again = [route.pick(bytes(bytearray(body))) for body in bodies]  # new objects, same bytes
+    # the same arm as the router, the body decoded once and handed back for the parser
+    assert [arm.name for arm, _ in first] == [route.choose(f"user-{i}").name for i in range(300)]
+    assert [payload["routing_key"] for _, payload in first] == [f"user-{i}" for i in range(300)]
+    assert [arm for arm, _ in again] == [arm for arm, _ in first]
+    assert all(payload is None for _, payload in again)  # remembered: nothing decoded
+    assert len(decoded) == 300
+    # without a key (or with unit: request) the arm is drawn per request, never remembered
+    unkeyed = b'{"instances": [{"x": 1}]}'
+    assert {route.pick(unkeyed)[0].name for _ in range(300)} == {"primary", "canary"}
+    per_request = build_route(stored({"primary": 50.0, "canary": 50.0}, unit="request"))
+    keyed = b'{"instances": [{"x": 1}], "routing_key": "same-user"}'
+    assert {per_request.pick(keyed)[0].name for _ in range(300)} == {"primary", "canary"}
+    with pytest.raises(InvalidInput) as caught:
+        route.pick(b'{"instances": [{"x": 1}], "routing_key": ""}')
+    assert caught.value.field == "routing_key"
+
+
+def test_confined_arms_are_experiments_short_of_all_live_traffic() -> None:
+    shadow = {"name": "shadow", "role": "shadow", "version": 3}
+    route = build_route(stored({"primary": 75.0, "canary": 25.0}, extra_arms=(shadow,)))
+    assert not route.arms["primary"].confined
+    assert route.arms["canary"].confined and route.shadows[0].confined
+    assert route.primary is route.arms["primary"]
+    last_step = build_route(stored({"primary": 0.0, "canary": 100.0}))
+    assert not last_step.arms["canary"].confined and last_step.primary is None

@@ -55,6 +55,8 @@ def event_ms_of(raw: Any, *, now_ms: int | None = None) -> int | None:
         raise InvalidInput(f"event_time must be a finite number, got {raw!r}", field="event_time")
     try:
         when = parse_time(raw, "event_time")
+    except InvalidInput:  # (a ValueError too) its own words: not a time
+        raise
     except (OverflowError, OSError, ValueError):  # out of datetime's range
         raise InvalidInput(f"event_time {raw!r} is out of range", field="event_time") from None
     assert when is not None

@@ -43,6 +43,12 @@ _PREDICT_DOC: dict[str, Any] = {
                             "description": "Deployments: the sticky routing key (e.g. a "
                             "user id); ignored by model routes.",
                         },
+                        "event_time": {
+                            "type": ["string", "integer"],
+                            "description": "When the predicted event happened (ISO-8601 or "
+                            "epoch milliseconds; at most 300 s ahead): the prediction is "
+                            "logged at that time, for replays and backfills.",
+                        },
                     },
                 }
             }
