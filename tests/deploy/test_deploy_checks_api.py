@@ -12,11 +12,15 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from tests.conftest import serve_in_thread
 from tests.deploy.conftest import FEATURES, Models, log_traffic
+from tests.deploy.test_deploy_api import auth_live  # noqa: F401  (a fixture)
 from tests.deploy.test_holdout_debugging import HOLDOUT
+from tests.security.conftest import AuthServer
 from typer.testing import CliRunner
 
 from keel._models import now_ms
+from keel.api import create_app
 from keel.cli.main import app as cli
 from keel.client import Client
 from keel.errors import InvalidInput, NotFound
@@ -154,3 +158,17 @@ def test_cli_commands_json_tables_and_exit_codes(
         assert option in bad.output, (args, bad.output)
     missing = runner.invoke(cli, ["deploy", "holdout", "nope"])
     assert missing.exit_code == 1 and "nope" in missing.output
+
+
+def test_drill_needs_the_deployer_role_and_reads_need_a_viewer(
+    auth_live: AuthServer,  # noqa: F811
+) -> None:
+    with serve_in_thread(create_app(services=auth_live.services)) as url:
+        target = f"{url}/v1/deployments/x"
+        for who, status in [("viewer", 403), ("editor", 403), ("deployer", 404)]:
+            response = httpx.post(f"{target}/drill", json={}, headers=auth_live.headers(who))
+            assert response.status_code == status, (who, response.text)
+        for path in ("debug", "holdout"):
+            response = httpx.get(f"{target}/{path}", headers=auth_live.headers("viewer"))
+            assert response.status_code == 404, (path, response.text)
+            assert httpx.get(f"{target}/{path}").status_code == 401
