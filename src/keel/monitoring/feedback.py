@@ -45,7 +45,7 @@ import pyarrow as pa
 from keel.errors import InvalidInput
 from keel.monitoring._feedback_index import FeedbackIndex, label_key, request_key
 from keel.serving.predlog import write_segment
-from keel.serving.predquery import parse_time, predictions
+from keel.serving.predquery import parse_time, query_log
 
 __all__ = ["FEEDBACK_SCHEMA", "FeedbackResult", "FeedbackStore"]
 
@@ -162,29 +162,40 @@ class FeedbackStore:
         as_of: dt.datetime | int | str | None = None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """:meth:`labelled` as an unordered Arrow table; ``columns`` reads only those logged
-        columns besides the join keys (a trigger over a million labelled rows needs the
-        output and scores, not every feature, nor a DataFrame of probability lists)."""
+        """:meth:`labelled` as an unordered Arrow table, in one DuckDB query over the
+        prediction log's files (:func:`keel.serving.predquery.query_log`).
+
+        ``columns``: only ``ts``, these logged columns, ``label_value`` and ``received_ts``
+        (a trigger over a million labelled rows needs the outputs and scores, not every
+        feature, the join keys or the label text)."""
         known_at = parse_time(as_of, "as_of")
-        if columns is not None:
-            columns = list(dict.fromkeys(["ts", "request_id", "entity_key", *columns]))
-        logged = predictions(
-            model, version, start, end, columns=columns, root=self.predictions_root
-        )
         files = self._files()
-        if logged.num_rows == 0 or not files:
+        if not files:
             return pa.table({})
-        con = duckdb.connect()
-        try:
-            con.register("p", logged)
-            stored = con.read_parquet([str(f) for f in files], union_by_name=True)
+        read = None if columns is None else ["ts", "request_id", "entity_key", *columns]
+        out = None if columns is None else ["ts", *columns, "label_value", "received_ts"]
+
+        def run(con: duckdb.DuckDBPyConnection, source: str, params: dict[str, Any]) -> pa.Table:
+            params = {**params, "fb": [str(f) for f in files]}
+            received = "TRUE"
             if known_at is not None:
-                stored = stored.filter(f"received_ts <= TIMESTAMPTZ '{known_at.isoformat()}'")
-            stored.create_view("fb")
-            table: pa.Table = con.sql(_JOIN_SQL).to_arrow_table()
-        finally:
-            con.close()
-        return table
+                received, params["as_of"] = "received_ts <= $as_of", known_at
+            fb = f"(SELECT * FROM read_parquet($fb, union_by_name = true) WHERE {received})"
+            # Labels keyed by entity and time are rare: without any, the ASOF branch (which
+            # sorts the whole log by entity) is left out rather than run over nothing; the
+            # count reads one column of the labels.
+            count = f"SELECT count(*) FROM {fb} WHERE request_id IS NULL"
+            ((entities,),) = con.execute(
+                count, {k: params[k] for k in ("fb", "as_of") if k in params}
+            ).fetchall()
+            join = _JOIN_SQL if entities else _REQUEST_JOIN_SQL
+            select = f"*, {_DELAY}" if out is None else ", ".join(dict.fromkeys(out))
+            query = join.format(p=source, fb=fb, select=select)
+            found: pa.Table = con.sql(query, params=params).to_arrow_table()
+            return found
+
+        table = query_log(run, model, version, start, end, root=self.predictions_root, columns=read)
+        return pa.table({}) if table is None else table
 
     def labels(self) -> pd.DataFrame:
         """Every stored label (the whole history, corrections included), oldest first."""
@@ -231,12 +242,22 @@ class FeedbackStore:
 # entity at or before the outcome's time. A prediction matched by request id is not
 # matched again by entity. arg_max_null: a newer label that is not a number (label_value
 # NULL) must replace an older number, not be skipped as arg_max skips NULLs.
-_JOIN_SQL = """
-WITH by_request AS (
+_BY_REQUEST = """
+by_request AS (
     SELECT request_id, arg_max(label, received_ts) AS label,
            arg_max_null(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
     FROM fb WHERE request_id IS NOT NULL GROUP BY request_id
-),
+)"""
+_REQUEST_JOIN_SQL = f"""
+WITH fb AS {{fb}}, {_BY_REQUEST}
+SELECT {{select}} FROM (
+    SELECT p.*, b.label, b.label_value, b.received_ts
+    FROM {{p}} p JOIN by_request b USING (request_id)
+)
+"""
+_JOIN_SQL = f"""
+WITH fb AS {{fb}}, p AS {{p}},
+{_BY_REQUEST},
 by_entity AS (
     SELECT entity_key, event_ts, arg_max(label, received_ts) AS label,
            arg_max_null(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
@@ -251,9 +272,10 @@ matched_entity AS (
     FROM by_entity e ASOF JOIN p ON e.entity_key = p.entity_key AND e.event_ts >= p.ts
     WHERE p.request_id NOT IN (SELECT request_id FROM matched_request)
 )
-SELECT *, epoch_ms(received_ts) / 1000.0 - epoch_ms(ts) / 1000.0 AS label_delay_s
+SELECT {{select}}
 FROM (SELECT * FROM matched_request UNION ALL BY NAME SELECT * FROM matched_entity)
 """
+_DELAY = "epoch_ms(received_ts) / 1000.0 - epoch_ms(ts) / 1000.0 AS label_delay_s"
 
 
 def _parse(index: int, item: Mapping[str, Any]) -> _Item:

@@ -22,11 +22,10 @@ import json
 import os
 import time
 import uuid
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -35,117 +34,31 @@ import pyarrow.parquet as pq
 from keel._durations import parse_time  # re-exported: callers import it from here
 from keel.config import Settings
 from keel.errors import InvalidInput
+from keel.serving._logfiles import (
+    COMPACTED_FROM,
+    HOUR,
+    CorruptSegmentWarning,
+    hour_partitions,
+    hour_start,
+    live_files,
+    readable,
+    segment_files,
+)
 from keel.serving._segments import BASE_SCHEMA, log_root, write_segment
 
 __all__ = [
+    "COMPACTED_FROM",
     "CompactionReport",
     "CorruptSegmentWarning",
+    "LogQuery",
     "compact",
     "parse_time",
     "predictions",
+    "query_log",
     "segment_files",
 ]
 
-COMPACTED_FROM = b"keel.compacted_from"
 _HIVE_TYPES = "{'model': VARCHAR, 'version': BIGINT, 'date': DATE, 'hour': INTEGER}"
-_MAGIC = b"PAR1"
-_HOUR = dt.timedelta(hours=1)
-
-
-class CorruptSegmentWarning(UserWarning):
-    """A prediction-log file is not a complete Parquet file and was left out of a query."""
-
-
-def _hour_start(partition: Path) -> dt.datetime | None:
-    try:
-        day = dt.date.fromisoformat(partition.parent.name.removeprefix("date="))
-        hour = int(partition.name.removeprefix("hour="))
-        return dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC)
-    except ValueError:
-        return None
-
-
-def _partitions(
-    root: Path,
-    model: str | None,
-    version: int | None,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-) -> list[Path]:
-    model_glob = "model=*" if model is None else f"model={quote(model, safe='')}"
-    version_glob = "version=*" if version is None else f"version={int(version)}"
-    found = []
-    for partition in sorted(root.glob(f"{model_glob}/{version_glob}/date=*/hour=*")):
-        begins = _hour_start(partition)
-        if begins is None:
-            continue
-        if (start is None or begins + _HOUR > start) and (end is None or begins < end):
-            found.append(partition)
-    return found
-
-
-def _is_complete(path: Path) -> bool:
-    """Cheap check of Parquet's leading and trailing magic bytes (a torn file fails it)."""
-    try:
-        size = path.stat().st_size
-        if size < 12:
-            return False
-        with path.open("rb") as stream:
-            head = stream.read(4)
-            stream.seek(-4, os.SEEK_END)
-            return head == _MAGIC and stream.read(4) == _MAGIC
-    except OSError:
-        return False
-
-
-def _warn_corrupt(path: Path, reason: str) -> None:
-    warnings.warn(
-        f"prediction log: skipping {path} ({reason})", CorruptSegmentWarning, stacklevel=4
-    )
-
-
-def _live_files(partition: Path) -> list[Path]:
-    """The segments of one partition a reader should read (compacted inputs excluded)."""
-    files = sorted(p for p in partition.glob("*.parquet") if not p.name.startswith("."))
-    replaced: set[str] = set()
-    for path in files:
-        if path.name.startswith("compact-") and _is_complete(path):
-            try:
-                meta = pq.read_metadata(path).metadata or {}
-            except (OSError, pa.ArrowException):
-                continue
-            replaced.update(json.loads(meta.get(COMPACTED_FROM, b"[]")))
-    return [p for p in files if p.name not in replaced]
-
-
-def segment_files(
-    root: Path,
-    model: str | None = None,
-    version: int | None = None,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
-) -> list[Path]:
-    """The complete segment files a query of this window reads; torn ones are warned about."""
-    selected = []
-    for partition in _partitions(root, model, version, start, end):
-        for path in _live_files(partition):
-            if _is_complete(path):
-                selected.append(path)
-            else:
-                _warn_corrupt(path, "not a complete Parquet file")
-    return selected
-
-
-def _readable(files: list[Path]) -> list[Path]:
-    good = []
-    for path in files:
-        try:
-            pq.read_table(path)  # the error path only: decode it all to find the bad file
-        except (OSError, pa.ArrowException) as exc:
-            _warn_corrupt(path, f"unreadable: {exc}")
-        else:
-            good.append(path)
-    return good
 
 
 def predictions(
@@ -161,6 +74,7 @@ def predictions(
     deployment: str | None = None,
     arm: str | None = None,
     newest: bool = False,
+    ordered: bool = True,
 ) -> pa.Table:
     """Logged predictions in ``[start, end)`` as an Arrow table, oldest first.
 
@@ -171,20 +85,84 @@ def predictions(
     DataFrame. Times: see :func:`parse_time`. Files that are not complete Parquet files
     are skipped with a :class:`CorruptSegmentWarning`. ``deployment`` and ``arm`` keep the
     rows served through that deployment / arm; with ``newest`` the ``limit`` keeps the
-    newest rows of the window (still returned oldest first).
+    newest rows of the window (still returned oldest first). ``ordered=False`` returns the
+    rows in log order instead (hour by hour, each file as written: deterministic, nearly
+    sorted, and without sorting a million rows, for statistics that ignore the order).
+    """
+    if limit is not None and limit < 1:
+        raise InvalidInput("limit must be at least 1", field="limit")
+    sort = ordered and (not columns or "ts" in columns)
+    order = "ORDER BY ts" if sort else ""
+    if newest and limit:
+        order = "ORDER BY ts DESC"
+    suffix = f" LIMIT {int(limit)}" if limit else ""
+
+    def run(con: duckdb.DuckDBPyConnection, source: str, params: dict[str, Any]) -> pa.Table:
+        found: pa.Table = con.sql(
+            f"SELECT * FROM {source} {order}{suffix}", params=params
+        ).to_arrow_table()
+        return found
+
+    found = query_log(
+        run,
+        model,
+        version,
+        start,
+        end,
+        settings=settings,
+        root=root,
+        columns=columns,
+        deployment=deployment,
+        arm=arm,
+    )
+    if found is None:
+        return _empty(columns)
+    if newest and limit:
+        found = found.take(list(range(found.num_rows - 1, -1, -1)))
+    return _ordered(found)
+
+
+#: ``run(con, source, params)`` of :func:`query_log`.
+LogQuery = Callable[[duckdb.DuckDBPyConnection, str, dict[str, Any]], pa.Table]
+
+
+def query_log(
+    run: LogQuery,
+    model: str | None = None,
+    version: int | None = None,
+    start: dt.datetime | int | str | None = None,
+    end: dt.datetime | int | str | None = None,
+    *,
+    settings: Settings | None = None,
+    root: Path | None = None,
+    columns: Sequence[str] | None = None,
+    deployment: str | None = None,
+    arm: str | None = None,
+) -> pa.Table | None:
+    """``run(con, source, params)`` over the predictions logged in ``[start, end)``, in one
+    DuckDB query of the caller's: how a reader joins the log with other data (the feedback's
+    labels) without first materialising :func:`predictions` and reading it a second time.
+
+    ``source`` is a parenthesised SQL subquery of the window's rows (``model``, ``version``
+    and the logged columns, or ``columns`` of them); ``params`` are its parameters, which
+    ``run`` passes to DuckDB with its own (names other than ``files``, ``start``, ``end``,
+    ``deployment`` and ``arm``). None when no complete file covers the window. When a file
+    vanishes meanwhile (compaction) or is corrupt inside, ``run`` is called again, on a new
+    connection, over the files listed anew; an unknown column is an InvalidInput naming
+    ``columns``.
     """
     start_at, end_at = parse_time(start, "start"), parse_time(end, "end")
     if start_at and end_at and start_at >= end_at:
         raise InvalidInput("start must be before end", field="start")
-    if limit is not None and limit < 1:
-        raise InvalidInput("limit must be at least 1", field="limit")
     base = root if root is not None else log_root(settings or Settings())
     files = segment_files(base, model, version, start_at, end_at)
     if not files:
-        return _empty(columns)
-    wanted = dict.fromkeys(("model", "version", *(columns or ())))
-    select = "*" if not columns else ", ".join(_quoted(c) for c in wanted)
-    where, params = ["TRUE"], {}
+        return None
+    if columns:
+        select = ", ".join(_quoted(c) for c in dict.fromkeys(("model", "version", *columns)))
+    else:
+        select = "model, version, * EXCLUDE (model, version, date, hour)"
+    where, params = ["TRUE"], dict[str, Any]()
     if start_at is not None:
         where.append("ts >= $start")
         params["start"] = start_at
@@ -195,23 +173,14 @@ def predictions(
         if value is not None:
             where.append(f"{name} = ${name}")
             params[name] = value
-    order = "ORDER BY ts" if not columns or "ts" in columns else ""
-    if newest and limit:
-        order = "ORDER BY ts DESC"
-    suffix = f" LIMIT {int(limit)}" if limit else ""
+    source = (
+        f"(SELECT {select} FROM read_parquet($files, hive_partitioning = true, "
+        f"union_by_name = true, hive_types = {_HIVE_TYPES}) WHERE {' AND '.join(where)})"
+    )
     for attempt in range(3):
-        sql = (
-            f"SELECT {select} FROM read_parquet($files, hive_partitioning = true, "
-            f"union_by_name = true, hive_types = {_HIVE_TYPES}) "
-            f"WHERE {' AND '.join(where)} {order}{suffix}"
-        )
         try:
             with duckdb.connect() as con:
-                table = con.sql(sql, params={**params, "files": [str(f) for f in files]})
-                found = table.to_arrow_table()
-                if newest and limit:
-                    found = found.take(list(range(found.num_rows - 1, -1, -1)))
-                return _ordered(found)
+                return run(con, source, {**params, "files": [str(f) for f in files]})
         except duckdb.BinderException as exc:
             raise InvalidInput(
                 f"unknown column in {list(columns or [])}: {exc}", field="columns"
@@ -220,9 +189,9 @@ def predictions(
             # A file vanished (compaction finished) or is corrupt inside: list again.
             if attempt == 2:
                 raise InvalidInput(f"cannot read the prediction log: {exc}", field="root") from exc
-            files = _readable(segment_files(base, model, version, start_at, end_at))
+            files = readable(segment_files(base, model, version, start_at, end_at))
             if not files:
-                return _empty(columns)
+                return None
     raise AssertionError("unreachable")
 
 
@@ -293,15 +262,17 @@ def compact(
         raise InvalidInput("grace_s must be >= 0", field="grace_s")
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=grace_s)
     report = CompactionReport()
-    until = None if include_open else cutoff - _HOUR
-    chosen = _partitions(root, model, version, None, until) if partitions is None else partitions
+    until = None if include_open else cutoff - HOUR
+    chosen = partitions
+    if chosen is None:
+        chosen = hour_partitions(root, model, version, None, until)
     for partition in chosen:
         if not partition.is_dir():
             continue
-        begins = _hour_start(partition)
+        begins = hour_start(partition)
         if begins is None:
             continue
-        closed = begins + _HOUR <= cutoff
+        closed = begins + HOUR <= cutoff
         if not (closed or include_open):
             continue
         lock_path = partition / ".compact.lock"
@@ -323,7 +294,7 @@ def _compact_partition(
     fsync: bool,
     closed: bool,
 ) -> None:
-    live = _live_files(partition)
+    live = live_files(partition)
     every = {p.name for p in partition.glob("*.parquet")}
     leftovers = every - {p.name for p in live}
     if closed:
