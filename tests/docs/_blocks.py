@@ -8,8 +8,8 @@ The convention (docs/operations.md, "Docs examples are tests"):
   through the installed entry point's function, ``curl`` as a real process; ``keel server``
   starts a real server on a free port. ``8080`` addresses are rewritten to that server.
 - a YAML/JSON/SQL block is checked only when the line right above it says what it is:
-  ``<!-- check: KIND -->`` or ``<!-- check: KIND file=NAME -->`` (also saved as ``NAME`` for the
-  blocks below it).
+  ``<!-- check: KIND -->``, ``<!-- check: KIND file=NAME -->`` (also saved as ``NAME`` for the
+  blocks below it) or ``<!-- check: KIND append=NAME -->`` (appended to ``NAME``, which is then checked).
 - a block that cannot run here says why on the line right above it:
   ``<!-- illustrative: REASON -->``.
 
@@ -77,6 +77,11 @@ class Block:
     @property
     def save_as(self) -> str | None:
         found = re.search(r"\bfile=(\S+)", self.argument)
+        return found.group(1) if found else None
+
+    @property
+    def append_to(self) -> str | None:
+        found = re.search(r"\bappend=(\S+)", self.argument)
         return found.group(1) if found else None
 
 

@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _checks import run_check  # noqa: E402
-from _world import prelude  # noqa: E402
+from _world import placeholders, prelude  # noqa: E402
 
 _ADDRESS = re.compile(r"(?:https?://)?(?:127\.0\.0\.1|localhost|0\.0\.0\.0|keel):8080")
 _TOKEN = re.compile(r"\bkeel_[A-Za-z0-9_\-]{16,}")
@@ -60,6 +60,7 @@ class Session:
         self.namespace: dict[str, Any] = {"__name__": "__docs__"}
         self.server: subprocess.Popen[bytes] | None = None
         self.server_argv: tuple[list[str], dict[str, str]] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
         self.url = ""
         self.token = ""
         self.keel = entry_points(group="console_scripts")["keel"].load()
@@ -101,6 +102,26 @@ class Session:
             time.sleep(0.1)
         raise StepFailed(f"keel server did not answer /healthz:\n{Path(log_name).read_text()}")
 
+    def start_worker(self, argv: list[str], env: dict[str, str]) -> None:
+        """``keel worker ARGS`` as a real background process, stopped with the file."""
+        log = (self.logs / f"worker-{len(self.workers)}.log").open("wb")
+        command = [str(Path(sys.executable).with_name("keel")), *argv]
+        worker = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.workers.append(worker)
+        time.sleep(3)  # a worker that cannot start exits at once (bad option, bad setting)
+        if worker.poll() is not None:
+            raise StepFailed(f"keel worker exited {worker.returncode}:\n{Path(log.name).read_text()}")
+
+    def close(self) -> None:
+        """Stop the workers and the server this file started."""
+        for worker in self.workers:
+            worker.kill()
+            worker.wait(timeout=20)
+        self.workers.clear()
+        self.stop_server()
+
     def stop_server(self) -> None:
         if self.server is not None:
             self.server.kill()
@@ -115,7 +136,7 @@ class Session:
             text = _ADDRESS.sub(self.url, text)
         if "keel_..." in text and self.token:
             text = text.replace("keel_...", self.token)
-        return text
+        return re.sub(r"\bJOB_ID\b", placeholders()["JOB_ID"], text)
 
     # -- steps -----------------------------------------------------------------------------
     def python(self, step: dict[str, Any]) -> None:
@@ -149,6 +170,9 @@ class Session:
             return 0
         if words[0] == "keel" and words[1:2] == ["server"]:
             self.start_server(words[1:], env)
+            return 0
+        if words[0] == "keel" and words[1:2] == ["worker"]:
+            self.start_worker(words[1:], env)
             return 0
         if words[0] == "keel":
             return self.run_keel(words[1:], env)
@@ -217,6 +241,11 @@ def main(plan_path: str) -> int:
                     session.python(step)
                 elif step["kind"] == "shell":
                     session.shell(step)
+                elif step.get("append_to"):  # the file with this block added is checked
+                    target = Path(step["append_to"])
+                    text = target.read_text() + step["text"] + "\n"
+                    run_check(step["check"], text, Path(plan["home"]))
+                    target.write_text(text)
                 else:
                     run_check(step["check"], step["text"], Path(plan["home"]))
                     if step.get("save_as"):
@@ -230,7 +259,7 @@ def main(plan_path: str) -> int:
                 return 1
             print(f"--- ok in {time.perf_counter() - started:.1f} s", flush=True)
     finally:
-        session.stop_server()
+        session.close()
     return 0
 
 

@@ -10,6 +10,7 @@ in a copy of it. ``prelude`` gives the Python blocks their placeholder names (``
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -69,7 +70,7 @@ def build(home: Path, files: Path) -> None:
     model_dir = files / "mlruns" / "0" / "<run>" / "artifacts" / "model"
     shutil.copytree(MLFLOW_FIXTURE, model_dir)
     with keel.Client(settings=Settings(home=home)) as client:
-        for seed in range(1, 5):
+        for seed in range(1, 8):
             with client.start_run(experiment=MODEL, seed=seed, capture_env=False) as run:
                 run.log_params({"model": "lgbm", "seed": seed})
                 run.log_input(train, name="churn-train", context="training")
@@ -81,8 +82,17 @@ def build(home: Path, files: Path) -> None:
                 )
         client.set_alias(MODEL, "champion", 3, reason="docs fixture")
         client.set_alias(MODEL, "challenger", 4, reason="docs fixture")
+        # docs/automation.md approves v7 and rejects v6: retrained versions waiting for a human.
+        for waiting in (6, 7):
+            client.update_model_version(MODEL, waiting, tags={"keel.approval.status": "pending"})
+        client.create_monitor("churn-weekly", MODEL, window="7d", task="classification",
+                              label_column=LABEL)
         served = features_of(recent)
         answer = client.predict(f"models:/{MODEL}@champion", served)
+    _jobs(home, files)
+    (files / "mypkg").mkdir()
+    (files / "mypkg" / "__init__.py").write_text("")
+    (files / "mypkg" / "train.py").write_text(TRAIN_MODULE)
     served.to_parquet(files / "served.parquet")
     labels = pd.DataFrame({"request_id": [answer["request_id"]], "label": [1]})
     labels.to_parquet(files / "labels.parquet")
@@ -126,6 +136,35 @@ def _feature_files(files: Path) -> None:
     (files / "features.yaml").write_text(FEATURES_YAML)
 
 
+TRAIN_MODULE = """\
+# docs/automation.md's mypkg.train:train, a fixture: LightGBM on the churn features.
+from lightgbm import LGBMClassifier
+
+
+def train(frame, params):
+    params = dict(params)
+    weight = params.pop("sample_weight", None)
+    model = LGBMClassifier(n_estimators=20, verbose=-1, **params)
+    return model.fit(frame.drop(columns=["churn"]), frame["churn"], sample_weight=weight)
+"""
+
+
+def _jobs(home: Path, files: Path) -> None:
+    """Two monitor runs queued for an hour from now: ``JOB_ID`` (shell) and ``job_id``."""
+    from keel.config import Settings
+    from keel.services import open_services
+
+    services = open_services(Settings(home=home))
+    try:
+        ids = [
+            services.jobs.enqueue("monitor.run", {"monitor": "churn-weekly"}, delay_s=3600).id
+            for _ in range(2)
+        ]
+    finally:
+        services.close()
+    (files / "jobs.json").write_text(json.dumps({"JOB_ID": ids[0], "job_id": ids[1]}))
+
+
 def prelude(namespace: dict[str, Any]) -> None:
     """Placeholder names the Python blocks use, bound to small real values."""
     from datetime import UTC, datetime, timedelta
@@ -158,6 +197,7 @@ def prelude(namespace: dict[str, Any]) -> None:
         start=datetime.now(UTC) - timedelta(days=3),
         now_ms=int(time.time() * 1000),
         rid=str(uuid.uuid4()),
+        job_id=placeholders()["job_id"],
         # docs/serving.md's log record: one served row and its answer.
         version=client.get_model_version(MODEL, 3),
         row=records(frame.iloc[5700:5701])[0],
@@ -165,6 +205,11 @@ def prelude(namespace: dict[str, Any]) -> None:
         p0=0.31,
         p1=0.69,
     )
+
+
+def placeholders() -> dict[str, str]:
+    """Ids the world made that the docs write as ``JOB_ID`` / ``job_id`` (cwd: the files)."""
+    return dict(json.loads(Path("jobs.json").read_text()))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def steps_of(blocks: list[Block]) -> list[dict[str, Any]]:
             continue
         if block.marker == "check":
             steps.append(
-                {**base, "kind": "check", "check": block.check_kind, "save_as": block.save_as}
+                {**base, "kind": "check", "check": block.check_kind}
+                | {"save_as": block.save_as, "append_to": block.append_to}
             )
         elif block.lang == "python":
             steps.append({**base, "kind": "python"})
@@ -93,7 +94,8 @@ def docs_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _environment(home: Path) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    environ.update(KEEL_HOME=str(home), PYTHONPATH=str(ROOT), COLUMNS="200")
+    # The working directory is importable: docs name ``mypkg.train:train``, a fixture there.
+    environ.update(KEEL_HOME=str(home), PYTHONPATH=str(home.parent / "work"), COLUMNS="200")
     return environ
 
 
