@@ -12,7 +12,7 @@ import pandas as pd
 from retrain_train import train  # this folder is on the path (see the module docstring)
 
 #: Seconds each call sleeps before training.
-SLEEP_S = 1.0
+SLEEP_S = 1.5
 
 
 def slow(frame: pd.DataFrame, params: dict[str, Any]) -> Any:
