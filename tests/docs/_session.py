@@ -112,7 +112,8 @@ class Session:
         self.workers.append(worker)
         time.sleep(3)  # a worker that cannot start exits at once (bad option, bad setting)
         if worker.poll() is not None:
-            raise StepFailed(f"keel worker exited {worker.returncode}:\n{Path(log.name).read_text()}")
+            output = Path(log.name).read_text()
+            raise StepFailed(f"keel worker exited {worker.returncode}:\n{output}")
 
     def close(self) -> None:
         """Stop the workers and the server this file started."""
