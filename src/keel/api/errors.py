@@ -16,6 +16,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.api.limits import BodyTooLarge
+from keel.api.storage_errors import storage_full
 from keel.errors import (
     BadRequest,
     InvalidInput,
@@ -23,10 +24,17 @@ from keel.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
 )
 from keel.serving._json import MAX_DEPTH
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install_error_handlers"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "ErrorBody",
+    "error_response",
+    "install_error_handlers",
+    "unexpected_error",
+]
 
 log = logging.getLogger("keel.api")
 
@@ -79,6 +87,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "Body or upload above the configured limit"),
         (422, "A field has a bad value; `field` names it"),
         (503, "Database or another dependency unavailable"),
+        (507, "A disk the write needs is full (database, artifacts, prediction log)"),
     )
 }
 
@@ -87,11 +96,20 @@ def error_response(error: KeelError, headers: dict[str, str] | None = None) -> J
     """The JSON response for ``error`` with its class's status.
 
     An error that says when to retry (rate limits, open breakers) gets ``Retry-After``.
+    A database error caused by a full disk answers 507, not 503 (:mod:`.storage_errors`).
     """
+    if isinstance(error, Unavailable):
+        error = storage_full(error) or error
     retry = error.detail.get("retry_after_s")
     if retry is not None:
         headers = {"Retry-After": str(retry), **(headers or {})}
     return JSONResponse(error.to_payload(), status_code=error.status, headers=headers)
+
+
+def unexpected_error(exc: Exception) -> KeelError:
+    """What an exception no handler knows becomes: 507 when a disk is full, else a 500
+    naming only the exception's class (the traceback goes to the log)."""
+    return storage_full(exc) or KeelError(f"internal error ({type(exc).__name__})")
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -178,5 +196,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(KeelError(f"internal error ({type(exc).__name__})"))
+        error = unexpected_error(exc)
+        if error.status == 500:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+        else:
+            log.warning("%s %s: %s", request.method, request.url.path, error.message)
+        return error_response(error)

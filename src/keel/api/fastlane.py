@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.api.authz import audit_entry, check_access, flat_routes
-from keel.api.errors import error_response
+from keel.api.errors import error_response, unexpected_error
 from keel.api.limits import BodyTooLarge
 from keel.api.routers.serving import client_key_of, predict_payload, read_body
 from keel.errors import KeelError, PayloadTooLarge
@@ -167,8 +167,9 @@ class FastLane:
         except _FallThrough:
             raise
         except Exception as exc:  # the same answer as the app's catch-all handler
-            log.exception("unhandled error on POST %s", scope["path"])
-            internal = KeelError(f"internal error ({type(exc).__name__})")
+            internal = unexpected_error(exc)
+            if internal.status == 500:
+                log.exception("unhandled error on POST %s", scope["path"])
             await error_response(internal)(scope, receive, send)
 
     # ---- handlers --------------------------------------------------------------------------
