@@ -14,6 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from keel import Client
+from keel.config import Settings
 from keel.demo.data import TARGET, load_churn, split
 from keel.deploy.service import DeploymentService
 from keel.services import Services
@@ -42,37 +43,50 @@ class Models:
     by_version: dict[int, Any]
 
 
+def fit_models(train: pd.DataFrame) -> dict[str, Any]:
+    """Churn classifiers on ``FEATURES``: "good" (AUC ~0.81 on production rows), "weak" (fit
+    on noise), "shuffled" (labels shuffled: AUC ~0.51), "one_feature" (monthly_charges
+    only, the other columns constant 0 so their coefficients are 0: AUC ~0.61)."""
+    good = LogisticRegression(max_iter=2_000).fit(train[FEATURES], train[TARGET])
+    noise = np.random.default_rng(0).normal(size=len(train))
+    weak = LogisticRegression(max_iter=2_000).fit(
+        pd.DataFrame({"tenure": noise, "monthly_charges": noise, "total_charges": noise}),
+        train[TARGET],
+    )
+    shuffled = np.random.default_rng(3).permutation(train[TARGET].to_numpy())
+    worse = LogisticRegression(max_iter=2_000).fit(train[FEATURES], shuffled)
+    alone = train[FEATURES].assign(tenure=0.0, total_charges=0.0)
+    one_feature = LogisticRegression(max_iter=2_000).fit(alone, train[TARGET])
+    return {"good": good, "weak": weak, "shuffled": worse, "one_feature": one_feature}
+
+
+def register_models(
+    settings: Settings, train: pd.DataFrame, first: str, second: str, model: str = "churn"
+) -> Models:
+    """Register ``first`` then ``second`` (names of :func:`fit_models`) as ``model`` v1, v2;
+    v1 champion."""
+    chosen = fit_models(train)
+    client = Client(settings=settings)
+    try:
+        with client.start_run("deploy-tests") as run:
+            for kind in (first, second):
+                run.log_model(
+                    chosen[kind], registered_name=model, input_example=train[FEATURES][:5]
+                )
+        client.set_alias(model, "champion", 1)
+    finally:
+        client.close()
+    return Models(chosen["good"], chosen["weak"], {1: chosen[first], 2: chosen[second]})
+
+
 @pytest.fixture
 def register_churn(
     services: Services, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> Callable[[str, str], Models]:
-    """Register ``first`` then ``second`` as churn v1, v2; v1 champion. Each is "good" (AUC
-    ~0.81), "weak" (fit on noise), "shuffled" (fit on shuffled labels) or "one_feature"."""
+    """Register ``first`` then ``second`` (see :func:`fit_models`) as churn v1, v2."""
 
     def register(first: str, second: str) -> Models:
-        train, _ = churn_rows
-        good = LogisticRegression(max_iter=2_000).fit(train[FEATURES], train[TARGET])
-        noise = np.random.default_rng(0).normal(size=len(train))
-        weak = LogisticRegression(max_iter=2_000).fit(
-            pd.DataFrame({"tenure": noise, "monthly_charges": noise, "total_charges": noise}),
-            train[TARGET],
-        )
-        # truly worse: the real features, labels shuffled (AUC ~0.51 on production rows)
-        shuffled = np.random.default_rng(3).permutation(train[TARGET].to_numpy())
-        worse = LogisticRegression(max_iter=2_000).fit(train[FEATURES], shuffled)
-        # one feature only (monthly_charges; the others constant 0 get coefficient 0): AUC ~0.61
-        alone = train[FEATURES].assign(tenure=0.0, total_charges=0.0)
-        one_feature = LogisticRegression(max_iter=2_000).fit(alone, train[TARGET])
-        chosen = {"good": good, "weak": weak, "shuffled": worse, "one_feature": one_feature}
-        client = Client(settings=services.settings)
-        with client.start_run("deploy-tests") as run:
-            for kind in (first, second):
-                run.log_model(
-                    chosen[kind], registered_name="churn", input_example=train[FEATURES][:5]
-                )
-        client.set_alias("churn", "champion", 1)
-        client.close()
-        return Models(good, weak, {1: chosen[first], 2: chosen[second]})
+        return register_models(services.settings, churn_rows[0], first, second)
 
     return register
 

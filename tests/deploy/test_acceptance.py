@@ -14,8 +14,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from tests.deploy.conftest import FEATURES, Models
+from tests.deploy.conftest import FEATURES, register_models
 from tests.serving.test_predlog_durability import keel_server
 
 from keel import Client
+from keel.config import Settings
 from keel.demo.data import TARGET
-from keel.services import Services
+from keel.services import Services, open_services
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
+pytestmark = pytest.mark.slow
 
 SERVING_DIR = Path(__file__).resolve().parents[1] / "serving"
 #: The issue's minimal policy; only min_samples_per_step and min_dwell are smaller so that a
@@ -53,19 +54,39 @@ SEED_POLICY: dict[str, Any] = {
 _keys = itertools.count()
 
 
-@contextmanager
-def server(services: Services, tmp_path: Path) -> Iterator[str]:
-    """``keel server`` over ``services``' home (SQLite, the job worker in-process)."""
+@dataclass
+class Live:
+    """The running server and services of the test process over the same home."""
+
+    url: str
+    services: Services
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """One ``keel server`` (SQLite, its job worker in-process) for the module's tests, each
+    on a model of its own (starting a server takes seconds on a busy machine)."""
+    home = tmp_path_factory.mktemp("acceptance")
+    services = open_services(Settings(home=home / "keel"))
     env = {
         "KEEL_PREDICTION_LOG_FLUSH_INTERVAL_S": "0.05",
         "KEEL_PREDICTION_LOG_FSYNC": "false",
         "KEEL_SERVING_TIMEOUT_S": "60",  # a loaded CI machine must not turn into 504s
+        # only the evaluations the tests queue: the schedule must not step in between
+        "KEEL_DEPLOY_EVALUATE_CRON": "0 0 1 1 *",
         # serving_faults.Raising stores itself: the server must trust its class
         "KEEL_TRUSTED_MODEL_CLASSES": "serving_faults:Raising",
         "PYTHONPATH": str(SERVING_DIR),
     }
-    with keel_server(services.settings.home, tmp_path / "server.log", **env) as (port, _):
-        yield f"http://127.0.0.1:{port}"
+    try:
+        with keel_server(services.settings.home, home / "server.log", **env) as (port, _):
+            yield Live(f"http://127.0.0.1:{port}", services)
+    finally:
+        services.close()
+
+
+def _policy(model: str) -> dict[str, Any]:
+    return {**SEED_POLICY, "name": f"{model}-live", "model": model}
 
 
 def serve(url: str, name: str, rows: pd.DataFrame, threads: int = 4) -> list[dict[str, Any]]:
@@ -152,30 +173,27 @@ def evaluate(services: Services, url: str, name: str) -> dict[str, Any]:
 
 
 def test_worse_challenger_is_rolled_back_under_load_naming_the_guardrail(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    tmp_path: Path,
+    live: Live, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
-    register_churn("good", "shuffled")
+    url, services, model, name = live.url, live.services, "worse", "worse-live"
+    register_models(services.settings, churn_rows[0], "good", "shuffled", model)
     production = churn_rows[1]
     background = production.iloc[1800:]
-    with server(services, tmp_path) as url:
-        created = httpx.post(f"{url}/v1/deployments", json=SEED_POLICY)
-        assert created.status_code == 201, created.text
-        current, shares = created.json(), []
-        for begin, end in [(0, 1000), (1000, 1400), (1400, 1800)]:
-            shares.append(current["state"]["weights"]["canary"])
-            answers = serve(url, "churn-live", production.iloc[begin:end])
-            time.sleep(1.0)  # min_dwell
-            feedback(url, answers)
-            with Load(url, "churn-live", background) as load:
-                current = evaluate(services, url, "churn-live")
-                done = time.monotonic()
-                time.sleep(0.5)
-            if current["status"] != "active":
-                break
-        decisions = httpx.get(f"{url}/v1/deployments/churn-live/decisions").json()
+    created = httpx.post(f"{url}/v1/deployments", json=_policy(model))
+    assert created.status_code == 201, created.text
+    current, shares = created.json(), []
+    for begin, end in [(0, 1000), (1000, 1400), (1400, 1800)]:
+        shares.append(current["state"]["weights"]["canary"])
+        answers = serve(url, name, production.iloc[begin:end])
+        time.sleep(1.0)  # min_dwell
+        feedback(url, answers)
+        with Load(url, name, background) as load:
+            current = evaluate(services, url, name)
+            done = time.monotonic()
+            time.sleep(0.5)
+        if current["status"] != "active":
+            break
+    decisions = httpx.get(f"{url}/v1/deployments/{name}/decisions").json()
     assert current["status"] == "rolled_back", [d["summary"] for d in decisions]
     assert current["state"]["weights"] == {"primary": 100.0, "canary": 0.0}
     # under load: every request sent after the controller's rollback got the primary
@@ -190,45 +208,42 @@ def test_worse_challenger_is_rolled_back_under_load_naming_the_guardrail(
     numbers = rollback["details"]["numbers"]
     assert numbers["candidate"]["metric"]["value"] == pytest.approx(metric["candidate"])
     assert numbers["candidate"]["metric"]["n"] >= 40
-    assert services.registry.get_model("churn").aliases["champion"] == 1
-    assert [w.arm for w in services.deployments.bad_windows("churn", 2)] == ["canary"]
+    assert services.registry.get_model(model).aliases["champion"] == 1
+    assert [w.arm for w in services.deployments.bad_windows(model, 2)] == ["canary"]
     assert shares[0] == 5.0  # rolled back at the 5% or the 25% step (mSPRT needs ~100 rows)
 
 
 def test_better_challenger_walks_every_step_and_becomes_champion(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    tmp_path: Path,
+    live: Live, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
-    register_churn("one_feature", "good")
+    url, services, model, name = live.url, live.services, "better", "better-live"
+    register_models(services.settings, churn_rows[0], "one_feature", "good", model)
     production = churn_rows[1]
     shares: list[float] = []
-    with server(services, tmp_path) as url:
-        created = httpx.post(f"{url}/v1/deployments", json=SEED_POLICY)
-        assert created.status_code == 201, created.text
-        current = created.json()
-        for step in range(6):
-            if current["status"] != "active":
-                break
-            share = current["state"]["weights"]["canary"]
-            shares.append(share)
-            rows = production.sample(1000 if share < 10 else 400, random_state=step)
-            answers = serve(url, "churn-live", rows)
-            canary = sum(a["arm"] == "canary" for a in answers) / len(answers)
-            assert abs(canary - share / 100) < 0.1  # the live split follows the step
-            time.sleep(1.0)
-            feedback(url, answers)
-            current = evaluate(services, url, "churn-live")
-        decisions = httpx.get(f"{url}/v1/deployments/churn-live/decisions").json()
-        after = serve(url, "churn-live", production.iloc[:40], threads=1)
+    created = httpx.post(f"{url}/v1/deployments", json=_policy(model))
+    assert created.status_code == 201, created.text
+    current = created.json()
+    for step in range(6):
+        if current["status"] != "active":
+            break
+        share = current["state"]["weights"]["canary"]
+        shares.append(share)
+        rows = production.sample(1000 if share < 10 else 400, random_state=step)
+        answers = serve(url, name, rows)
+        canary = sum(a["arm"] == "canary" for a in answers) / len(answers)
+        assert abs(canary - share / 100) < 0.1  # the live split follows the step
+        time.sleep(1.0)
+        feedback(url, answers)
+        current = evaluate(services, url, name)
+    decisions = httpx.get(f"{url}/v1/deployments/{name}/decisions").json()
+    after = serve(url, name, production.iloc[:40], threads=1)
     assert current["status"] == "promoted", decisions[0]["summary"]
     assert shares == [5.0, 25.0, 50.0]
     assert current["state"]["weights"] == {"primary": 0.0, "canary": 100.0}
     assert current["state"]["alias_moved"] is True
     assert {(a["arm"], a["version"]) for a in after} == {("canary", 2)}
-    assert services.registry.get_model("churn").aliases["champion"] == 2
-    history = services.registry.alias_history("churn", "champion")
+    assert services.registry.get_model(model).aliases["champion"] == 2
+    history = services.registry.alias_history(model, "champion")
     assert (history[-1].from_version, history[-1].to_version, history[-1].actor) == (1, 2, "policy")
     kinds = [d["kind"] for d in reversed(decisions)]
     assert kinds[0] == "deployment_created" and kinds[-1] == "promotion"
@@ -244,30 +259,39 @@ def test_better_challenger_walks_every_step_and_becomes_champion(
 
 
 def test_raising_shadow_never_changes_a_live_answer(
-    services: Services, churn_rows: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+    live: Live, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
     from serving_faults import Raising
 
+    url, model, name = live.url, "shadowed", "shadowed-live"
     train, production = churn_rows
-    model = LogisticRegression(max_iter=2_000).fit(train[FEATURES], train[TARGET])
-    client = Client(settings=services.settings)
+    fitted = LogisticRegression(max_iter=2_000).fit(train[FEATURES], train[TARGET])
+    client = Client(settings=live.services.settings)
     with client.start_run("acceptance") as run:
-        for fitted in (model, Raising()):
-            run.log_model(fitted, registered_name="churn", input_example=train[FEATURES][:5])
+        for each in (fitted, Raising()):
+            run.log_model(each, registered_name=model, input_example=train[FEATURES][:5])
     client.close()
     policy = {
-        "name": "churn-shadow",
-        "model": "churn",
+        "name": name,
+        "model": model,
         "strategy": "shadow",
         "arms": [{"version": 1, "role": "primary"}, {"version": 2, "role": "shadow"}],
     }
     rows = production.iloc[:200]
-    expected = model.predict_proba(rows[FEATURES])[:, 1]
-    with server(services, tmp_path) as url:
-        assert httpx.post(f"{url}/v1/deployments", json=policy).status_code == 201
-        answers = serve(url, "churn-shadow", rows, threads=2)
-        status = httpx.get(f"{url}/v1/deployments/churn-shadow").json()
+    expected = fitted.predict_proba(rows[FEATURES])[:, 1]
+    assert httpx.post(f"{url}/v1/deployments", json=policy).status_code == 201
+    answers = serve(url, name, rows, threads=2)
+    deadline = time.monotonic() + 15
+    while True:  # the copies are answered (and fail) off the response path
+        status = httpx.get(f"{url}/v1/deployments/{name}").json()
+        compared = status["shadow_comparison"]["shadow"]
+        if compared["errors"] >= len(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert {(a["arm"], a["version"]) for a in answers} == {("primary", 1)}
     got = [a["probabilities"][0][1] for a in answers]
     assert np.allclose(got, [expected[a["row"]] for a in answers], rtol=0, atol=1e-9)
     assert status["status"] == "active"
+    # the status says so, from the durable log: every copy failed, none compared
+    assert (compared["errors"], compared["pairs"], compared["error_rate"]) == (len(rows), 0, 1.0)
+    assert [r["replica"] for r in status["replicas"]] == list(compared["drops"]["by_replica"])
