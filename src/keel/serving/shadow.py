@@ -23,8 +23,7 @@ from collections import Counter as Tally
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter
-
+from keel._metrics import HotCounter
 from keel.errors import KeelError, ModelError, Unavailable
 from keel.serving.deployroutes import ArmRoute, DeploymentRoute
 from keel.serving.records import ServedRequest
@@ -36,7 +35,8 @@ __all__ = ["SHADOW_REQUESTS", "ShadowJob", "ShadowQueue"]
 
 log = logging.getLogger("keel.serving")
 
-SHADOW_REQUESTS = Counter(
+# lock-free (keel._metrics): every deployment request with a shadow arm updates it
+SHADOW_REQUESTS = HotCounter(
     "keel_shadow_requests_total",
     "Copies of live requests for shadow arms, by outcome (answered, error, dropped)",
     ["deployment", "arm", "outcome"],
@@ -48,6 +48,8 @@ WORKERS = 1
 #: compute; under load the queue fills and further copies are dropped (counted) instead of
 #: taking CPU from live requests (measured: benchmarks/bench_deploy_route.py).
 BUDGET = 0.2
+#: Copies a worker takes from the queue at once (they share one model call).
+BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +109,23 @@ class ShadowQueue:
         return lane
 
     async def _drain(self, lane: _Lane) -> None:
+        queue = lane.queue
         while True:
-            job = await lane.queue.get()
+            jobs = [await queue.get()]
+            while len(jobs) < BATCH and not queue.empty():
+                jobs.append(queue.get_nowait())
             started = time.perf_counter()
-            try:
-                await self.run(job)
-            except Exception:  # never let one copy stop the worker
-                log.exception("shadow copy for %s/%s failed", job.route.name, job.arm.name)
-            finally:
-                lane.queue.task_done()
+            # together: the shadow version's micro-batcher answers them in one model call
+            results = await asyncio.gather(*map(self.run, jobs), return_exceptions=True)
+            for job, result in zip(jobs, results, strict=True):
+                queue.task_done()
+                if isinstance(result, Exception):  # never let one copy stop the worker
+                    log.error(
+                        "shadow copy for %s/%s failed",
+                        job.route.name,
+                        job.arm.name,
+                        exc_info=result,
+                    )
             await asyncio.sleep((time.perf_counter() - started) * (1 / BUDGET - 1))
 
     async def run(self, job: ShadowJob) -> None:
@@ -226,7 +236,10 @@ class ShadowQueue:
         if series is None:  # .labels() costs microseconds: once per series
             series = self._series[key] = SHADOW_REQUESTS.labels(*key)
         series.inc()
-        self.counts.setdefault(deployment, Tally())[f"{arm}:{outcome}"] += 1
+        counts = self.counts.get(deployment)
+        if counts is None:
+            counts = self.counts[deployment] = Tally()
+        counts[f"{arm}:{outcome}"] += 1
 
     def counts_of(self, deployment: str) -> dict[str, int]:
         """This replica's copies for ``deployment`` by ``arm:outcome`` since it started."""
