@@ -24,6 +24,7 @@ DOMAIN = [
     "deploy",
     "decisions",
     "automation",
+    "executors",
     "store",
     "config.py",
     "errors.py",
