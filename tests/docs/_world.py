@@ -85,10 +85,12 @@ def build(home: Path, files: Path) -> None:
         # docs/automation.md approves v7 and rejects v6: retrained versions waiting for a human.
         for waiting in (6, 7):
             client.update_model_version(MODEL, waiting, tags={"keel.approval.status": "pending"})
-        client.create_monitor("churn-weekly", MODEL, window="7d", task="classification",
-                              label_column=LABEL)
+        client.create_monitor(
+            "churn-weekly", MODEL, window="7d", task="classification", label_column=LABEL
+        )
         served = features_of(recent)
         answer = client.predict(f"models:/{MODEL}@champion", served)
+    _served_with_features(home, files)
     _jobs(home, files)
     (files / "mypkg").mkdir()
     (files / "mypkg" / "__init__.py").write_text("")
@@ -109,11 +111,28 @@ feature_views:
     source: {type: file, path: data/customer_account.parquet, timestamp_field: event_timestamp}
     ttl: 3d
     features: {tenure_days: int64, plan_type: string, monthly_revenue: float64}
+  - name: customer_usage
+    entities: [customer]
+    source: {type: file, path: data/customer_usage.parquet, timestamp_field: event_timestamp}
+    ttl: 6h
+    features: {calls_last_30d: float64, login_count_last_7d: int64}
 feature_services:
   - name: churn_v1
-    model: churn
-    features: ["customer_account:*"]
+    features: ["customer_account:*", "customer_usage:calls_last_30d"]
 """
+
+
+def usage(now: pd.Timestamp, customers: pd.Series) -> pd.DataFrame:
+    """Rows of the ``customer_usage`` view (the source, and ``events_df`` pushed online)."""
+    count = len(customers)
+    return pd.DataFrame(
+        {
+            "customer_id": customers.to_numpy(),
+            "event_timestamp": [now - pd.Timedelta(minutes=10)] * count,
+            "calls_last_30d": [float(i % 40) for i in range(count)],
+            "login_count_last_7d": [i % 9 for i in range(count)],
+        }
+    )
 
 
 def _feature_files(files: Path) -> None:
@@ -133,6 +152,7 @@ def _feature_files(files: Path) -> None:
     )
     (files / "data").mkdir()
     account.to_parquet(files / "data" / "customer_account.parquet")
+    usage(now, account["customer_id"]).to_parquet(files / "data" / "customer_usage.parquet")
     (files / "features.yaml").write_text(FEATURES_YAML)
 
 
@@ -147,6 +167,34 @@ def train(frame, params):
     model = LGBMClassifier(n_estimators=20, verbose=-1, **params)
     return model.fit(frame.drop(columns=["churn"]), frame["churn"], sample_weight=weight)
 """
+
+
+def _served_with_features(home: Path, files: Path) -> None:
+    """Requests churn v3 answered ten days ago through the feature service (outside every
+    monitor window): docs/features.md compares training rows with these served values."""
+    from keel.config import Settings
+    from keel.serving import PredictionLog, PredictionRecord
+
+    account = pd.read_parquet(files / "data" / "customer_account.parquet").head(50)
+    at_ms = int(time.time() * 1000) - 10 * 86_400_000
+    log = PredictionLog.from_settings(Settings(home=home))
+    for i, row in enumerate(account.drop(columns=["event_timestamp"]).to_dict("records")):
+        features = {**row, "calls_last_30d": float(i % 40)}
+        log.append(
+            PredictionRecord(
+                request_id=uuid.uuid4().hex,
+                at_ms=at_ms + i,
+                model=MODEL,
+                version=3,
+                features=features,
+                output=0,
+                probabilities=[0.8, 0.2],
+                latency_ms=1.0,
+                cached=False,
+                fallback=False,
+            )
+        )
+    log.close()
 
 
 def _jobs(home: Path, files: Path) -> None:
@@ -197,6 +245,11 @@ def prelude(namespace: dict[str, Any]) -> None:
         start=datetime.now(UTC) - timedelta(days=3),
         now_ms=int(time.time() * 1000),
         rid=str(uuid.uuid4()),
+        # docs/features.md: entity rows to join features to, and usage events to push.
+        labels_df=pd.DataFrame(
+            {"customer_id": range(1, 51), "event_timestamp": pd.Timestamp.now(tz="UTC")}
+        ),
+        events_df=usage(pd.Timestamp.now(tz="UTC").floor("s"), pd.Series(range(1, 51))),
         job_id=placeholders()["job_id"],
         # docs/serving.md's log record: one served row and its answer.
         version=client.get_model_version(MODEL, 3),
