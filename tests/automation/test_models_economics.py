@@ -223,5 +223,9 @@ def test_bad_input_over_http(server: str) -> None:
         assert short.json()["error"]["detail"] == {"buckets": 2, "labelled": 400}
         negative = http.get("/v1/models/rot/economics", params={**params, "retrain_cost": -1})
         assert negative.status_code == 422 and "retrain_cost" in negative.text
+        for bad in ({"queries_per_day": 0}, {"window": "100000d"}, {"change_pct": "nan"}):
+            refused = http.get("/v1/models/rot/economics", params={**params, **bad})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["field"] == next(iter(bad))
         missing = http.get("/v1/models/rot/economics", params={"value_per_point": V})
         assert missing.status_code == 422 and "retrain_cost" in missing.text

@@ -31,6 +31,7 @@ __all__ = ["METRICS", "HistoryPoint", "ModelEconomics", "Schedule", "model_econo
 #: Metrics that decay towards 0 as a model goes stale (a fraction in (0, 1]).
 METRICS = ("accuracy", "roc_auc", "precision", "recall", "f1")
 _DAY_MS = 86_400_000
+_MAX_WINDOW_MS = 3650 * _DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +109,12 @@ def model_economics(
         raise InvalidInput("min_rows must be an integer ≥ 1", field="min_rows")
     window_ms = parse_duration_s(window, field="window", positive=True) * 1000
     bucket_ms = parse_duration_s(bucket, field="bucket", positive=True) * 1000
-    # EconomicsInputs checks C, V and Q (the placeholders for A0 and λ are valid) now,
-    # before reading any history.
-    EconomicsInputs(retrain_cost, queries_per_day or 1.0, value_per_point, 1.0, 1.0)
+    if window_ms > _MAX_WINDOW_MS:  # beyond it the window would start before any log
+        raise InvalidInput("window: at most 3650d", field="window")
+    # EconomicsInputs checks C, V and a given Q (the placeholders for A0 and λ are valid)
+    # now, before reading any history.
+    q_given = 1.0 if queries_per_day is None else queries_per_day
+    EconomicsInputs(retrain_cost, q_given, value_per_point, 1.0, 1.0)
     now = wall_ms() if now_ms is None else now_ms
     version = _served_version(services, model)
     frame = _labelled(services, model, version.version, now - window_ms, now)
