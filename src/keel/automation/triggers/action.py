@@ -158,7 +158,8 @@ def _errors(rows: pd.DataFrame) -> np.ndarray:
     from keel.monitoring.performance_checks import output_values
 
     predicted = pd.to_numeric(output_values(rows["output"]), errors="coerce").to_numpy()
-    return (predicted != rows["label_value"].to_numpy()).astype(np.float64)
+    errors: np.ndarray = (predicted != rows["label_value"].to_numpy()).astype(np.float64)
+    return errors
 
 
 def change_point(times_ms: np.ndarray, errors: np.ndarray) -> int | None:

@@ -247,7 +247,7 @@ def _prediction_shift(ctx: EvaluationContext, path: str, cond: Condition) -> Out
     report = detect_drift(
         pd.DataFrame({"output": baseline}),
         pd.DataFrame({"output": current}),
-        overrides={"output": FeatureOverride(test=statistic)},  # type: ignore[arg-type]
+        overrides={"output": FeatureOverride(test=statistic)},
         correction="none",
         min_samples=cond.min_samples,
     )

@@ -126,7 +126,9 @@ class EvaluationContext:
         model, version = self.trigger.model, self.version_number
         probe = predictions(model, version, start_ms, end_ms, limit=1, root=root, ordered=False)
         wanted = {f"{FEATURE_PREFIX}{c}" for c in self.reference().frame.columns}
-        columns = ["ts", *(c for c in probe.column_names if c in wanted)]
+        # Not ``ts`` (nothing reads it; a feature named ``ts`` would collide with it), but
+        # something to select when no reference column was logged.
+        columns = [c for c in probe.column_names if c in wanted] or ["ts"]
         table = predictions(
             model, version, start_ms, end_ms, columns=columns, root=root, ordered=False
         )
@@ -192,4 +194,5 @@ def last_scores(column: pa.ChunkedArray) -> np.ndarray:
 
 def _epoch_ms(column: pa.ChunkedArray) -> np.ndarray:
     """Milliseconds since the epoch of a timestamp column."""
-    return column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy()
+    epoch: np.ndarray = column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy()
+    return epoch
