@@ -48,7 +48,7 @@ CHECK_KINDS = frozenset(
 )
 _FENCE = re.compile(r"^(\s*)(```+)(\S*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*(illustrative|check)\s*:(.*?)-->\s*$")
-_LOOSE_MARKER = re.compile(r"<!--\s*(illustrative|check)\b")
+_LOOSE_MARKER = re.compile(r"^\s*<!--\s*(illustrative|check)\b")
 
 
 class DocError(ValueError):
