@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from tests.conftest import serve_in_thread
 from tests.deploy.conftest import FEATURES, Models, log_traffic
+from tests.deploy.test_controller import POLICY
 from tests.deploy.test_deploy_api import auth_live  # noqa: F401  (a fixture)
 from tests.deploy.test_holdout_debugging import HOLDOUT
-from tests.security.conftest import AuthServer
+from tests.security.conftest import AuthServer, register_versions
 from typer.testing import CliRunner
 
 from keel._models import now_ms
@@ -163,11 +164,20 @@ def test_cli_commands_json_tables_and_exit_codes(
 def test_drill_needs_the_deployer_role_and_reads_need_a_viewer(
     auth_live: AuthServer,  # noqa: F811
 ) -> None:
-    with serve_in_thread(create_app(services=auth_live.services)) as url:
-        target = f"{url}/v1/deployments/x"
-        for who, status in [("viewer", 403), ("editor", 403), ("deployer", 404)]:
-            response = httpx.post(f"{target}/drill", json={}, headers=auth_live.headers(who))
+    services = auth_live.services
+    register_versions(services.settings, "owned", 2, owner="team-deployer")
+    policy = {**POLICY, "name": "owned-live", "model": "owned", "guardrails": {}}
+    services.deployments.create(policy, actor="ana")
+    with serve_in_thread(create_app(services=services)) as url:
+        owned = f"{url}/v1/deployments/owned-live/drill"
+        # the owner passes authorization (nothing logged to probe with: 422 naming instances)
+        for who, status in [("viewer", 403), ("editor", 403), ("stranger", 403), ("deployer", 422)]:
+            response = httpx.post(owned, json={}, headers=auth_live.headers(who))
             assert response.status_code == status, (who, response.text)
+        assert services.deployments.get("owned-live").status == "active"
+        target = f"{url}/v1/deployments/x"
+        response = httpx.post(f"{target}/drill", json={}, headers=auth_live.headers("deployer"))
+        assert response.status_code == 404, response.text
         for path in ("debug", "holdout"):
             response = httpx.get(f"{target}/{path}", headers=auth_live.headers("viewer"))
             assert response.status_code == 404, (path, response.text)

@@ -97,6 +97,10 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     # replay changes nothing, but loads and runs models server-side over logged requests:
     # deployer (audited) like the other deployment calls; no ownership, as it writes nothing
     ("POST", _DEPLOYMENT + "/replay"): Rule(Role.DEPLOYER, action="deployment.replay"),
+    # a rollback drill rolls the deployment back and restores it: as rollback
+    ("POST", _DEPLOYMENT + "/drill"): Rule(
+        Role.DEPLOYER, owned=DEPLOYMENT_MODEL, action="deployment.drill"
+    ),
     # triggers: a firing starts a retraining that may roll out, so deployer, and the owner
     # of the model (apply checks the model named in the body, through check_model_owner)
     ("POST", "/v1/triggers"): Rule(Role.DEPLOYER, action="trigger.apply"),
