@@ -3,8 +3,9 @@ canary debugging per step × slice (R-DEP-21) and the holdout lift (R-DEP-18).
 
 The drill runs in a worker thread and reaches this process's gateway through its event
 loop (:class:`keel.deploy.drill.LiveGateway`), so the probes take the real answer path.
-Authorization: the drill changes the deployment (deployer, by the ``/v1/deployments``
-prefix rule); the two reads are viewer GETs.
+Authorization (:mod:`keel.api.authz.rules`): the drill rolls the deployment back and
+restores it, so it needs what a rollback needs (deployer, owner of the model); the two
+reads are viewer GETs.
 """
 
 from __future__ import annotations
