@@ -23,6 +23,21 @@ from keel.serving.records import PredictionRecord
 
 START_MS = 1_900_000_000_000  # a fixed clock: the tests move time themselves
 FEATURES = ["tenure", "monthly_charges", "total_charges"]
+#: The canary policy of most deployment tests: small samples, one-minute dwell.
+POLICY: dict[str, Any] = {
+    "name": "churn-live",
+    "model": "churn",
+    "strategy": "canary",
+    "arms": [{"version": 1, "role": "primary"}, {"version": 2, "role": "canary"}],
+    "steps": [5, 25, 50, 100],
+    "min_samples_per_step": 40,
+    "min_dwell": "1m",
+    "guardrails": {
+        "error_rate": {"max_increase": 0.01, "min_samples": 30},
+        "p99_latency": {"max_ratio": 2.0, "for": "0s", "min_samples": 30},
+        "metric": {"name": "roc_auc", "min_improvement": 0.02, "relative": False},
+    },
+}
 _ids = itertools.count()
 
 
@@ -170,3 +185,43 @@ def clocked(services: Services) -> tuple[DeploymentService, Clock]:
     service.clock = clock
     service.decision_log.clock = clock
     return service, clock
+
+
+def serve_step(
+    services: Services, models: Models, rows: pd.DataFrame, clock: Clock, **kw: Any
+) -> None:
+    """Log ``rows`` as churn-live's arms serve them now (its live weights) over one minute,
+    with their labels, then move the clock past that minute."""
+    deployment = services.deployments.get("churn-live")
+    log_traffic(
+        services,
+        models,
+        rows,
+        deployment="churn-live",
+        arms=deployment.versions,
+        shares=deployment.weights,
+        start_ms=clock.now + 1,
+        end_ms=clock.now + 60_000,
+        **kw,
+    )
+    clock.now += 61_000
+
+
+@dataclass
+class Canary:
+    """churn-live created from :data:`POLICY` on the test clock (v1 good, v2 weak)."""
+
+    service: DeploymentService
+    clock: Clock
+    models: Models
+
+
+@pytest.fixture
+def canary(
+    register_churn: Callable[[str, str], Models], clocked: tuple[DeploymentService, Clock]
+) -> Canary:
+    """The usual start of a deployment test: v1 good primary, v2 weak canary, created."""
+    service, clock = clocked
+    models = register_churn("good", "weak")
+    service.create(POLICY, actor="ana")
+    return Canary(service, clock, models)

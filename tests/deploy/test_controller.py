@@ -5,47 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pandas as pd
-from tests.deploy.conftest import START_MS, Clock, Models, log_traffic
+from tests.deploy.conftest import POLICY, START_MS, Clock, Models
+from tests.deploy.conftest import serve_step as _serve_step
 
 from keel.deploy.controller import evaluate_deployment
 from keel.deploy.service import DeploymentService
 from keel.services import Services
-
-POLICY: dict[str, Any] = {
-    "name": "churn-live",
-    "model": "churn",
-    "strategy": "canary",
-    "arms": [{"version": 1, "role": "primary"}, {"version": 2, "role": "canary"}],
-    "steps": [5, 25, 50, 100],
-    "min_samples_per_step": 40,
-    "min_dwell": "1m",
-    "guardrails": {
-        "error_rate": {"max_increase": 0.01, "min_samples": 30},
-        "p99_latency": {"max_ratio": 2.0, "for": "0s", "min_samples": 30},
-        "metric": {"name": "roc_auc", "min_improvement": 0.02, "relative": False},
-    },
-}
-
-
-def _serve_step(
-    services: Services, models: Models, rows: pd.DataFrame, clock: Clock, **kw: Any
-) -> None:
-    deployment = services.deployments.get("churn-live")
-    log_traffic(
-        services,
-        models,
-        rows,
-        deployment="churn-live",
-        arms=deployment.versions,
-        shares=deployment.weights,
-        start_ms=clock.now + 1,
-        end_ms=clock.now + 60_000,
-        **kw,
-    )
-    clock.now += 61_000
 
 
 def test_worse_canary_is_rolled_back_naming_the_guardrail_and_its_numbers(

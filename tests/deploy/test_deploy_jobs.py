@@ -9,11 +9,9 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 from tests.automation.conftest import drain
-from tests.deploy.conftest import Clock, Models
-from tests.deploy.test_controller import POLICY, _serve_step
+from tests.deploy.conftest import POLICY, Canary, Models, serve_step
 
 from keel.deploy.jobs import EVALUATE_SCHEDULE, RETENTION_SCHEDULE
-from keel.deploy.service import DeploymentService
 from keel.errors import InvalidInput
 from keel.services import Services
 
@@ -30,13 +28,11 @@ def _run(services: Services, kind: str, **args: str) -> dict[str, object]:
 
 
 def test_first_deployment_schedules_both_jobs_once(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    clocked: tuple[DeploymentService, Clock],
+    services: Services, register_churn: Callable[[str, str], Models]
 ) -> None:
     assert [s.name for s in services.jobs.list_schedules()] == []
     register_churn("good", "weak")
-    clocked[0].create(POLICY, actor="ana")
+    services.deployments.create(POLICY, actor="ana")
     found = {s.name: s for s in services.jobs.list_schedules()}
     assert found[EVALUATE_SCHEDULE].kind == "deploy.evaluate"
     assert found[EVALUATE_SCHEDULE].cron == "* * * * *"
@@ -50,16 +46,12 @@ def test_first_deployment_schedules_both_jobs_once(
 
 
 def test_evaluate_job_rolls_back_a_worse_canary_unattended(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    clocked: tuple[DeploymentService, Clock],
+    services: Services, canary: Canary, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
-    service, clock = clocked
-    models = register_churn("good", "weak")
-    service.create(POLICY, actor="ana")
+    service = canary.service
     rows = churn_rows[1].iloc[:1200]
-    _serve_step(services, models, rows, clock, latency_ms={"primary": 5.0, "canary": 15.0})
+    latency = {"primary": 5.0, "canary": 15.0}
+    serve_step(services, canary.models, rows, canary.clock, latency_ms=latency)
     assert _run(services, "deploy.evaluate") == {"deployments": {"churn-live": "evaluated"}}
     assert service.get("churn-live").status == "rolled_back"
     rollback = services.decisions.query(deployment="churn-live", kind="rollback")[0]
@@ -69,13 +61,9 @@ def test_evaluate_job_rolls_back_a_worse_canary_unattended(
 
 
 def test_retention_archives_only_an_expired_unused_previous_champion(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    clocked: tuple[DeploymentService, Clock],
+    services: Services, canary: Canary
 ) -> None:
-    service, clock = clocked
-    register_churn("good", "weak")
-    service.create(POLICY, actor="ana")
+    service, clock = canary.service, canary.clock
     service.promote("churn-live", actor="ana")  # v2 champion, v1 kept 14 days
     registry = services.registry
     clock.now += 13 * DAY_MS

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-from tests.deploy.conftest import FEATURES, START_MS, Clock, Models
-from tests.deploy.test_controller import POLICY, _serve_step
+from tests.deploy.conftest import FEATURES, START_MS, Canary, serve_step
 
 from keel.demo.data import TARGET
-from keel.deploy.service import DeploymentService
 from keel.errors import InvalidInput
 from keel.services import Services
 
@@ -19,16 +15,11 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 def test_replay_reports_agreement_shift_latency_and_metrics_per_version(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    clocked: tuple[DeploymentService, Clock],
+    services: Services, canary: Canary, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
-    service, clock = clocked
-    models = register_churn("good", "weak")
-    service.create(POLICY, actor="ana")
+    service, models = canary.service, canary.models
     rows = churn_rows[1].iloc[:600]
-    _serve_step(services, models, rows, clock)  # 95 % answered by v1 (good), 5 % by v2
+    serve_step(services, models, rows, canary.clock)  # 95 % answered by v1 (good), 5 % by v2
     report = service.replay("churn-live", [1, 2], since=START_MS)
     assert report["rows"] == len(rows) and report["labelled"] == len(rows)
     by_version = {v["version"]: v for v in report["versions"]}
@@ -46,14 +37,8 @@ def test_replay_reports_agreement_shift_latency_and_metrics_per_version(
     assert limited["rows"] == 50
 
 
-def test_replay_bad_input_names_the_field(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    clocked: tuple[DeploymentService, Clock],
-) -> None:
-    service, _ = clocked
-    register_churn("good", "weak")
-    service.create(POLICY, actor="ana")
+def test_replay_bad_input_names_the_field(canary: Canary) -> None:
+    service = canary.service
     with pytest.raises(InvalidInput, match="versions: model 'churn' has no version 9"):
         service.replay("churn-live", [1, 9], since=START_MS)
     with pytest.raises(InvalidInput, match="no logged requests in the window"):

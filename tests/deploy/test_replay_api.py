@@ -4,7 +4,6 @@ transports (same numbers), the CLI, and the authorization row (deployer)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 from tests.conftest import serve_in_thread
-from tests.deploy.conftest import START_MS, Clock, Models
-from tests.deploy.test_controller import POLICY, _serve_step
+from tests.deploy.conftest import START_MS, Canary, serve_step
 from tests.deploy.test_deploy_api import auth_live  # noqa: F401  (a fixture)
 from tests.security.conftest import AuthServer
 from typer.testing import CliRunner
@@ -21,7 +19,6 @@ from typer.testing import CliRunner
 from keel.api import create_app
 from keel.cli.main import app as cli
 from keel.client import Client
-from keel.deploy.service import DeploymentService
 from keel.errors import InvalidInput, NotFound
 from keel.services import Services
 
@@ -30,17 +27,11 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def logged(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    clocked: tuple[DeploymentService, Clock],
+    services: Services, canary: Canary, churn_rows: tuple[pd.DataFrame, pd.DataFrame]
 ) -> int:
     """churn-live created (v1 good primary, v2 weak canary) with 300 logged, labelled rows."""
-    service, clock = clocked
-    models = register_churn("good", "weak")
-    service.create(POLICY, actor="ana")
     rows = churn_rows[1].iloc[:300]
-    _serve_step(services, models, rows, clock)
+    serve_step(services, canary.models, rows, canary.clock)
     return len(rows)
 
 

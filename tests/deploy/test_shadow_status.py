@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from scipy import stats as sps
-from tests.deploy.conftest import START_MS, Clock, Models
+from tests.deploy.conftest import POLICY, START_MS, Clock, Models
 from typer.testing import CliRunner
 
 from keel.cli.main import app as cli
@@ -180,8 +180,6 @@ def test_no_traffic_yet_and_drops_per_replica(shadowed: DeploymentService) -> No
 def test_canary_without_a_shadow_phase_has_no_comparison(
     services: Services, register_churn: Callable[[str, str], Models]
 ) -> None:
-    from tests.deploy.test_controller import POLICY
-
     register_churn("good", "weak")
     services.deployments.create(POLICY, actor="ana")
     assert services.deployments.get("churn-live").shadow_comparison is None
