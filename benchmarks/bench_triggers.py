@@ -13,18 +13,27 @@ times ``TriggerService.evaluate`` of:
 
 Neither set fires here (no shift), so the figure is the evaluation itself; a firing adds
 the diagnosis of the window (SHAP on 300 rows). Usage:
-python benchmarks/bench_triggers.py [--rows 1000000] [--repeat 3]
+python benchmarks/bench_triggers.py [--rows 1000000] [--repeat 3] [--out F]
+
+Each figure is the median of ``--repeat`` calls, wall and CPU (``process_time``: every
+thread); the floor is measured in the same run and the ratios printed. Results go to
+``benchmarks/results/triggers.json`` (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
+import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -38,6 +47,7 @@ from keel.services import open_services
 from keel.serving._segments import BASE_SCHEMA, partition_dir, write_segment
 from keel.serving.predlog import log_root
 
+RESULTS = Path(__file__).resolve().parent / "results" / "triggers.json"
 FEATURES = ["tenure", "monthly_charges", "total_charges", "senior_citizen", "paperless_billing"]
 HOUR_MS = 3_600_000
 # apply() checks the retrain section; neither set fires here, so the function never runs
@@ -134,8 +144,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     now_ms = int(time.time() * 1000)
+    record: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": args.rows,
+        "repeat": args.repeat,
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "cores": os.cpu_count(),
+        "load_average_before": os.getloadavg(),
+        "sets": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "keel"
         began = time.perf_counter()
@@ -163,15 +184,34 @@ def main() -> None:
                 f"{statistics.median(cpu):.3f}s CPU (min {min(times):.3f}s) "
                 f"fired={result.fired}; {numbers}"
             )
+            record["sets"][spec["name"]] = {
+                "wall_s": _rounded(times),
+                "cpu_s": _rounded(cpu),
+                "median_wall_s": round(statistics.median(times), 3),
+                "median_cpu_s": round(statistics.median(cpu), 3),
+                "fired": result.fired,
+                "conditions": numbers,
+            }
         services.close()
-        floor(home, args.repeat)
+        record["floor"] = floor(home, args.repeat)
+    low = record["floor"]
+    for name, figures in record["sets"].items():
+        figures["x_floor_wall"] = round(figures["median_wall_s"] / low["median_wall_s"], 2)
+        figures["x_floor_cpu"] = round(figures["median_cpu_s"] / low["median_cpu_s"], 2)
+        wall, cpu = figures["x_floor_wall"], figures["x_floor_cpu"]
+        print(f"{name}: {wall}x the floor (wall), {cpu}x (CPU)")
+    record["load_average_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def floor(home: Path, repeat: int) -> None:
+def _rounded(values: list[float]) -> list[float]:
+    return [round(v, 3) for v in values]
+
+
+def floor(home: Path, repeat: int) -> dict[str, Any]:
     """One DuckDB query joining every logged prediction with its label: the least any
     evaluation over the labels must read."""
-    import duckdb
-
     root = log_root(Settings(home=home))
     logged = [str(p) for p in root.glob("model=churn/**/*.parquet")]
     labels = [str(p) for p in (root.parent / "feedback").glob("**/*.parquet")]
@@ -192,6 +232,12 @@ def floor(home: Path, repeat: int) -> None:
         f"floor (bare join): median {statistics.median(times):.3f}s wall, "
         f"{statistics.median(cpu):.3f}s CPU"
     )
+    return {
+        "wall_s": _rounded(times),
+        "cpu_s": _rounded(cpu),
+        "median_wall_s": round(statistics.median(times), 3),
+        "median_cpu_s": round(statistics.median(cpu), 3),
+    }
 
 
 if __name__ == "__main__":

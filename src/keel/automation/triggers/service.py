@@ -179,6 +179,7 @@ class TriggerService:
         trigger = self.store.get_trigger(name)
         at = self.clock() if now is None else now
         ctx = EvaluationContext(self.services, trigger, at, manual=manual)
+        ctx.prefetch_windows()
         outcomes = [
             evaluate_condition(ctx, path, cond)
             for path, cond in zip(_paths(trigger), trigger.conditions, strict=True)
