@@ -9,7 +9,8 @@ The convention (docs/operations.md, "Docs examples are tests"):
   starts a real server on a free port. ``8080`` addresses are rewritten to that server.
 - a YAML/JSON/SQL block is checked only when the line right above it says what it is:
   ``<!-- check: KIND -->``, ``<!-- check: KIND file=NAME -->`` (also saved as ``NAME`` for the
-  blocks below it) or ``<!-- check: KIND append=NAME -->`` (added to ``NAME``, then checked).
+  blocks below it; ``file=A,B`` under both names) or ``<!-- check: KIND append=NAME -->`` (added
+  to ``NAME``, then checked).
 - a block that cannot run here says why on the line right above it:
   ``<!-- illustrative: REASON -->``.
 

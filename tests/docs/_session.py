@@ -150,12 +150,30 @@ class Session:
 
     def shell(self, step: dict[str, Any]) -> None:
         code = 0
-        for words in _commands(self.rewrite(step["text"])):
-            code = self.command(words)
+        for pipeline in _commands(self.rewrite(step["text"])):
+            code = self.pipeline(pipeline)
             if code != 0:
                 break
         if code not in step["exit_codes"]:
             raise StepFailed(f"`{step['text']}` exited {code}, the doc allows {step['exit_codes']}")
+
+    def pipeline(self, commands: list[list[str]]) -> int:
+        """``keel … | jq …``: the keel command's output piped into ``jq`` (the only filter)."""
+        if len(commands) == 1:
+            return self.command(commands[0])
+        if commands[0][:1] != ["keel"] or any(c[:1] != ["jq"] for c in commands[1:]):
+            raise StepFailed("only `keel … | jq …` pipes are supported")
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            code = self.command(commands[0])
+        text = captured.getvalue()
+        for filter_words in commands[1:]:
+            done = subprocess.run(
+                [*filter_words, "-e"], input=text, capture_output=True, text=True, check=False
+            )
+            text, code = done.stdout, code or done.returncode
+        print(text, flush=True)
+        return code
 
     def command(self, words: list[str]) -> int:
         env: dict[str, str] = {}
@@ -187,10 +205,10 @@ class Session:
         saved = dict(os.environ)
         os.environ.update(env)
         sys.argv = ["keel", *argv]
-        tee = _Tee(sys.stdout)
+        tee, errors = _Tee(sys.stdout), _Tee(sys.stderr)
         code: int = 0
         try:
-            with contextlib.redirect_stdout(tee):
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(errors):
                 self.keel()
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -200,23 +218,27 @@ class Session:
         tokens = _TOKEN.findall(tee.copy.getvalue())
         if tokens:
             self.token = tokens[-1]
+        if code == 1 and "error: " in errors.copy.getvalue():
+            return 3  # an error, not the verdict a doc line may allow ("exit 1 if drift")
         return code
 
 
-def _commands(line: str) -> list[list[str]]:
-    """``a && b`` as word lists; ``$(…)`` words expanded by bash; pipes are not supported."""
+def _commands(line: str) -> list[list[list[str]]]:
+    """``a && b | c`` as pipelines of word lists; ``$(…)`` words expanded by bash."""
     lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     lexer.wordchars += "$(){}"
-    commands: list[list[str]] = [[]]
+    pipelines: list[list[list[str]]] = [[[]]]
     for word in lexer:
         if word == "&&":
-            commands.append([])
-        elif word in {";", "|", "||", "&"}:
+            pipelines.append([[]])
+        elif word == "|":
+            pipelines[-1].append([])
+        elif word in {";", "||", "&"}:
             raise StepFailed(f"unsupported shell syntax {word!r}: keep doc lines to `a && b`")
         else:
-            commands[-1].append(_expand(word) if "$" in word else word)
-    return commands
+            pipelines[-1][-1].append(_expand(word) if "$" in word else word)
+    return pipelines
 
 
 def _expand(word: str) -> str:
@@ -249,8 +271,9 @@ def main(plan_path: str) -> int:
                     target.write_text(text)
                 else:
                     run_check(step["check"], step["text"], Path(plan["home"]))
-                    if step.get("save_as"):
-                        Path(step["save_as"]).write_text(step["text"] + "\n")
+                    for name in (step.get("save_as") or "").split(","):
+                        if name:
+                            Path(name).write_text(step["text"] + "\n")
             except StepFailed as failure:
                 print(f"DOCS-FAIL {step['path']}:{step['line']}: {failure}", flush=True)
                 return 1
