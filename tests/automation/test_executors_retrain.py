@@ -144,6 +144,7 @@ def local_ray(user_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     ray.shutdown()
 
 
+@pytest.mark.slow  # ~19 s here, ~7 s of it starting Ray
 def test_retrain_runs_as_a_ray_task(
     tmp_path: Path, churn: Any, on_path: str, local_ray: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
