@@ -3,10 +3,12 @@
 Issue #15 item 2: an editor outside the owning team could archive a version, register
 new versions into the model, and claim an unowned model or hand it to a team he is
 not in. The matrix is generated from ``app.routes``: a write route added later under
-``/v1/models/{name}`` must be listed in ``_BODIES`` and gets checked for every caller.
+``/v1/models/{name}`` must be listed in ``_bodies`` and gets checked for every caller.
 """
 
 from __future__ import annotations
+
+import io
 
 import httpx
 import pytest
@@ -15,11 +17,25 @@ from tests.security.conftest import AuthServer, register_versions
 from keel.api import create_app
 from keel.api.authz import iter_routes, rule_for
 from keel.auth.models import Role
+from keel.automation.gates.record import EXPERIMENT, REPORT_JSON
+from keel.automation.gates.result import ValidationReport, judged
+from keel.services import Services
 
 _MODEL = "owned"
 
 
-def _bodies(run_id: str) -> dict[tuple[str, str], dict[str, object] | None]:
+def _validation_run(services: Services) -> str:
+    """A ``keel validate`` run of version 1 holding its report (what the SDK keeps)."""
+    uri = f"models:/{_MODEL}/1"
+    report = ValidationReport(uri, None, 10, "y", [judged("floor", True, "ok", 0.8, 0.5)])
+    tracking = services.tracking
+    run = tracking.create_run(EXPERIMENT, tags={"keel.validation.model": uri})
+    tracking.log_artifact_stream(run.id, REPORT_JSON, io.BytesIO(report.to_json().encode()))
+    tracking.end_run(run.id)
+    return run.id
+
+
+def _bodies(run_id: str, validation: str) -> dict[tuple[str, str], dict[str, object] | None]:
     """A valid body for each write under a model, in an order that lets each succeed."""
     return {
         ("PATCH", "/v1/models/{name}"): {"description": "changed"},
@@ -30,6 +46,7 @@ def _bodies(run_id: str) -> dict[tuple[str, str], dict[str, object] | None]:
         # after the deletes: no champion left, so the version can be approved and rejected
         ("POST", "/v1/models/{name}/versions/{version}/approve"): {"reason": "checked"},
         ("POST", "/v1/models/{name}/versions/{version}/reject"): {"reason": "second look"},
+        ("POST", "/v1/models/{name}/versions/{version}/validations"): {"run_id": validation},
     }
 
 
@@ -53,7 +70,7 @@ def test_every_write_under_a_model_needs_its_ownership(
     services = auth_server.services
     run_id = services.registry.get_version(_MODEL, 1).run_id
     assert run_id is not None
-    bodies = _bodies(run_id)
+    bodies = _bodies(run_id, _validation_run(services))
     writes = [
         (method, template)
         for method, _, template in iter_routes(create_app(services.settings).routes)

@@ -58,6 +58,10 @@ class HttpServing(HttpBase):
         query = urlencode({**{k: v for k, v in params.items() if v is not None}, "limit": limit})
         return self._call_list("GET", f"/v1/decisions?{query}", Decision)
 
+    def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:
+        url = f"/v1/models/{q(name)}/versions/{version}/validations"
+        return self._call("POST", url, Decision, json={"run_id": run_id})
+
     def predict(self, target: Target, body: bytes) -> dict[str, Any]:
         name = quote(target.name, safe="")
         if target.deployment:

@@ -280,6 +280,14 @@ class LocalTransport(LocalOps, Transport):
             model=model, kind=kind, since=since, deployment=deployment, limit=limit
         )
 
+    def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:
+        from keel.automation.gates.decision import record_gate_decision
+
+        svc = self.services
+        return record_gate_decision(
+            svc.tracking, svc.registry, svc.decisions, name, version, run_id, "keel validate"
+        )
+
     # ---- features ------------------------------------------------------------------------------
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan:
         if dry_run:

@@ -244,6 +244,10 @@ class Transport(OpsTransport, ABC):
         limit: int,
     ) -> list[Decision]: ...
 
+    @abstractmethod
+    def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:
+        """The ``gate`` decision of the validation report kept on run ``run_id``."""
+
     # ---- features ----------------------------------------------------------------------------
     @abstractmethod
     def apply_features(self, definitions: Definitions, prune: bool, dry_run: bool) -> Plan: ...

@@ -8,7 +8,6 @@ call (resolve, load, runs, artifacts, version tags) already works over both tran
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from keel.automation.gates import GatePolicy, ValidationReport
     from keel.client._client import Client
     from keel.client._transport import Transport
-    from keel.decisions import DecisionLog
     from keel.registry.models import ModelVersion
 
 __all__ = ["ValidationMixin"]
@@ -121,7 +119,6 @@ class ValidationMixin:
             EXPERIMENT,
             REPORT_JSON,
             REPORT_MD,
-            decision_details,
             run_metrics,
             version_tags,
         )
@@ -147,31 +144,5 @@ class ValidationMixin:
         client.update_model_version(
             version.name, version.version, tags={**current.tags, **version_tags(report, run.id)}
         )
-        log = self._decision_log()
-        if log is not None:
-            log.record(
-                "gate",
-                version.name,
-                report.summary(),
-                json.loads(json.dumps(decision_details(report, run.id), default=str)),
-                actor="keel validate",
-                related={"version": version.version, "run_id": run.id},
-            )
-
-    def _decision_log(self) -> DecisionLog | None:
-        """The decision log when it can be written from here.
-
-        Embedded, the transport holds the services and their log. Over HTTP the server
-        offers no route to append a decision (``/v1/decisions`` is read-only), so a remote
-        validation keeps its report on the run and the version only; when such a route
-        exists, this is the one place to call it.
-        """
-        services = getattr(self.transport, "services", None)
-        log = getattr(services, "decisions", None)
-        if log is None:
-            return None
-        try:
-            from keel.decisions import DecisionLog
-        except ImportError:  # a keel without the decision log
-            return None
-        return log if isinstance(log, DecisionLog) else None
+        # the decision is written where the report is read back: the server over HTTP
+        self.transport.record_gate_decision(version.name, version.version, run.id)

@@ -79,6 +79,10 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     # a human release or refusal of a retrained version (R-REG-02): moves aliases
     ("POST", _VERSION + "/approve"): Rule(Role.DEPLOYER, owned="name", action="version.approve"),
     ("POST", _VERSION + "/reject"): Rule(Role.DEPLOYER, owned="name", action="version.reject"),
+    # the gate decision of a validation (keel validate): an editor's write under the model
+    ("POST", _VERSION + "/validations"): Rule(
+        Role.EDITOR, owned="name", action="version.validation"
+    ),
     # deployments: deployer, and the owner of the deployment's model (create checks the
     # model named in the body itself, through check_model_owner)
     ("POST", "/v1/deployments"): Rule(Role.DEPLOYER, action="deployment.create"),
