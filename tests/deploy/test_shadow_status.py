@@ -161,6 +161,42 @@ def test_regressor_agreement_is_within_the_tolerance(
     assert got["distribution"]["psi"] == pytest.approx(_psi(want["p"], want["s"]), abs=1e-9)
 
 
+def test_text_labels_compare_by_label_and_psi_over_labels(
+    services: Services, shadowed: DeploymentService
+) -> None:
+    rng = np.random.default_rng(3)
+    primary = rng.choice(["no", "yes"], size=300, p=[0.7, 0.3])
+    shadow = np.where(rng.random(300) < 0.2, rng.choice(["no", "yes", "maybe"], 300), primary)
+    with PredictionLog(log_root(services.settings), flush_interval_s=0.05, fsync=False) as log:
+        for i in range(300):
+            for arm, output in (("primary", primary[i]), ("shadow", shadow[i])):
+                log.append(
+                    PredictionRecord(
+                        request_id=f"text-{i}",
+                        at_ms=START_MS + 1 + i,
+                        model="churn",
+                        version=1 if arm == "primary" else 2,
+                        features={"tenure": 1.0},
+                        output=str(output),
+                        latency_ms=1.0,
+                        deployment="churn-shadow",
+                        arm=arm,
+                    )
+                )
+        assert log.flush()
+    got = shadowed.get("churn-shadow").shadow_comparison["shadow"]  # type: ignore[index]
+    assert got["kind"] == "classifier" and got["pairs"] == 300
+    assert got["agreement"] == pytest.approx(np.mean(primary == shadow), abs=1e-12)
+    levels = ["no", "yes", "maybe"]
+    r, c = (
+        np.maximum(np.array([np.sum(x == v) for v in levels]) / 300, 1e-4)
+        for x in (primary, shadow)
+    )
+    r, c = r / r.sum(), c / c.sum()
+    assert got["distribution"]["on"] == "label" and got["distribution"]["ks"] is None
+    assert got["distribution"]["psi"] == pytest.approx(np.sum((c - r) * np.log(c / r)), abs=1e-9)
+
+
 def test_no_traffic_yet_and_drops_per_replica(shadowed: DeploymentService) -> None:
     got = shadowed.get("churn-shadow").shadow_comparison["shadow"]  # type: ignore[index]
     assert got["pairs"] == 0 and got["agreement"] is None and got["error_rate"] is None

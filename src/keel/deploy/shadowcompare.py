@@ -52,7 +52,7 @@ WITH r AS (
                AS k
     FROM p WHERE arm IN ({arms})
 )
-SELECT s.arm, pr.o AS p_out, s.o AS s_out, pr.v AS p_value, s.v AS s_value,
+SELECT s.arm, pr.o = s.o AS same, {labels}pr.v AS p_value, s.v AS s_value,
        pr.score AS p_score, s.score AS s_score, pr.lat AS p_lat, s.lat AS s_lat,
        s.failed AS s_failed
 FROM r s JOIN r pr ON pr.request_id = s.request_id AND pr.k = s.k AND pr.arm = $primary
@@ -88,8 +88,17 @@ def compare_shadows(
             create_view(con, files, deployment, since_ms, until_ms, positions=True)
             logged = {row[0] for row in con.execute("DESCRIBE p").fetchall()}
             score = "probabilities[len(probabilities)]" if "probabilities" in logged else "NULL"
+            # The outputs' text only when some are not numbers (PSI over labels): reading
+            # it costs more than everything else.
+            text = con.execute(
+                "SELECT count(*) FROM p WHERE output IS NOT NULL "
+                "AND TRY_CAST(CAST(output AS VARCHAR) AS DOUBLE) IS NULL"
+            ).fetchone()
+            labels = "pr.o AS p_out, s.o AS s_out, " if text and text[0] else ""
             sql = _PAIRS_SQL.format(
-                score=score, arms=", ".join(_quote(a) for a in [primary, *shadows])
+                score=score,
+                labels=labels,
+                arms=", ".join(_quote(a) for a in [primary, *shadows]),
             )
             pairs = con.execute(sql, {"primary": primary}).df()
     return {arm: summarize_pairs(pairs[pairs["arm"] == arm]) for arm in shadows}
@@ -118,7 +127,7 @@ def summarize_pairs(pairs: pd.DataFrame) -> dict[str, Any]:
     with_proba = bool(np.isfinite(p_score).any())
     if with_proba or not numeric:
         out["kind"] = "classifier"
-        same = answered["p_out"].to_numpy() == answered["s_out"].to_numpy()
+        same = answered["same"].to_numpy(dtype=bool)
     else:
         out["kind"] = "regressor"
         same = np.abs(s_value - p_value) <= ATOL + RTOL * np.abs(p_value)
