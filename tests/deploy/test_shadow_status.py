@@ -4,18 +4,24 @@ queue drops, and the same numbers over REST, the SDK and ``keel deploy show``.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
-from tests.deploy.conftest import POLICY, START_MS, Clock, Models
+from tests.conftest import serve_in_thread
+from tests.deploy.conftest import FEATURES, POLICY, START_MS, Clock, Models
 from typer.testing import CliRunner
 
+from keel.api import create_app
 from keel.cli.main import app as cli
 from keel.client import Client
 from keel.deploy.service import DeploymentService
@@ -242,3 +248,37 @@ def test_rest_sdk_and_cli_show_the_same_comparison(
     human = runner.invoke(cli, ["deploy", "show", "churn-shadow", "--server", live_server])
     assert human.exit_code == 0, human.output
     assert f"agreement {local['shadow']['agreement']:.3f}" in human.output  # type: ignore[index]
+
+
+def test_a_gateways_dropped_copies_reach_the_status_through_its_report(
+    services: Services,
+    register_churn: Callable[[str, str], Models],
+    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    register_churn("good", "weak")
+    services.deployments.create({**SHADOW_POLICY, "shadow": {"queue_size": 1}}, actor="ana")
+    row = {f: float(v) for f, v in churn_rows[1][FEATURES].iloc[0].items()}
+    app = create_app(services=services)
+    with serve_in_thread(app) as url:
+
+        def burst(worker: int) -> None:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                for i in range(40):
+                    body = {"instances": [row], "routing_key": f"u{worker}-{i}"}
+                    got = http.post("/v1/deployments/churn-shadow/predict", json=body)
+                    assert got.status_code == 200, got.text
+
+        threads = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        gateway = app.state.gateway
+        dropped = gateway.shadows.counts_of("churn-shadow").get("shadow:dropped", 0)
+        # the periodic report (every 15 s for an unfinished deployment), due now
+        asyncio.run(gateway.routes.report(now_s=time.monotonic() + 3600))
+        status = httpx.get(f"{url}/v1/deployments/churn-shadow").json()
+    assert dropped > 0
+    drops = status["shadow_comparison"]["shadow"]["drops"]
+    assert drops == {"total": dropped, "by_replica": {gateway.id: dropped}}
+    assert status["replicas"][0]["shadow"]["shadow:dropped"] == dropped
