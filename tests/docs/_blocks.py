@@ -130,7 +130,7 @@ def _marker_above(lines: list[str], index: int, relative: str) -> tuple[str | No
         return None, ""
     found = _MARKER.match(lines[index - 1])
     if found is None:
-        if _LOOSE_MARKER.search(lines[index - 1]):
+        if lines[index - 1].lstrip().startswith("<!--"):  # a comment above a block: a marker
             raise DocError(f"{relative}:{index}: malformed marker {lines[index - 1].strip()!r}")
         return None, ""
     kind, argument = found.group(1), found.group(2).strip()

@@ -6,115 +6,11 @@ is in tests/docs/_blocks.py and docs/operations.md ("Docs examples are tests").
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.docs._blocks import (
-    SHELL_LANGS,
-    Block,
-    DocError,
-    parse_blocks,
-    shell_commands,
-)
-
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-_ADDRESS = re.compile(r"(?:127\.0\.0\.1|localhost|0\.0\.0\.0|keel):8080")
-_SERVER_LINE = re.compile(r"(^|&&\s*)keel server\b")
-
-
-def steps_of(blocks: list[Block]) -> list[dict[str, Any]]:
-    """The steps the session runs, in document order; DocError for an unclassifiable block."""
-    steps: list[dict[str, Any]] = []
-    for block in blocks:
-        base = {"path": block.path, "line": block.line, "text": block.text}
-        if block.marker == "illustrative":
-            continue
-        if block.marker == "check":
-            steps.append(
-                {**base, "kind": "check", "check": block.check_kind}
-                | {"save_as": block.save_as, "append_to": block.append_to}
-            )
-        elif block.lang == "python":
-            steps.append({**base, "kind": "python"})
-        elif block.lang in SHELL_LANGS:
-            for command in shell_commands(block):
-                steps.append(
-                    {
-                        "path": block.path,
-                        "line": command.line,
-                        "kind": "shell",
-                        "text": command.text,
-                        "exit_codes": sorted(command.exit_codes),
-                    }
-                )
-        else:
-            raise DocError(
-                f"{block.where}: a ```{block.lang or '(no language)'} block the test cannot "
-                "run: add <!-- check: KIND --> or <!-- illustrative: REASON --> above it"
-            )
-    return _with_server(steps)
-
-
-def _with_server(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A file that talks to ``:8080`` before its ``keel server`` line starts that server first
-    (the line itself then finds it running); with no such line, ``keel server`` plain."""
-    servers = [s for s in steps if s["kind"] == "shell" and _SERVER_LINE.search(s["text"])]
-    for step in steps:
-        if servers and step is servers[0]:
-            return steps
-        if step["kind"] != "check" and _ADDRESS.search(step["text"]):
-            text = servers[0]["text"] if servers else "keel server --host 127.0.0.1"
-            start = {"path": step["path"], "line": step["line"], "kind": "server", "text": text}
-            return [start, *steps]
-    return steps
-
-
-@pytest.fixture(scope="session")
-def docs_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seeded KEEL_HOME and placeholder files, built once (tests/docs/_world.py)."""
-    world = tmp_path_factory.mktemp("docs-world")
-    done = subprocess.run(
-        [sys.executable, str(HERE / "_world.py"), str(world / "home"), str(world / "files")],
-        env=_environment(world / "home"),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return world
-
-
-def _environment(home: Path) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    # The working directory is importable: docs name ``mypkg.train:train``, a fixture there.
-    environ.update(KEEL_HOME=str(home), PYTHONPATH=str(home.parent / "work"), COLUMNS="200")
-    return environ
-
-
-def run_session(steps: list[dict[str, Any]], world: Path, tmp: Path) -> tuple[int, str]:
-    """The session process over a fresh copy of the world; (exit code, its output)."""
-    home, work, logs = tmp / "home", tmp / "work", tmp / "logs"
-    shutil.copytree(world / "home", home)
-    shutil.copytree(world / "files", work)
-    logs.mkdir()
-    plan = {"steps": steps, "home": str(home), "workdir": str(work), "logs": str(logs)}
-    (tmp / "plan.json").write_text(__import__("json").dumps(plan))
-    done = subprocess.run(
-        [sys.executable, str(HERE / "_session.py"), str(tmp / "plan.json")],
-        env=_environment(home),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return done.returncode, done.stdout + done.stderr
+from tests.docs._blocks import DocError, parse_blocks, shell_commands
+from tests.docs._plan import DOCS, ROOT, run_session, steps_of
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -125,3 +21,65 @@ def test_doc_examples_run(doc: Path, docs_world: Path, tmp_path: Path) -> None:
     code, output = run_session(steps, docs_world, tmp_path)
     failure = output[output.find("DOCS-FAIL") :] if "DOCS-FAIL" in output else output[-4000:]
     assert code == 0, failure[:6000]
+
+
+def _doc(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "doc.md"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<!-- illustrative: -->\n```bash\nkeel demo\n```\n", "needs a reason"),
+        ("<!-- illustrative:    -->\n```bash\nkeel demo\n```\n", "needs a reason"),
+        ("<!-- check: policy -->\n```yaml\na: 1\n```\n", "unknown check kind 'policy'"),
+        ("<!-- illustrative: why -->\n\n```bash\nkeel demo\n```\n", "right above a block"),
+        ("<!-- ilustrative: typo -->\n```bash\nkeel demo\n```\n", "malformed marker"),
+        ("```bash\nkeel demo\n", "never closed"),
+    ],
+)
+def test_bad_markers_fail(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(DocError, match=message):
+        steps_of(parse_blocks(_doc(tmp_path, text), tmp_path))
+
+
+@pytest.mark.parametrize("lang", ["", "yaml", "json", "text", "sql"])
+def test_unmarked_block_that_cannot_run_fails(tmp_path: Path, lang: str) -> None:
+    doc = _doc(tmp_path, f"intro\n\n```{lang}\nsomething: 1\n```\n")
+    with pytest.raises(DocError, match=r"doc.md:3: a ```.* block the test cannot run"):
+        steps_of(parse_blocks(doc, tmp_path))
+
+
+def test_markers_classify_blocks(tmp_path: Path) -> None:
+    doc = _doc(
+        tmp_path,
+        "<!-- illustrative: a diagram -->\n```\na -> b\n```\n"
+        "<!-- check: trigger file=t.yaml -->\n```yaml\nname: x\n```\n"
+        "```python\nx = 1\n```\n",
+    )
+    steps = steps_of(parse_blocks(doc, tmp_path))
+    assert [(s["kind"], s["line"]) for s in steps] == [("check", 6), ("python", 9)]
+    assert steps[0]["check"] == "trigger" and steps[0]["save_as"] == "t.yaml"
+
+
+def test_shell_lines_join_continuations_and_read_exit_comments(tmp_path: Path) -> None:
+    doc = _doc(
+        tmp_path,
+        "```bash\n# a comment line\nkeel a \\\n  --b 1   # exit 1 if drift\n"
+        "keel c '#not-a-comment' # plain\n```\n",
+    )
+    commands = shell_commands(parse_blocks(doc, tmp_path)[0])
+    assert [(c.line, c.text, sorted(c.exit_codes)) for c in commands] == [
+        (3, "keel a --b 1", [0, 1]),
+        (5, "keel c '#not-a-comment'", [0]),
+    ]
+
+
+def test_a_drifted_doc_fails_naming_file_and_line(docs_world: Path, tmp_path: Path) -> None:
+    """The proof the test can fail: a flag keel does not have, and a method it lacks."""
+    doc = _doc(tmp_path, "```bash\nkeel models list\nkeel models list --no-such-flag\n```\n")
+    code, output = run_session(steps_of(parse_blocks(doc, tmp_path)), docs_world, tmp_path)
+    assert code == 1
+    assert "DOCS-FAIL doc.md:3: `keel models list --no-such-flag` exited 2" in output
