@@ -4,6 +4,8 @@ Queries prune partitions before DuckDB sees a file: only the ``model=``/``versio
 directories asked for, and only the ``date=``/``hour=`` directories that overlap the
 window, are listed. DuckDB then reads those files with ``hive_partitioning=true`` (the
 model and version columns come from the directory names) and ``union_by_name=true``.
+The listing lives in :mod:`keel.serving._logfiles`; :func:`query_log` lets another module
+join the window's files in its own query.
 
 Compaction merges the segments of a closed hour (its end more than ``grace_s`` ago) into
 one file ``compact-….parquet``, written atomically. Its footer lists the files it
