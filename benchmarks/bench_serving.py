@@ -110,8 +110,10 @@ def train_and_register(home: Path) -> tuple[Path, list[str], list[dict[str, floa
 
 # --------------------------------------------------------------------------- servers
 @contextmanager
-def server(cmd: list[str], ready_url: str, env: dict[str, str], timeout_s: float) -> Iterator[None]:
-    """Start a server in its own process group; stop it (and its workers) afterwards."""
+def server(
+    cmd: list[str], ready_url: str, env: dict[str, str], timeout_s: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server in its own process group (yielded); stop it and its workers afterwards."""
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -121,7 +123,7 @@ def server(cmd: list[str], ready_url: str, env: dict[str, str], timeout_s: float
         except (RuntimeError, TimeoutError):
             err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
             raise RuntimeError(f"{cmd[0]} did not start: {err}") from None
-        yield
+        yield proc
     finally:
         stop_server(proc)
 
