@@ -100,7 +100,9 @@ def build(home: Path, rows: int, now_ms: int) -> None:
     ts = np.sort(rng.integers(start, now_ms - 60_000, rows))
     ids = np.array([f"r{i}" for i in range(rows)])
     root = log_root(services.settings)
-    hours = (ts - start) // HOUR_MS
+    # One segment per clock hour, in that hour's partition (as the gateway writes them):
+    # readers prune partitions by their hour, so a segment must not spill into the next.
+    hours = ts // HOUR_MS
     for hour in np.unique(hours):
         part = hours == hour
         n = int(part.sum())
@@ -118,7 +120,7 @@ def build(home: Path, rows: int, now_ms: int) -> None:
             "output": pa.array((proba[part] >= 0.5).astype(np.int64)),
             **{f"f_{c}": pa.array(sample[c].to_numpy()[part]) for c in FEATURES},
         }
-        at = int(start + hour * HOUR_MS)
+        at = int(hour * HOUR_MS)
         write_segment(pa.table(columns), partition_dir(root, "churn", 1, at), "part-0.parquet")
     labels = sample[TARGET].to_numpy()
     received = pa.array(np.full(rows, now_ms + 120_000), pa.int64()).cast(
