@@ -4,6 +4,7 @@ that logs what a deployment's arms answered (deployment and arm filled) plus the
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,12 @@ def log_traffic(
     root = log_root(services.settings)
     names = [a for a in arms if shares.get(a, 0) > 0]
     weights = np.array([shares[a] for a in names]) / sum(shares[a] for a in names)
-    rng = np.random.default_rng(next(_ids))
+    # Seeded by the call's own arguments, not by how many calls came before: a test sees
+    # the same traffic alone and after the rest of the directory.
+    seed = zlib.crc32(
+        f"{deployment}|{start_ms}|{end_ms}|{len(rows)}|{sorted(shares.items())}".encode()
+    )
+    rng = np.random.default_rng(seed)
     chosen = rng.choice(len(names), size=len(rows), p=weights)
     step = max((end_ms - start_ms) // max(len(rows), 1), 1)
     positive = {
