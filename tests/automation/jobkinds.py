@@ -34,5 +34,15 @@ def flaky(_services: Any, args: dict[str, Any]) -> str:
     return "ok"
 
 
+def refuse(_services: Any, args: dict[str, Any]) -> str:
+    """Append one line to ``path``, then refuse the arguments as keel refuses bad input."""
+    from keel.errors import InvalidInput
+
+    with Path(args["path"]).open("a") as out:
+        out.write("x\n")
+    raise InvalidInput("limit: expected a number", field="limit")
+
+
 register_kind("test.count", count)
+register_kind("test.refuse", refuse)
 register_kind("test.flaky", flaky)

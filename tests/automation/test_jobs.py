@@ -57,6 +57,20 @@ def test_failed_job_retries_with_backoff_then_fails(services: Services, tmp_path
     assert last.logs[-1].message.endswith("no retries left")
 
 
+def test_bad_input_fails_at_once_without_retries(services: Services, tmp_path: Path) -> None:
+    jobs = services.jobs
+    calls = tmp_path / "calls"
+    job = jobs.enqueue("test.refuse", {"path": str(calls)}, max_retries=3, backoff_s=0.05)
+    drain(jobs)
+    time.sleep(0.1)
+    drain(jobs)
+    done = jobs.get(job.id)
+    assert (done.status, done.attempts) == ("failed", 1)
+    assert done.error == "InvalidInput: limit: expected a number"
+    assert done.logs[-1].message.endswith("not retried: the same input fails every time")
+    assert calls.read_text() == "x\n"  # ran once
+
+
 def test_retry_succeeds_after_transient_failure(services: Services, tmp_path: Path) -> None:
     jobs = services.jobs
     job = jobs.enqueue(

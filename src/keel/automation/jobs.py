@@ -30,7 +30,7 @@ from keel.automation.cron import latest_fire, next_fire
 from keel.automation.job_models import FINAL_STATUSES, Job, JobLog, Schedule, ScheduleSpec
 from keel.automation.kinds import get_kind
 from keel.automation.queue import JobQueue
-from keel.errors import InvalidInput
+from keel.errors import InvalidInput, KeelError
 from keel.store.sql.jobs import JobSql
 
 __all__ = ["JobService", "monitor_schedule_name"]
@@ -42,6 +42,13 @@ MAX_REDELIVERIES = 3
 #: Most log lines kept per attempt.
 MAX_LOG_LINES = 500
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "retrying")
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying ``exc`` cannot help: a client error keel raised (bad input, not
+    found, forbidden) fails the same way on every attempt. A conflict (409) or a rate
+    limit (429) may clear, so those are retried like any other exception."""
+    return isinstance(exc, KeelError) and 400 <= exc.status < 500 and exc.status not in (409, 429)
 
 
 def monitor_schedule_name(monitor: str) -> str:
@@ -206,7 +213,8 @@ class JobService:
     def _failed(self, job: Job, exc: BaseException, lines: list[JobLog]) -> None:
         text = "".join(traceback.format_exception(exc))
         error = f"{type(exc).__name__}: {exc}"
-        if job.attempts <= job.max_retries:
+        permanent = is_permanent(exc)
+        if job.attempts <= job.max_retries and not permanent:
             delay_s = job.backoff_s * 2 ** (job.attempts - 1)
             done = self.store.finish(
                 job.id,
@@ -229,7 +237,8 @@ class JobService:
             traceback=text,
             finished_at_ms=self.clock(),
         )
-        lines.append(self._line("ERROR", f"{error}; no retries left"))
+        why = "not retried: the same input fails every time" if permanent else "no retries left"
+        lines.append(self._line("ERROR", f"{error}; {why}"))
         self.store.add_logs(job.id, lines)
 
     @contextmanager
