@@ -6,6 +6,7 @@ is in tests/docs/_blocks.py and docs/operations.md ("Docs examples are tests").
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,8 @@ from tests.docs._plan import DOCS, ROOT, run_session, steps_of
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_doc_examples_run(doc: Path, docs_world: Path, tmp_path: Path) -> None:
-    steps = steps_of(parse_blocks(doc, ROOT))
-    if not steps:
-        return  # every block is illustrative (each says why) or there is none
-    code, output = run_session(steps, docs_world, tmp_path)
+def test_doc_examples_run(doc: Path, docs_sessions: dict[Path, Future[tuple[int, str]]]) -> None:
+    code, output = docs_sessions[doc].result()  # raises the file's DocError, if any
     failure = output[output.find("DOCS-FAIL") :] if "DOCS-FAIL" in output else output[-4000:]
     assert code == 0, failure[:6000]
 
