@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,6 +165,8 @@ class Session:
             return self.command(commands[0])
         if commands[0][:1] != ["keel"] or any(c[:1] != ["jq"] for c in commands[1:]):
             raise StepFailed("only `keel … | jq …` pipes are supported")
+        if shutil.which("jq") is None:
+            raise StepFailed("the doc pipes into jq, which is not installed (apt-get install jq)")
         captured = io.StringIO()
         with contextlib.redirect_stdout(captured):
             code = self.command(commands[0])
