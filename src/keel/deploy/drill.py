@@ -117,6 +117,13 @@ class LiveGateway:
         """Drop ``model`` v``version``'s cache entries (every replica); how many were here."""
         return self._run(self.gateway.invalidate(model=model, version=version))
 
+    def flush_log(self, timeout_s: float) -> None:
+        """Write this gateway's buffered prediction-log rows, so the newest requests it
+        answered are there to probe with (the log otherwise flushes on its interval)."""
+        flush = getattr(self.gateway.prediction_log, "flush", None)
+        if flush is not None:
+            flush(timeout_s)
+
     def has_cache(self) -> bool:
         """Whether this gateway caches predictions at all."""
         return self.gateway.cache is not None
@@ -237,6 +244,8 @@ def run_drill(
     primary = str(policy.arm("primary").name)
     versions = before.versions
     candidates = {a: v for a, v in versions.items() if a != primary}
+    if serving is not None and instances is None:
+        serving.flush_log(timeout_s)
     probe = _probe_set(service, before, instances, probe_rows)
     direct = _direct(service, before.model, versions[primary], probe)
     seeded: dict[str, int] = {}
