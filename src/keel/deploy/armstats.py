@@ -330,12 +330,17 @@ def metric_estimate(name: str, rows: pd.DataFrame) -> MetricEstimate | None:
 def roc_auc(score: np.ndarray[Any, Any], positive: np.ndarray[Any, Any]) -> float:
     """ROC AUC by the rank-sum formula, ties at their average rank (the numpy twin of
     :data:`_AUC_SQL`, for frames already in memory); needs both classes."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score)  # average ranks for ties
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    # A positive scoring v has average rank (lo + hi + 1) / 2 among all scores, lo of them
+    # below v and hi at or below it. Two plain sorts and a search: about half the time of
+    # ranking every row (an argsort) over a million scores.
+    ordered = np.sort(score)
+    hits = np.sort(score[positive])
+    lo = int(np.searchsorted(ordered, hits, "left").sum())
+    hi = int(np.searchsorted(ordered, hits, "right").sum())
+    n_pos = hits.size
+    n_neg = score.size - n_pos
+    # Doubled rank sum minus n_pos (n_pos + 1): integers up to the one division.
+    return float((lo + hi + n_pos - n_pos * (n_pos + 1)) / (2 * n_pos * n_neg))
 
 
 def _normal(output: Any) -> str:

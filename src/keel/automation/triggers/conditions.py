@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,10 @@ from keel.automation.triggers.context import EvaluationContext
 from keel.automation.triggers.models import PERFORMANCE_METRICS, Condition
 from keel.errors import InvalidInput, KeelError
 
-__all__ = ["Outcome", "evaluate_condition"]
+if TYPE_CHECKING:
+    from keel.monitoring.drift import DriftReport
+
+__all__ = ["Outcome", "evaluate_condition", "prefetch_drift"]
 
 #: The per-feature drift rows kept in a record (worst first).
 MAX_FEATURE_ROWS = 50
@@ -127,7 +131,8 @@ def _metric(frame: pd.DataFrame, metric: str) -> tuple[float | None, int]:
 
     if not len(frame):
         return None, 0
-    rows = frame[frame["label_value"].notna()]
+    labelled = frame["label_value"].notna()
+    rows = frame if labelled.all() else frame[labelled]
     if not len(rows):
         return None, 0
     truth = rows["label_value"].to_numpy()
@@ -167,11 +172,30 @@ def _bound(cond: Condition) -> float | None:
 
 
 # -- drift ---------------------------------------------------------------------------------
-def _drift(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
+def prefetch_drift(ctx: EvaluationContext) -> None:
+    """Start the drift conditions' window reads and tests in a background thread (see
+    :meth:`EvaluationContext.prefetch`). The model and reference are resolved here first,
+    so the thread touches no database; when they cannot be, nothing is prefetched and the
+    conditions report why as before."""
+    drifts = {path: cond for path, cond in ctx.trigger.leaves() if cond.kind == "drift"}
+    if not drifts:
+        return
+    try:
+        ctx.reference()
+    except KeelError:
+        return
+    ctx.version_number  # noqa: B018 - resolved (and cached) in this thread
+    ctx.prefetch({path: partial(_drift_report, ctx, cond) for path, cond in drifts.items()})
+
+
+def _drift_report(
+    ctx: EvaluationContext, cond: Condition
+) -> tuple[DriftReport, int, list[str], set[str]]:
+    """The drift condition's report, window size, features compared and the features its
+    ``test`` applies to."""
     from keel.monitoring.drift import FeatureOverride, detect_drift
     from keel.monitoring.stats.choice import TESTS
 
-    metric = cond.metric or ""
     window_ms = ctx.trigger.seconds(cond.window) * 1000
     window = ctx.window(ctx.now_ms - window_ms, ctx.now_ms)
     reference = ctx.reference()
@@ -191,6 +215,13 @@ def _drift(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
         correction="none" if test is not None else ctx.spec.correction,
         min_samples=cond.min_samples,
     )
+    return report, len(window), names, set(overrides)
+
+
+def _drift(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
+    metric = cond.metric or ""
+    test = cond.test
+    report, n, names, overrides = ctx.prefetched(path, partial(_drift_report, ctx, cond))
     rows, drifted = [], []
     for item in report.features:
         if test is None:
@@ -222,7 +253,7 @@ def _drift(ctx: EvaluationContext, path: str, cond: Condition) -> Outcome:
         f"({', '.join(drifted) or 'none'}); fires at {need}"
     )
     details = {"drifted": drifted, "min_features": need, "features": rows[:MAX_FEATURE_ROWS]}
-    return Outcome(path, metric, met, float(len(drifted)), threshold, reason, len(window), details)
+    return Outcome(path, metric, met, float(len(drifted)), threshold, reason, n, details)
 
 
 # -- prediction-distribution shift --------------------------------------------------------

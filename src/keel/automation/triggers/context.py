@@ -7,22 +7,27 @@ registry and the feature store. A replay that passes past times sees what was kn
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from keel.automation.triggers.models import Trigger
-from keel.errors import InvalidInput, KeelError, NotFound
+from keel.errors import InvalidInput, NotFound
 from keel.monitoring.inputs import Reference, strip_prefix
 from keel.monitoring.models import MonitorSpec
 from keel.registry.models import ModelVersion
 from keel.serving.predlog import FEATURE_PREFIX
-from keel.serving.predquery import predictions
+from keel.serving.predquery import predictions, query_log
 
 __all__ = ["EvaluationContext", "last_scores", "monitor_spec", "output_scores"]
+
+T = TypeVar("T")
 
 
 def monitor_spec(services: Any, trigger: Trigger) -> MonitorSpec:
@@ -46,7 +51,8 @@ class EvaluationContext:
         self._labelled: pd.DataFrame | None = None
         self._reference: Reference | None = None
         self._windows: dict[tuple[int, int], pd.DataFrame] = {}
-        self._pending: dict[tuple[int, int], Future[pd.DataFrame]] = {}
+        self._pending: dict[Hashable, Future[Any]] = {}
+        self._done: dict[Hashable, Any] = {}
 
     # -- the model ----------------------------------------------------------------------------
     @property
@@ -102,66 +108,67 @@ class EvaluationContext:
         return self._labelled
 
     def labelled_between(self, start_ms: int, end_ms: int, *, served: bool = True) -> pd.DataFrame:
-        """Labelled predictions made in ``[start_ms, end_ms)`` (of the served version)."""
+        """Labelled predictions made in ``[start_ms, end_ms)`` (of the served version);
+        possibly the cached frame itself, so callers must not modify it."""
         frame = self.labelled()
         if not len(frame):
             return frame
         keep = (frame["ts_ms"] >= start_ms) & (frame["ts_ms"] < end_ms)
         if served and self.version_number is not None:
             keep &= frame["version"] == self.version_number
-        return frame[keep]
+        # A window over every labelled row (seed 004's) needs no copy of a million rows.
+        return frame if keep.all() else frame[keep]
 
     def window(self, start_ms: int, end_ms: int) -> pd.DataFrame:
         """Logged predictions in ``[start_ms, end_ms)`` of the served version, features
         without their ``f_`` prefix."""
         key = (start_ms, end_ms)
         if key not in self._windows:
-            pending = self._pending.pop(key, None)
-            # A prefetch that failed raises here, as the read itself would have.
-            frame = pending.result() if pending else self._read_window(start_ms, end_ms)
-            self._windows[key] = frame
+            self._windows[key] = self._read_window(start_ms, end_ms)
         return self._windows[key]
 
-    def prefetch_windows(self) -> None:
-        """Start reading the drift conditions' windows in a background thread, so that the
-        read overlaps the label join of the performance and volume conditions (DuckDB
-        releases the GIL: on two idle cores the evaluation takes about the longer of the
-        two reads, not their sum). The model and reference are resolved here first, so the
-        thread touches no database; when they cannot be, nothing is prefetched and the
-        conditions report why as before."""
-        keys = {
-            (self.now_ms - self.trigger.seconds(cond.window) * 1000, self.now_ms)
-            for _, cond in self.trigger.leaves()
-            if cond.kind == "drift"
-        }
-        if not keys:
+    def prefetch(self, work: dict[Hashable, Callable[[], Any]]) -> None:
+        """Start each piece of ``work`` in one background thread, so that it overlaps the
+        label join of the performance and volume conditions (DuckDB and numpy's sorts
+        release the GIL: the evaluation takes about the longer of the two, not their sum).
+        The work must touch no database (resolve the model and reference first)."""
+        if not work:
             return
-        try:
-            self.reference()
-        except KeelError:
-            return
-        self.version_number  # noqa: B018 - resolved (and cached) in this thread
-        pool = ThreadPoolExecutor(1, thread_name_prefix="keel-trigger-window")
-        for start_ms, end_ms in sorted(keys):
-            self._pending[(start_ms, end_ms)] = pool.submit(self._read_window, start_ms, end_ms)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="keel-trigger-prefetch")
+        for key, job in work.items():
+            self._pending[key] = pool.submit(job)
         pool.shutdown(wait=False)
 
+    def prefetched(self, key: Hashable, work: Callable[[], T]) -> T:
+        """``work()``, once: the background thread's result when :meth:`prefetch` started
+        it under ``key`` (its failure raises here, as the work itself would have), else
+        computed now."""
+        if key not in self._done:
+            pending = self._pending.pop(key, None)
+            self._done[key] = pending.result() if pending else work()
+        result: T = self._done[key]
+        return result
+
     def _read_window(self, start_ms: int, end_ms: int) -> pd.DataFrame:
-        # Only the reference's columns: a million rows' probability lists and unused
-        # columns cost more to read than the drift tests cost to run. In log order, not
-        # sorted by time: the tests ignore the order, and sorting a million rows costs
-        # about as much as reading them (the order is still the same on every read).
+        # Only the reference's logged columns, in one query: a million rows' probability
+        # lists, partition columns (a million "model" strings) and unused columns cost
+        # more to read than the drift tests cost to run. ``ts`` as well, so that the
+        # selection is never empty (no reference column logged), then dropped (a feature
+        # named ``ts`` would collide with it). In log order, not sorted by time: the tests
+        # ignore the order, and sorting a million rows costs about as much as reading them.
+        names = "|".join(re.escape(f"{FEATURE_PREFIX}{c}") for c in self.reference().frame.columns)
+        pattern = f"^(ts|{names})$".replace("'", "''")
+
+        def run(con: duckdb.DuckDBPyConnection, source: str, params: dict[str, Any]) -> pa.Table:
+            sql = f"SELECT COLUMNS('{pattern}') FROM {source}"
+            found: pa.Table = con.sql(sql, params=params).to_arrow_table()
+            return found
+
         root = self.services.monitors.inputs.predictions_root
-        model, version = self.trigger.model, self.version_number
-        probe = predictions(model, version, start_ms, end_ms, limit=1, root=root, ordered=False)
-        wanted = {f"{FEATURE_PREFIX}{c}" for c in self.reference().frame.columns}
-        # Not ``ts`` (nothing reads it; a feature named ``ts`` would collide with it), but
-        # something to select when no reference column was logged.
-        columns = [c for c in probe.column_names if c in wanted] or ["ts"]
-        table = predictions(
-            model, version, start_ms, end_ms, columns=columns, root=root, ordered=False
-        )
-        frame = strip_prefix(table.to_pandas())
+        table = query_log(run, self.trigger.model, self.version_number, start_ms, end_ms, root=root)
+        if table is None:
+            return pd.DataFrame()
+        frame = strip_prefix(table.to_pandas().drop(columns="ts"))
         rate = getattr(self.spec, "sampling_rate", 1.0)
         if rate < 1 and len(frame):
             frame = frame.sample(frac=rate, random_state=0)

@@ -19,7 +19,12 @@ from typing import Any
 
 from keel._models import now_ms
 from keel.automation.triggers.action import Action, decide_action
-from keel.automation.triggers.conditions import Outcome, dependent_views, evaluate_condition
+from keel.automation.triggers.conditions import (
+    Outcome,
+    dependent_views,
+    evaluate_condition,
+    prefetch_drift,
+)
 from keel.automation.triggers.context import EvaluationContext, monitor_spec
 from keel.automation.triggers.models import Trigger, TriggerSpec, parse_trigger
 from keel.decisions.models import Decision
@@ -179,7 +184,7 @@ class TriggerService:
         trigger = self.store.get_trigger(name)
         at = self.clock() if now is None else now
         ctx = EvaluationContext(self.services, trigger, at, manual=manual)
-        ctx.prefetch_windows()
+        prefetch_drift(ctx)
         outcomes = [
             evaluate_condition(ctx, path, cond)
             for path, cond in zip(_paths(trigger), trigger.conditions, strict=True)
