@@ -15,6 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from keel._documents import load_document
 from keel._durations import parse_duration_s
+from keel.deploy.checkpoints import Stateful, as_stateful
+from keel.deploy.hypothesis import Hypothesis, check_plan
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -167,6 +169,8 @@ class DeploymentPolicy(_Model):
     analysis: Analysis = Field(default_factory=Analysis)
     retention: Retention = Field(default_factory=Retention)
     auto_promote: bool = True
+    hypothesis: Hypothesis | None = None  # R-DEP-17: pre-registered, frozen once served
+    stateful: Annotated[Stateful | None, BeforeValidator(as_stateful)] = None  # R-DEP-10
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentPolicy:
@@ -182,6 +186,8 @@ class DeploymentPolicy(_Model):
                 "fixed_horizon needs planned_samples_per_arm (see keel.deploy.samplesize)",
                 field="analysis.planned_samples_per_arm",
             )
+        if self.hypothesis is not None:
+            check_plan(self.hypothesis, self.analysis.alpha, self.analysis.power)
         return self
 
     def arm(self, role: Role) -> Arm:
