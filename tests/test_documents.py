@@ -44,3 +44,23 @@ def test_every_policy_reader_refuses_deep_text_without_a_recursion_error(tmp_pat
     for read in (load_deployment_policy, parse_trigger, lambda _: load_gate_policy(gates)):
         with pytest.raises(BadRequest, match="nested too deeply"):
             read(DEEP)
+
+
+def test_every_reader_words_an_unknown_key_alike_naming_it(tmp_path: Path) -> None:
+    # One helper (keel._models.error_reason) words it for policies, gates and triggers.
+    trigger = (Path(__file__).parent / "automation/fixtures/trigger_seed004.yaml").read_text()
+    gates = tmp_path / "gates.yaml"
+    gates.write_text("fairness:\n  max_dp: 0.1\n")
+    arms = "[{version: 1, role: primary}, {version: 2, role: shadow}]"
+    deployment = f"name: d\nmodel: m\nstrategy: shadow\narms: {arms}\n"
+    cases = [
+        (lambda: parse_trigger(trigger.replace("below: 0.78", "floor: 0.78")), "any[0].floor"),
+        (lambda: load_gate_policy(gates), "fairness.max_dp"),
+        (lambda: load_deployment_policy(f"{deployment}bogus: 1\n"), "bogus"),
+    ]
+    for read, field in cases:
+        with pytest.raises(InvalidInput) as err:
+            read()
+        key = field.rsplit(".", 1)[-1].rsplit("]", 1)[-1].lstrip(".")
+        assert err.value.field == field, err.value.message
+        assert err.value.message.endswith(f"{field}: unknown key {key!r}"), err.value.message

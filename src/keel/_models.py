@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
+from pydantic_core import ErrorDetails
 
 from keel.errors import InvalidInput
 
@@ -16,6 +17,7 @@ __all__ = [
     "Page",
     "decode_page_token",
     "encode_page_token",
+    "error_reason",
     "invalid_input",
     "now_ms",
 ]
@@ -50,10 +52,18 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     first = errors[0]
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
     field = loc.lstrip(".") or "body"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"  # pydantic's "Extra inputs are not permitted" names no key
-    return InvalidInput(f"{field}: {message}", field=field)
+    return InvalidInput(f"{field}: {error_reason(first)}", field=field)
+
+
+def error_reason(error: ErrorDetails) -> str:
+    """Why one pydantic error failed, in keel's words (``unknown key 'x'``).
+
+    The one place that words an unknown key: pydantic's "Extra inputs are not
+    permitted" names no key, so the key is named here for every caller.
+    """
+    if error["type"] == "extra_forbidden" and error["loc"]:
+        return f"unknown key {str(error['loc'][-1])!r}"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 class Entity(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from keel._documents import load_document
 from keel._durations import parse_duration_s
+from keel._models import error_reason
 from keel.deploy.checkpoints import Stateful, as_stateful
 from keel.deploy.hypothesis import Hypothesis, check_plan
 from keel.errors import InvalidInput
@@ -368,12 +369,10 @@ def _invalid(error: ValidationError) -> InvalidInput:
             inner = cause.field if cause.field and cause.field != "duration" else ""
             path = ".".join(p for p in (path, inner) if p).replace(".[", "[")
             reason = cause.message.removeprefix("duration: ")
-        elif item["type"] == "extra_forbidden":
-            reason = f"unknown key {str(item['loc'][-1])!r}"
         elif item["type"] == "literal_error":
             reason = f"{item['msg']}, got {item['input']!r}"
         else:
-            reason = item["msg"]
+            reason = error_reason(item)
         found.append((path or "policy", reason))
     field, reason = found[0]
     return InvalidInput(

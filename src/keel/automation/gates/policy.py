@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keel._documents import load_document
+from keel._models import error_reason
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -182,11 +183,7 @@ def _invalid(error: ValidationError) -> InvalidInput:
     """The first pydantic error as InvalidInput naming its dotted path (``fairness.foo``)."""
     first = error.errors()[0]
     path = ".".join(str(p) for p in first["loc"]) or "policy"
-    if first["type"] == "extra_forbidden":
-        reason = f"unknown key {str(first['loc'][-1])!r}"
-    else:
-        reason = str(first["msg"]).removeprefix("Value error, ")
-    return InvalidInput(f"policy: {path}: {reason}", field=path)
+    return InvalidInput(f"policy: {path}: {error_reason(first)}", field=path)
 
 
 def parse_policy(data: Mapping[str, Any] | None) -> GatePolicy:
