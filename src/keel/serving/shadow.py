@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
@@ -79,6 +80,10 @@ class ShadowQueue:
         self.gateway = gateway
         self._lanes: dict[str, _Lane] = {}
         self.counts: dict[str, Tally[str]] = {}
+        # The replica report copies the counts from another thread while the event loop
+        # adds keys to them: copies and writes take this lock, so a copy never sees the
+        # dict change size (uncontended it costs ~0.1 us per copy counted).
+        self._counts_lock = threading.Lock()
         self._series: dict[tuple[str, str, str], Any] = {}
         # The replica reports carry these counts: drops per replica in the status (R-DEP-06).
         register = getattr(gateway.deployments, "add_shadow_source", None)
@@ -236,14 +241,18 @@ class ShadowQueue:
         if series is None:  # .labels() costs microseconds: once per series
             series = self._series[key] = SHADOW_REQUESTS.labels(*key)
         series.inc()
-        counts = self.counts.get(deployment)
-        if counts is None:
-            counts = self.counts[deployment] = Tally()
-        counts[f"{arm}:{outcome}"] += 1
+        with self._counts_lock:
+            counts = self.counts.get(deployment)
+            if counts is None:
+                counts = self.counts[deployment] = Tally()
+            counts[f"{arm}:{outcome}"] += 1
 
     def counts_of(self, deployment: str) -> dict[str, int]:
-        """This replica's copies for ``deployment`` by ``arm:outcome`` since it started."""
-        return dict(self.counts.get(deployment, {}))
+        """This replica's copies for ``deployment`` by ``arm:outcome`` since it started.
+
+        Safe to call from any thread: a copy taken under the counts' lock."""
+        with self._counts_lock:
+            return {key: count for key, count in self.counts.get(deployment, {}).items()}
 
     def describe(self) -> dict[str, Any]:
         """Per deployment: queued copies and counts by ``arm:outcome``."""
@@ -251,9 +260,9 @@ class ShadowQueue:
             name: {
                 "queued": lane.queue.qsize(),
                 "queue_size": lane.queue.maxsize,
-                "counts": dict(self.counts.get(name, {})),
+                "counts": self.counts_of(name),
             }
-            for name, lane in self._lanes.items()
+            for name, lane in list(self._lanes.items())
         }
 
     async def close(self) -> None:
