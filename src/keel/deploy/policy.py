@@ -170,6 +170,7 @@ class DeploymentPolicy(_Model):
     analysis: Analysis = Field(default_factory=Analysis)
     retention: Retention = Field(default_factory=Retention)
     auto_promote: bool = True
+    review_at: list[Percent] = Field(default_factory=list, max_length=20)  # R-DEP-02 holds
     hypothesis: Hypothesis | None = None  # R-DEP-17: pre-registered, frozen once served
     stateful: Annotated[Stateful | None, BeforeValidator(as_stateful)] = None  # R-DEP-10
 
@@ -215,6 +216,7 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "min_samples_per_step": ("canary",),
     "min_dwell_s": ("canary",),
     "max_step_duration_s": ("canary",),
+    "review_at": ("canary",),
     "min_duration_s": ("ab",),
     "shadow": ("shadow", "canary"),
     "blue_green": ("blue_green",),
@@ -236,6 +238,8 @@ def _check_strategy_fields(policy: DeploymentPolicy) -> None:
                 raise InvalidInput("canary steps must increase", field=f"steps[{i}]")
         if steps[-1] != 100:
             raise InvalidInput("the last canary step must be 100", field=f"steps[{len(steps) - 1}]")
+        if bad := [i for i, share in enumerate(policy.review_at) if share not in steps[:-1]]:
+            raise InvalidInput("not a canary step below 100", field=f"review_at[{bad[0]}]")
         policy.steps = steps
     if policy.strategy == "shadow" and policy.shadow is None:
         policy.shadow = ShadowPhase()
