@@ -282,3 +282,21 @@ def test_a_gateways_dropped_copies_reach_the_status_through_its_report(
     drops = status["shadow_comparison"]["shadow"]["drops"]
     assert drops == {"total": dropped, "by_replica": {gateway.id: dropped}}
     assert status["replicas"][0]["shadow"]["shadow:dropped"] == dropped
+
+
+def test_a_corrupt_log_segment_degrades_the_comparison_never_a_500(
+    services: Services, shadowed: DeploymentService, live_server: str
+) -> None:
+    _log(services, n_requests=20, rows_per_request=1, classifier=True)
+    segment = next(log_root(services.settings).rglob("*.parquet"))
+    # Parquet's magic at both ends (so the cheap torn-file check passes), garbage between.
+    (segment.parent / "zz-corrupt.parquet").write_bytes(b"PAR1" + b"\x07" * 64 + b"PAR1")
+    rest = httpx.get(f"{live_server}/v1/deployments/churn-shadow")
+    assert rest.status_code == 200, rest.text
+    got = rest.json()["shadow_comparison"]["shadow"]
+    assert "prediction log unreadable" in got["error"] and "pairs" not in got
+    assert got["version"] == 2 and got["drops"]["total"] == 0
+    assert rest.json()["status"]  # the rest of the status is still there
+    shown = CliRunner().invoke(cli, ["deploy", "show", "churn-shadow", "--server", live_server])
+    assert shown.exit_code == 0, shown.output
+    assert "shadow shadow: comparison unavailable: prediction log unreadable" in shown.output

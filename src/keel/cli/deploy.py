@@ -53,6 +53,8 @@ def _show(d: Deployment) -> None:
 
 def _shadow_line(c: dict[str, Any]) -> str:
     """One shadow arm's comparison with the primary (keel.deploy.shadowcompare)."""
+    if "error" in c:
+        return f"comparison unavailable: {c['error']}; {c['drops']['total']} dropped"
     if not c.get("pairs"):
         return f"no compared requests yet; {c['drops']['total']} dropped"
     shift, latency = c["distribution"], c["latency_ms"]
@@ -366,8 +368,10 @@ def decisions(
 def _register_checks() -> None:
     # recommend, drill, debug, holdout live in their own module (this one stays < 400 lines)
     from keel.cli.deploy_checks import register
+    from keel.cli.deploy_report import register as register_report
 
     register(deploy_app)
+    register_report(deploy_app)
 
 
 _register_checks()

@@ -18,10 +18,15 @@ counts, not one process's counters. Per shadow arm:
 
 Queue drops never reach the log (the copy was not run): they come from the replicas'
 reports (R-DEP-06), see :func:`drops_by_replica`.
+
+A log DuckDB cannot read (a corrupt segment) never fails the status read: each arm gets
+``{"error": "prediction log unreadable: ..."}`` instead of its numbers, and one warning
+is logged; the rest of the status (and each arm's drops) is unaffected.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,8 @@ from keel.monitoring.stats import ks, psi
 from keel.serving.predquery import segment_files
 
 __all__ = ["ATOL", "RTOL", "compare_shadows", "drops_by_replica", "summarize_pairs"]
+
+log = logging.getLogger("keel.deploy")
 
 #: Regressor agreement: ``|shadow - primary| <= ATOL + RTOL * |primary|``.
 RTOL = 0.01
@@ -77,12 +84,31 @@ def compare_shadows(
     since_ms: int,
     until_ms: int,
 ) -> dict[str, dict[str, Any]]:
-    """Arm → the comparison of each of ``shadows`` with ``primary`` over ``[since, until)``."""
+    """Arm → the comparison of each of ``shadows`` with ``primary`` over ``[since, until)``;
+    ``{"error": ...}`` per arm when the log cannot be read."""
     files = segment_files(
         root, model, None, _ts(since_ms).to_pydatetime(), _ts(until_ms).to_pydatetime()
     )
-    empty = pd.DataFrame(columns=["arm"])
-    pairs = empty
+    try:
+        pairs = _pairs(files, deployment, primary, shadows, since_ms, until_ms)
+    except duckdb.Error as exc:
+        # A status read must not fail on its optional part: the caller still gets the
+        # deployment's state and drops, with the reason the comparison is missing.
+        log.warning("deployment %s: shadow comparison skipped: %s", deployment, exc)
+        return {arm: {"error": f"prediction log unreadable: {exc}"} for arm in shadows}
+    return {arm: summarize_pairs(pairs[pairs["arm"] == arm]) for arm in shadows}
+
+
+def _pairs(
+    files: list[Path],
+    deployment: str,
+    primary: str,
+    shadows: Sequence[str],
+    since_ms: int,
+    until_ms: int,
+) -> pd.DataFrame:
+    """The paired primary/shadow rows of ``files`` (DuckDB errors propagate)."""
+    pairs = pd.DataFrame(columns=["arm"])
     if files and shadows:
         with duckdb.connect() as con:
             create_view(con, files, deployment, since_ms, until_ms, positions=True)
@@ -101,7 +127,7 @@ def compare_shadows(
                 arms=", ".join(_quote(a) for a in [primary, *shadows]),
             )
             pairs = con.execute(sql, {"primary": primary}).df()
-    return {arm: summarize_pairs(pairs[pairs["arm"] == arm]) for arm in shadows}
+    return pairs
 
 
 def summarize_pairs(pairs: pd.DataFrame) -> dict[str, Any]:
