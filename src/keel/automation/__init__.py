@@ -1,4 +1,4 @@
-"""Automation: retraining economics (scheduler, triggers, retraining, gates, decisions planned).
+"""Automation: retraining economics, scheduler and jobs, triggers, retraining, gates, promotion.
 
 Public names live in the submodules (``keel.automation.economics``,
 ``keel.automation.decay``, ``keel.automation.rotting``), so importing the

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, computed_field, model_validator
 
 from keel._models import Entity
 
@@ -36,6 +37,8 @@ class Decision(Entity):
 
     ``details`` holds everything behind the decision (observed values, thresholds,
     verdict); ``related`` names other records by id (a job, a trigger, a version).
+    Every JSON record (REST, SDK, CLI) carries ``time`` (ISO-8601 UTC, derived from
+    ``at_ms``, which stays for compatibility), ``model``, ``kind`` and ``summary``.
     """
 
     id: int | None = None
@@ -47,6 +50,21 @@ class Decision(Entity):
     actor: str = Field(max_length=256)
     deployment: str | None = None
     related: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_time(cls, data: Any) -> Any:
+        # ``time`` is derived from ``at_ms``: a record read back from JSON (the HTTP SDK)
+        # carries it, and the strict entity would otherwise refuse it as unknown.
+        if isinstance(data, dict) and "time" in data:
+            data = {k: v for k, v in data.items() if k != "time"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def time(self) -> str:
+        """``at_ms`` as an ISO-8601 UTC time (``2026-12-07T06:13:27.123000+00:00``)."""
+        return dt.datetime.fromtimestamp(self.at_ms / 1000, tz=dt.UTC).isoformat()
 
 
 class DecisionQuery(Entity):
