@@ -368,8 +368,10 @@ def decisions(
 def _register_checks() -> None:
     # recommend, drill, debug, holdout live in their own module (this one stays < 400 lines)
     from keel.cli.deploy_checks import register
+    from keel.cli.deploy_report import register as register_report
 
     register(deploy_app)
+    register_report(deploy_app)
 
 
 _register_checks()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from keel._models import Page
 from keel.client._approval import ApprovalMixin
 from keel.client._deploy_checks import DeployChecksMixin
+from keel.client._deploy_report import DeployReportMixin
 from keel.client._deployments import DeploymentsMixin
 from keel.client._economics import EconomicsMixin
 from keel.client._features import FeaturesMixin
@@ -54,6 +55,7 @@ class Client(
     MonitoringMixin,
     DeploymentsMixin,
     DeployChecksMixin,
+    DeployReportMixin,
     JobsMixin,
     TriggersMixin,
     FeaturesMixin,

@@ -154,6 +154,7 @@ class ChangesMixin:
                 "weights_before": current.weights,
                 "weights": state["weights"],
                 "bad_windows": [w.model_dump() for w in windows],
+                **self.stateful_rollback_details(current, windows),
             },
             who,
             name,
@@ -170,6 +171,14 @@ class ChangesMixin:
         )
         self.notify(changed, "rolled_back")
         return changed
+
+    def stateful_rollback_details(
+        self, current: Deployment, windows: list[BadWindow]
+    ) -> dict[str, Any]:
+        """A stateful policy's session reset and contamination warning (R-DEP-10)."""
+        from keel.deploy.checkpoints import stateful_rollback
+
+        return stateful_rollback(self, current, windows)  # type: ignore[arg-type]
 
     def bad_windows_for(
         self, deployment: Deployment, rollouts: Mapping[str, RolloutState], at: int, reason: str

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
 from keel.deploy.armstats import ArmWindow, read_arm_stats
-from keel.deploy.models import Deployment
+from keel.deploy.models import BadWindow, Deployment
 from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
 from keel.deploy.segments import read_segment_stats
@@ -113,11 +113,15 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
     new = {**rollouts, **{k: s.state for k, s in steps.items()}}
     records, windows = [], []
     for arm, step in steps.items():
-        records.extend(_records(service, current, arm, step, numbers[arm]))
+        bad: list[BadWindow] = []
         if step.action is Action.ROLL_BACK:
-            windows += service.bad_windows_for(
+            bad = service.bad_windows_for(
                 current, {arm: rollouts[arm]}, now, "; ".join(step.reasons)
             )
+            windows += bad
+        # R-DEP-10: a stateful policy's rollback names its session reset and contamination.
+        extra = service.stateful_rollback_details(current, bad) if bad else {}
+        records.extend(_records(service, current, arm, step, numbers[arm], extra))
     status = _status(policy.strategy, new, steps)
     promoted = next((k for k, s in steps.items() if s.action is Action.PROMOTE), None)
     try:
@@ -226,13 +230,19 @@ _KIND = {
 
 
 def _records(
-    service: DeploymentService, current: Deployment, arm: str, step: Step, numbers: dict[str, Any]
+    service: DeploymentService,
+    current: Deployment,
+    arm: str,
+    step: Step,
+    numbers: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> list[Decision]:
     """The evaluation record, plus a step/rollback/pause record when the action is one."""
     details = step.to_dict()
     details.pop("arms", None)
     details["arm"] = arm
     details["numbers"] = numbers
+    details.update(extra or {})
     summary = (
         f"{arm}: {step.verdict} -> {step.action} at {step.phase} step {step.step} "
         f"({step.share:g}% -> {step.next_share:g}%): " + "; ".join(step.reasons)

@@ -11,13 +11,16 @@ The verdict compares the controller's last metric check with the registered effe
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.errors import InvalidInput
 
-__all__ = ["Hypothesis", "check_plan", "hypothesis_verdict"]
+if TYPE_CHECKING:
+    from keel.deploy.service import DeploymentService
+
+__all__ = ["Hypothesis", "amend_hypothesis", "check_plan", "hypothesis_verdict"]
 
 DEFAULT_RULE = (
     "ship when the confidence interval of the difference lies beyond the minimum effect "
@@ -129,3 +132,60 @@ def hypothesis_verdict(
     else:
         out.update(verdict="inconclusive", reason="the CI straddles the minimum effect")
     return out
+
+
+def amend_hypothesis(
+    service: DeploymentService, name: str, hypothesis: dict[str, Any], actor: str | None = None
+) -> dict[str, Any]:
+    """Replace ``name``'s hypothesis while nothing has been served yet; returns it.
+
+    InvalidInput names the ``hypothesis.*`` field; Conflict (409) when the deployment is
+    finished or has logged a prediction (the hypothesis is pre-registered from then on),
+    or changed concurrently.
+    """
+    from keel.deploy.models import FINISHED
+    from keel.deploy.policy import parse_policy
+    from keel.deploy.report import logged_rows
+    from keel.errors import Conflict
+
+    current = service.store.get_deployment(name)
+    if current.status in FINISHED:
+        raise Conflict(f"deployment {name!r} is already {current.status}", field="hypothesis")
+    checked = parse_policy({**current.policy, "hypothesis": hypothesis}).hypothesis
+    assert checked is not None
+    service.check_metric("hypothesis.metric", checked.metric)
+    served = sum(
+        logged_rows(
+            service, current, list(current.versions), current.created_at_ms, service.clock() + 1
+        ).values()
+    )
+    if served:
+        raise Conflict(
+            f"hypothesis: deployment {name!r} has served {served} predictions; its "
+            "hypothesis is pre-registered and frozen (start a new deployment to test another)",
+            field="hypothesis",
+        )
+    document = checked.model_dump(mode="json", exclude_none=True)
+    at = service.clock()
+    record = service.decision_log.build(
+        "hypothesis_registered",
+        current.model,
+        f"hypothesis of {name!r} amended before any traffic by {actor or 'unknown'}: "
+        f"{checked.statement}",
+        {
+            "hypothesis": document,
+            "before": current.state.get("hypothesis") or current.policy.get("hypothesis"),
+        },
+        actor or "unknown",
+        name,
+        at_ms=at,
+    )
+    service.store.update_deployment(
+        name,
+        current.version,
+        status=current.status,
+        state={**current.state, "hypothesis": document},
+        at_ms=at,
+        decisions=[record],
+    )
+    return document

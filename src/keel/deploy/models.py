@@ -54,6 +54,10 @@ class Deployment(Entity):
     #: Shadow arm → its comparison with the primary (:mod:`keel.deploy.shadowcompare`):
     #: agreement, PSI/KS, latency, errors and per-replica queue drops; filled by ``get``.
     shadow_comparison: dict[str, dict[str, Any]] | None = None
+    #: Interference warnings (R-DEP-15, :mod:`keel.deploy.interference`); filled by ``get``.
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
+    #: Rollback checkpoints of a stateful policy (R-DEP-10, :mod:`keel.deploy.checkpoints`).
+    checkpoints: list[dict[str, Any]] | None = None
 
     @property
     def weights(self) -> dict[str, float]:

@@ -12,6 +12,7 @@ import builtins
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import pandas as pd
@@ -96,7 +97,11 @@ class DeploymentService(ChangesMixin):
         self.guard_window_s = guard_window_s
         self.lease_ttl_s = lease_ttl_s
         self.replica_ttl_s = replica_ttl_s
-        self._listeners: list[Listener] = []
+        from keel.deploy.checkpoints import checkpoint_listener
+        from keel.deploy.report import archive_listener
+
+        # R-DEP-10 checkpoints at each boundary; R-DEP-17 final report archived at the end.
+        self._listeners: list[Listener] = [checkpoint_listener(self), archive_listener(self)]
         # replica id -> its gateway's shadow-copy counts of one deployment (arm:outcome)
         self._shadow_sources: dict[str, Callable[[str], dict[str, int]]] = {}
         #: Loads a version's model (set by ``keel.services``: the one loader, honouring
@@ -113,16 +118,15 @@ class DeploymentService(ChangesMixin):
         when the name is taken or the model already has an unfinished deployment.
         """
         checked = policy if isinstance(policy, DeploymentPolicy) else parse_policy(policy)
-        rules = [("guardrails.metric.name", checked.guardrails.metric)] + [
+        rules: list[tuple[str, Any]] = [("guardrails.metric.name", checked.guardrails.metric)] + [
             (f"guardrails.secondary[{i}].name", m)
             for i, m in enumerate(checked.guardrails.secondary)
         ]
+        if checked.hypothesis is not None:
+            rules.append(("hypothesis.metric", SimpleNamespace(name=checked.hypothesis.metric)))
         for field, rule in rules:
-            if rule is not None and rule.name not in METRICS:
-                raise InvalidInput(
-                    f"{field}: unknown metric {rule.name!r} (known: {', '.join(sorted(METRICS))})",
-                    field=field,
-                )
+            if rule is not None:
+                self.check_metric(field, rule.name)
         try:
             model = self.registry.get_model(checked.model)
         except NotFound:
@@ -172,6 +176,14 @@ class DeploymentService(ChangesMixin):
         created = self.store.create_deployment(deployment, [record])
         self.notify(created, "created")
         return created
+
+    def check_metric(self, field: str, name: str) -> None:
+        """InvalidInput naming ``field`` unless ``name`` is a metric the controller computes."""
+        if name not in METRICS:
+            raise InvalidInput(
+                f"{field}: unknown metric {name!r} (known: {', '.join(sorted(METRICS))})",
+                field=field,
+            )
 
     def _resolve_arms(self, policy: DeploymentPolicy) -> dict[str, int]:
         versions: dict[str, int] = {}
@@ -232,8 +244,25 @@ class DeploymentService(ChangesMixin):
             update={
                 "complete": complete if fresh else None,
                 "shadow_comparison": self._shadows(found),
+                **self._experiment_checks(found),
             }
         )
+
+    def _experiment_checks(self, deployment: Deployment) -> dict[str, Any]:
+        """Interference warnings (R-DEP-15) and, if stateful, checkpoints (R-DEP-10)."""
+        from keel.deploy.checkpoints import checkpoints
+        from keel.deploy.interference import interference_warnings, is_ranking
+
+        policy = self.policy_of(deployment)
+        tags = self.registry.get_model(deployment.model).tags
+        ranking = any(
+            is_ranking(self.registry.get_version(deployment.model, v), tags)
+            for v in deployment.versions.values()
+        )
+        found: dict[str, Any] = {"warnings": interference_warnings(policy, ranking)}
+        if policy.stateful is not None:
+            found["checkpoints"] = checkpoints(self, deployment.name)
+        return found
 
     def _shadows(self, deployment: Deployment) -> dict[str, dict[str, Any]] | None:
         """Each shadow arm (and a candidate with a shadow phase) against the primary, from

@@ -105,6 +105,10 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", _DEPLOYMENT + "/drill"): Rule(
         Role.DEPLOYER, owned=DEPLOYMENT_MODEL, action="deployment.drill"
     ),
+    # the pre-registered hypothesis steers what the experiment concludes: as promote
+    ("PUT", _DEPLOYMENT + "/hypothesis"): Rule(
+        Role.DEPLOYER, owned=DEPLOYMENT_MODEL, action="deployment.hypothesis"
+    ),
     # triggers: a firing starts a retraining that may roll out, so deployer, and the owner
     # of the model (apply checks the model named in the body, through check_model_owner)
     ("POST", "/v1/triggers"): Rule(Role.DEPLOYER, action="trigger.apply"),

@@ -1,0 +1,318 @@
+"""The experiment report of a deployment (R-DEP-17 archived results, R-DEP-15).
+
+One document: the registered hypothesis and its verdict, the analysis settings (method,
+α, power, burn-in, attribution window), the numbers per arm and per segment read from the
+durable prediction log and labels, the decisions taken, the interference warnings, and —
+for a stateful policy — the checkpoints and the rollback's contamination warning.
+
+A running deployment's report is computed on request and labelled ``interim``. When a
+deployment ends (promoted, rolled back, completed) the final report is archived as an
+``experiment_report`` decision record (the decision log is the durable, append-only
+store keel already has) and served from there from then on, so later log retention or
+label changes do not rewrite what the experiment concluded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from keel.decisions.models import Decision
+from keel.deploy.hypothesis import hypothesis_verdict
+from keel.deploy.models import FINISHED, Deployment
+
+if TYPE_CHECKING:
+    from keel.deploy.policy import DeploymentPolicy
+    from keel.deploy.service import DeploymentService
+
+__all__ = ["KIND", "archive_listener", "build_report", "logged_rows", "registered_hypothesis"]
+
+KIND = "experiment_report"
+_FINISHING = {"promoted", "rolled_back"}
+
+
+def _clean(value: Any) -> Any:
+    # JSON (and PostgreSQL's jsonb) has no NaN or infinity: an unknown number is null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def registered_hypothesis(deployment: Deployment) -> dict[str, Any] | None:
+    """The hypothesis in force: an amendment (made before any traffic) or the policy's."""
+    found = deployment.state.get("hypothesis", deployment.policy.get("hypothesis"))
+    return found if isinstance(found, dict) else None
+
+
+def logged_rows(
+    service: DeploymentService, deployment: Deployment, arms: Sequence[str], start: int, end: int
+) -> dict[str, int]:
+    """Arm → predictions of ``deployment`` logged in ``[start, end)`` (0 without a log)."""
+    from keel.deploy.armstats import ArmWindow, read_arm_stats
+
+    if service.predictions_root is None or not arms:
+        return {a: 0 for a in arms}
+    found = read_arm_stats(
+        service.predictions_root,
+        None,
+        deployment.model,
+        deployment.name,
+        list(arms),
+        ArmWindow(start, start, start, end),
+        primary=arms[0],
+    )
+    return {a: found[a].n for a in arms}
+
+
+def _arm_numbers(
+    service: DeploymentService, deployment: Deployment, policy: DeploymentPolicy, end: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    from keel.deploy.armstats import ArmWindow, read_arm_stats
+    from keel.deploy.segments import read_segment_stats
+
+    arms = [str(a.name) for a in policy.arms]
+    primary = str(policy.arm("primary").name)
+    metrics = [m.name for m in [policy.guardrails.metric, *policy.guardrails.secondary] if m]
+    segments: dict[str, Any] = {c: {"values": []} for c in policy.analysis.segments}
+    numbers: dict[str, dict[str, Any]] = {a: {"n": 0} for a in arms}
+    if service.predictions_root is None:
+        return numbers, segments
+    start = deployment.created_at_ms
+    window = ArmWindow(start, start, start, end)
+    stats = read_arm_stats(
+        service.predictions_root,
+        service.labels,
+        deployment.model,
+        deployment.name,
+        arms,
+        window,
+        primary=primary,
+        metrics=metrics,
+    )
+    for arm, found in stats.items():
+        metric = found.metric
+        numbers[arm] = {
+            "n": found.n,
+            "errors": found.errors,
+            "error_rate": found.errors / found.n if found.n else None,
+            "p99_latency_ms": found.p99_latency_ms,
+            "metric": None
+            if metric is None
+            else {
+                "name": metrics[0],
+                "value": metric.value,
+                "std_error": metric.std_error,
+                "n": metric.n,
+            },
+        }
+    if policy.analysis.segments:
+        segments = read_segment_stats(
+            service.predictions_root,
+            service.labels,
+            deployment.model,
+            deployment.name,
+            arms,
+            window,
+            policy.analysis.segments,
+            metrics[0] if metrics else None,
+        )
+    return numbers, segments
+
+
+def _last_evaluations(decisions: list[Decision]) -> dict[str, Decision]:
+    out: dict[str, Decision] = {}
+    for d in decisions:  # newest first
+        arm = d.details.get("arm")
+        if d.kind == "evaluation" and isinstance(arm, str) and arm not in out:
+            out[arm] = d
+    return out
+
+
+def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
+    """The report computed now (``final`` once finished, else ``interim``)."""
+    from keel.deploy.checkpoints import checkpoints
+
+    deployment = service.get(name)
+    policy = service.policy_of(deployment)
+    finished = deployment.status in FINISHED
+    end = (deployment.updated_at_ms if finished else service.clock()) + 1
+    decisions = service.decision_log.query(deployment=name, limit=10_000)
+    numbers, segments = _arm_numbers(service, deployment, policy, end)
+    evaluations = _last_evaluations(decisions)
+    hypothesis = registered_hypothesis(deployment)
+    verdicts: dict[str, Any] = {}
+    for arm, record in evaluations.items():
+        check = record.details.get("metric")
+        pair = record.details.get("numbers") or {}
+        counts = [
+            ((pair.get(k) or {}).get("metric") or {}).get("n") for k in ("primary", "candidate")
+        ]
+        samples = min(int(c) for c in counts if c is not None) if None not in counts else None
+        verdicts[arm] = {
+            "evaluated_at_ms": record.at_ms,
+            "controller_verdict": record.details.get("verdict"),
+            "action": record.details.get("action"),
+            "metric_check": check,
+            "hypothesis": hypothesis_verdict(hypothesis, check, samples),
+        }
+    versions = deployment.versions
+    rollback = next((d for d in decisions if d.kind == "rollback"), None)
+    report: dict[str, Any] = {
+        "deployment": name,
+        "model": deployment.model,
+        "strategy": deployment.strategy,
+        "status": deployment.status,
+        "label": "final" if finished else "interim",
+        "generated_at_ms": service.clock(),
+        "window": {"from_ms": deployment.created_at_ms, "to_ms": end},
+        "hypothesis": hypothesis,
+        "analysis": {
+            "method": policy.analysis.method,
+            "alpha": policy.analysis.alpha,
+            "power": policy.analysis.power,
+            "planned_samples_per_arm": policy.analysis.planned_samples_per_arm,
+            "burn_in_s": policy.analysis.burn_in_s,
+            "attribution_window_s": policy.analysis.attribution_window_s,
+            "min_duration_s": policy.min_duration_s,
+            "unit": policy.unit,
+        },
+        "arms": [
+            {
+                "arm": str(a.name),
+                "role": a.role,
+                "version": versions.get(str(a.name)),
+                "weight": deployment.weights.get(str(a.name)),
+                **numbers.get(str(a.name), {}),
+            }
+            for a in policy.arms
+        ],
+        "segments": segments,
+        "verdicts": verdicts,
+        "decisions": [
+            {"id": d.id, "at_ms": d.at_ms, "kind": d.kind, "actor": d.actor, "summary": d.summary}
+            for d in reversed(decisions)
+            if d.kind not in ("evaluation", "checkpoint", KIND)
+        ],
+        "evaluations": sum(d.kind == "evaluation" for d in decisions),
+        "warnings": deployment.warnings,
+    }
+    if policy.stateful is not None:
+        report["checkpoints"] = checkpoints(service, name)
+        if rollback is not None:
+            report["contamination_warning"] = rollback.details.get("contamination_warning")
+    out: dict[str, Any] = _clean(report)
+    return out
+
+
+def build_report(service: DeploymentService, name: str) -> dict[str, Any]:
+    """The archived final report of a finished deployment, else one computed now."""
+    deployment = service.store.get_deployment(name)
+    if deployment.status in FINISHED:
+        for record in service.decision_log.query(model=deployment.model, kind=KIND, limit=1_000):
+            if record.related.get("deployment") == name:
+                return {**record.details["report"], "archived": True, "archive_id": record.id}
+    return {**compute_report(service, name), "archived": False, "archive_id": None}
+
+
+def archive_listener(service: DeploymentService) -> Callable[[Deployment, str], None]:
+    """A deployment listener archiving the final report when a deployment ends."""
+
+    def archive(deployment: Deployment, event: str) -> None:
+        ended = event in _FINISHING or (event == "evaluated" and deployment.status == "completed")
+        if not ended or deployment.status not in FINISHED:
+            return
+        report = compute_report(service, deployment.name)
+        verdicts = {a: v["hypothesis"]["verdict"] for a, v in report["verdicts"].items()}
+        service.decision_log.record(
+            KIND,
+            deployment.model,
+            f"experiment {deployment.name!r} {deployment.status}; report archived"
+            + (f"; hypothesis: {verdicts}"[:1_000] if verdicts else ""),
+            {"report": report},
+            "policy",
+            # Linked by ``related``, not ``deployment``: the deployment's own decision list
+            # stays the rollout's decisions; the report is about them.
+            related={"deployment": deployment.name},
+            at_ms=deployment.updated_at_ms,
+        )
+
+    return archive
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown (``keel deploy report NAME --markdown``)."""
+    label = "archived final" if report.get("archived") else report["label"]
+    lines = [
+        f"# Experiment report: {report['deployment']} ({label})",
+        "",
+        f"Model `{report['model']}`, strategy {report['strategy']}, status {report['status']}.",
+        "",
+        "## Hypothesis",
+    ]
+    hyp = report.get("hypothesis")
+    if hyp:
+        lines += [
+            f"- Statement: {hyp['statement']}",
+            f"- Metric: {hyp['metric']}, expected {hyp['direction']} of at least "
+            f"{hyp['minimum_effect']:g}{' (relative)' if hyp.get('relative') else ''}",
+            f"- Planned samples per arm: {_fmt(hyp.get('planned_samples_per_arm'))}",
+            f"- Decision rule: {hyp['decision_rule']}",
+        ]
+    else:
+        lines.append("- none registered")
+    for arm, verdict in report["verdicts"].items():
+        found = verdict["hypothesis"]
+        lines.append(
+            f"- Verdict for {arm}: **{found['verdict']}** ({found.get('reason', '')}); "
+            f"observed {_fmt(found.get('observed_effect'))}, CI "
+            f"[{_fmt(found.get('ci_low'))}, {_fmt(found.get('ci_high'))}]"
+        )
+    analysis = report["analysis"]
+    lines += [
+        "",
+        "## Analysis",
+        f"{analysis['method']}, alpha {analysis['alpha']:g}, power {analysis['power']:g}, "
+        f"unit {analysis['unit']}, burn-in {analysis['burn_in_s']} s, attribution window "
+        f"{analysis['attribution_window_s']} s.",
+        "",
+        "## Arms",
+        "| arm | role | version | weight % | n | error rate | p99 ms | metric |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in report["arms"]:
+        metric = arm.get("metric") or {}
+        lines.append(
+            f"| {arm['arm']} | {arm['role']} | {_fmt(arm['version'])} | {_fmt(arm['weight'])} "
+            f"| {_fmt(arm.get('n'))} | {_fmt(arm.get('error_rate'))} "
+            f"| {_fmt(arm.get('p99_latency_ms'))} | {_fmt(metric.get('value'))} |"
+        )
+    for column, found in report["segments"].items():
+        lines += ["", f"## Segment {column}", "| value | arm | n | metric |", "|---|---|---|---|"]
+        for value in found.get("values", []):
+            for arm, numbers in value.get("arms", {}).items():
+                lines.append(
+                    f"| {_fmt(value.get('value'))} | {arm} | {_fmt(numbers.get('n'))} "
+                    f"| {_fmt(numbers.get('metric'))} |"
+                )
+    lines += ["", "## Decisions"]
+    lines += [f"- {d['kind']} by {d['actor']}: {d['summary']}" for d in report["decisions"]]
+    lines.append(f"- ({report['evaluations']} controller evaluations)")
+    warnings = [w["message"] for w in report.get("warnings") or []]
+    if report.get("contamination_warning"):
+        warnings.append(report["contamination_warning"]["message"])
+    if warnings:
+        lines += ["", "## Warnings", *[f"- {w}" for w in warnings]]
+    return "\n".join(lines) + "\n"
