@@ -56,8 +56,11 @@ def test_jobs_list_show_cancel(
 def test_monitor_schedule_bad_input_exits_2(env: dict[str, str]) -> None:
     bad_cron = runner.invoke(app, ["monitor", "schedule", "m", "--cron", "0 25 * * *"], env=env)
     assert bad_cron.exit_code == 2 and "hour '25'" in bad_cron.output
+    both = runner.invoke(app, ["monitor", "schedule", "m", "--off", "--cron", "@daily"], env=env)
+    assert both.exit_code == 2 and "--cron" in both.output
+    # no --cron means the monitor's default cadence (test_monitor_cadence.py): needs the monitor
     neither = runner.invoke(app, ["monitor", "schedule", "m"], env=env)
-    assert neither.exit_code == 2 and "--cron" in neither.output
+    assert neither.exit_code == 1 and "monitor 'm' not found" in neither.output
     unknown = runner.invoke(app, ["monitor", "schedule", "m", "--cron", "@daily"], env=env)
     assert unknown.exit_code == 1 and "monitor 'm' not found" in unknown.output
     listed = runner.invoke(app, ["jobs", "schedules", "--json"], env=env)

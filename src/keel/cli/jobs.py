@@ -166,18 +166,21 @@ def schedule_monitor(
 ) -> None:
     """Run a monitor on a cron schedule; each run is a job (`keel jobs list --kind monitor.run`).
 
+    Without --cron, the default cadence of the monitor's fastest check (R-MON-14):
+    every 15 min with feature views (freshness), else hourly (schema, outputs).
+
     Example: keel monitor schedule churn-weekly --cron "0 * * * *"
     """
     from keel.errors import InvalidInput
 
     def run() -> Schedule | None:
-        if off == (cron is not None):
+        if off and cron is not None:
             raise InvalidInput("give either --cron or --off", field="--cron")
         client = make_client(server, token)
         if off:
             client.unschedule_monitor(name)
             return None
-        assert cron is not None
+        # no --cron: the default cadence of the monitor's fastest check (R-MON-14)
         return client.schedule_monitor(name, cron)
 
     result = run_cli(run)

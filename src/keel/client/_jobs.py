@@ -36,9 +36,17 @@ class JobsMixin:
         """Periodic schedules with their last and next firing."""
         return self.transport.list_schedules()
 
-    def schedule_monitor(self, name: str, cron: str) -> Schedule:
+    def schedule_monitor(self, name: str, cron: str | None = None) -> Schedule:
         """Run monitor ``name`` at each firing of ``cron`` (5 fields, UTC, or ``@hourly``);
-        each run is a ``monitor.run`` job. Replaces an earlier schedule of the monitor."""
+        each run is a ``monitor.run`` job. Replaces an earlier schedule of the monitor.
+
+        Without ``cron``, the default cadence of the monitor's fastest check (R-MON-14,
+        :func:`keel.monitoring.cadence.default_cron`: 15 min with feature views, else 1 h).
+        """
+        if cron is None:
+            from keel.monitoring.cadence import default_cron
+
+            cron = default_cron(self.transport.get_monitor(name))
         return self.transport.schedule_monitor(name, cron)
 
     def unschedule_monitor(self, name: str) -> None:
