@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from keel.deploy.abstats import auc_std_error
+from keel.deploy.judging import attributed_labels, judged_condition, late_labels_sql, literal
 from keel.deploy.verdict import ArmStats, MetricEstimate
 from keel.serving.predquery import segment_files
 
@@ -47,17 +48,17 @@ SELECT arm,
        count(*) FILTER (WHERE ts >= $guard AND (coalesce(fallback, false)
                         OR coalesce(extra, '') LIKE '%"error"%')) AS errors,
        quantile_cont(latency_ms, 0.99) FILTER (WHERE ts >= $guard) AS p99,
-       count(*) FILTER (WHERE ts >= $step) AS n_in_step
+       count(*) FILTER (WHERE ts >= $step) AS n_in_step{scoped}
 FROM p GROUP BY arm
 """
 _LABELLED_SQL = """
 CREATE OR REPLACE TEMP TABLE lab AS
 WITH fb AS (
     SELECT request_id, arg_max(label_value, received_ts) AS y{label_text}
-    FROM labels WHERE request_id IS NOT NULL GROUP BY request_id
+    FROM {source} WHERE request_id IS NOT NULL GROUP BY request_id
 )
 SELECT p.arm, {score} AS score, fb.y{extra}
-FROM p JOIN fb USING (request_id)
+FROM p JOIN fb USING (request_id){judged}
 """
 # ROC AUC by the rank-sum (Mann-Whitney) formula, ties at their average rank: per group
 # and distinct score, n rows of which pos positive sit after `before` lower scores, so the
@@ -95,6 +96,15 @@ class ArmWindow:
     step_ms: int  # current step (phase) start: n_in_step, agreement
     guard_ms: int  # guardrail window start (error rate, p99)
     end_ms: int
+    #: R-DEP-15: [from, to) spans whose rows the metric leaves out (novelty burn-in).
+    burn_in: tuple[tuple[int, int], ...] = ()
+    #: R-DEP-15: seconds a label may take to arrive; younger predictions are pending.
+    attribution_s: int = 0
+
+    @property
+    def mature_ms(self) -> int | None:
+        """Predictions at or after this time are not judged yet (no attribution window: None)."""
+        return self.end_ms - 1 - self.attribution_s * 1000 if self.attribution_s else None
 
 
 def _quote(text: str) -> str:
@@ -151,18 +161,21 @@ def read_arm_stats(
     # predquery.predictions, sorted by time, cost 7x more over 1M rows: bench_deploy.py).
     with duckdb.connect() as con:
         create_view(con, files, deployment, window.start_ms, window.end_ms)
+        cut, mature = judged_condition(window.burn_in, None), window.mature_ms
+        scoped = (f", count(*) FILTER (WHERE NOT ({cut}))" if cut else ", 0") + (
+            f", count(*) FILTER (WHERE ts >= {literal(mature)})" if mature else ", 0"
+        )
+        sql = _COUNTS_SQL.format(scoped=scoped)
         counts = {
-            row[0]: row[1:]
-            for row in con.execute(_COUNTS_SQL, _used(_COUNTS_SQL, params)).fetchall()
-            if row[0] is not None
+            row[0]: row[1:] for row in con.execute(sql, _used(sql, params)).fetchall() if row[0]
         }
         agreement: dict[str, float] = {}
         if with_agreement:
             sql, values = _AGREEMENT_SQL, {**params, "primary": primary}
             agreement = dict(con.execute(sql, _used(sql, values)).fetchall())
-        per_arm = _metrics(con, labels, params, metrics) if metrics else {}
+        per_arm, late = _metrics(con, labels, params, metrics, window) if metrics else ({}, {})
     for name in arms:
-        n, errors, p99, n_in_step = counts.get(name, (0, 0, None, 0))
+        n, errors, p99, n_in_step, burned, pending = counts.get(name, (0, 0, None, 0, 0, 0))
         estimates = per_arm.get(name, {})
         main = estimates.get(metrics[0]) if metrics else None
         found[name] = ArmStats(
@@ -174,6 +187,9 @@ def read_arm_stats(
             metric=main,
             secondary={m: e for m, e in estimates.items() if m != metrics[0]},
             agreement=None if name == primary or name not in agreement else float(agreement[name]),
+            burn_in_excluded=int(burned),
+            pending=int(pending),
+            late_labels=int(late.get(name, 0)),
         )
     return found
 
@@ -206,9 +222,12 @@ def join_labels(
     *,
     with_output: bool,
     extra: Sequence[str] = (),
+    window: ArmWindow | None = None,
 ) -> bool:
     """Temp table ``lab`` (arm, score, y, t[, output][, extra columns]) of view ``p``'s rows
-    that have a label; False when there are no labels at all."""
+    that have a label; False when there are no labels at all. With ``window``, only rows
+    outside its burn-in cuts and older than its attribution window, each with a label that
+    arrived within that window."""
     stored = labels() if labels is not None else pd.DataFrame()
     if stored.empty or "request_id" not in stored.columns:
         return False
@@ -219,13 +238,19 @@ def join_labels(
         f", {c}" for c in extra
     )
     text = ", arg_max(label, received_ts) AS t" if with_output else ""
+    condition = "" if window is None else judged_condition(window.burn_in, window.mature_ms, "p.ts")
+    judged = f" WHERE {condition}" if condition else ""
+    attribution = 0 if window is None else window.attribution_s
+    source = attributed_labels(attribution) if attribution else "labels"
     # The positive-class probability of a binary classifier is the last one listed; a model
     # that logged no probabilities is scored by its output when that is a number.
     for score in (
         "p.probabilities[len(p.probabilities)]",
         "TRY_CAST(CAST(p.output AS VARCHAR) AS DOUBLE)",
     ):
-        sql = _LABELLED_SQL.format(score=score, extra=columns, label_text=text)
+        sql = _LABELLED_SQL.format(
+            score=score, extra=columns, label_text=text, source=source, judged=judged
+        )
         con.execute(sql, _used(sql, params))
         if con.execute("SELECT count(score) FROM lab").fetchone() != (0,):
             break
@@ -255,10 +280,17 @@ def _metrics(
     labels: Callable[[], pd.DataFrame] | None,
     params: dict[str, Any],
     metrics: Sequence[str],
-) -> dict[str, dict[str, MetricEstimate]]:
+    window: ArmWindow,
+) -> tuple[dict[str, dict[str, MetricEstimate]], dict[str, int]]:
+    """Per-arm metric estimates, and per-arm judged requests whose labels came too late."""
     others = [m for m in metrics if m != "roc_auc"]
-    if not join_labels(con, labels, params, with_output=bool(others)):
-        return {}
+    if not join_labels(con, labels, params, with_output=bool(others), window=window):
+        return {}, {}
+    late: dict[str, int] = {}
+    if window.attribution_s:
+        condition = judged_condition(window.burn_in, window.mature_ms, "p.ts")
+        sql = late_labels_sql(window.attribution_s, condition)
+        late = {str(arm): int(count) for arm, count in con.execute(sql).fetchall()}
     out: dict[str, dict[str, MetricEstimate]] = {}
     if "roc_auc" in metrics:
         # In DuckDB: one grouped pass, no per-arm frame (1M rows / 100k labels, bench_deploy).
@@ -271,7 +303,7 @@ def _metrics(
                 found = metric_estimate(name, rows)
                 if found is not None:
                     out.setdefault(str(arm), {})[name] = found
-    return out
+    return out, late
 
 
 def _numbers(values: pd.Series) -> np.ndarray[Any, Any]:

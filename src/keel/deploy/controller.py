@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from keel.decisions.models import Decision
 from keel.deploy.armstats import ArmWindow, read_arm_stats
 from keel.deploy.models import BadWindow, Deployment
+from keel.deploy.policy import Analysis
 from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
 from keel.deploy.segments import read_segment_stats
@@ -104,7 +105,11 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
                 guard_from=st.started_ms,
             )[primary]
         steps[arm] = evaluate(policy, st, now, base, stats[arm])
-        numbers[arm] = {"primary": _arm_dict(base), "candidate": _arm_dict(stats[arm])}
+        numbers[arm] = {
+            "primary": _arm_dict(base),
+            "candidate": _arm_dict(stats[arm]),
+            "analysis": _judging(policy.analysis, st, now),
+        }
     # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
     # never decided on); each declared column is present even before traffic arrives.
     segments = _segments(service, current, arms, policy.analysis.segments, metrics, started, now)
@@ -170,7 +175,15 @@ def _stats(
         if guard_from is not None
         else max(st.phase_started_ms, end - service.guard_window_s * 1000)
     )
-    window = ArmWindow(started, st.phase_started_ms, guard, end + 1)
+    analysis = service.policy_of(current).analysis
+    window = ArmWindow(
+        started,
+        st.phase_started_ms,
+        guard,
+        end + 1,
+        burn_in=_burn_in(analysis.burn_in_s, st, end),
+        attribution_s=analysis.attribution_window_s,
+    )
     return read_arm_stats(
         service.predictions_root,
         service.labels,
@@ -182,6 +195,27 @@ def _stats(
         metrics=metrics,
         with_agreement=st.phase == "shadow",
     )
+
+
+def _burn_in(burn_in_s: int, st: RolloutState, end: int) -> tuple[tuple[int, int], ...]:
+    """R-DEP-15: [from, to) after the rollout's start and each step's start up to ``end``."""
+    if not burn_in_s:
+        return ()
+    starts = sorted({st.started_ms, *st.step_starts_ms, st.phase_started_ms})
+    return tuple((s, s + burn_in_s * 1000) for s in starts if s <= end)
+
+
+def _judging(analysis: Analysis, st: RolloutState, now: int) -> dict[str, Any]:
+    """What the metric comparison left out, for the decision record (R-DEP-15)."""
+    window = analysis.attribution_window_s
+    return {
+        "burn_in_s": analysis.burn_in_s,
+        "burn_in_cut": [
+            {"from_ms": a, "to_ms": b} for a, b in _burn_in(analysis.burn_in_s, st, now)
+        ],
+        "attribution_window_s": window,
+        "judged_before_ms": now - window * 1000 if window else None,
+    }
 
 
 def _segments(
@@ -274,6 +308,9 @@ def _arm_dict(stats: ArmStats) -> dict[str, Any]:
         if metric is None
         else {"value": metric.value, "std_error": metric.std_error, "n": metric.n},
         "agreement": stats.agreement,
+        "burn_in_excluded": stats.burn_in_excluded,
+        "pending": stats.pending,
+        "late_labels": stats.late_labels,
     }
 
 

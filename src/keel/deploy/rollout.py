@@ -54,6 +54,10 @@ class RolloutState:
     phase_started_ms: int
     breach_since_ms: dict[str, int] = field(default_factory=dict)
     sequential: SequentialState = field(default_factory=SequentialState)
+    #: Starts of the live steps before the current one (burn-in cuts, R-DEP-15).
+    step_starts_ms: tuple[int, ...] = ()
+    #: Paused for a person's review at this step (R-DEP-02); a resume approves it.
+    awaiting_review: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +200,12 @@ def evaluate(
         and now_ms - state.phase_started_ms >= max_s * 1000
     )
     verdict, reasons = decide(safety, metric, secondary, enough_samples=gates, exhausted=exhausted)
-    new = replace(state, breach_since_ms=since, sequential=sequential or state.sequential)
-    action, new, note = _act(policy, new, now_ms, verdict, gates)
+    held = replace(state, breach_since_ms=since, sequential=sequential or state.sequential)
+    action, new, note = _act(policy, held, now_ms, verdict, gates)
+    if action in (Action.ADVANCE, Action.PROMOTE) and _needs_review(policy, state, share):
+        # R-DEP-02: a person approves (keel deploy resume) before traffic moves on.
+        action, new = Action.PAUSE, replace(held, awaiting_review=True)
+        note = f"awaiting review at {share:g}% before moving on; resume to approve"
     if note:
         reasons.append(note)
     return _record(
@@ -234,6 +242,11 @@ def _metrics(
     return metric, sequential, secondary
 
 
+def _needs_review(policy: DeploymentPolicy, state: RolloutState, share: float) -> bool:
+    # A resumed deployment still marked awaiting_review was approved by that resume.
+    return state.phase == "live" and share in policy.review_at and not state.awaiting_review
+
+
 def _act(
     policy: DeploymentPolicy, state: RolloutState, now_ms: int, verdict: Verdict, gates: bool
 ) -> tuple[Action, RolloutState, str]:
@@ -243,7 +256,13 @@ def _act(
         return Action.PAUSE, state, "paused for a person to weigh the trade-off"
     if not gates:
         return Action.HOLD, state, "waiting for the phase's minimum time and samples"
-    moved = replace(state, phase_started_ms=now_ms, breach_since_ms={})
+    moved = replace(
+        state,
+        phase_started_ms=now_ms,
+        breach_since_ms={},
+        step_starts_ms=(*state.step_starts_ms, state.phase_started_ms),
+        awaiting_review=False,
+    )
     if state.phase == "shadow":
         if policy.strategy == "shadow":
             return Action.COMPLETE, replace(moved, phase="done"), "shadow comparison complete"

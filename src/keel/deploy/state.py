@@ -43,6 +43,8 @@ def rollout_from_json(data: dict[str, Any]) -> RolloutState:
             low=float(seq.get("low", -math.inf)),
             high=float(seq.get("high", math.inf)),
         ),
+        step_starts_ms=tuple(int(v) for v in data.get("step_starts_ms") or ()),
+        awaiting_review=bool(data.get("awaiting_review", False)),
     )
 
 

@@ -72,7 +72,9 @@ class ArmStats:
     counts requests since the current step (or phase) began; ``metric`` and
     ``secondary`` are cumulative since the rollout started (the sequential test
     needs every observation); ``agreement`` is a shadow arm's share of answers
-    equal to the primary's.
+    equal to the primary's. R-DEP-15: ``burn_in_excluded`` rows served inside a burn-in
+    cut and ``pending`` rows younger than the attribution window are left out of the
+    metric; ``late_labels`` arrived after the window and were not counted.
     """
 
     name: str
@@ -83,6 +85,9 @@ class ArmStats:
     metric: MetricEstimate | None = None
     secondary: Mapping[str, MetricEstimate] = field(default_factory=dict)
     agreement: float | None = None
+    burn_in_excluded: int = 0
+    pending: int = 0
+    late_labels: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,54 @@
+"""Which logged rows a deployment's metric judges (R-DEP-15), as SQL for armstats' reader.
+
+Burn-in: rows served within ``burn_in`` of the deployment's or a step's start are left
+out of the arm comparison (a novelty effect would bias it), never out of the safety
+guardrails. Attribution window: a label counts only if it arrived within the window of
+its request's prediction, and predictions younger than the window are pending (neither
+judged nor counted as unlabelled) until their labels had the time to come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+__all__ = ["attributed_labels", "judged_condition", "late_labels_sql", "literal"]
+
+
+def literal(ms: int) -> str:
+    """A DuckDB TIMESTAMPTZ literal of epoch milliseconds ``ms``."""
+    return f"TIMESTAMPTZ '{pd.Timestamp(ms, unit='ms', tz='UTC').isoformat()}'"
+
+
+def judged_condition(
+    burn_in: Sequence[tuple[int, int]], mature_ms: int | None, column: str = "ts"
+) -> str:
+    """SQL condition on ``column`` of the rows the metric judges; "" when it judges all:
+    outside every ``[from, to)`` burn-in span and, with an attribution window, before
+    ``mature_ms``."""
+    parts = [
+        f"NOT ({column} >= {literal(a)} AND {column} < {literal(b)})" for a, b in burn_in if b > a
+    ]
+    if mature_ms is not None:
+        parts.append(f"{column} < {literal(mature_ms)}")
+    return " AND ".join(parts)
+
+
+def attributed_labels(window_s: int) -> str:
+    """A relation over registered ``labels`` and view ``p``: only the labels that arrived
+    within ``window_s`` seconds of their request's first logged prediction."""
+    return (
+        "(SELECT l.* FROM labels l JOIN (SELECT request_id, min(ts) AS pts FROM p "
+        "GROUP BY request_id) q USING (request_id) "
+        f"WHERE l.received_ts <= q.pts + to_seconds({int(window_s)}))"
+    )
+
+
+def late_labels_sql(window_s: int, condition: str) -> str:
+    """Per arm, judged requests (``condition`` on ``p.ts``) with a label past the window."""
+    judged = f" AND {condition}" if condition else ""
+    return (
+        "SELECT p.arm, count(DISTINCT request_id) FROM p JOIN labels l USING (request_id) "
+        f"WHERE l.received_ts > p.ts + to_seconds({int(window_s)}){judged} GROUP BY p.arm"
+    )
