@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,9 @@ import pytest
 from tests.features.conftest import IN_CI, Seed
 from tests.features.test_offline import assert_same, entity_rows, reference
 
+import keel
 from keel.errors import Unavailable
+from keel.executors.ray_backend import RayExecutor
 from keel.features import FeatureStore, _ray
 
 FEATURES = ["customer_account:*", "customer_usage:*"]
@@ -57,9 +61,7 @@ def test_engine_from_settings(
 
     calls: list[int] = []
     real = _ray.ray_positions
-    monkeypatch.setattr(
-        _ray, "ray_positions", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    monkeypatch.setattr(_ray, "ray_positions", lambda *a, **k: calls.append(1) or real(*a, **k))
     configured = lite_fs.settings
     lite_fs.settings = configured.model_copy(update={"features_engine": "ray"})
     entity = entity_rows(200, 50)
@@ -79,3 +81,27 @@ def test_missing_ray_is_a_clear_error(
         lite_fs.get_historical_features(entity_rows(5, 5), FEATURES, engine="ray")
     assert caught.value.field == "engine"
     assert "pip install 'keelml[ray]'" in str(caught.value)
+
+
+def test_one_ray_start_up_for_the_engine_and_the_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    # keel.executors.ray_backend.connect_ray is the only place that starts Ray; each
+    # caller's error still names its own setting and field.
+    src = Path(keel.__file__).parent
+    starts = [str(p.relative_to(src)) for p in src.rglob("*.py") if _calls_ray_init(p)]
+    assert starts == ["executors/ray_backend.py"]
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    with pytest.raises(Unavailable) as caught:
+        RayExecutor()
+    assert caught.value.field == "executor" and "KEEL_EXECUTOR=ray needs Ray" in str(caught.value)
+
+
+def _calls_ray_init(path: Path) -> bool:
+    """Whether the code (not a docstring) of ``path`` calls ``ray.init``."""
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "init"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "ray"
+        for node in ast.walk(ast.parse(path.read_text()))
+    )

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from keel.errors import Unavailable
 from keel.executors.base import Executor, Task
 
-__all__ = ["INSTALL_HINT", "RayExecutor", "ray_installed"]
+__all__ = ["INSTALL_HINT", "RayExecutor", "connect_ray", "ray_installed"]
 
 T = TypeVar("T")
 
@@ -29,13 +29,21 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def _connect(address: str | None) -> Any:
+def connect_ray(
+    address: str | None, *, needed_by: str = "KEEL_EXECUTOR=ray", field: str = "executor"
+) -> Any:
+    """The ``ray`` module, initialised once per process (keel's one Ray start-up).
+
+    Used by this backend and by the features' Ray engine (``keel.features._ray``).
+    ``address`` (``KEEL_RAY_ADDRESS``) joins a running cluster; without it a local Ray
+    starts on this machine's cores, loopback only, without the dashboard. Without Ray
+    installed: Unavailable saying ``needed_by`` needs it, naming ``field``.
+    """
     try:
         import ray
     except ImportError as exc:
         raise Unavailable(
-            f"KEEL_EXECUTOR=ray needs Ray, which is not installed: {INSTALL_HINT}",
-            field="executor",
+            f"{needed_by} needs Ray, which is not installed: {INSTALL_HINT}", field=field
         ) from exc
     if not ray.is_initialized():
         if address:
@@ -74,7 +82,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None) -> None:
-        self._ray = _connect(address)
+        self._ray = connect_ray(address)
         # One remote function applies any callable: ray.remote takes Python functions
         # only, not builtins or callable objects.
         self._apply = self._ray.remote(num_cpus=1, max_retries=0)(_apply)

@@ -8,43 +8,26 @@ which travel once through Ray's object store. Tasks return only row positions
 answer is the in-process answer, in entity-row order.
 
 ``KEEL_RAY_ADDRESS`` names a running cluster (``ray.init(address=...)``);
-without it a local Ray starts on at most ``os.cpu_count()`` CPUs. A Ray that
-this process already initialised is used as it is.
+without it a local Ray starts on this machine's cores (the one start-up,
+:func:`keel.executors.ray_backend.connect_ray`). A Ray that this process
+already initialised is used as it is.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from keel.errors import Unavailable
+from keel.executors.ray_backend import connect_ray
 from keel.features._asof import Column, Ints, Lookup, positions
 
 __all__ = ["CHUNK_ROWS", "chunk_ids", "ray_positions"]
 
 #: Entity rows per task, about: big enough that task overhead (milliseconds) stays small.
 CHUNK_ROWS = 250_000
-INSTALL_HINT = "pip install 'keelml[ray]'"
-
-
-def _ray(address: str | None) -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise Unavailable(
-            f"engine 'ray' needs Ray, which is not installed: {INSTALL_HINT}", field="engine"
-        ) from exc
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-    return ray
 
 
 def chunk_ids(keys: dict[str, Column], chunks: int) -> Ints:
@@ -70,7 +53,7 @@ def ray_positions(
     ``address`` names a running Ray cluster (``KEEL_RAY_ADDRESS``); without one a local
     Ray is started on this machine's cores.
     """
-    ray = _ray(address)
+    ray = connect_ray(address, needed_by="engine 'ray'", field="engine")
     rows = len(times)
     cpus = max(1, int(ray.available_resources().get("CPU", 1)))
     chunks = max(1, min(-(-rows // CHUNK_ROWS), 4 * cpus))
