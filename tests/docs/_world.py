@@ -170,13 +170,15 @@ def train(frame, params):
 
 
 def _served_with_features(home: Path, files: Path) -> None:
-    """Requests churn v3 answered forty days ago through the feature service (outside every
+    """Requests churn v3 answered on 2025-01-15 through the feature service (outside every
     monitor window): docs/features.md compares training rows with these served values."""
     from keel.config import Settings
     from keel.serving import PredictionLog, PredictionRecord
 
     account = pd.read_parquet(files / "data" / "customer_account.parquet").head(50)
-    at_ms = int(time.time() * 1000) - 40 * 86_400_000
+    # A fixed day before every window the docs name (2026-03-01, 2026-11-23..30, the last
+    # 7 days), whatever today is.
+    at_ms = int(pd.Timestamp("2025-01-15T12:00Z").timestamp() * 1000)
     log = PredictionLog.from_settings(Settings(home=home))
     for i, row in enumerate(account.drop(columns=["event_timestamp"]).to_dict("records")):
         features = {**row, "calls_last_30d": float(i % 40)}
