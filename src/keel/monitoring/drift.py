@@ -194,11 +194,14 @@ def _check(
 ) -> _Pending:
     if name not in current.columns:
         return _Pending(name, ref, 0, verdict="missing column")
-    cur = profile_as(current[name], ref.kind)
+    # Unsorted first: only KS and Wasserstein need the order, not the binned tests.
+    cur = profile_as(current[name], ref.kind, sort=False)
     if ref.n < min_samples or cur.n < min_samples:
         return _Pending(name, ref, cur.n, verdict="insufficient data")
     override = overrides.get(name, FeatureOverride())
     choice = choose_test(ref.kind, ref.n, cur.n, test=override.test, threshold=override.threshold)
+    if choice.test in ("ks", "wasserstein") and cur.sorted_values is not None:
+        cur.sorted_values.sort()  # this profile's own copy of the values
     pending = _Pending(name, ref, cur.n, choice=choice)
     if ref.kind == "categorical":
         assert ref.counts is not None and cur.counts is not None

@@ -16,7 +16,8 @@ __all__ = ["ColumnProfile", "ReferenceProfile", "profile_as", "profile_column"]
 
 @dataclass(frozen=True)
 class ColumnProfile:
-    """One column: sorted non-null values (numeric) or level counts (categorical)."""
+    """One column: sorted non-null values (numeric; unsorted when profiled with
+    ``sort=False``) or level counts (categorical)."""
 
     kind: FeatureKind
     dtype: str
@@ -52,8 +53,10 @@ class ReferenceProfile:
         return cls({str(name): profile_column(frame[name]) for name in frame.columns}, len(frame))
 
 
-def profile_column(series: pd.Series) -> ColumnProfile:
-    """Profile one column by its own type."""
+def profile_column(series: pd.Series, *, sort: bool = True) -> ColumnProfile:
+    """Profile one column by its own type. ``sort=False`` leaves numeric values in their
+    own order (for statistics over bin counts, which need no order: sorting a million
+    values costs more than the statistic)."""
     dtype = str(series.dtype)
     if is_categorical(series):
         counts = series.value_counts(dropna=True, sort=False)
@@ -62,13 +65,14 @@ def profile_column(series: pd.Series) -> ColumnProfile:
         )
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     finite = values[~np.isnan(values)]
-    finite.sort()
+    if sort:
+        finite.sort()
     return ColumnProfile(
         "numeric", dtype, sorted_values=finite, n_missing=int(values.size - finite.size)
     )
 
 
-def profile_as(series: pd.Series, kind: FeatureKind) -> ColumnProfile:
+def profile_as(series: pd.Series, kind: FeatureKind, *, sort: bool = True) -> ColumnProfile:
     """Profile a current column as the reference's kind.
 
     Numbers arriving as strings (a type change upstream) are parsed; values
@@ -78,4 +82,4 @@ def profile_as(series: pd.Series, kind: FeatureKind) -> ColumnProfile:
         series = pd.to_numeric(series, errors="coerce")
     elif kind == "categorical" and not is_categorical(series):
         series = series.astype(object)
-    return profile_column(series)
+    return profile_column(series, sort=sort)
