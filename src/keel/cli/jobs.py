@@ -79,6 +79,10 @@ def show_job(
         )
         if job.result is not None:
             console.print(f"result: {job.result}", soft_wrap=True)
+            if isinstance(job.result.get("stages"), dict):  # a retraining's R-CICD-12 stages
+                from keel.automation.retrain.stages import stage_line
+
+                console.print(f"stages: {stage_line(job.result['stages'])}", markup=False)
         if job.error:
             console.print(f"error: {job.error}", soft_wrap=True, markup=False)
         if job.traceback:

@@ -25,9 +25,10 @@ from keel.automation.kinds import register_kind
 from keel.automation.retrain import promotion
 from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time_split
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
+from keel.automation.retrain.stages import Stages, stage_line
 from keel.automation.retrain.training import evaluate, fit, search
 from keel.errors import InvalidInput
-from keel.executors import Executor, open_executor
+from keel.executors import Executor, TaskCancelled, check_cancelled, open_executor
 from keel.tracking.models import Run, RunInput, RunStatus
 
 __all__ = ["KEY_TAG", "STAGE_TAG", "job_key", "register_retrain_kind", "run_retrain"]
@@ -126,48 +127,70 @@ def _plain(value: Any) -> Any:
 
 def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]:
     spec = job.retrain
-    frame, counts = _training_rows(services, job, run)
-    train, validation, holdout = time_split(frame, spec.split)
+    clock = Stages()
+    with clock.stage("data"):  # assembly, validation (min_rows), time split
+        frame, counts = _training_rows(services, job, run)
+        train, validation, holdout = time_split(frame, spec.split)
     best: dict[str, Any] = {}
     settings = services.settings
-    with open_executor(
-        spec.executor or settings.executor, ray_address=settings.ray_address
-    ) as executor:
+    with (
+        clock.stage("training"),
+        open_executor(
+            spec.executor or settings.executor, ray_address=settings.ray_address
+        ) as executor,
+    ):
         if spec.search is not None:
             best = _search(services, spec, run, train, validation, executor)
             services.tracking.log_batch(
                 run.id, params={f"best.{k}": _plain(v) for k, v in best.items()}
             )
         model = fit(spec, train, best, executor)
-    metrics = {
-        **evaluate(model, train, spec, "train"),
-        **evaluate(model, validation, spec, "validation"),
-        **evaluate(model, holdout, spec, "holdout"),
-        "rows.train": float(len(train)),
-        "rows.validation": float(len(validation)),
-        "rows.holdout": float(len(holdout)),
-    }
-    services.tracking.log_batch(
-        run.id, metrics=[{"key": k, "value": v} for k, v in metrics.items()]
-    )
-    version = _register(services, job, run, key, model, train)
+    with clock.stage("evaluation"):
+        metrics = {
+            **evaluate(model, train, spec, "train"),
+            **evaluate(model, validation, spec, "validation"),
+            **evaluate(model, holdout, spec, "holdout"),
+            "rows.train": float(len(train)),
+            "rows.validation": float(len(validation)),
+            "rows.holdout": float(len(holdout)),
+        }
+        services.tracking.log_batch(
+            run.id, metrics=[{"key": k, "value": v} for k, v in metrics.items()]
+        )
+    with clock.stage("registration"):
+        check_cancelled()  # a fit that ended as the job was cancelled registers nothing
+        version = _register(services, job, run, key, model, train)
     champion = promotion.champion_version(services, job.model)
+    # the retraining decision precedes the gate decision it leads to, so it carries the
+    # stages so far; the run's metrics and the job's result add the gates' time
     services.decisions.record(
         "retraining",
         job.model,
         f"retrained {job.model} v{version.version} on {counts['rows']} rows "
-        f"({job.data.mode}); holdout AUC {_fmt(metrics.get('holdout.auc'))}",
-        {**counts, "metrics": metrics, "best_params": best, "split": spec.split.model_dump()},
+        f"({job.data.mode}); holdout AUC {_fmt(metrics.get('holdout.auc'))}; "
+        f"{stage_line(clock.report())}",
+        {
+            **counts,
+            "metrics": metrics,
+            "best_params": best,
+            "split": spec.split.model_dump(),
+            "stages": clock.report(),
+        },
         actor=f"job:retrain.run:{key}",
         related=_related(job, run, version.version),
     )
-    outcome = promotion.validate_and_promote(services, job, run, version, champion, train, holdout)
+    with clock.stage("gates"):  # validation gates and promotion
+        outcome = promotion.validate_and_promote(
+            services, job, run, version, champion, train, holdout
+        )
+    services.tracking.log_batch(run.id, metrics=clock.metrics())
     return {
         "model": job.model,
         "version": version.version,
         "run_id": run.id,
         "rows": counts["rows"],
         "metrics": metrics,
+        "stages": clock.report(),
         **outcome,
     }
 
@@ -308,21 +331,23 @@ def _versions(services: Any, model: str) -> list[Any]:
 
 
 def _fail(services: Any, job: JobArgs, run: Run, exc: BaseException) -> None:
-    """Keep the traceback on the run and in the decision log; end the run FAILED. The
-    champion is not touched (nothing moved an alias)."""
+    """Keep the traceback on the run and in the decision log; end the run FAILED (KILLED
+    when the job was cancelled). The champion is not touched (nothing moved an alias)."""
     text = "".join(traceback.format_exception(exc))
     error = f"{type(exc).__name__}: {exc}"
+    cancelled = isinstance(exc, TaskCancelled)
+    outcome = "cancelled" if cancelled else "failed"
     try:
         services.tracking.log_artifact_stream(run.id, "retrain/traceback.txt", _stream(text))
         services.tracking.log_batch(
-            run.id, tags={STAGE_TAG: "failed", "keel.retrain.error": error[:4000]}
+            run.id, tags={STAGE_TAG: outcome, "keel.retrain.error": error[:4000]}
         )
-        services.tracking.finish_run(run.id, RunStatus.FAILED)
+        services.tracking.finish_run(run.id, RunStatus.KILLED if cancelled else RunStatus.FAILED)
     finally:
         services.decisions.record(
             "retraining",
             job.model,
-            f"retraining {job.model} failed: {error}"[:2000],
+            f"retraining {job.model} {outcome}: {error}"[:2000],
             {"error": error, "traceback": text, "run_id": run.id},
             actor="job:retrain.run",
             related=_related(job, run, None),
