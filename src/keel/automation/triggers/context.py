@@ -103,7 +103,9 @@ class EvaluationContext:
                         "label_value": table.column("label_value").to_numpy(),
                         "score": last_scores(table.column("probabilities")),
                         "output": table.column("output").to_pandas(),
-                    }
+                    },
+                    # Not copied into one block per dtype: 0.1 s over a million rows.
+                    copy=False,
                 )
         return self._labelled
 
