@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,61 @@ def test_a_fit_past_its_timeout_fails_the_job_and_keeps_the_champion(
         assert "failed" in decision.summary and "TaskTimeout" in decision.details["error"]
     finally:
         services.close()
+
+
+def test_cancelling_a_running_retraining_kills_its_fit_and_registers_nothing(
+    tmp_path: Path, churn: Any, user_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "fit.pid"
+    (user_dir / "sleepy_user_train.py").write_text(
+        "import os, time\n\ndef train(frame, params):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(user_dir))
+    services = _logged(tmp_path / "keel", churn)
+    # `keel jobs cancel` from another process: its own services, which run nothing here
+    other = open_services(services.settings)
+    try:
+        retrain = spec(train="sleepy_user_train:train", executor="process")
+        job = services.jobs.enqueue("retrain.run", {"model": "churn", "retrain": retrain})
+        worker = threading.Thread(target=services.jobs.run, args=(job.id,))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline and worker.is_alive():
+            time.sleep(0.05)
+        fit_pid = int(pid_file.read_text())
+        assert fit_pid != os.getpid()
+        cancelled_at = time.monotonic()
+        other.jobs.cancel(job.id, actor="ana")
+        worker.join(timeout=20)
+        assert not worker.is_alive()
+        assert time.monotonic() - cancelled_at < 5  # the heartbeat looks every second
+        assert not _alive(fit_pid)  # the fit's process was killed, not left sleeping
+        final = services.jobs.get(job.id)
+        assert final.status == "cancelled" and final.attempts == 1
+        assert any("stopped after cancel" in line.message for line in final.logs)
+        assert [v.version for v in services.registry.list_versions("churn")] == [1]
+        assert services.registry.get_model("churn").aliases == {"champion": 1}
+        [decision] = services.decisions.query(model="churn", kind="retraining")
+        assert decision.summary.startswith("retraining churn cancelled")
+        run = services.tracking.get_run(decision.details["run_id"])
+        assert run.status == "KILLED"
+    finally:
+        other.close()
+        services.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs after up to 5 s (a killed one is reaped)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,8 +28,10 @@ from keel._models import now_ms
 from keel.automation.cron import latest_fire, next_fire
 from keel.automation.job_models import FINAL_STATUSES, Job, JobLog, Schedule, ScheduleSpec
 from keel.automation.kinds import get_kind
+from keel.automation.lease import heartbeat
 from keel.automation.queue import JobQueue
 from keel.errors import InvalidInput, KeelError
+from keel.executors import cancel_scope
 from keel.store.sql.jobs import JobSql
 
 __all__ = ["JobService", "monitor_schedule_name"]
@@ -96,6 +97,8 @@ class JobService:
         self.clock = clock
         self.services: Any = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        #: job id → the cancel event of its attempt running in this process
+        self._running: dict[str, threading.Event] = {}
         queue.bind(self)
 
     def attach(self, services: Any) -> None:
@@ -168,9 +171,13 @@ class JobService:
         return self.store.list_jobs(status=status, kind=kind, limit=limit)
 
     def cancel(self, job_id: str, actor: str | None = None) -> Job:
-        """Cancel a job that has not finished (Conflict if it has). A running attempt is
-        not interrupted; its outcome is discarded and it is not retried."""
+        """Cancel a job that has not finished (Conflict if it has). A running attempt sees
+        it within :data:`~keel.automation.lease.CANCEL_POLL_S` (at once in this process):
+        its executor calls are stopped, its outcome discarded, and it is not retried."""
         self.store.cancel(job_id, self.clock())
+        running = self._running.get(job_id)
+        if running is not None:
+            running.set()
         task_id = self.store.task_id(job_id)
         if task_id:
             self.queue.revoke(task_id)
@@ -192,16 +199,25 @@ class JobService:
             # level (`keel worker` sets its console's), so this adds no console noise there.
             root.setLevel(logging.INFO)
         root.addHandler(capture)
+        # Set by the heartbeat once the job is cancelled (from any process), or at once by
+        # cancel() in this one; executor calls of the kind stop on it (cancel_scope).
+        cancel = self._running[job.id] = threading.Event()
         try:
-            with self._heartbeat(job.id):
+            with heartbeat(self.store, job.id, self.worker_id, self.lease_ms, self.clock, cancel):
                 try:
-                    result = get_kind(job.kind).run(self.services, dict(job.args))
+                    with cancel_scope(cancel):
+                        result = get_kind(job.kind).run(self.services, dict(job.args))
                     _check_json(result, "result")
                 except Exception as exc:
                     lines += capture.lines
-                    self._failed(job, exc, lines)
+                    if cancel.is_set():  # the row already says cancelled: no retry
+                        lines.append(self._line("INFO", f"stopped after cancel: {exc}"))
+                        self.store.add_logs(job.id, lines)
+                    else:
+                        self._failed(job, exc, lines)
                     return
         finally:
+            self._running.pop(job.id, None)
             root.removeHandler(capture)
         lines += capture.lines
         done = self.store.finish(
@@ -240,29 +256,6 @@ class JobService:
         why = "not retried: the same input fails every time" if permanent else "no retries left"
         lines.append(self._line("ERROR", f"{error}; {why}"))
         self.store.add_logs(job.id, lines)
-
-    @contextmanager
-    def _heartbeat(self, job_id: str) -> Iterator[None]:
-        """Renew the job's lease every third of it while the body runs."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self.lease_ms / 3000):
-                try:
-                    if not self.store.renew_lease(
-                        job_id, self.worker_id, self.clock() + self.lease_ms
-                    ):
-                        return  # cancelled, or no longer ours
-                except Exception:  # a database blip: try again at the next beat
-                    log.exception("could not renew the lease of job %s", job_id)
-
-        thread = threading.Thread(target=beat, name=f"keel-lease-{job_id[:8]}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
 
     # ---- the tick: schedules and re-delivery ----------------------------------------------
     def tick(self, now: int | None = None) -> list[Job]:

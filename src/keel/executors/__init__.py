@@ -16,6 +16,8 @@ from keel.executors.base import (
     Task,
     TaskCancelled,
     TaskTimeout,
+    cancel_scope,
+    check_cancelled,
 )
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "Task",
     "TaskCancelled",
     "TaskTimeout",
+    "cancel_scope",
+    "check_cancelled",
     "open_executor",
 ]
 

@@ -10,11 +10,22 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorName", "Task", "TaskCancelled", "TaskTimeout"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ExecutorName",
+    "Task",
+    "TaskCancelled",
+    "TaskTimeout",
+    "cancel_scope",
+    "check_cancelled",
+]
 
 T = TypeVar("T")
 
@@ -32,6 +43,31 @@ class TaskTimeout(TimeoutError):
 
 class TaskCancelled(Exception):
     """The caller's cancel event was set while the task ran; it was stopped where possible."""
+
+
+#: The cancel event of the work this context does (a job's, set by the job runner): the
+#: default of :meth:`Executor.run`, so code between the job and its executor calls (a
+#: retraining's fit, each search trial) needs no extra argument to be cancellable.
+_CANCEL: ContextVar[threading.Event | None] = ContextVar("keel_cancel", default=None)
+
+
+@contextmanager
+def cancel_scope(event: threading.Event) -> Iterator[threading.Event]:
+    """Within the block, executor calls without their own ``cancel`` stop once ``event``
+    is set (:class:`TaskCancelled`); :func:`check_cancelled` raises it likewise."""
+    token = _CANCEL.set(event)
+    try:
+        yield event
+    finally:
+        _CANCEL.reset(token)
+
+
+def check_cancelled() -> None:
+    """Raise :class:`TaskCancelled` if the current :func:`cancel_scope`'s event is set
+    (between steps that must not run after a cancel, e.g. registering a model)."""
+    event = _CANCEL.get()
+    if event is not None and event.is_set():
+        raise TaskCancelled("cancelled")
 
 
 class Task(ABC, Generic[T]):
@@ -86,8 +122,12 @@ class Executor(ABC):
         cancel: threading.Event | None = None,
         **kwargs: Any,
     ) -> T:
-        """``fn(*args, **kwargs)`` on this backend, waited for (see :meth:`Task.result`)."""
-        return self.submit(fn, *args, **kwargs).result(timeout_s, cancel)
+        """``fn(*args, **kwargs)`` on this backend, waited for (see :meth:`Task.result`);
+        ``cancel`` defaults to the current :func:`cancel_scope`'s event."""
+        event = cancel if cancel is not None else _CANCEL.get()
+        if event is not None and event.is_set():
+            raise TaskCancelled("cancelled before it started")
+        return self.submit(fn, *args, **kwargs).result(timeout_s, event)
 
     def close(self) -> None:  # noqa: B027  (most backends hold nothing)
         """Free the backend's workers."""
