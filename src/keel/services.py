@@ -15,6 +15,7 @@ from keel.automation.queue import JobQueue, make_huey
 from keel.automation.triggers.service import TriggerService
 from keel.config import Settings
 from keel.decisions.service import DecisionLog
+from keel.deploy.reportarchive import archive_listener
 from keel.deploy.service import DeploymentService
 from keel.features import FeatureStore
 from keel.features.invalidation import redis_invalidator
@@ -136,6 +137,8 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         allow_pickle=settings.allow_pickle,
         trusted_classes=settings.trusted_model_class_names,
     )
+    # R-DEP-17: a deployment's final experiment report is archived as a tracking run.
+    deployments.add_listener(archive_listener(deployments, tracking))
     if settings.redis_url:
         from keel.serving.events import deployment_publisher
 

@@ -35,9 +35,10 @@ class DeployReportMixin:
             params = {"format": "markdown" if markdown else "json"}
             answer = self.transport._request("GET", url, params=params)  # type: ignore[attr-defined]
             return answer.text if markdown else answer.json()
-        from keel.deploy.report import build_report, to_markdown
+        from keel.deploy.report import to_markdown
+        from keel.deploy.reportarchive import build_report
 
-        report = build_report(services.deployments, name)
+        report = build_report(services.deployments, services.tracking, name)
         return to_markdown(report) if markdown else report
 
     def amend_deployment_hypothesis(

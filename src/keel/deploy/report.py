@@ -5,17 +5,14 @@ One document: the registered hypothesis and its verdict, the analysis settings (
 durable prediction log and labels, the decisions taken, the interference warnings, and —
 for a stateful policy — the checkpoints and the rollback's contamination warning.
 
-A running deployment's report is computed on request and labelled ``interim``. When a
-deployment ends (promoted, rolled back, completed) the final report is archived as an
-``experiment_report`` decision record (the decision log is the durable, append-only
-store keel already has) and served from there from then on, so later log retention or
-label changes do not rewrite what the experiment concluded.
+A running deployment's report is computed on request and labelled ``interim``; the final
+one is archived when the deployment ends (:mod:`keel.deploy.reportarchive`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
@@ -26,10 +23,7 @@ if TYPE_CHECKING:
     from keel.deploy.policy import DeploymentPolicy
     from keel.deploy.service import DeploymentService
 
-__all__ = ["KIND", "archive_listener", "build_report", "logged_rows", "registered_hypothesis"]
-
-KIND = "experiment_report"
-_FINISHING = {"promoted", "rolled_back"}
+__all__ = ["compute_report", "logged_rows", "registered_hypothesis", "to_markdown"]
 
 
 def _clean(value: Any) -> Any:
@@ -196,7 +190,7 @@ def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
         "decisions": [
             {"id": d.id, "at_ms": d.at_ms, "kind": d.kind, "actor": d.actor, "summary": d.summary}
             for d in reversed(decisions)
-            if d.kind not in ("evaluation", "checkpoint", KIND)
+            if d.kind not in ("evaluation", "checkpoint")
         ],
         "evaluations": sum(d.kind == "evaluation" for d in decisions),
         "warnings": deployment.warnings,
@@ -207,41 +201,6 @@ def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
             report["contamination_warning"] = rollback.details.get("contamination_warning")
     out: dict[str, Any] = _clean(report)
     return out
-
-
-def build_report(service: DeploymentService, name: str) -> dict[str, Any]:
-    """The archived final report of a finished deployment, else one computed now."""
-    deployment = service.store.get_deployment(name)
-    if deployment.status in FINISHED:
-        for record in service.decision_log.query(model=deployment.model, kind=KIND, limit=1_000):
-            if record.related.get("deployment") == name:
-                return {**record.details["report"], "archived": True, "archive_id": record.id}
-    return {**compute_report(service, name), "archived": False, "archive_id": None}
-
-
-def archive_listener(service: DeploymentService) -> Callable[[Deployment, str], None]:
-    """A deployment listener archiving the final report when a deployment ends."""
-
-    def archive(deployment: Deployment, event: str) -> None:
-        ended = event in _FINISHING or (event == "evaluated" and deployment.status == "completed")
-        if not ended or deployment.status not in FINISHED:
-            return
-        report = compute_report(service, deployment.name)
-        verdicts = {a: v["hypothesis"]["verdict"] for a, v in report["verdicts"].items()}
-        service.decision_log.record(
-            KIND,
-            deployment.model,
-            f"experiment {deployment.name!r} {deployment.status}; report archived"
-            + (f"; hypothesis: {verdicts}"[:1_000] if verdicts else ""),
-            {"report": report},
-            "policy",
-            # Linked by ``related``, not ``deployment``: the deployment's own decision list
-            # stays the rollout's decisions; the report is about them.
-            related={"deployment": deployment.name},
-            at_ms=deployment.updated_at_ms,
-        )
-
-    return archive
 
 
 def _fmt(value: Any) -> str:

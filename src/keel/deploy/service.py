@@ -98,10 +98,9 @@ class DeploymentService(ChangesMixin):
         self.lease_ttl_s = lease_ttl_s
         self.replica_ttl_s = replica_ttl_s
         from keel.deploy.checkpoints import checkpoint_listener
-        from keel.deploy.report import archive_listener
 
-        # R-DEP-10 checkpoints at each boundary; R-DEP-17 final report archived at the end.
-        self._listeners: list[Listener] = [checkpoint_listener(self), archive_listener(self)]
+        # R-DEP-10: a stateful policy's checkpoint at each boundary.
+        self._listeners: list[Listener] = [checkpoint_listener(self)]
         # replica id -> its gateway's shadow-copy counts of one deployment (arm:outcome)
         self._shadow_sources: dict[str, Callable[[str], dict[str, int]]] = {}
         #: Loads a version's model (set by ``keel.services``: the one loader, honouring

@@ -28,10 +28,11 @@ def deployment_report(
     """The experiment report: hypothesis and verdict, analysis settings (burn-in,
     attribution window), numbers per arm and per segment, decisions, interference and
     contamination warnings. ``label`` is ``interim`` while running; ``archived`` is true
-    when served from the record written as the deployment ended."""
-    from keel.deploy.report import build_report, to_markdown
+    when served from the tracking run written as the deployment ended."""
+    from keel.deploy.report import to_markdown
+    from keel.deploy.reportarchive import build_report
 
-    report = build_report(svc.deployments, name)
+    report = build_report(svc.deployments, svc.tracking, name)
     if format == "markdown":
         return PlainTextResponse(to_markdown(report), media_type="text/markdown")
     return report
