@@ -7,7 +7,9 @@ then times:
 - floor: one DuckDB ``GROUP BY arm`` (count, errors, p99) straight over the files;
 - guardrails: :func:`keel.deploy.armstats.read_arm_stats` without a metric (what a
   policy with error-rate and p99 guardrails reads each tick);
-- with metric: the same plus ROC AUC per arm from the labels (joined by request id).
+- with metric: the same plus ROC AUC per arm from the labels (joined by request id);
+- judged: the same with R-DEP-15's two 10-minute burn-in cuts and a 30-minute attribution
+  window (labels arriving 0-60 minutes after their prediction: about half are late).
 
 Usage: python benchmarks/bench_deploy.py [--rows 1000000] [--labelled 0.1]
 """
@@ -15,6 +17,7 @@ Usage: python benchmarks/bench_deploy.py [--rows 1000000] [--labelled 0.1]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -116,6 +119,30 @@ def main() -> None:
                 root, None, "m", "bench", ["primary", "canary"], window, primary="primary"
             )
 
+        # Requests r0.. are in time order over the two hours (write_log sorts ts).
+        position = keep["request_id"].str[1:].astype(int).to_numpy() / args.rows
+        delay = rng.integers(0, HOUR_MS, len(keep))
+        delayed = labels.assign(
+            received_ts=pd.to_datetime(
+                START_MS + (position * 2 * HOUR_MS).astype(np.int64) + delay, unit="ms", utc=True
+            )
+        )
+        cuts = ((START_MS, START_MS + 600_000), (START_MS + HOUR_MS, START_MS + HOUR_MS + 600_000))
+        judged_window = dataclasses.replace(window, burn_in=cuts, attribution_s=1800)
+
+        def judged() -> None:
+            stats = read_arm_stats(
+                root,
+                lambda: delayed,
+                "m",
+                "bench",
+                ["primary", "canary"],
+                judged_window,
+                primary="primary",
+                metrics=["roc_auc"],
+            )
+            assert stats["canary"].metric is not None and stats["canary"].pending > 0
+
         def with_metric() -> None:
             stats = read_arm_stats(
                 root,
@@ -133,6 +160,7 @@ def main() -> None:
             ("bare DuckDB (floor)", floor),
             ("guardrails", guards),
             ("guardrails + roc_auc", with_metric),
+            ("+ burn-in, attribution", judged),
         ):
             runs = timed(fn, args.repeat)
             print(f"{name:24s} median {statistics.median(runs):.3f}s  best {min(runs):.3f}s")

@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from keel.deploy.abstats import auc_std_error
-from keel.deploy.judging import attributed_labels, judged_condition, late_labels_sql, literal
+from keel.deploy.judging import (
+    LABELLED_ROWS,
+    attributed_labels,
+    judged_condition,
+    late_labels_sql,
+    literal,
+)
 from keel.deploy.verdict import ArmStats, MetricEstimate
 from keel.serving.predquery import segment_files
 
@@ -58,7 +64,7 @@ WITH fb AS (
     FROM {source} WHERE request_id IS NOT NULL GROUP BY request_id
 )
 SELECT p.arm, {score} AS score, fb.y{extra}
-FROM p JOIN fb USING (request_id){judged}
+FROM {rows} p JOIN fb USING (request_id){judged}
 """
 # ROC AUC by the rank-sum (Mann-Whitney) formula, ties at their average rank: per group
 # and distinct score, n rows of which pos positive sit after `before` lower scores, so the
@@ -241,7 +247,12 @@ def join_labels(
     condition = "" if window is None else judged_condition(window.burn_in, window.mature_ms, "p.ts")
     judged = f" WHERE {condition}" if condition else ""
     attribution = 0 if window is None else window.attribution_s
-    source = attributed_labels(attribution) if attribution else "labels"
+    source, rows = "labels", "p"
+    if attribution:
+        if extra:
+            raise ValueError("an attribution window reads no extra columns")
+        con.execute(LABELLED_ROWS)
+        source, rows = attributed_labels(attribution), "pl"
     # The positive-class probability of a binary classifier is the last one listed; a model
     # that logged no probabilities is scored by its output when that is a number.
     for score in (
@@ -249,7 +260,7 @@ def join_labels(
         "TRY_CAST(CAST(p.output AS VARCHAR) AS DOUBLE)",
     ):
         sql = _LABELLED_SQL.format(
-            score=score, extra=columns, label_text=text, source=source, judged=judged
+            score=score, extra=columns, label_text=text, source=source, judged=judged, rows=rows
         )
         con.execute(sql, _used(sql, params))
         if con.execute("SELECT count(score) FROM lab").fetchone() != (0,):

@@ -13,7 +13,21 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["attributed_labels", "judged_condition", "late_labels_sql", "literal"]
+__all__ = [
+    "LABELLED_ROWS",
+    "attributed_labels",
+    "judged_condition",
+    "late_labels_sql",
+    "literal",
+]
+
+#: Temp table ``pl``: the few columns of view ``p``'s rows that have a label, read once so
+#: the window's three uses (first prediction, metric rows, late labels) do not scan the
+#: log three times (bench_deploy.py, 1M rows: 1.24 s -> 0.51 s median).
+LABELLED_ROWS = (
+    "CREATE OR REPLACE TEMP TABLE pl AS SELECT arm, ts, request_id, probabilities, output "
+    "FROM p WHERE request_id IN (SELECT request_id FROM labels)"
+)
 
 
 def literal(ms: int) -> str:
@@ -36,19 +50,21 @@ def judged_condition(
 
 
 def attributed_labels(window_s: int) -> str:
-    """A relation over registered ``labels`` and view ``p``: only the labels that arrived
-    within ``window_s`` seconds of their request's first logged prediction."""
+    """A relation over registered ``labels`` and table ``pl`` (:data:`LABELLED_ROWS`): only
+    the labels that arrived within ``window_s`` seconds of their request's first logged
+    prediction."""
     return (
-        "(SELECT l.* FROM labels l JOIN (SELECT request_id, min(ts) AS pts FROM p "
+        "(SELECT l.* FROM labels l JOIN (SELECT request_id, min(ts) AS pts FROM pl "
         "GROUP BY request_id) q USING (request_id) "
         f"WHERE l.received_ts <= q.pts + to_seconds({int(window_s)}))"
     )
 
 
 def late_labels_sql(window_s: int, condition: str) -> str:
-    """Per arm, judged requests (``condition`` on ``p.ts``) with a label past the window."""
+    """Per arm, judged requests (``condition`` on ``p.ts``) of table ``pl`` with a label
+    past the window."""
     judged = f" AND {condition}" if condition else ""
     return (
-        "SELECT p.arm, count(DISTINCT request_id) FROM p JOIN labels l USING (request_id) "
+        "SELECT p.arm, count(DISTINCT request_id) FROM pl p JOIN labels l USING (request_id) "
         f"WHERE l.received_ts > p.ts + to_seconds({int(window_s)}){judged} GROUP BY p.arm"
     )
