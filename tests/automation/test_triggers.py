@@ -56,6 +56,18 @@ def test_drift_trigger_fires_on_three_drifted_features(trigger_env: Env, churn_r
     assert job.args["data"]["mode"] == "fresh"
 
 
+def test_drift_over_a_window_without_predictions_is_not_met(trigger_env: Env) -> None:
+    services, _ = trigger_env
+    services.triggers.apply(DRIFT)
+    # A day two months back: no logged file covers it, so no feature column was read.
+    result = services.triggers.evaluate("churn-drift", data.now_ms() - 60 * data.DAY_MS)
+    outcome = result.conditions[0]
+    assert not result.met and outcome.n == 0 and outcome.value == 0
+    rows = outcome.details["features"]
+    assert {"tenure", "monthly_charges"} <= {r["feature"] for r in rows}
+    assert {r["verdict"] for r in rows} == {"missing column"}
+
+
 @pytest.mark.parametrize(("floor", "fired"), [(0.95, True), (0.5, False)])
 def test_performance_floor_from_labels(trigger_env: Env, floor: float, fired: bool) -> None:
     services, _ = trigger_env
