@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pandas as pd
 import pytest
 from tests.deploy.conftest import POLICY, START_MS, Clock, Models, serve_step
@@ -86,3 +87,21 @@ def test_burn_in_cut_and_rows_it_excluded_are_in_the_decision_record(
     # The canary stepped up: its next step's burn-in starts at the step change.
     state = service.get("churn-live").state["rollouts"]["canary"]
     assert state["step"] == 1 and state["step_starts_ms"] == [START_MS]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"review_at": [30]}, "review_at[0]"),  # not a step
+        ({"review_at": [50, 100]}, "review_at[1]"),  # 100 is the promotion, not a step hold
+        ({"analysis": {"burn_in": "-1h"}}, "analysis.burn_in"),
+        ({"analysis": {"attribution_window": "soon"}}, "analysis.attribution_window"),
+    ],
+)
+def test_bad_review_and_window_values_are_422_naming_the_field(
+    live_server: str, change: dict[str, object], field: str
+) -> None:
+    response = httpx.post(f"{live_server}/v1/deployments", json={**POLICY, **change})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+    assert httpx.get(f"{live_server}/v1/deployments").json() == []  # nothing half-created
