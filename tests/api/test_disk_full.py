@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,35 @@ def test_storage_full_looks_through_the_store_s_wrapping() -> None:
     assert found is not None and found.detail == {"store": "database"}
     assert storage_full(Unavailable("database unavailable: database is locked")) is None
     assert storage_full(OSError(errno.EACCES, "Permission denied")) is None
+
+
+def test_readyz_is_503_while_the_database_refuses_writes_for_lack_of_space(
+    disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifacts live elsewhere (they can write): only the database's disk is full."""
+    from keel.api.routers import health
+
+    monkeypatch.setattr(health, "DATABASE_FULL_WINDOW_S", 1.5)
+    services = open_services(Settings(home=disk / "keel", artifact_root=tmp_path / "art"))
+    try:
+        with serve_in_thread(create_app(services=services)) as url:
+            with httpx.Client(base_url=url, timeout=30) as api:
+                before = api.get("/readyz")
+                assert before.json()["checks"]["database"] == "ok", before.text
+                filler = _fill(disk)
+                _, refused = _until_refused(
+                    lambda i: api.post(
+                        "/v1/experiments", json={"name": f"e{i}", "description": TEXT}
+                    )
+                )
+                _insufficient(refused)
+                full = api.get("/readyz")
+                assert full.status_code == 503, full.text
+                checks = full.json()["checks"]
+                assert checks["database"].startswith("error: disk full"), checks
+                assert checks["artifacts"] == "ok"
+                filler.unlink()
+                time.sleep(1.6)  # the window passed without a refused write
+                assert api.get("/readyz").json()["checks"]["database"] == "ok"
+    finally:
+        services.close()

@@ -13,12 +13,11 @@ from __future__ import annotations
 import errno
 
 from keel.errors import InsufficientStorage
+from keel.store.sql.diskfull import is_disk_full
 
 __all__ = ["storage_full"]
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-_SQLITE_FULL = "database or disk is full"
-_PG_DISK_FULL = "53100"
 #: How far down ``__cause__`` / ``__context__`` to look (the store wraps once or twice).
 _MAX_DEPTH = 8
 
@@ -38,7 +37,7 @@ def storage_full(exc: BaseException) -> InsufficientStorage | None:
                 f"cannot write: no space left on the disk{where}; free space, then retry",
                 errno=errno.errorcode.get(current.errno or 0, str(current.errno)),
             )
-        if _SQLITE_FULL in str(current) or getattr(current, "sqlstate", None) == _PG_DISK_FULL:
+        if is_disk_full(current):
             return InsufficientStorage(
                 "cannot write: the database's disk is full (nothing was written); free space "
                 "on the volume of the database (keel.db under KEEL_HOME, or the PostgreSQL "

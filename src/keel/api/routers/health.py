@@ -8,9 +8,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from keel.api.deps import Svc
+from keel.store.sql.diskfull import full_seen_within
 from keel.store.sql.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
+
+#: Seconds after the database last refused a write for lack of space during which
+#: /readyz answers 503. Readiness writes nothing to find out (a write probe would cost a
+#: transaction per poll): the refused writes of real requests are the signal, so an
+#: instance whose database disk fills up leaves the load balancer's pool until it has
+#: gone this long without a refused write.
+DATABASE_FULL_WINDOW_S = 30.0
 
 
 @router.get("/healthz")
@@ -21,8 +29,10 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(svc: Svc, request: Request) -> JSONResponse:
-    """The database answers, its schema is current, the artifact store can write and the
-    preloaded models are warm; 503 otherwise (a model that failed to preload is named)."""
+    """The database answers (and refused no write for lack of space within
+    :data:`DATABASE_FULL_WINDOW_S`), its schema is current, the artifact store can write
+    and the preloaded models are warm; 503 otherwise (a model that failed to preload is
+    named)."""
     checks: dict[str, str] = {}
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None or not gateway.ready:
@@ -36,7 +46,13 @@ def readyz(svc: Svc, request: Request) -> JSONResponse:
         with svc.store.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         revision, head = current_revision(svc.store.engine), head_revision()
-        checks["database"] = "ok"
+        full_s = full_seen_within(svc.store.engine, DATABASE_FULL_WINDOW_S)
+        checks["database"] = (
+            "ok"
+            if full_s is None
+            else f"error: disk full (a write was refused {full_s:.0f} s ago); free space on "
+            "the database's volume"
+        )
         checks["schema"] = "ok" if revision == head else f"at {revision}, expected {head}"
     except Exception as exc:  # readiness reports any failure instead of raising
         checks["database"] = f"error: {type(exc).__name__}"

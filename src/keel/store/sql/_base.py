@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from keel.errors import Conflict, Unavailable
+from keel.store.sql.diskfull import note_if_full
 from keel.store.sql.engine import NOWAIT_OPTION, WRITE_OPTION
 
 __all__ = ["SqlBase", "WriteBusy", "upsert", "upsert_statement"]
@@ -45,6 +46,7 @@ class SqlBase:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
         except OperationalError as exc:
+            note_if_full(self.engine, exc)
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 
     @property
@@ -83,6 +85,7 @@ class SqlBase:
         except OperationalError as exc:
             if nowait and "locked" in str(exc.orig):
                 raise WriteBusy("the database is locked by another writer") from exc
+            note_if_full(self.engine, exc)  # /readyz reports it (keel.store.sql.diskfull)
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
 
     @contextmanager

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Dialect
 from keel.auth.models import AuditEntry
 from keel.errors import Conflict, Unavailable
 from keel.store.sql._base import WriteBusy, upsert_statement
+from keel.store.sql.diskfull import note_if_full
 from keel.store.sql.engine import begin_write
 from keel.store.sql.tables import LatestMetricRow, MetricRow
 from keel.store.sql.tables_auth import AuditRow
@@ -104,5 +105,6 @@ def write_one_metric(
             if isinstance(exc, sqlite3.IntegrityError):
                 raise Conflict("write conflicts with existing data") from exc
             if isinstance(exc, sqlite3.OperationalError):
+                note_if_full(engine, exc)
                 raise Unavailable(f"database unavailable: {exc}") from exc
             raise
