@@ -22,6 +22,7 @@ __all__ = [
     "CalibrationPolicy",
     "CostPolicy",
     "EquivalencePolicy",
+    "EscalationPolicy",
     "FairnessPolicy",
     "FloorPolicy",
     "GatePolicy",
@@ -159,6 +160,20 @@ class CostPolicy(BaseModel):
         return self.cost_fp is not None and self.cost_fn is not None
 
 
+class EscalationPolicy(_Section):
+    """When passing gates still need a human (R-CICD-10): results too good or too thin to
+    trust. A gain over the champion above ``max_improvement`` (AUC, absolute) while the
+    champion still scores ``champion_ok_auc`` or more (a collapsed champion makes a big gain
+    expected), a holdout AUC of ``max_auc`` or more (leakage?), a train/holdout AUC gap above
+    ``max_gap``, or fewer than ``min_holdout_rows`` holdout rows."""
+
+    max_improvement: float = Field(default=0.15, gt=0.0, le=1.0)
+    champion_ok_auc: float = Field(default=0.6, ge=0.0, le=1.0)
+    max_auc: float = Field(default=0.995, gt=0.5, le=1.0)
+    max_gap: float = Field(default=0.15, gt=0.0, le=1.0)
+    min_holdout_rows: int = Field(default=50, ge=0)
+
+
 class GatePolicy(BaseModel):
     """Every validation gate's settings, with the issue's defaults."""
 
@@ -177,6 +192,7 @@ class GatePolicy(BaseModel):
     size: SizePolicy = Field(default_factory=SizePolicy)
     stress: StressPolicy = Field(default_factory=StressPolicy)
     cost: CostPolicy = Field(default_factory=CostPolicy)
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
 
 
 def _invalid(error: ValidationError) -> InvalidInput:

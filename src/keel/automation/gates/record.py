@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.automation.gates.escalation import escalation_reasons
 from keel.automation.gates.result import ValidationReport
 
 __all__ = [
@@ -57,9 +58,11 @@ def version_tags(report: ValidationReport, run_id: str) -> dict[str, str]:
 
 
 def decision_details(report: ValidationReport, run_id: str) -> dict[str, Any]:
-    """The numbers a ``gate`` decision records: each gate's status, value, threshold, reason."""
+    """The numbers a ``gate`` decision records: each gate's status, value, threshold, reason,
+    and ``escalation``: why the results need a human (R-CICD-10; empty when they do not)."""
     return {
         "passed": report.passed,
+        "escalation": escalation_reasons(report),
         "challenger": report.challenger,
         "champion": report.champion,
         "holdout_rows": report.holdout_rows,

@@ -73,27 +73,38 @@ def validate_and_promote(
     holdout: pd.DataFrame,
 ) -> dict[str, Any]:
     """Run the gates (when the gates package is installed), keep the report on the run,
-    the version's tags and a ``gate`` decision; then promote, wait, or stop."""
+    the version's tags and a ``gate`` decision; then promote, wait (approval required, or
+    anomalous results escalated to a human, R-CICD-10), or stop."""
     spec = job.retrain
     passed, report_summary = True, "no validation gates installed"
+    escalation: list[str] = []
     if _gates_available():
-        passed, report_summary = _run_gates(services, job, run, version, champion, train, holdout)
+        passed, report_summary, escalation = _run_gates(
+            services, job, run, version, champion, train, holdout
+        )
     if not passed:
         return {"gates_passed": False, "promoted": False, "gate_summary": report_summary}
     if spec.rollout is not None:
         _set_tags(services, version, {ROLLOUT_TAG: json.dumps(spec.rollout)})
-    if spec.require_approval:
+    if spec.require_approval or escalation:
+        # anomalous results wait for a human even without require_approval (R-CICD-10)
+        why = "escalated: " + "; ".join(escalation) if escalation else "approval required"
         _set_tags(services, version, {APPROVAL: "pending"})
         services.decisions.record(
             "promotion",
             job.model,
-            f"v{version.version} passed its gates and waits for approval "
-            f"(keel models approve {job.model} {version.version})",
-            {"status": "pending", "version": version.version},
+            f"v{version.version} passed its gates and waits for approval ({why}) "
+            f"(keel models approve {job.model} {version.version})"[:2000],
+            {"status": "pending", "version": version.version, "escalation": escalation},
             actor="policy",
             related={"version": version.version, "run_id": run.id},
         )
-        return {"gates_passed": True, "promoted": False, "approval": "pending"}
+        return {
+            "gates_passed": True,
+            "promoted": False,
+            "approval": "pending",
+            "escalation": escalation,
+        }
     deployment = _promote(services, job.model, version, "staging", "policy", "gates passed")
     return {"gates_passed": True, "promoted": True, "deployment": deployment}
 
@@ -106,8 +117,10 @@ def _run_gates(
     champion: int | None,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
-) -> tuple[bool, str]:
+) -> tuple[bool, str, list[str]]:
+    """Run and keep the gates; (passed, one-line summary, escalation reasons)."""
     from keel.automation.gates import parse_policy, run_gates, to_markdown
+    from keel.automation.gates.escalation import escalation_reasons
     from keel.automation.gates.record import (
         REPORT_JSON,
         REPORT_MD,
@@ -141,7 +154,10 @@ def _run_gates(
         (folder / Path(REPORT_MD).name).write_text(to_markdown(report), encoding="utf-8")
         services.tracking.log_artifact_dir(run.id, folder, "validation")
     _set_tags(services, version, version_tags(report, run.id))
+    escalation = escalation_reasons(report) if report.passed else []
     verdict = "passed" if report.passed else "failed: not promoted"
+    if escalation:
+        verdict = "passed but escalated to a human"
     services.decisions.record(
         "gate",
         job.model,
@@ -150,7 +166,7 @@ def _run_gates(
         actor="policy",
         related={"version": version.version, "run_id": run.id, "champion": champion},
     )
-    return report.passed, report.summary()
+    return report.passed, report.summary(), escalation
 
 
 def _set_tags(services: Any, version: ModelVersion, tags: dict[str, str]) -> ModelVersion:
