@@ -289,3 +289,35 @@ def test_report_rest_sdk_and_cli(
     file.write_text("- just\n- a list\n")
     listed = runner.invoke(cli, ["deploy", "hypothesis", "churn-live", "-f", str(file)])
     assert listed.exit_code == 2 and "hypothesis" in listed.output
+
+
+def test_promotion_of_a_stateful_ranking_model_archives_and_checkpoints(
+    services: Services,
+    register_churn: Callable[[str, str], Models],
+    clocked: tuple[DeploymentService, Clock],
+) -> None:
+    service, clock = clocked
+    register_churn("weak", "good")
+    services.registry.update_version(
+        "churn", 2, tags={"task": "ranking", "state_artifact": "s3://b/v2"}
+    )
+    service.create({**POLICY, "stateful": {"reset_sessions": False}}, actor="ana")
+    codes = [w["code"] for w in service.get("churn-live").warnings]
+    assert codes == ["ranking_interference", "shared_routing_key"]
+    clock.now += 5_000
+    service.promote("churn-live", "ana", reason="looks good")
+    checkpoints = service.get("churn-live").checkpoints or []
+    assert [c["boundary"] for c in checkpoints] == ["created", "promoted"]
+    assert checkpoints[-1]["weights"] == {"primary": 0.0, "canary": 100.0}
+    assert checkpoints[-1]["state_artifacts"] == {"canary": "s3://b/v2"}
+    report = service_report(services, "churn-live")
+    assert report["archived"] and report["status"] == "promoted"
+    assert report["hypothesis"] is None and report["verdicts"] == {}  # never evaluated
+    assert [w["code"] for w in report["warnings"]] == codes
+    assert [d["kind"] for d in report["decisions"]] == ["deployment_created", "promotion"]
+    run = services.tracking.get_run(report["archive_run_id"])
+    assert run.tags["deployment"] == "churn-live" and run.tags["status"] == "promoted"
+    assert sorted(a.path for a in services.tracking.list_artifacts(run.id)) == [
+        "report.json",
+        "report.md",
+    ]
