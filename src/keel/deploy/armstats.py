@@ -12,8 +12,6 @@ Error rows: a row the gateway logged with ``fallback`` true or an ``error`` key 
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +23,13 @@ import pandas as pd
 
 from keel.deploy.abstats import auc_std_error
 from keel.deploy.judging import (
-    LABELLED_ROWS,
     attributed_labels,
     judged_condition,
+    labelled_rows,
     late_labels_sql,
-    literal,
+    scoped_counts,
 )
+from keel.deploy.rowmetrics import mean_estimate, metric_values, numbers, score_of
 from keel.deploy.verdict import ArmStats, MetricEstimate
 from keel.serving.predquery import segment_files
 
@@ -167,11 +166,7 @@ def read_arm_stats(
     # predquery.predictions, sorted by time, cost 7x more over 1M rows: bench_deploy.py).
     with duckdb.connect() as con:
         create_view(con, files, deployment, window.start_ms, window.end_ms)
-        cut, mature = judged_condition(window.burn_in, None), window.mature_ms
-        scoped = (f", count(*) FILTER (WHERE NOT ({cut}))" if cut else ", 0") + (
-            f", count(*) FILTER (WHERE ts >= {literal(mature)})" if mature else ", 0"
-        )
-        sql = _COUNTS_SQL.format(scoped=scoped)
+        sql = _COUNTS_SQL.format(scoped=scoped_counts(window.burn_in, window.mature_ms))
         counts = {
             row[0]: row[1:] for row in con.execute(sql, _used(sql, params)).fetchall() if row[0]
         }
@@ -228,19 +223,20 @@ def join_labels(
     *,
     with_output: bool,
     extra: Sequence[str] = (),
+    columns: Sequence[str] = (),
     window: ArmWindow | None = None,
 ) -> bool:
     """Temp table ``lab`` (arm, score, y, t[, output][, extra columns]) of view ``p``'s rows
     that have a label; False when there are no labels at all. With ``window``, only rows
     outside its burn-in cuts and older than its attribution window, each with a label that
-    arrived within that window."""
+    arrived within that window (``columns``: the log columns ``extra`` reads)."""
     stored = labels() if labels is not None else pd.DataFrame()
     if stored.empty or "request_id" not in stored.columns:
         return False
     con.register("labels", stored[["request_id", "label", "label_value", "received_ts"]])
     # The output and the label's text serve accuracy/mae/mse only: reading them for
     # roc_auc alone costs a fifth more (bench_deploy.py).
-    columns = (", CAST(p.output AS VARCHAR) AS output, fb.t" if with_output else "") + "".join(
+    selected = (", CAST(p.output AS VARCHAR) AS output, fb.t" if with_output else "") + "".join(
         f", {c}" for c in extra
     )
     text = ", arg_max(label, received_ts) AS t" if with_output else ""
@@ -249,9 +245,7 @@ def join_labels(
     attribution = 0 if window is None else window.attribution_s
     source, rows = "labels", "p"
     if attribution:
-        if extra:
-            raise ValueError("an attribution window reads no extra columns")
-        con.execute(LABELLED_ROWS)
+        con.execute(labelled_rows(columns))
         source, rows = attributed_labels(attribution), "pl"
     # The positive-class probability of a binary classifier is the last one listed; a model
     # that logged no probabilities is scored by its output when that is a number.
@@ -260,7 +254,7 @@ def join_labels(
         "TRY_CAST(CAST(p.output AS VARCHAR) AS DOUBLE)",
     ):
         sql = _LABELLED_SQL.format(
-            score=score, extra=columns, label_text=text, source=source, judged=judged, rows=rows
+            score=score, extra=selected, label_text=text, source=source, judged=judged, rows=rows
         )
         con.execute(sql, _used(sql, params))
         if con.execute("SELECT count(score) FROM lab").fetchone() != (0,):
@@ -317,52 +311,15 @@ def _metrics(
     return out, late
 
 
-def _numbers(values: pd.Series) -> np.ndarray[Any, Any]:
-    numbers: np.ndarray[Any, Any] = pd.to_numeric(values, errors="coerce").to_numpy(
-        dtype=np.float64
-    )
-    return numbers
-
-
-def _truth(rows: pd.DataFrame) -> np.ndarray[Any, Any]:
-    # label_value when the label is a number, else the label's JSON text decoded.
-    values = rows["y"].to_numpy(dtype=np.float64, na_value=np.nan)
-    texts = [json.loads(t) if isinstance(t, str) else t for t in rows["t"]]
-    return np.array(
-        [str(t) if math.isnan(v) else repr(float(v)) for v, t in zip(values, texts, strict=True)]
-    )
-
-
-def _mean(values: np.ndarray[Any, Any]) -> MetricEstimate | None:
-    values = values[~np.isnan(values)]
-    if values.size < 2:
-        return None
-    return MetricEstimate(
-        float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size)), int(values.size)
-    )
-
-
 def metric_estimate(name: str, rows: pd.DataFrame) -> MetricEstimate | None:
-    """One arm's ``name`` metric with its standard error from labelled rows (columns
-    ``output``, ``score``, ``y`` label value, ``t`` label text); None when undefined."""
-    y = _numbers(rows["y"])
-    if name == "label_mean":
-        return _mean(y)
-    if name == "accuracy":
-        predicted = np.array([_normal(o) for o in rows["output"]])
-        return _mean((predicted == _truth(rows)).astype(np.float64))
-    if name in ("mae", "mse"):
-        error = _numbers(rows["output"]) - y
-        return _mean(np.abs(error) if name == "mae" else error**2)
-    score = _numbers(rows["score"])
-    if np.isnan(score).all():
-        score = _numbers(rows["output"])
+    """One arm's ``name`` metric with its standard error from labelled rows (columns as
+    :func:`metric_values`); None when undefined."""
+    values = metric_values(name, rows)
+    if values is not None:
+        return mean_estimate(values)
+    score, y = score_of(rows), numbers(rows["y"])
     keep = ~(np.isnan(score) | np.isnan(y))
     score, y = np.clip(score[keep], 1e-15, 1 - 1e-15), y[keep]
-    if name == "brier":
-        return _mean((score - y) ** 2)
-    if name == "log_loss":
-        return _mean(-(y * np.log(score) + (1 - y) * np.log(1 - score)))
     positives, negatives = int((y == 1).sum()), int((y != 1).sum())
     if positives < 1 or negatives < 1:
         return None
@@ -384,14 +341,3 @@ def roc_auc(score: np.ndarray[Any, Any], positive: np.ndarray[Any, Any]) -> floa
     n_neg = score.size - n_pos
     # Doubled rank sum minus n_pos (n_pos + 1): integers up to the one division.
     return float((lo + hi + n_pos - n_pos * (n_pos + 1)) / (2 * n_pos * n_neg))
-
-
-def _normal(output: Any) -> str:
-    try:
-        return repr(float(output))
-    except (TypeError, ValueError):
-        text = str(output)
-        try:
-            return str(json.loads(text))
-        except ValueError:
-            return text

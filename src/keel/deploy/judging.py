@@ -14,20 +14,32 @@ from collections.abc import Sequence
 import pandas as pd
 
 __all__ = [
-    "LABELLED_ROWS",
     "attributed_labels",
     "judged_condition",
+    "labelled_rows",
     "late_labels_sql",
     "literal",
+    "scoped_counts",
 ]
 
-#: Temp table ``pl``: the few columns of view ``p``'s rows that have a label, read once so
-#: the window's three uses (first prediction, metric rows, late labels) do not scan the
-#: log three times (bench_deploy.py, 1M rows: 1.24 s -> 0.51 s median).
-LABELLED_ROWS = (
-    "CREATE OR REPLACE TEMP TABLE pl AS SELECT arm, ts, request_id, probabilities, output "
-    "FROM p WHERE request_id IN (SELECT request_id FROM labels)"
-)
+
+def labelled_rows(columns: Sequence[str] = ()) -> str:
+    """Temp table ``pl``: a few columns (and ``columns``) of view ``p``'s rows that have a
+    label, read once so the window's three uses (first prediction, metric rows, late
+    labels) do not scan the log three times (bench_deploy.py, 1M rows: 1.24 -> 0.51 s)."""
+    more = "".join(f", {c}" for c in columns)
+    return (
+        f"CREATE OR REPLACE TEMP TABLE pl AS SELECT arm, ts, request_id, probabilities, output"
+        f"{more} FROM p WHERE request_id IN (SELECT request_id FROM labels)"
+    )
+
+
+def scoped_counts(burn_in: Sequence[tuple[int, int]], mature_ms: int | None) -> str:
+    """Two more columns of the per-arm counts: rows in the burn-in cuts, pending rows."""
+    cut = judged_condition(burn_in, None)
+    return (f", count(*) FILTER (WHERE NOT ({cut}))" if cut else ", 0") + (
+        f", count(*) FILTER (WHERE ts >= {literal(mature_ms)})" if mature_ms else ", 0"
+    )
 
 
 def literal(ms: int) -> str:
