@@ -137,3 +137,13 @@ def evaluate_trigger(
             console.print(f"job {result['job_id']}")
 
     emit(result, as_json, human)
+
+
+def _register_presets() -> None:
+    # the presets live in their own module (R-TRN-07/08 data, no client needed)
+    from keel.cli.trigger_presets import preset_app
+
+    triggers_app.add_typer(preset_app, name="preset")
+
+
+_register_presets()
