@@ -49,20 +49,24 @@ def metric_values(name: str, rows: pd.DataFrame) -> np.ndarray[Any, Any] | None:
     """Per-row values of a mean metric (NaN where undefined), aligned with ``rows`` (columns
     ``output``, ``score``, ``y`` label value, ``t`` label text); None for roc_auc."""
     y = numbers(rows["y"])
+    values: np.ndarray[Any, Any]
     if name == "label_mean":
-        return y
-    if name == "accuracy":
+        values = y
+    elif name == "accuracy":
         predicted = np.array([_normal(o) for o in rows["output"]])
-        return (predicted == _truth(rows)).astype(np.float64)
-    if name in ("mae", "mse"):
+        values = (predicted == _truth(rows)).astype(np.float64)
+    elif name in ("mae", "mse"):
         error = numbers(rows["output"]) - y
-        return np.abs(error) if name == "mae" else error**2
-    if name == "roc_auc":
+        values = np.abs(error) if name == "mae" else error**2
+    elif name == "roc_auc":
         return None
-    score = np.clip(score_of(rows), 1e-15, 1 - 1e-15)  # NaN stays NaN: mean_estimate drops it
-    if name == "brier":
-        return (score - y) ** 2
-    return -(y * np.log(score) + (1 - y) * np.log(1 - score))  # log_loss
+    else:
+        score = np.clip(score_of(rows), 1e-15, 1 - 1e-15)  # NaN stays NaN (mean_estimate drops)
+        if name == "brier":
+            values = (score - y) ** 2
+        else:  # log_loss
+            values = -(y * np.log(score) + (1 - y) * np.log(1 - score))
+    return values
 
 
 def score_of(rows: pd.DataFrame) -> np.ndarray[Any, Any]:
