@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from pathlib import Path
+
 import httpx
 import pytest
+from tests._mounts import small_fs
+from tests.api.test_disk_full import _fill
 from tests.conftest import serve_in_thread
 from tests.security.conftest import AuthServer, register_versions
 
@@ -171,3 +177,59 @@ def test_reads_sent_as_post_are_not_audited(auth_server: AuthServer) -> None:
     )
     assert response.status_code == 404
     assert _entries(auth_server.services, action="search") == []
+
+
+def test_audit_entries_are_kept_and_retried_while_the_database_disk_is_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real full tmpfs under SQLite (tests._mounts): no entry lost, one warning line."""
+    from keel.auth.audit import AuditWriter
+    from keel.auth.models import AuditEntry
+    from keel.errors import Unavailable
+    from keel.services import open_services
+
+    big = {"x": "v" * 4_000}
+    with small_fs(tmp_path / "disk", 8 * 2**20) as disk:
+        services = open_services(Settings(home=disk / "keel"))
+        store = services.auth.store
+        writer = AuditWriter(store.append_audit, linger_s=0, retry_s=0.1)
+        try:
+            filler = _fill(disk)
+            sent = 0
+            with caplog.at_level(logging.INFO, logger="keel.audit"):
+                # SQLite first fills the free pages it still holds, then meets ENOSPC
+                while sent < 20_000:
+                    sent += 1
+                    writer.submit(AuditEntry(at_ms=sent, action="a", after=big))
+                    if sent % 20 == 0:
+                        try:
+                            writer.flush()
+                        except Unavailable:
+                            break
+                else:
+                    pytest.fail("20,000 audit entries fitted on a full disk")
+                for _ in range(10):  # more arrive during the outage
+                    sent += 1
+                    writer.submit(AuditEntry(at_ms=sent, action="a", after=big))
+                time.sleep(0.5)  # several retries, all refused
+                filler.unlink()
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        writer.flush()
+                        break
+                    except Unavailable:
+                        assert time.monotonic() < deadline, "kept entries never written"
+                        time.sleep(0.1)
+            writer.close()
+            stored = store.query_audit(AuditQuery(action="a", limit=10_000))
+            assert len(stored) == sent and writer.dropped == 0
+            assert sorted(e.at_ms for e in stored) == list(range(1, sent + 1))
+            warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(warnings) == 1, [r.getMessage() for r in warnings]
+            assert "database or disk is full" in warnings[0].getMessage()
+            assert warnings[0].exc_info is None  # one line, no traceback
+            assert any("kept entries" in r.getMessage() for r in caplog.records)
+        finally:
+            writer.close()
+            services.close()
