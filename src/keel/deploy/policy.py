@@ -124,6 +124,7 @@ class Analysis(_Model):
     segments: list[Name] = Field(default_factory=list, max_length=20)
     burn_in_s: Duration = Field(default=0, alias="burn_in", ge=0)
     attribution_window_s: Duration = Field(default=0, alias="attribution_window", ge=0)
+    cuped: dict[Literal["covariate"], Name] | None = Field(default=None, min_length=1)  # R-DEP-14
 
 
 class ShadowPhase(_Model):
