@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from keel.errors import NotFound
+
 __all__ = ["CANCEL_POLL_S", "heartbeat"]
 
 log = logging.getLogger("keel.jobs")
@@ -43,11 +45,18 @@ def heartbeat(
         renewed = time.monotonic()
         while not stop.wait(min(renew_every, CANCEL_POLL_S)):
             try:
-                if store.get_job(job_id, with_logs=False).status == "cancelled":
-                    cancel.set()
-                    return
-                if time.monotonic() - renewed < renew_every:
-                    continue
+                status = store.get_job(job_id, with_logs=False).status
+            except NotFound:  # deleted meanwhile: nothing left to renew
+                return
+            except Exception:  # a database blip: look again at the next beat
+                log.exception("could not read the status of job %s", job_id)
+                continue
+            if status == "cancelled":
+                cancel.set()
+                return
+            if time.monotonic() - renewed < renew_every:
+                continue
+            try:
                 if not store.renew_lease(job_id, worker, clock() + lease_ms):
                     return  # no longer ours (re-delivered after the lease expired)
                 renewed = time.monotonic()
