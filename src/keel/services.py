@@ -137,8 +137,9 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         allow_pickle=settings.allow_pickle,
         trusted_classes=settings.trusted_model_class_names,
     )
-    # R-DEP-17: a deployment's final experiment report is archived as a tracking run.
-    deployments.add_listener(archive_listener(deployments, tracking))
+    # R-DEP-17: a deployment's final experiment report is archived as a tracking run,
+    # after the gateways have applied and announced the change (it reads the whole log).
+    deployments.add_listener(archive_listener(deployments, tracking), last=True)
     if settings.redis_url:
         from keel.serving.events import deployment_publisher
 

@@ -41,14 +41,19 @@ class ChangesMixin:
     clock: Callable[[], int]
 
     _listeners: list[Listener]
+    _last_listeners: list[Listener]
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(deployment, event)`` after every committed change (errors logged)."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener, *, last: bool = False) -> None:
+        """Call ``listener(deployment, event)`` after every committed change (errors logged).
+
+        ``last``: after every other listener, whenever added — for slow bookkeeping (the
+        report archive) that must not delay the gateways' route updates and announcements.
+        """
+        (self._last_listeners if last else self._listeners).append(listener)
 
     def notify(self, deployment: Deployment, event: str) -> None:
         """Run the listeners; one that raises is logged, the change stands."""
-        for listener in list(self._listeners):
+        for listener in [*self._listeners, *self._last_listeners]:
             try:
                 listener(deployment, event)
             except Exception:

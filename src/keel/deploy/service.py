@@ -101,6 +101,7 @@ class DeploymentService(ChangesMixin):
 
         # R-DEP-10: a stateful policy's checkpoint at each boundary.
         self._listeners: list[Listener] = [checkpoint_listener(self)]
+        self._last_listeners: list[Listener] = []
         # replica id -> its gateway's shadow-copy counts of one deployment (arm:outcome)
         self._shadow_sources: dict[str, Callable[[str], dict[str, int]]] = {}
         #: Loads a version's model (set by ``keel.services``: the one loader, honouring
