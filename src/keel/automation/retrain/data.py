@@ -168,9 +168,17 @@ def time_split(frame: pd.DataFrame, split: SplitSpec) -> tuple[pd.DataFrame, ...
     (R-TRN-22: never shuffled). A part may be empty when the frame is tiny."""
     ordered = frame.sort_values(TS_COLUMN, kind="stable").reset_index(drop=True)
     n = len(ordered)
-    n_train = int(round(n * split.train))
-    n_valid = int(round(n * split.validation))
-    cuts = [n_train, min(n, n_train + n_valid)]
+    holdout_s = split.holdout_s
+    if holdout_s is not None and n:
+        # a duration holdout (R-TRN-06 "last 6 months"): rows within it of the newest row
+        start = int(ordered[TS_COLUMN].iloc[-1]) - holdout_s * 1000
+        n_before = int(np.searchsorted(ordered[TS_COLUMN].to_numpy(), start, side="left"))
+        n_train = int(round(n_before * split.train / (split.train + split.validation)))
+        cuts = [n_train, n_before]
+    else:
+        n_train = int(round(n * split.train))
+        n_valid = int(round(n * split.validation))
+        cuts = [n_train, min(n, n_train + n_valid)]
     parts = np.split(np.arange(n), cuts)
     return tuple(ordered.iloc[p].reset_index(drop=True) for p in parts)
 

@@ -111,7 +111,7 @@ def _run_params(job: JobArgs) -> dict[str, Any]:
         "train": spec.train,
         "label": spec.label,
         "window_s": spec.window_s,
-        "split": f"{spec.split.train:g}/{spec.split.validation:g}/{spec.split.holdout:g}",
+        "split": spec.split.describe(),
         "decay_per_day": "" if spec.decay_per_day is None else spec.decay_per_day,
         "data_mode": job.data.mode,
         "since_ms": "" if job.data.since_ms is None else job.data.since_ms,

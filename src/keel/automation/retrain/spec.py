@@ -41,18 +41,49 @@ class _Strict(BaseModel):
 
 
 class SplitSpec(_Strict):
-    """Fractions of the rows, oldest first: train, then validation, then holdout (R-TRN-22)."""
+    """Fractions of the rows, oldest first: train, then validation, then holdout (R-TRN-22).
+
+    ``holdout`` may instead be a duration (``180d``: the last six months, R-TRN-06): the
+    rows within it of the newest row are the holdout, and the older rows are split into
+    train and validation in the ratio ``train : validation``.
+    """
 
     train: float = Field(default=0.70, gt=0, lt=1)
     validation: float = Field(default=0.15, ge=0, lt=1)
-    holdout: float = Field(default=0.15, gt=0, lt=1)
+    holdout: float | str = 0.15
+
+    @property
+    def holdout_s(self) -> int | None:
+        """The holdout as seconds before the newest row, or None for a fraction."""
+        if isinstance(self.holdout, str):
+            return parse_duration_s(self.holdout, field="holdout", positive=True)
+        return None
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            try:
+                parse_duration_s(value, field="holdout", positive=True)
+            except InvalidInput as exc:
+                raise ValueError(exc.message.removeprefix("holdout: ")) from None
+        elif not 0 < value < 1:
+            raise ValueError("must be a fraction in (0, 1) or a duration like 180d")
+        return value
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitSpec:
+        if isinstance(self.holdout, str):
+            return self  # train : validation split the rows before the holdout
         total = self.train + self.validation + self.holdout
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + validation + holdout must be 1, got {total:g}")
         return self
+
+    def describe(self) -> str:
+        """``0.7/0.15/0.15`` or ``0.7/0.15/180d`` (the run's ``split`` param)."""
+        holdout = self.holdout if isinstance(self.holdout, str) else f"{self.holdout:g}"
+        return f"{self.train:g}/{self.validation:g}/{holdout}"
 
 
 class ParamSpace(_Strict):
