@@ -29,8 +29,10 @@ from keel.deploy.judging import (
     late_labels_sql,
     scoped_counts,
 )
+from keel.deploy.livecuped import adjust
 from keel.deploy.rowmetrics import mean_estimate, metric_values, numbers, score_of
 from keel.deploy.verdict import ArmStats, MetricEstimate
+from keel.serving._segments import FEATURE_PREFIX
 from keel.serving.predquery import segment_files
 
 __all__ = [
@@ -141,13 +143,15 @@ def read_arm_stats(
     primary: str,
     metrics: Sequence[str] = (),
     with_agreement: bool = False,
+    cuped: str | None = None,
 ) -> dict[str, ArmStats]:
     """:class:`ArmStats` of each of ``arms`` (zeros for an arm without traffic).
 
     ``labels`` returns every stored label (``FeedbackStore.labels``); ``metrics`` are
     names from :data:`METRICS`, the first one becomes ``ArmStats.metric`` and the rest
     ``ArmStats.secondary``; ``with_agreement`` also compares each arm's outputs with the
-    primary's for the same request (a shadow phase).
+    primary's for the same request (a shadow phase); ``cuped`` names a logged input whose
+    CUPED adjustment the first metric gets (:mod:`keel.deploy.livecuped`).
     """
     start, end = _ts(window.start_ms), _ts(window.end_ms)
     files = segment_files(root, model, None, start.to_pydatetime(), end.to_pydatetime())
@@ -174,7 +178,9 @@ def read_arm_stats(
         if with_agreement:
             sql, values = _AGREEMENT_SQL, {**params, "primary": primary}
             agreement = dict(con.execute(sql, _used(sql, values)).fetchall())
-        per_arm, late = _metrics(con, labels, params, metrics, window) if metrics else ({}, {})
+        per_arm, late, adjusted = (
+            _metrics(con, labels, params, metrics, window, cuped) if metrics else ({}, {}, {})
+        )
     for name in arms:
         n, errors, p99, n_in_step, burned, pending = counts.get(name, (0, 0, None, 0, 0, 0))
         estimates = per_arm.get(name, {})
@@ -191,6 +197,7 @@ def read_arm_stats(
             burn_in_excluded=int(burned),
             pending=int(pending),
             late_labels=int(late.get(name, 0)),
+            cuped=adjusted,
         )
     return found
 
@@ -286,11 +293,24 @@ def _metrics(
     params: dict[str, Any],
     metrics: Sequence[str],
     window: ArmWindow,
-) -> tuple[dict[str, dict[str, MetricEstimate]], dict[str, int]]:
-    """Per-arm metric estimates, and per-arm judged requests whose labels came too late."""
+    covariate: str | None,
+) -> tuple[dict[str, dict[str, MetricEstimate]], dict[str, int], dict[str, Any]]:
+    """Per-arm metric estimates, per-arm judged requests whose labels came too late, and
+    the CUPED summary (empty without a covariate)."""
     others = [m for m in metrics if m != "roc_auc"]
-    if not join_labels(con, labels, params, with_output=bool(others), window=window):
-        return {}, {}
+    column = FEATURE_PREFIX + (covariate or "")
+    logged = {row[0] for row in con.execute("DESCRIBE p").fetchall()} if covariate else set()
+    cov = [f'TRY_CAST(p."{column}" AS DOUBLE) AS cov'] if column in logged else []
+    summary: dict[str, Any] = {}
+    if covariate and not cov:
+        summary = {"covariate": covariate, "applied": False, "reason": "not in the log"}
+    elif covariate and metrics[0] not in others:
+        summary, cov = {"covariate": covariate, "applied": False, "reason": "roc_auc"}, []
+    selected = [column] if cov else []
+    if not join_labels(
+        con, labels, params, with_output=bool(others), extra=cov, columns=selected, window=window
+    ):
+        return {}, {}, summary
     late: dict[str, int] = {}
     if window.attribution_s:
         condition = judged_condition(window.burn_in, window.mature_ms, "p.ts")
@@ -302,13 +322,19 @@ def _metrics(
         for (arm,), estimate in auc_estimates(con).items():
             out.setdefault(str(arm), {})["roc_auc"] = estimate
     if others:
-        frame = con.execute("SELECT arm, output, score, y, t FROM lab").df()
+        frame = con.execute(
+            f"SELECT arm, output, score, y, t{', cov' if cov else ''} FROM lab"
+        ).df()
         for arm, rows in frame.groupby("arm"):
             for name in others:
                 found = metric_estimate(name, rows)
                 if found is not None:
                     out.setdefault(str(arm), {})[name] = found
-    return out, late
+        if cov and covariate:
+            adjusted, summary = adjust(frame, metrics[0], covariate)
+            for arm, estimate in adjusted.items():
+                out[arm][metrics[0]] = estimate
+    return out, late, summary
 
 
 def metric_estimate(name: str, rows: pd.DataFrame) -> MetricEstimate | None:

@@ -108,7 +108,7 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
         numbers[arm] = {
             "primary": _arm_dict(base),
             "candidate": _arm_dict(stats[arm]),
-            "analysis": _judging(policy.analysis, st, now),
+            "analysis": {**_judging(policy.analysis, st, now), "cuped": stats[arm].cuped},
         }
     # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
     # never decided on); each declared column is present even before traffic arrives.
@@ -184,6 +184,7 @@ def _stats(
         burn_in=_burn_in(analysis.burn_in_s, st, end),
         attribution_s=analysis.attribution_window_s,
     )
+    covariate = analysis.cuped["covariate"] if analysis.cuped else None
     return read_arm_stats(
         service.predictions_root,
         service.labels,
@@ -194,6 +195,7 @@ def _stats(
         primary=primary,
         metrics=metrics,
         with_agreement=st.phase == "shadow",
+        cuped=covariate,
     )
 
 

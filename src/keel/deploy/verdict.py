@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from keel.deploy.policy import Analysis, Guardrails, MetricGuard, SecondaryMetric
 from keel.deploy.sequential import (
@@ -74,7 +75,8 @@ class ArmStats:
     needs every observation); ``agreement`` is a shadow arm's share of answers
     equal to the primary's. R-DEP-15: ``burn_in_excluded`` rows served inside a burn-in
     cut and ``pending`` rows younger than the attribution window are left out of the
-    metric; ``late_labels`` arrived after the window and were not counted.
+    metric; ``late_labels`` arrived after the window and were not counted. ``cuped``:
+    the CUPED summary when ``metric`` was adjusted by a covariate (R-DEP-14).
     """
 
     name: str
@@ -88,6 +90,7 @@ class ArmStats:
     burn_in_excluded: int = 0
     pending: int = 0
     late_labels: int = 0
+    cuped: Mapping[str, Any] = field(default_factory=dict)  # R-DEP-14 summary (livecuped)
 
 
 @dataclass(frozen=True, slots=True)
