@@ -157,10 +157,21 @@ class Session:
             if code != 0:
                 break
         if code not in step["exit_codes"]:
-            raise StepFailed(f"`{step['text']}` exited {code}, the doc allows {step['exit_codes']}")
+            said = "1 with an error: line" if code == 3 else str(code)
+            raise StepFailed(f"`{step['text']}` exited {said}, the doc allows {step['exit_codes']}")
 
     def pipeline(self, commands: list[list[str]]) -> int:
-        """``keel … | jq …``: the keel command's output piped into ``jq`` (the only filter)."""
+        """``keel … | jq …``: the keel command's output piped into ``jq`` (the only filter);
+        ``keel … > FILE`` writes its output to FILE."""
+        if len(commands) == 1 and ">" in commands[0]:
+            words = commands[0]
+            if words.index(">") != len(words) - 2:
+                raise StepFailed("a redirect must end the line: `keel … > FILE`")
+            captured = io.StringIO()
+            with contextlib.redirect_stdout(captured):
+                code = self.command(words[:-2])
+            Path(words[-1]).write_text(captured.getvalue())
+            return code
         if len(commands) == 1:
             return self.command(commands[0])
         if commands[0][:1] != ["keel"] or any(c[:1] != ["jq"] for c in commands[1:]):
@@ -229,7 +240,7 @@ class Session:
 
 def _commands(line: str) -> list[list[list[str]]]:
     """``a && b | c`` as pipelines of word lists; ``$(…)`` words expanded by bash."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|>")
     lexer.whitespace_split = True
     lexer.wordchars += "$(){}"
     pipelines: list[list[list[str]]] = [[[]]]
@@ -238,7 +249,7 @@ def _commands(line: str) -> list[list[list[str]]]:
             pipelines.append([[]])
         elif word == "|":
             pipelines[-1].append([])
-        elif word in {";", "||", "&"}:
+        elif word in {";", "||", "&", ">>"}:
             raise StepFailed(f"unsupported shell syntax {word!r}: keep doc lines to `a && b`")
         else:
             pipelines[-1][-1].append(_expand(word) if "$" in word else word)
