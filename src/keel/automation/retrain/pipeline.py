@@ -26,7 +26,7 @@ from keel.automation.retrain import promotion
 from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time_split
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
 from keel.automation.retrain.stages import Stages, stage_line
-from keel.automation.retrain.training import evaluate, fit, search
+from keel.automation.retrain.training import COLD, evaluate, fit, search
 from keel.errors import InvalidInput
 from keel.executors import Executor, TaskCancelled, check_cancelled, open_executor
 from keel.tracking.models import Run, RunInput, RunStatus
@@ -113,6 +113,7 @@ def _run_params(job: JobArgs) -> dict[str, Any]:
         "window_s": spec.window_s,
         "split": spec.split.describe(),
         "decay_per_day": "" if spec.decay_per_day is None else spec.decay_per_day,
+        "warm_start": spec.warm_start,
         "data_mode": job.data.mode,
         "since_ms": "" if job.data.since_ms is None else job.data.since_ms,
         "trigger": job.trigger or "",
@@ -133,6 +134,9 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
         train, validation, holdout = time_split(frame, spec.split)
     best: dict[str, Any] = {}
     settings = services.settings
+    warm_from, champion_model = None, COLD  # R-TRN-26: fine-tune from the champion
+    if spec.warm_start:
+        warm_from, champion_model = promotion.champion_model(services, job.model)
     with (
         clock.stage("training"),
         open_executor(
@@ -144,7 +148,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
             services.tracking.log_batch(
                 run.id, params={f"best.{k}": _plain(v) for k, v in best.items()}
             )
-        model = fit(spec, train, best, executor)
+        model = fit(spec, train, best, executor, champion_model)
     with clock.stage("evaluation"):
         metrics = {
             **evaluate(model, train, spec, "train"),
@@ -175,6 +179,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
             "best_params": best,
             "split": spec.split.model_dump(),
             "stages": clock.report(),
+            "warm_start": {"from_version": warm_from} if spec.warm_start else None,
         },
         actor=f"job:retrain.run:{key}",
         related=_related(job, run, version.version),

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from keel.registry.models import ModelVersion
     from keel.tracking.models import Run
 
-__all__ = ["STAGES", "approve", "champion_version", "reject", "validate_and_promote"]
+__all__ = [
+    "STAGES",
+    "approve",
+    "champion_model",
+    "champion_version",
+    "reject",
+    "validate_and_promote",
+]
 
 log = logging.getLogger("keel.retrain")
 
@@ -42,6 +49,17 @@ def champion_version(services: Any, model: str) -> int | None:
         return services.registry.get_model(model).aliases.get("champion")  # type: ignore[no-any-return]
     except NotFound:
         return None
+
+
+def champion_model(services: Any, model: str) -> tuple[int | None, Any]:
+    """The champion's version and its native model (the sklearn / LightGBM / … object the
+    train function returned), or ``(None, None)`` when there is none (a warm start then
+    trains from scratch)."""
+    version = champion_version(services, model)
+    if version is None:
+        return None, None
+    loaded = _load(services, services.registry.get_version(model, version))
+    return version, getattr(loaded, "native", loaded)
 
 
 def _load(services: Any, version: ModelVersion) -> Any:

@@ -9,10 +9,19 @@ be imported are an InvalidInput naming the field then, not at the first firing.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from keel._durations import parse_duration_s
 from keel._models import invalid_input
@@ -136,6 +145,11 @@ class RetrainSpec(_Strict):
     require_approval: bool = False
     rollout: dict[str, Any] | None = None
     experiment: str | None = None
+    warm_start: bool = Field(
+        default=False,
+        description="Pass the champion's loaded model to train(frame, params, champion=...) "
+        "(fine-tuning, R-TRN-26); the train function must accept ``champion``.",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -164,6 +178,17 @@ class RetrainSpec(_Strict):
             load_train_function(value)
         except InvalidInput as exc:
             raise ValueError(exc.message.removeprefix("train: ")) from None
+        return value
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start(cls, value: bool, info: ValidationInfo) -> bool:
+        train = info.data.get("train")
+        if value and train is not None and not accepts_champion(load_train_function(train)):
+            raise ValueError(
+                f"{train} takes no 'champion' argument: define train(frame, params, "
+                "champion=None) to warm-start from the champion"
+            )
         return value
 
     @field_validator("gates")
@@ -250,6 +275,18 @@ def rollout_policy(template: Mapping[str, Any], model: str, name: str) -> dict[s
     role = _CANDIDATE_ROLE.get(str(template.get("strategy")), "challenger")
     arms = [{"alias": "champion", "role": "primary"}, {"alias": "challenger", "role": role}]
     return {"name": name, "arms": arms, **template, "model": model}
+
+
+def accepts_champion(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` takes a ``champion`` keyword (by name or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return any(
+        p.name == "champion" and p.kind != p.POSITIONAL_ONLY or p.kind == p.VAR_KEYWORD
+        for p in parameters
+    )
 
 
 def load_train_function(path: str, field: str = "train") -> TrainFunction:

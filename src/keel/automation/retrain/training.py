@@ -29,9 +29,17 @@ def train_params(spec: RetrainSpec, train: pd.DataFrame, extra: dict[str, Any]) 
     return params
 
 
-def _call(path: str, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
-    """Runs in the worker (this process or a pool's): load the function by path and call it."""
-    return load_train_function(path)(frame, params)
+#: ``_call``'s marker for "no warm start": the function is called with two arguments.
+COLD = "cold"
+
+
+def _call(path: str, frame: pd.DataFrame, params: dict[str, Any], champion: Any = COLD) -> Any:
+    """Runs in the worker (this process or a pool's): load the function by path and call it
+    (with ``champion=`` when warm-starting, R-TRN-26)."""
+    function: Callable[..., Any] = load_train_function(path)
+    if isinstance(champion, str) and champion == COLD:
+        return function(frame, params)
+    return function(frame, params, champion=champion)
 
 
 def fit(
@@ -39,20 +47,24 @@ def fit(
     train: pd.DataFrame,
     extra: dict[str, Any] | None = None,
     executor: Executor | None = None,
+    champion: Any = COLD,
 ) -> Any:
     """The model ``train(frame, params)`` returns, run on ``executor`` (default: a new one
     of ``spec.executor``, else ``process``) within ``spec.fit_timeout_s``.
 
     Off ``inline`` the train function is imported by path where it runs, so it must be
     importable there; a crash of native code then fails the job, not the worker. The frame
-    excludes the event-time column.
+    excludes the event-time column. ``champion`` (the loaded champion model, or None when
+    there is none) is passed as ``champion=`` for a warm start; left at ``COLD``, ``train``
+    gets two arguments.
     """
     params = train_params(spec, train, dict(extra or {}))
     frame = train.drop(columns=[TS_COLUMN])
+    timeout = spec.fit_timeout_s
     if executor is None:
         with open_executor(spec.executor or "process") as own:
-            return own.run(_call, spec.train, frame, params, timeout_s=spec.fit_timeout_s)
-    return executor.run(_call, spec.train, frame, params, timeout_s=spec.fit_timeout_s)
+            return own.run(_call, spec.train, frame, params, champion, timeout_s=timeout)
+    return executor.run(_call, spec.train, frame, params, champion, timeout_s=timeout)
 
 
 def evaluate(model: Any, part: pd.DataFrame, spec: RetrainSpec, prefix: str) -> dict[str, float]:
