@@ -240,7 +240,8 @@ class Session:
 
 def _commands(line: str) -> list[list[list[str]]]:
     """``a && b | c`` as pipelines of word lists; ``$(…)`` words expanded by bash."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|>")
+    # ">" only as a word of its own (``keel … > FILE``): ``<run>`` in a path is a placeholder.
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     lexer.wordchars += "$(){}"
     pipelines: list[list[list[str]]] = [[[]]]
@@ -249,7 +250,7 @@ def _commands(line: str) -> list[list[list[str]]]:
             pipelines.append([[]])
         elif word == "|":
             pipelines[-1].append([])
-        elif word in {";", "||", "&", ">>"}:
+        elif word in {";", "||", "&", ">>", "2>"}:
             raise StepFailed(f"unsupported shell syntax {word!r}: keep doc lines to `a && b`")
         else:
             pipelines[-1][-1].append(_expand(word) if "$" in word else word)
