@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
@@ -50,9 +51,13 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     if not errors:
         return InvalidInput(str(exc))
     first = errors[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-    field = loc.lstrip(".") or "body"
+    field = error_path(first["loc"]) or "body"
     return InvalidInput(f"{field}: {error_reason(first)}", field=field)
+
+
+def error_path(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as keel names a field: ``arms[1].weight`` ("" for none)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def error_reason(error: ErrorDetails) -> str:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from keel._documents import load_document
 from keel._durations import parse_duration_s
-from keel._models import error_reason
+from keel._models import error_path, error_reason
 from keel.deploy.checkpoints import Stateful, as_stateful
 from keel.deploy.hypothesis import Hypothesis, check_plan
 from keel.errors import InvalidInput
@@ -355,18 +355,11 @@ def _assign_weights(policy: DeploymentPolicy) -> None:
         arm.weight = derived[i]
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _invalid(error: ValidationError) -> InvalidInput:
     """The first pydantic error as InvalidInput naming its path; all of them in ``detail``."""
     found: list[tuple[str, str]] = []
     for item in error.errors():
-        path = _path(tuple(item["loc"]))
+        path = error_path(item["loc"])
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, InvalidInput):
             # Our own checks name a field relative to the model that raised them; a
