@@ -40,6 +40,8 @@ def test_schedule_monitor_bad_input(client: Client) -> None:
     assert error.value.field == "cron" and "hour '25'" in error.value.message
     with pytest.raises(NotFound):  # no such monitor: refused now, not at the first firing
         client.schedule_monitor("churn", "0 * * * *")
+    with pytest.raises(NotFound):  # the default cadence is decided server-side, same refusal
+        client.schedule_monitor("churn")
     with pytest.raises(NotFound):
         client.unschedule_monitor("churn")
     assert client.list_schedules() == []
@@ -52,3 +54,7 @@ def test_jobs_routes_reject_bad_query(live_server: str) -> None:
             assert response.status_code == 422, query
         bad = http.put("/v1/monitors/m/schedule", json={"cron": "* * *", "x": 1})
         assert bad.status_code == 422
+        empty = http.put("/v1/monitors/m/schedule", json={"cron": ""})
+        assert empty.status_code == 422 and "cron" in empty.text
+        default = http.put("/v1/monitors/m/schedule", json={})  # default cadence: needs m
+        assert default.status_code == 404

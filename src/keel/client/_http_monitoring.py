@@ -66,9 +66,9 @@ class HttpMonitoring(HttpBase):
     def list_schedules(self) -> list[Schedule]:
         return self._call_list("GET", "/v1/schedules", Schedule)
 
-    def schedule_monitor(self, name: str, cron: str) -> Schedule:
+    def schedule_monitor(self, name: str, cron: str | None) -> Schedule:
         url = f"/v1/monitors/{q(name)}/schedule"
-        return self._call("PUT", url, Schedule, json={"cron": cron})
+        return self._call("PUT", url, Schedule, json={} if cron is None else {"cron": cron})
 
     def unschedule_monitor(self, name: str) -> None:
         self._request("DELETE", f"/v1/monitors/{q(name)}/schedule")

@@ -43,10 +43,6 @@ class JobsMixin:
         Without ``cron``, the default cadence of the monitor's fastest check (R-MON-14,
         :func:`keel.monitoring.cadence.default_cron`: 15 min with feature views, else 1 h).
         """
-        if cron is None:
-            from keel.monitoring.cadence import default_cron
-
-            cron = default_cron(self.transport.get_monitor(name))
         return self.transport.schedule_monitor(name, cron)
 
     def unschedule_monitor(self, name: str) -> None:

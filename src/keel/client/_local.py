@@ -199,9 +199,7 @@ class LocalTransport(LocalOps, Transport):
     def delete_monitor(self, name: str) -> None:
         self.services.monitors.delete(name)
 
-    def run_monitor(
-        self, name: str, window_end_ms: int | None, as_of_ms: int | None
-    ) -> MonitorRun:
+    def run_monitor(self, name: str, window_end_ms: int | None, as_of_ms: int | None) -> MonitorRun:
         return self.services.monitors.run(name, window_end=window_end_ms, as_of=as_of_ms)
 
     def monitor_runs(self, name: str, limit: int) -> list[MonitorRun]:
@@ -232,8 +230,10 @@ class LocalTransport(LocalOps, Transport):
     def list_schedules(self) -> list[Schedule]:
         return self.services.jobs.list_schedules()
 
-    def schedule_monitor(self, name: str, cron: str) -> Schedule:
-        return self.services.jobs.schedule_monitor(name, cron, actor=self.user)
+    def schedule_monitor(self, name: str, cron: str | None) -> Schedule:
+        from keel.monitoring.cadence import schedule_monitor
+
+        return schedule_monitor(self.services, name, cron, self.user)
 
     def unschedule_monitor(self, name: str) -> None:
         self.services.jobs.unschedule_monitor(name)

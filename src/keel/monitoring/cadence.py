@@ -11,10 +11,14 @@ check). An explicit cron always wins.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from keel.monitoring.models import MonitorSpec
 
-__all__ = ["CADENCES", "Cadence", "cadences_of", "default_cron"]
+if TYPE_CHECKING:
+    from keel.automation.job_models import Schedule
+
+__all__ = ["CADENCES", "Cadence", "cadences_of", "default_cron", "schedule_monitor"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,12 @@ def cadences_of(spec: MonitorSpec) -> list[Cadence]:
 def default_cron(spec: MonitorSpec) -> str:
     """The cron a monitor without an explicit schedule runs on: its fastest check's."""
     return cadences_of(spec)[0].cron
+
+
+def schedule_monitor(services: Any, name: str, cron: str | None, actor: str | None) -> Schedule:
+    """Schedule monitor ``name`` on ``cron``, or on its default cadence when ``cron`` is
+    None: the one place both the REST route and the embedded SDK decide it."""
+    if cron is None:
+        cron = default_cron(services.monitors.get(name))
+    schedule: Schedule = services.jobs.schedule_monitor(name, cron, actor=actor)
+    return schedule

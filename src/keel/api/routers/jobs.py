@@ -16,7 +16,8 @@ class MonitorSchedule(BaseModel):
     (``@hourly``)."""
 
     model_config = ConfigDict(extra="forbid")
-    cron: str = Field(min_length=1, max_length=200)
+    #: None (or absent): the monitor's default cadence (keel.monitoring.cadence).
+    cron: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 @router.get("/v1/jobs", response_model=list[Job])
@@ -50,8 +51,11 @@ def list_schedules(svc: Svc) -> list[Schedule]:
 
 @router.put("/v1/monitors/{name}/schedule", response_model=Schedule)
 def schedule_monitor(name: str, body: MonitorSchedule, svc: Svc, actor: Actor) -> Schedule:
-    """Run a monitor on a cron schedule, each run a ``monitor.run`` job (R-MON-14)."""
-    return svc.jobs.schedule_monitor(name, body.cron, actor=actor)
+    """Run a monitor on a cron schedule, each run a ``monitor.run`` job (R-MON-14); without
+    ``cron``, on the default cadence of its fastest check."""
+    from keel.monitoring.cadence import schedule_monitor as schedule
+
+    return schedule(svc, name, body.cron, actor)
 
 
 @router.delete("/v1/monitors/{name}/schedule", status_code=204)
