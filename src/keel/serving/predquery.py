@@ -93,11 +93,14 @@ def predictions(
     """
     if limit is not None and limit < 1:
         raise InvalidInput("limit must be at least 1", field="limit")
-    sort = ordered and (not columns or "ts" in columns)
-    order = "ORDER BY ts" if sort else ""
+    order = "ORDER BY ts" if ordered else ""
     if newest and limit:
         order = "ORDER BY ts DESC"
     suffix = f" LIMIT {int(limit)}" if limit else ""
+    # The log's subquery holds only the columns asked for: ordering by time, or picking
+    # the newest rows, needs ts, so it is read too and dropped again below.
+    extra_ts = bool(columns) and "ts" not in (columns or ()) and bool(order)
+    read = [*(columns or ()), "ts"] if extra_ts else columns
 
     def run(con: duckdb.DuckDBPyConnection, source: str, params: dict[str, Any]) -> pa.Table:
         found: pa.Table = con.sql(
@@ -113,7 +116,7 @@ def predictions(
         end,
         settings=settings,
         root=root,
-        columns=columns,
+        columns=read,
         deployment=deployment,
         arm=arm,
     )
@@ -121,6 +124,8 @@ def predictions(
         return _empty(columns)
     if newest and limit:
         found = found.take(list(range(found.num_rows - 1, -1, -1)))
+    if extra_ts:
+        found = found.drop_columns(["ts"])
     return _ordered(found)
 
 

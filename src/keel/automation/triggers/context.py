@@ -186,6 +186,7 @@ class EvaluationContext:
             end_ms,
             columns=["output", "probabilities"],
             root=self.services.monitors.inputs.predictions_root,
+            ordered=False,  # a distribution of scores: the order does not matter
         )
         return output_scores(table)
 
