@@ -201,9 +201,14 @@ def test_worse_challenger_is_rolled_back_under_load_naming_the_guardrail(
     assert len(after) >= 5 and set(after) == {"primary"}
     rollback = next(d for d in decisions if d["kind"] == "rollback")
     assert rollback["actor"] == "policy"
-    assert "regression: roc_auc" in rollback["summary"], rollback["summary"]
+    # Which rule fires first depends on how the sample falls: a significant regression,
+    # or (R-DEP-03) an interval whose upper end stays below the +0.02 minimum improvement.
+    summary = rollback["summary"]
+    assert "regression: roc_auc" in summary or "improvement below the minimum" in summary, summary
     metric = rollback["details"]["metric"]
-    assert metric["name"] == "roc_auc" and metric["high"] < 0 and metric["pvalue"] < 0.05
+    assert metric["name"] == "roc_auc" and metric["high"] < 0.02
+    if "regression" in summary:
+        assert metric["high"] < 0 and metric["pvalue"] < 0.05
     assert metric["candidate"] < 0.6 < 0.75 < metric["primary"]
     numbers = rollback["details"]["numbers"]
     assert numbers["candidate"]["metric"]["value"] == pytest.approx(metric["candidate"])
