@@ -298,17 +298,10 @@ def _records(
 
 
 def _arm_dict(stats: ArmStats) -> dict[str, Any]:
-    metric = stats.metric
     return {
         "arm": stats.name,
-        "n": stats.n,
-        "errors": stats.errors,
-        "error_rate": stats.errors / stats.n if stats.n else None,
-        "p99_latency_ms": stats.p99_latency_ms,
+        **stats.numbers(),
         "n_in_step": stats.n_in_step,
-        "metric": None
-        if metric is None
-        else {"value": metric.value, "std_error": metric.std_error, "n": metric.n},
         "agreement": stats.agreement,
         "burn_in_excluded": stats.burn_in_excluded,
         "pending": stats.pending,

@@ -26,19 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["holdout_lift"]
 
 
-def _arm_numbers(stats: ArmStats) -> dict[str, Any]:
-    metric = stats.metric
-    return {
-        "n": stats.n,
-        "errors": stats.errors,
-        "error_rate": stats.errors / stats.n if stats.n else None,
-        "p99_latency_ms": stats.p99_latency_ms,
-        "metric": None
-        if metric is None
-        else {"value": metric.value, "std_error": metric.std_error, "n": metric.n},
-    }
-
-
 def holdout_lift(
     service: DeploymentService,
     name: str,
@@ -105,8 +92,8 @@ def holdout_lift(
         "higher_is_better": chosen not in LOWER_IS_BETTER,
         "from_ms": start,
         "to_ms": end,
-        "champion": {"arm": champion, "version": versions[champion], **_arm_numbers(champ)},
-        "holdout": {"arm": holdout_arm, "version": versions[holdout_arm], **_arm_numbers(base)},
+        "champion": {"arm": champion, "version": versions[champion], **champ.numbers()},
+        "holdout": {"arm": holdout_arm, "version": versions[holdout_arm], **base.numbers()},
         "lift": to_dict(metric_diff),
         "relative_lift": relative,
         "error_rate_difference": to_dict(

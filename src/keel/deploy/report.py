@@ -89,21 +89,9 @@ def _arm_numbers(
         metrics=metrics,
     )
     for arm, found in stats.items():
-        metric = found.metric
-        numbers[arm] = {
-            "n": found.n,
-            "errors": found.errors,
-            "error_rate": found.errors / found.n if found.n else None,
-            "p99_latency_ms": found.p99_latency_ms,
-            "metric": None
-            if metric is None
-            else {
-                "name": metrics[0],
-                "value": metric.value,
-                "std_error": metric.std_error,
-                "n": metric.n,
-            },
-        }
+        numbers[arm] = found.numbers()
+        if numbers[arm]["metric"] is not None:
+            numbers[arm]["metric"] = {"name": metrics[0], **numbers[arm]["metric"]}
     if policy.analysis.segments:
         segments = read_segment_stats(
             service.predictions_root,

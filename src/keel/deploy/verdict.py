@@ -92,6 +92,19 @@ class ArmStats:
     late_labels: int = 0
     cuped: Mapping[str, Any] = field(default_factory=dict)  # R-DEP-14 summary (livecuped)
 
+    def numbers(self) -> dict[str, Any]:
+        """The arm's numbers as JSON (decision records, reports, holdout lift)."""
+        metric = self.metric
+        return {
+            "n": self.n,
+            "errors": self.errors,
+            "error_rate": self.errors / self.n if self.n else None,
+            "p99_latency_ms": self.p99_latency_ms,
+            "metric": None
+            if metric is None
+            else {"value": metric.value, "std_error": metric.std_error, "n": metric.n},
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class GuardrailCheck:
