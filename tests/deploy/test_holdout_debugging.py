@@ -60,8 +60,9 @@ def test_holdout_lift_of_the_champion_over_the_holdout_group(
     )  # fmt: skip
     assert champ["n"] + base["n"] == 2000 and base["n"] > 300
     lift = found["lift"]
-    # the good model over the noise-trained one: a large, significant AUC lift
-    assert lift["difference"] > 0.15 and lift["ci_low"] > 0 and found["significant"]
+    # the good model over the noise-trained one: a large, significant AUC lift (0.157 on
+    # all 2,000 rows; about 400 holdout rows put a standard error of ~0.03 on it)
+    assert lift["difference"] > 0.08 and lift["ci_low"] > 0 and found["significant"]
     assert lift["difference"] == pytest.approx(
         champ["metric"]["value"] - base["metric"]["value"], abs=1e-12
     )
