@@ -25,6 +25,7 @@ from pydantic import (
 
 from keel._durations import parse_duration_s
 from keel._models import invalid_input
+from keel.automation.retrain.validation_spec import DataValidationSpec, validation_section
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -150,6 +151,11 @@ class RetrainSpec(_Strict):
         description="Pass the champion's loaded model to train(frame, params, champion=...) "
         "(fine-tuning, R-TRN-26); the train function must accept ``champion``.",
     )
+    data_validation: DataValidationSpec | None = Field(
+        default_factory=DataValidationSpec,
+        description="Checks on the training rows before training (R-CICD-07, R-TRN-21); "
+        "false skips them.",
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -160,6 +166,11 @@ class RetrainSpec(_Strict):
             return parse_duration_s(value, field="window", positive=True)
         except InvalidInput as exc:
             raise ValueError(exc.message.removeprefix("window: ")) from None
+
+    @field_validator("data_validation", mode="before")
+    @classmethod
+    def _data_validation(cls, value: Any) -> Any:
+        return validation_section(value)
 
     @field_validator("fit_timeout_s", mode="before")
     @classmethod
