@@ -7,7 +7,7 @@ with the fast lane. The rules are data in :mod:`keel.api.authz.rules`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -76,15 +76,11 @@ async def check_access(
             role=principal.role.value,
         )
     if rule.owned is not None and principal.role is not Role.ADMIN:
-        if rule.owned == DEPLOYMENT_MODEL:
-            deployment = path_params.get("name")
-            if deployment is not None:
-                await _check_deployment_owner(services, principal, str(deployment))
-            return
-        if rule.owned == TRIGGER_MODEL:
-            trigger = path_params.get("name")
-            if trigger is not None:
-                await _check_trigger_owner(services, principal, str(trigger))
+        lookup = _MODEL_OF.get(rule.owned)
+        if lookup is not None:  # a deployment or trigger: the owner of the model it serves
+            name = path_params.get("name")
+            if name is not None:
+                await _check_owner_of(services, principal, lookup(services), str(name))
             return
         name = path_params.get(rule.owned)
         if name is not None:
@@ -101,19 +97,19 @@ async def check_model_owner(services: Services, principal: Principal, model: str
         await _check_owner(services, principal, model)
 
 
-async def _check_deployment_owner(
-    services: Services, principal: Principal, deployment: str
+#: Routes owned through another entity: how to find that entity (by the path's ``name``),
+#: whose ``model`` attribute names the model whose owners may change it.
+_MODEL_OF: dict[str, Callable[[Services], Callable[[str], Any]]] = {
+    DEPLOYMENT_MODEL: lambda services: services.deployments.get,
+    TRIGGER_MODEL: lambda services: services.triggers.get,
+}
+
+
+async def _check_owner_of(
+    services: Services, principal: Principal, get: Callable[[str], Any], name: str
 ) -> None:
     try:
-        found = await run_in_threadpool(services.deployments.get, deployment)
-    except NotFound:
-        return  # the route itself answers 404
-    await _check_owner(services, principal, found.model)
-
-
-async def _check_trigger_owner(services: Services, principal: Principal, trigger: str) -> None:
-    try:
-        found = await run_in_threadpool(services.triggers.get, trigger)
+        found = await run_in_threadpool(get, name)
     except NotFound:
         return  # the route itself answers 404
     await _check_owner(services, principal, found.model)
