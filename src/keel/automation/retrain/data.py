@@ -86,7 +86,12 @@ def _serving_version(services: Any, model: str) -> Any | None:
 
 
 def assemble(
-    services: Any, model: str, spec: RetrainSpec, data: DataSpec, now_ms: int
+    services: Any,
+    model: str,
+    spec: RetrainSpec,
+    data: DataSpec,
+    now_ms: int,
+    received: tuple[int, int] | None = None,
 ) -> TrainingData:
     """Labelled predictions of ``model`` in ``[now − window, now)`` as a training frame.
 
@@ -96,10 +101,16 @@ def assemble(
     feature service names the model, the features serving fetches for it are joined point
     in time from the feature store (:mod:`keel.automation.retrain.storefeatures`).
     InvalidInput names ``retrain.features`` when a feature is neither logged nor bound.
+    ``received=(after_ms, until_ms)`` keeps only labels received in ``(after, until]``
+    (an incremental update's batch, :mod:`keel.automation.retrain.incremental`).
     """
     features, types = feature_columns(services, model, spec)
     start = now_ms - spec.window_s * 1000
     labelled = services.feedback.labelled(model, None, start, now_ms)
+    if received is not None and not labelled.empty:
+        got = _epoch_ms(labelled["received_ts"])
+        keep = (got > received[0]) & (got <= received[1])
+        labelled = labelled.loc[keep].reset_index(drop=True)
     if labelled.empty:
         return TrainingData(_empty(features, spec.label), features, 0, 0, 0)
     total = len(labelled)
