@@ -20,6 +20,7 @@ from keel.client._ops import OpsMixin
 from keel.client._predict import PredictMixin
 from keel.client._registry import RegistryMixin
 from keel.client._run import ActiveRun
+from keel.client._signals import SignalsMixin
 from keel.client._transport import Transport
 from keel.client._triggers import TriggersMixin
 from keel.client._validation import ValidationMixin
@@ -63,6 +64,7 @@ class Client(
     ValidationMixin,
     ApprovalMixin,
     EconomicsMixin,
+    SignalsMixin,
     LogsMixin,
     OpsMixin,
 ):

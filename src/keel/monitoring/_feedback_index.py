@@ -53,7 +53,7 @@ from keel.errors import Unavailable
 from keel.serving.predlog import iter_partitions
 from keel.serving.predquery import COMPACTED_FROM
 
-__all__ = ["CatchUp", "FeedbackIndex", "label_key", "request_key"]
+__all__ = ["CatchUp", "FeedbackIndex", "keyed_label", "label_key", "request_key"]
 
 FORMAT_VERSION = 1
 INDEX_NAME = "index.sqlite3"
@@ -89,6 +89,12 @@ def label_key(
     """The digest a stored label is known by (equal labels for the same key are duplicates)."""
     when = "" if event_ms is None else str(event_ms)
     return _digest(f"{_part(request_id)}{_part(entity_key)}{when}|{label}")
+
+
+def keyed_label(label: str, source: str | None, signal: str | None) -> str:
+    """The label text a key is made of: an implicit label (R-TRN-23) carries its signal,
+    so an explicit label equal to it is still stored (and wins), as is another signal."""
+    return label if source != "implicit" else f"{label}|implicit:{signal}"
 
 
 def request_key(request_id: str) -> bytes:
@@ -278,9 +284,10 @@ class IndexTransaction:
                 if name in known:
                     continue
                 try:
-                    table = pq.ParquetFile(entry.path).read(
-                        columns=list(_LABEL_COLUMNS), use_threads=False
-                    )
+                    segment = pq.ParquetFile(entry.path)
+                    present = set(segment.schema_arrow.names)
+                    wanted = [*_LABEL_COLUMNS, *({"source", "signal"} & present)]
+                    table = segment.read(columns=wanted, use_threads=False)
                 except (OSError, pa.ArrowException):
                     continue  # not a complete segment (yet): the readers skip it too
                 self._queue("labels", _label_keys(table))
@@ -360,13 +367,19 @@ def _label_keys(table: pa.Table) -> list[bytes]:
     # Through timestamp[ms]: the key is in the precision the schema stores.
     event_ts = pc.cast(table.column("event_ts"), pa.timestamp("ms", tz="UTC"), safe=False)
     event_ms = pc.cast(event_ts, pa.int64()).to_pylist()
+    n = table.num_rows
+    names = table.column_names
+    sources = table.column("source").to_pylist() if "source" in names else [None] * n
+    signals = table.column("signal").to_pylist() if "signal" in names else [None] * n
     return [
-        label_key(r, e, t, lab)
-        for r, e, t, lab in zip(
+        label_key(r, e, t, keyed_label(lab, src, sig))
+        for r, e, t, lab, src, sig in zip(
             table.column("request_id").to_pylist(),
             table.column("entity_key").to_pylist(),
             event_ms,
             table.column("label").to_pylist(),
+            sources,
+            signals,
             strict=True,
         )
     ]

@@ -19,6 +19,11 @@ Rules
   (``unknown``), never an error: its prediction may still be in the log
   writer's buffer, and the label joins as soon as the prediction lands.
 - Label delay = time the label was received − time of the prediction.
+- An item may carry ``signal`` (+ ``value``) and ``model`` instead of ``label``
+  (R-TRN-23): the label is derived with the model's mapping (:mod:`keel.monitoring.signals`)
+  and stored with the signal and ``source = implicit``; an unknown signal rejects the batch
+  naming ``items[i].signal``. When a prediction has both, an explicit label wins over an
+  implicit one whatever their order; among labels of one source the newest wins.
 
 Duplicates and unknown ids are found in an index (:mod:`keel.monitoring._feedback_index`)
 kept up to date from the segments, so a submission costs about its own size, not the size
@@ -33,7 +38,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,8 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.errors import InvalidInput
-from keel.monitoring._feedback_index import FeedbackIndex, label_key, request_key
+from keel.monitoring._feedback_index import FeedbackIndex, keyed_label, label_key, request_key
+from keel.monitoring.signals import SignalMap, implicit_label
 from keel.serving.predlog import write_segment
 from keel.serving.predquery import parse_time, query_log
 
@@ -58,6 +64,17 @@ FEEDBACK_SCHEMA = pa.schema(
         ("label_value", pa.float64()),  # the label as a number when it is one
         ("model", pa.string()),
         ("received_ts", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+#: What a segment is written with: R-TRN-23's ``source``, "explicit" (a label was sent) or
+#: "implicit" (derived from ``signal`` and ``signal_value`` with the model's mapping,
+#: keel.monitoring.signals). Readers take segments without them as explicit labels.
+_WRITE_SCHEMA = pa.schema(
+    [
+        *FEEDBACK_SCHEMA,
+        ("source", pa.string()),
+        ("signal", pa.string()),
+        ("signal_value", pa.float64()),
     ]
 )
 MAX_ITEMS = 100_000
@@ -83,6 +100,13 @@ class _Item:
     label: str
     label_value: float | None
     model: str | None
+    source: str = "explicit"
+    signal: str | None = None
+    signal_value: float | None = None
+
+
+#: A model's signal mapping, or None when it has none (keel.monitoring.signals.get_signals).
+SignalLookup = Callable[[str], SignalMap | None]
 
 
 class FeedbackStore:
@@ -92,6 +116,8 @@ class FeedbackStore:
         self.root = root
         self.predictions_root = predictions_root
         self.index = FeedbackIndex(root, predictions_root)
+        #: Set by keel.services: how an implicit signal's model mapping is found.
+        self.signals: SignalLookup | None = None
 
     def submit(self, items: Sequence[Mapping[str, Any]]) -> FeedbackResult:
         """Validate and durably store a batch of labels (see the module rules).
@@ -103,7 +129,8 @@ class FeedbackStore:
             return FeedbackResult(accepted=0, duplicates=0, unknown=0)
         if len(items) > MAX_ITEMS:
             raise InvalidInput(f"items: at most {MAX_ITEMS:,} per batch", field="items")
-        parsed = [_parse(i, item) for i, item in enumerate(items)]
+        maps: dict[str, SignalMap | None] = {}  # one registry read per model in the batch
+        parsed = [_parse(i, item, self._lookup(maps)) for i, item in enumerate(items)]
         keys = [_key(item) for item in parsed]
         ids = {i.request_id for i in parsed if i.request_id is not None}
         # One index transaction: it reads only segments written since the last call, and
@@ -180,7 +207,8 @@ class FeedbackStore:
             received = "TRUE"
             if known_at is not None:
                 received, params["as_of"] = "received_ts <= $as_of", known_at
-            fb = f"(SELECT * FROM read_parquet($fb, union_by_name = true) WHERE {received})"
+            raw = "read_parquet($fb, union_by_name = true)"
+            fb = f"(SELECT *, {_ranked(con, raw, params['fb'])} FROM {raw} WHERE {received})"
             # Labels keyed by entity and time are rare: without any, the ASOF branch (which
             # sorts the whole log by entity) is left out rather than run over nothing; the
             # count reads one column of the labels.
@@ -211,6 +239,14 @@ class FeedbackStore:
         frame: pd.DataFrame = table.to_pandas()
         return frame
 
+    def _lookup(self, maps: dict[str, SignalMap | None]) -> SignalLookup:
+        def lookup(model: str) -> SignalMap | None:
+            if model not in maps:
+                maps[model] = None if self.signals is None else self.signals(model)
+            return maps[model]
+
+        return lookup
+
     # -- storage -------------------------------------------------------------------------
     def _files(self) -> list[Path]:
         if not self.root.exists():
@@ -229,8 +265,11 @@ class FeedbackStore:
                 "label_value": [i.label_value for i in items],
                 "model": [i.model for i in items],
                 "received_ts": [now] * len(items),
+                "source": [i.source for i in items],
+                "signal": [i.signal for i in items],
+                "signal_value": [i.signal_value for i in items],
             },
-            schema=FEEDBACK_SCHEMA,
+            schema=_WRITE_SCHEMA,
         )
         name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         day = f"date={now:%Y-%m-%d}"
@@ -238,20 +277,37 @@ class FeedbackStore:
         return f"{day}/{name}"
 
 
-# Labels by request id, newest first; labels by entity join the latest prediction for the
-# entity at or before the outcome's time. A prediction matched by request id is not
-# matched again by entity. arg_max_null: a newer label that is not a number (label_value
-# NULL) must replace an older number, not be skipped as arg_max skips NULLs.
+def _ranked(con: duckdb.DuckDBPyConnection, raw: str, files: list[str]) -> str:
+    """The label's rank (explicit labels above implicit ones, then newest first: R-TRN-23)
+    and its source; segments written before signals existed hold explicit labels only."""
+    described = con.execute(f"DESCRIBE SELECT * FROM {raw}", {"fb": files}).fetchall()
+    names = {row[0] for row in described}
+    if "source" not in names:
+        return "epoch_ms(received_ts) + 100000000000000 AS _rank, 'explicit' AS label_source"
+    source = "coalesce(source, 'explicit')"
+    # epoch ms is ~1.8e12 today: 1e14 puts every explicit label above every implicit one
+    return (
+        f"epoch_ms(received_ts) + CASE WHEN {source} = 'implicit' THEN 0 "
+        f"ELSE 100000000000000 END AS _rank, {source} AS label_source"
+    )
+
+
+# Labels by request id, explicit before implicit (R-TRN-23), newest first; labels by entity
+# join the latest prediction for the entity at or before the outcome's time. A prediction
+# matched by request id is not matched again by entity. arg_max_null: a newer label that is
+# not a number (label_value NULL) must replace an older number, not be skipped as arg_max
+# skips NULLs.
 _BY_REQUEST = """
 by_request AS (
-    SELECT request_id, arg_max(label, received_ts) AS label,
-           arg_max_null(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
+    SELECT request_id, arg_max(label, _rank) AS label,
+           arg_max_null(label_value, _rank) AS label_value,
+           arg_max(received_ts, _rank) AS received_ts, arg_max(label_source, _rank) AS label_source
     FROM fb WHERE request_id IS NOT NULL GROUP BY request_id
 )"""
 _REQUEST_JOIN_SQL = f"""
 WITH fb AS {{fb}}, {_BY_REQUEST}
 SELECT {{select}} FROM (
-    SELECT p.*, b.label, b.label_value, b.received_ts
+    SELECT p.*, b.label, b.label_value, b.received_ts, b.label_source
     FROM {{p}} p JOIN by_request b USING (request_id)
 )
 """
@@ -259,16 +315,17 @@ _JOIN_SQL = f"""
 WITH fb AS {{fb}}, p AS {{p}},
 {_BY_REQUEST},
 by_entity AS (
-    SELECT entity_key, event_ts, arg_max(label, received_ts) AS label,
-           arg_max_null(label_value, received_ts) AS label_value, max(received_ts) AS received_ts
+    SELECT entity_key, event_ts, arg_max(label, _rank) AS label,
+           arg_max_null(label_value, _rank) AS label_value,
+           arg_max(received_ts, _rank) AS received_ts, arg_max(label_source, _rank) AS label_source
     FROM fb WHERE request_id IS NULL GROUP BY entity_key, event_ts
 ),
 matched_request AS (
-    SELECT p.*, b.label, b.label_value, b.received_ts
+    SELECT p.*, b.label, b.label_value, b.received_ts, b.label_source
     FROM p JOIN by_request b USING (request_id)
 ),
 matched_entity AS (
-    SELECT p.*, e.label, e.label_value, e.received_ts
+    SELECT p.*, e.label, e.label_value, e.received_ts, e.label_source
     FROM by_entity e ASOF JOIN p ON e.entity_key = p.entity_key AND e.event_ts >= p.ts
     WHERE p.request_id NOT IN (SELECT request_id FROM matched_request)
 )
@@ -278,11 +335,19 @@ FROM (SELECT * FROM matched_request UNION ALL BY NAME SELECT * FROM matched_enti
 _DELAY = "epoch_ms(received_ts) / 1000.0 - epoch_ms(ts) / 1000.0 AS label_delay_s"
 
 
-def _parse(index: int, item: Mapping[str, Any]) -> _Item:
+def _parse(index: int, item: Mapping[str, Any], signals: SignalLookup) -> _Item:
     where = f"items[{index}]"
     if not isinstance(item, Mapping):
         raise InvalidInput(f"{where}: expected an object", field=where)
-    unknown = set(item) - {"request_id", "entity_key", "event_time", "label", "model"}
+    unknown = set(item) - {
+        "request_id",
+        "entity_key",
+        "event_time",
+        "label",
+        "model",
+        "signal",
+        "value",
+    }
     if unknown:
         raise InvalidInput(f"{where}: unknown fields {sorted(unknown)}", field=where)
     request_id, entity_key = item.get("request_id"), item.get("entity_key")
@@ -294,6 +359,19 @@ def _parse(index: int, item: Mapping[str, Any]) -> _Item:
     event_ts = parse_time(item.get("event_time"), f"{where}.event_time")
     if request_id is None and (entity_key is None or event_ts is None):
         raise InvalidInput(f"{where}: give request_id, or entity_key with event_time", field=where)
+    model = item.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput(f"{where}.model: must be a string", field=f"{where}.model")
+    if "signal" in item:
+        label, number = implicit_label(where, item, model, signals)
+        value = float(label) if isinstance(label, bool | int | float) else None
+        text = json.dumps(label)
+        signal = str(item["signal"])
+        return _Item(
+            request_id, entity_key, event_ts, text, value, model, "implicit", signal, number
+        )
+    if "value" in item:
+        raise InvalidInput(f"{where}.value: only with a signal", field=f"{where}.value")
     if "label" not in item:
         raise InvalidInput(f"{where}.label: required", field=f"{where}.label")
     label = item["label"]
@@ -308,13 +386,11 @@ def _parse(index: int, item: Mapping[str, Any]) -> _Item:
             f"{where}.label: must be a number, string or boolean, got {type(label).__name__}",
             field=f"{where}.label",
         )
-    model = item.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidInput(f"{where}.model: must be a string", field=f"{where}.model")
     return _Item(request_id, entity_key, event_ts, json.dumps(label), value, model)
 
 
 def _key(item: _Item) -> bytes:
     # The event time in the milliseconds the schema stores, floored as Arrow's cast does.
     event_ms = None if item.event_ts is None else (item.event_ts - _EPOCH) // _MS
-    return label_key(item.request_id, item.entity_key, event_ms, item.label)
+    label = keyed_label(item.label, item.source, item.signal)
+    return label_key(item.request_id, item.entity_key, event_ms, label)
