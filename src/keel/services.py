@@ -15,13 +15,11 @@ from keel.automation.queue import JobQueue, make_huey
 from keel.automation.triggers.service import TriggerService
 from keel.config import Settings
 from keel.decisions.service import DecisionLog
-from keel.deploy.reportarchive import archive_listener
 from keel.deploy.service import DeploymentService
 from keel.features import FeatureStore
 from keel.features.invalidation import redis_invalidator
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.service import MonitorService
-from keel.monitoring.signals import signal_lookup
 from keel.registry.packaging import load_model_dir
 from keel.registry.service import AliasListener, RegistryService
 from keel.serving.predlog import log_root
@@ -123,7 +121,6 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         registry.add_alias_listener(_alias_publisher(settings.redis_url))
     predictions_root = log_root(settings)
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
-    feedback.signals = signal_lookup(registry)  # R-TRN-23: implicit signals → labels
     features = _feature_store(settings, engine)
     decisions = DecisionLog(DecisionSql(engine))
     deployments = DeploymentService(
@@ -139,9 +136,6 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         allow_pickle=settings.allow_pickle,
         trusted_classes=settings.trusted_model_class_names,
     )
-    # R-DEP-17: a deployment's final experiment report is archived as a tracking run,
-    # after the gateways have applied and announced the change (it reads the whole log).
-    deployments.add_listener(archive_listener(deployments, tracking), last=True)
     if settings.redis_url:
         from keel.serving.events import deployment_publisher
 
@@ -194,7 +188,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     import keel.automation.triggers.jobs  # noqa: F401  (registers triggers.evaluate)
 
     services.jobs.attach(services)  # job kinds run against these services
-    from keel.deploy.jobs import schedule_on_create
+    from keel.deploy.jobs import finish_listener, schedule_on_create
 
     # deploy.evaluate / deploy.retention are scheduled once a first deployment exists
     deployments.add_listener(
@@ -202,6 +196,10 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
             services.jobs, settings.deploy_evaluate_cron, settings.deploy_retention_cron
         )
     )
+    # R-DEP-17/-10: a deployment's end queues its report archive (and a stateful rollback's
+    # contamination count): both read the whole log, so the promote/rollback call does not
+    # wait for them; last, after the gateways have applied and announced the change.
+    deployments.add_listener(finish_listener(services.jobs), last=True)
     # keel's own kinds first (retrain.run …), then the user's KEEL_JOBS_IMPORTS
     import_kind_modules(BUILTIN_KIND_MODULES)
     import_kind_modules(m.strip() for m in settings.jobs_imports.split(",") if m.strip())

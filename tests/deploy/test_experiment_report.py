@@ -16,6 +16,7 @@ import pytest
 import yaml
 from scipy.stats import norm
 from statsmodels.stats.power import NormalIndPower
+from tests.automation.conftest import drain
 from tests.deploy.conftest import POLICY, Clock, Models, log_traffic, serve_step
 from typer.testing import CliRunner
 
@@ -178,16 +179,30 @@ def test_stateful_rollback_checkpoints_contamination_and_archived_report(
     rollback = services.decisions.query(deployment="churn-live", kind="rollback")[0]
     served = _canary_rows(services, "canary", start, clock.now)
     assert served > 0
-    warning = rollback.details["contamination_warning"]
-    assert warning["rows"] == served
-    assert warning["windows"] == [
-        {"arm": "canary", "version": 2, "from_ms": start, "to_ms": clock.now, "rows": served}
+    # the rollback names the windows; their rows are counted by a job, not in the rollback
+    pending = rollback.details["contamination_warning"]
+    assert (pending["rows"], pending["counted"]) == (None, False)
+    assert pending["windows"] == [
+        {"arm": "canary", "version": 2, "from_ms": start, "to_ms": clock.now, "rows": None}
     ]
-    assert "retraining already excludes" in warning["message"]
     assert rollback.details["session_reset"]["arms"] == ["canary"]
     assert rollback.details["session_reset"]["versions"] == [2]
     boundaries = [c["boundary"] for c in service.get("churn-live").checkpoints or []]
     assert boundaries == ["created", "rolled_back"]
+    unarchived = service_report(services, "churn-live")
+    assert (unarchived["label"], unarchived["archived"]) == ("final", False)
+    assert unarchived["contamination_warning"]["rows"] is None
+    queued = {j.kind: j.status for j in services.jobs.list_jobs()}
+    assert queued == {"deploy.contamination": "queued", "deploy.report": "queued"}
+    assert drain(services.jobs) == 2
+    counted = services.decisions.query(deployment="churn-live", kind="contamination")
+    assert len(counted) == 1 and counted[0].details["rollback_id"] == rollback.id
+    warning = counted[0].details["contamination_warning"]
+    assert (warning["rows"], warning["counted"]) == (served, True)
+    assert warning["windows"] == [
+        {"arm": "canary", "version": 2, "from_ms": start, "to_ms": clock.now, "rows": served}
+    ]
+    assert "retraining already excludes" in warning["message"]
     # the final report is archived and served from the archive
     report = service_report(services, "churn-live")
     assert (report["label"], report["archived"]) == ("final", True)
@@ -258,6 +273,8 @@ def test_report_rest_sdk_and_cli(
     assert markdown.text.startswith("# Experiment report: churn-live (interim)")
     assert "## Segment tenure" in markdown.text and "| primary | primary | 1 |" in markdown.text
     assert httpx.post(f"{url}/rollback", json={"reason": "enough"}).status_code == 200
+    assert httpx.get(f"{url}/report").json()["archived"] is False  # the job has not run
+    assert drain(services.jobs) == 1  # deploy.report (not stateful: nothing to count)
     remote = Client(
         live_server,
         settings=services.settings.model_copy(update={"home": services.settings.home / "remote"}),
@@ -306,6 +323,7 @@ def test_promotion_of_a_stateful_ranking_model_archives_and_checkpoints(
     assert codes == ["ranking_interference", "shared_routing_key"]
     clock.now += 5_000
     service.promote("churn-live", "ana", reason="looks good")
+    assert drain(services.jobs) == 1  # the report archive
     checkpoints = service.get("churn-live").checkpoints or []
     assert [c["boundary"] for c in checkpoints] == ["created", "promoted"]
     assert checkpoints[-1]["weights"] == {"primary": 0.0, "canary": 100.0}

@@ -1,5 +1,6 @@
 """Stateful models (R-DEP-10): rollback checkpoints at every deployment boundary, the
-session reset and the training-data contamination warning of a rollback.
+session reset and the training-data contamination warning of a rollback (its row count is
+taken by the ``deploy.contamination`` job after the rollback, not inside it).
 
 A policy with ``stateful: true`` (or a block) gets a ``checkpoint`` decision record at each
 boundary — creation, a step change, promotion, rollback — holding the routing state (weights,
@@ -16,18 +17,33 @@ the rollback record so the model's own session store can be reset from them.
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from keel.decisions.models import Decision
 from keel.deploy.models import BadWindow, Deployment
+from keel.errors import Conflict
 
 if TYPE_CHECKING:
     from keel.deploy.service import DeploymentService
 
-__all__ = ["Stateful", "as_stateful", "checkpoint_listener", "checkpoints", "stateful_rollback"]
+__all__ = [
+    "CONTAMINATION",
+    "Stateful",
+    "as_stateful",
+    "checkpoint_listener",
+    "checkpoints",
+    "contamination_warning",
+    "count_contamination",
+    "stateful_rollback",
+]
 
 STATE_TAG = "state_artifact"
+#: Decision kind of a counted contamination warning (written by ``deploy.contamination``).
+CONTAMINATION = "contamination"
 _BOUNDARIES = {"created", "evaluated", "promoted", "rolled_back"}
 
 
@@ -110,7 +126,8 @@ def stateful_rollback(
     service: DeploymentService, deployment: Deployment, windows: list[BadWindow]
 ) -> dict[str, Any]:
     """What a rollback record of a stateful policy adds: the session reset and the
-    contamination warning naming each bad window and its logged row count."""
+    contamination warning naming each bad window, its row count pending (reads nothing
+    from the prediction log: :func:`count_contamination` counts them in a job)."""
     policy = _policy_stateful(deployment)
     if policy is None:
         return {}
@@ -127,38 +144,97 @@ def stateful_rollback(
             "own session state from the named state artifacts",
         }
     if policy.get("feedback_loop", True) and windows:
-        from keel.deploy.armstats import ArmWindow, read_arm_stats
-
-        found: list[dict[str, Any]] = []
-        for w in windows:
-            rows = 0
-            if service.predictions_root is not None:
-                stats = read_arm_stats(
-                    service.predictions_root,
-                    None,
-                    deployment.model,
-                    deployment.name,
-                    [w.arm],
-                    ArmWindow(w.from_ms, w.from_ms, w.from_ms, w.to_ms),
-                    primary=w.arm,
-                )
-                rows = stats[w.arm].n
-            found.append(
-                {
-                    "arm": w.arm,
-                    "version": w.version,
-                    "from_ms": w.from_ms,
-                    "to_ms": w.to_ms,
-                    "rows": rows,
-                }
-            )
-        total = sum(int(f["rows"]) for f in found)
-        out["contamination_warning"] = {
-            "windows": found,
-            "rows": total,
-            "message": f"feedback-loop model: {total} predictions served by the rolled-back "
-            "arm(s) in the bad window may have contaminated training data (labels and "
-            "features shaped by them); retraining already excludes these windows "
-            "(keel.deploy.badwindows), but data derived from them elsewhere does not",
-        }
+        # The rows are counted by the deploy.contamination job (one prediction-log read
+        # per window: not inside the rollback call); until then the count is pending.
+        out["contamination_warning"] = _warning(
+            [{**_window(w), "rows": None} for w in windows], counted=False
+        )
     return out
+
+
+def _window(w: BadWindow | dict[str, Any]) -> dict[str, Any]:
+    found = w.model_dump() if isinstance(w, BadWindow) else w
+    return {k: found[k] for k in ("arm", "version", "from_ms", "to_ms")}
+
+
+def _warning(windows: list[dict[str, Any]], *, counted: bool) -> dict[str, Any]:
+    total = sum(int(w["rows"]) for w in windows) if counted else None
+    served = f"{total} predictions" if counted else "the predictions (being counted)"
+    return {
+        "windows": windows,
+        "rows": total,
+        "counted": counted,
+        "message": f"feedback-loop model: {served} served by the rolled-back "
+        "arm(s) in the bad window may have contaminated training data (labels and "
+        "features shaped by them); retraining already excludes these windows "
+        "(keel.deploy.badwindows), but data derived from them elsewhere does not",
+    }
+
+
+def contamination_warning(
+    service: DeploymentService, name: str, rollback: Decision | None = None
+) -> dict[str, Any] | None:
+    """The contamination warning of ``name``'s last rollback (or ``rollback``): counted
+    once the ``deploy.contamination`` job has run, else the pending one (rows null)."""
+    if rollback is None:
+        found = service.decision_log.query(deployment=name, kind="rollback", limit=1)
+        rollback = found[0] if found else None
+    if rollback is None or "contamination_warning" not in rollback.details:
+        return None
+    for record in service.decision_log.query(deployment=name, kind=CONTAMINATION, limit=100):
+        if record.details.get("rollback_id") == rollback.id:
+            counted: dict[str, Any] = record.details["contamination_warning"]
+            return counted
+    pending: dict[str, Any] = rollback.details["contamination_warning"]
+    return pending
+
+
+def count_contamination(service: DeploymentService, name: str) -> dict[str, Any] | None:
+    """Count the rows of the last rollback's bad windows and record them (decision kind
+    ``contamination``, naming the rollback); the counted warning, or None when the
+    deployment's last rollback has none. Idempotent: a recorded count is returned as it
+    is. Under the SQL lease ``contamination:NAME``; Conflict (retried by the job) when
+    another process is counting."""
+    found = service.decision_log.query(deployment=name, kind="rollback", limit=1)
+    if not found or "contamination_warning" not in found[0].details:
+        return None
+    rollback = found[0]
+    lease, holder = f"contamination:{name}", f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if not service.store.acquire_lease(lease, holder, 60_000, service.clock()):
+        raise Conflict(f"the contamination of {name!r} is being counted elsewhere", field="name")
+    try:
+        known = contamination_warning(service, name, rollback)
+        if known is not None and known.get("counted", True):
+            return known
+        windows = [_window(w) for w in rollback.details["contamination_warning"]["windows"]]
+        counted = [{**w, "rows": _rows(service, rollback.model, name, w)} for w in windows]
+        warning = _warning(counted, counted=True)
+        service.decision_log.record(
+            CONTAMINATION,
+            rollback.model,
+            f"{warning['rows']} predictions of {name!r} in the rolled-back window(s) counted",
+            {"rollback_id": rollback.id, "contamination_warning": warning},
+            "policy",
+            name,
+        )
+        return warning
+    finally:
+        service.store.release_lease(lease, holder)
+
+
+def _rows(service: DeploymentService, model: str, name: str, w: dict[str, Any]) -> int:
+    if service.predictions_root is None:
+        return 0
+    from keel.deploy.armstats import ArmWindow, read_arm_stats
+
+    start, end = int(w["from_ms"]), int(w["to_ms"])
+    stats = read_arm_stats(
+        service.predictions_root,
+        None,
+        model,
+        name,
+        [str(w["arm"])],
+        ArmWindow(start, start, start, end),
+        primary=str(w["arm"]),
+    )
+    return stats[str(w["arm"])].n

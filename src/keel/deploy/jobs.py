@@ -7,7 +7,16 @@
 - ``deploy.retention`` (daily by default, ``KEEL_DEPLOY_RETENTION_CRON``): archive each
   previous champion whose retention passed (:mod:`keel.deploy.retention`).
 
-Both are idempotent (a second run finds nothing to do, or evaluates again), as job kinds
+Two more are queued by a deployment's end, so the promote/rollback call does not wait for
+their reads of the whole prediction log:
+
+- ``deploy.report`` (``{"deployment": NAME}``, key ``deploy.report:NAME:END_MS``): archive
+  the final experiment report (:mod:`keel.deploy.reportarchive`), after counting a
+  stateful rollback's contamination when that job has not yet done so;
+- ``deploy.contamination`` (same args and key scheme): count the rows of a stateful
+  rollback's bad windows (:func:`keel.deploy.checkpoints.count_contamination`).
+
+All are idempotent (a second run finds nothing to do, or evaluates again), as job kinds
 must be. The schedules are created with the first deployment (see :func:`schedule_on_create`).
 """
 
@@ -18,15 +27,18 @@ from typing import Any
 
 from keel.automation.kinds import job_kind
 from keel.deploy._changes import Listener
-from keel.deploy.models import Deployment
+from keel.deploy.models import FINISHED, Deployment
 from keel.errors import InvalidInput, NotFound
 
 __all__ = [
+    "CONTAMINATION_KIND",
     "EVALUATE_KIND",
+    "REPORT_KIND",
     "EVALUATE_SCHEDULE",
     "RETENTION_KIND",
     "RETENTION_SCHEDULE",
     "ensure_schedules",
+    "finish_listener",
     "schedule_on_create",
 ]
 
@@ -34,6 +46,8 @@ log = logging.getLogger("keel.deploy")
 
 EVALUATE_KIND = "deploy.evaluate"
 RETENTION_KIND = "deploy.retention"
+REPORT_KIND = "deploy.report"
+CONTAMINATION_KIND = "deploy.contamination"
 #: Schedule names (``keel jobs schedules``); created by keel with the actor below.
 EVALUATE_SCHEDULE = "deployments:evaluate"
 RETENTION_SCHEDULE = "deployments:retention"
@@ -72,6 +86,80 @@ def retain_deployments(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     for outcome in outcomes:
         log.info("retention of %s v%s: %s", outcome["model"], outcome["version"], outcome)
     return {"versions": outcomes}
+
+
+def _one_deployment(kind: str) -> Any:
+    def check(services: Any, args: dict[str, Any]) -> None:
+        name = args.get("deployment")
+        if not isinstance(name, str) or not name:
+            field = "args.deployment"
+            raise InvalidInput(f"{field}: the deployment's name is required", field=field)
+        extra = sorted(set(args) - {"deployment"})
+        if extra:
+            raise InvalidInput(f"args: unexpected {extra} for {kind}", field="args")
+        services.deployments.store.get_deployment(name)  # NotFound now, not at run time
+
+    return check
+
+
+@job_kind(REPORT_KIND, check=_one_deployment(REPORT_KIND))
+def archive_report(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Archive the final experiment report of an ended deployment as a tracking run."""
+    from keel.deploy.checkpoints import count_contamination
+    from keel.deploy.reportarchive import archive
+
+    name = args["deployment"]
+    # The archive is never rewritten: a stateful rollback's rows are counted first.
+    count_contamination(services.deployments, name)
+    run_id = archive(services.deployments, services.tracking, name)
+    if run_id is None:
+        log.info("deployment %s is no longer finished: nothing to archive", name)
+    else:
+        log.info("experiment report of %s archived as run %s", name, run_id)
+    return {"deployment": name, "archive_run_id": run_id}
+
+
+@job_kind(CONTAMINATION_KIND, check=_one_deployment(CONTAMINATION_KIND))
+def count_rollback_contamination(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Count the predictions a stateful rollback's bad windows served (R-DEP-10)."""
+    from keel.deploy.checkpoints import count_contamination
+
+    name = args["deployment"]
+    warning = count_contamination(services.deployments, name)
+    rows = None if warning is None else warning["rows"]
+    log.info("contamination of %s: %s rows", name, rows)
+    return {"deployment": name, "rows": rows}
+
+
+def finish_listener(jobs: Any) -> Listener:
+    """A deployment-service listener queueing the work of a deployment's end: the report
+    archive, and a stateful rollback's contamination count. Keyed by deployment and end
+    time: a repeated notification queues nothing more; the caller never waits for them."""
+
+    def listener(deployment: Deployment, event: str) -> None:
+        ended = event in ("promoted", "rolled_back") or (
+            event == "evaluated" and deployment.status == "completed"
+        )
+        if not ended or deployment.status not in FINISHED:
+            return
+        kinds = [REPORT_KIND]
+        if event == "rolled_back" and _counts_contamination(deployment):
+            kinds.insert(0, CONTAMINATION_KIND)
+        for kind in kinds:
+            job = jobs.enqueue(
+                kind,
+                {"deployment": deployment.name},
+                key=f"{kind}:{deployment.name}:{deployment.updated_at_ms}",
+                actor=_ACTOR,
+            )
+            log.info("%s of %s queued as job %s", kind, deployment.name, job.id)
+
+    return listener
+
+
+def _counts_contamination(deployment: Deployment) -> bool:
+    stateful = deployment.policy.get("stateful")
+    return isinstance(stateful, dict) and bool(stateful.get("feedback_loop", True))
 
 
 def ensure_schedules(jobs: Any, evaluate_cron: str, retention_cron: str) -> None:

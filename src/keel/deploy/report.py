@@ -117,7 +117,7 @@ def _last_evaluations(decisions: list[Decision]) -> dict[str, Decision]:
 
 def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
     """The report computed now (``final`` once finished, else ``interim``)."""
-    from keel.deploy.checkpoints import checkpoints
+    from keel.deploy.checkpoints import checkpoints, contamination_warning
 
     deployment = service.get(name)
     policy = service.policy_of(deployment)
@@ -178,7 +178,7 @@ def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
         "decisions": [
             {"id": d.id, "at_ms": d.at_ms, "kind": d.kind, "actor": d.actor, "summary": d.summary}
             for d in reversed(decisions)
-            if d.kind not in ("evaluation", "checkpoint")
+            if d.kind not in ("evaluation", "checkpoint", "contamination")
         ],
         "evaluations": sum(d.kind == "evaluation" for d in decisions),
         "warnings": deployment.warnings,
@@ -186,7 +186,7 @@ def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
     if policy.stateful is not None:
         report["checkpoints"] = checkpoints(service, name)
         if rollback is not None:
-            report["contamination_warning"] = rollback.details.get("contamination_warning")
+            report["contamination_warning"] = contamination_warning(service, name, rollback)
     out: dict[str, Any] = _clean(report)
     return out
 
