@@ -20,6 +20,7 @@ from keel.features import FeatureStore
 from keel.features.invalidation import redis_invalidator
 from keel.monitoring.feedback import FeedbackStore
 from keel.monitoring.service import MonitorService
+from keel.monitoring.signals import signal_lookup
 from keel.registry.packaging import load_model_dir
 from keel.registry.service import AliasListener, RegistryService
 from keel.serving.predlog import log_root
@@ -121,6 +122,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         registry.add_alias_listener(_alias_publisher(settings.redis_url))
     predictions_root = log_root(settings)
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
+    feedback.signals = signal_lookup(registry)  # R-TRN-23: implicit signals → labels
     features = _feature_store(settings, engine)
     decisions = DecisionLog(DecisionSql(engine))
     deployments = DeploymentService(
