@@ -13,7 +13,7 @@ from keel.automation.gates.policy import LatencyPolicy, SizePolicy, StressPolicy
 from keel.automation.gates.result import GateResult, cannot_compute, judged
 from keel.errors import InvalidInput
 
-__all__ = ["latency_gate", "positive_scores", "size_gate", "stress_gate"]
+__all__ = ["latency_gate", "positive_scores", "size_gate", "stress_cases", "stress_gate"]
 
 #: The value stress rows put in text/category columns: a category no training row had.
 UNSEEN = "__keel_stress_unseen__"
@@ -94,10 +94,12 @@ def _missing_ok(signature: dict[str, Any] | None, columns: list[str]) -> list[st
     return [c for c in columns if c in allowed]
 
 
-def _cases(
+def stress_cases(
     base: pd.DataFrame, reference: pd.DataFrame, signature: dict[str, Any] | None, factor: float
 ) -> dict[str, tuple[pd.DataFrame, list[str]]]:
-    """Named stress frames and the columns each one alters."""
+    """Named stress frames built from ``base`` rows and the columns each one alters: missing
+    values, below and above ``reference``'s range by ``factor`` spans, an unseen category
+    (the one edge/OOD generator: the stress gate and ``runtime.edge`` both use it)."""
     columns = [str(c) for c in base.columns]
     numeric = [
         c
@@ -173,7 +175,9 @@ def stress_gate(
     if len(holdout) == 0:
         return cannot_compute("stress", "the holdout is empty")
     base = holdout.head(policy.rows).reset_index(drop=True)
-    cases = _cases(base, reference if reference is not None else holdout, signature, policy.factor)
+    cases = stress_cases(
+        base, reference if reference is not None else holdout, signature, policy.factor
+    )
     results: dict[str, str] = {}
     for name, (frame, columns) in cases.items():
         problem = _answers(model, frame)

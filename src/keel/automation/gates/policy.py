@@ -26,9 +26,12 @@ __all__ = [
     "FairnessPolicy",
     "FloorPolicy",
     "GatePolicy",
+    "ImportancePolicy",
     "LatencyPolicy",
     "MarginPolicy",
     "OverfitPolicy",
+    "RuntimePolicy",
+    "ShapDirectionPolicy",
     "SizePolicy",
     "SkewPolicy",
     "SlicesPolicy",
@@ -135,6 +138,76 @@ class StressPolicy(_Section):
     factor: float = Field(default=10.0, gt=0.0)
 
 
+class ImportancePolicy(_Section):
+    """Feature-importance concentration (R-CICD-05): the ``top`` most important features may
+    hold at most ``max_share`` of the total importance (mean |SHAP| over at most
+    ``sample_rows`` holdout rows; permutation importance when shap cannot explain the
+    model, or always with ``method: permutation``)."""
+
+    top: int = Field(default=5, ge=1)
+    max_share: float = Field(default=0.6, gt=0.0, le=1.0)
+    sample_rows: int = Field(default=500, ge=20, le=20_000)
+    method: Literal["auto", "shap", "permutation"] = "auto"
+
+
+class ShapDirectionPolicy(_Section):
+    """SHAP direction vs domain knowledge (R-CICD-05): per declared numeric feature, the sign
+    of the correlation between its value and its SHAP value must be ``expected``'s word."""
+
+    expected: dict[str, Literal["positive", "negative"]] = Field(min_length=1)
+    sample_rows: int = Field(default=500, ge=20, le=20_000)
+
+
+class RuntimeEquivalencePolicy(_Section):
+    """Numerical equivalence (R-CICD-08) of the challenger and ``reference``: its ONNX
+    conversion (``onnx``) or the champion (``champion``, e.g. when the challenger is the
+    champion optimised): at most ``max_class_diff_share`` of holdout rows change class, and
+    the largest |Δ probability| is at most ``max_proba_diff`` when set."""
+
+    reference: Literal["onnx", "champion"] = "onnx"
+    max_class_diff_share: float = Field(default=0.001, ge=0.0, le=1.0)
+    max_proba_diff: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class RuntimeEdgePolicy(_Section):
+    """Edge/OOD rows (the stress gate's cases) through the challenger and the reference:
+    both answer, and at most ``max_class_diff_share`` of the rows change class per case."""
+
+    max_class_diff_share: float = Field(default=0.001, ge=0.0, le=1.0)
+
+
+class RuntimeMemoryPolicy(_Section):
+    """Peak memory allocated by one ``predict_proba`` over at most ``max_rows`` holdout rows
+    (tracemalloc) within ``budget_mb``."""
+
+    budget_mb: float = Field(default=1024.0, gt=0.0)
+    max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
+class RuntimeWarmupPolicy(_Section):
+    """First-call latency vs the steady-state median over ``repeats`` calls on a batch of
+    ``batch_rows`` rows; gated only when ``max_ratio`` (first / median) is set."""
+
+    batch_rows: int = Field(default=1, ge=1, le=100_000)
+    repeats: int = Field(default=20, ge=3, le=1_000)
+    max_ratio: float | None = Field(default=None, ge=1.0)
+
+
+class RuntimeVersionsPolicy(_Section):
+    """Library versions the model recorded when it was logged vs this environment: a
+    different major or minor version fails (a patch difference is reported)."""
+
+
+class RuntimePolicy(_Section):
+    """The optimised/converted-model checklist (R-CICD-08); opt-in (``runtime: {}``)."""
+
+    equivalence: RuntimeEquivalencePolicy = Field(default_factory=RuntimeEquivalencePolicy)
+    edge: RuntimeEdgePolicy = Field(default_factory=RuntimeEdgePolicy)
+    memory: RuntimeMemoryPolicy = Field(default_factory=RuntimeMemoryPolicy)
+    warmup: RuntimeWarmupPolicy = Field(default_factory=RuntimeWarmupPolicy)
+    versions: RuntimeVersionsPolicy = Field(default_factory=RuntimeVersionsPolicy)
+
+
 class CostPolicy(BaseModel):
     """Costs of a false positive and a false negative (R-COST-08); ``None``: threshold 0.5
     (or ``threshold``) and no cost curve."""
@@ -193,6 +266,11 @@ class GatePolicy(BaseModel):
     stress: StressPolicy = Field(default_factory=StressPolicy)
     cost: CostPolicy = Field(default_factory=CostPolicy)
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+    # opt-in gates: absent (None) they neither run nor appear in the report, so a strict
+    # policy written before them does not start failing on their skips
+    importance: ImportancePolicy | None = None
+    shap_direction: ShapDirectionPolicy | None = None
+    runtime: RuntimePolicy | None = None
 
 
 def _invalid(error: ValidationError) -> InvalidInput:

@@ -19,6 +19,7 @@ from keel.automation.gates.checks import (
 )
 from keel.automation.gates.cost import optimal_threshold
 from keel.automation.gates.distribution import equivalence_gate, skew_gate
+from keel.automation.gates.explain import check_policy_features, direction_gate, importance_gate
 from keel.automation.gates.fairness import fairness_gate
 from keel.automation.gates.measure import (
     check_features,
@@ -29,6 +30,7 @@ from keel.automation.gates.measure import (
 )
 from keel.automation.gates.policy import GatePolicy
 from keel.automation.gates.result import GateResult, ValidationReport, cannot_compute, skipped
+from keel.automation.gates.runtime import warmup
 from keel.errors import InvalidInput
 
 __all__ = ["run_gates"]
@@ -137,6 +139,15 @@ def run_gates(
     failing gate with its reason.
     """
     policy = policy or GatePolicy()
+    features = check_features(holdout, label)
+    check_policy_features(policy.importance, policy.shap_direction, features)
+    runtime = policy.runtime if policy.runtime is not None and policy.runtime.enabled else None
+    # warm-up is timed first: every other gate below calls the model and warms it
+    warm = (
+        warmup(challenger, features, runtime.warmup)
+        if runtime is not None and runtime.warmup.enabled
+        else None
+    )
     g = _Gates(policy, holdout, label, positive, challenger, champion)
     threshold, cost = policy.cost.threshold, None
     if policy.cost.is_costed and g.new is not None:
@@ -227,6 +238,11 @@ def run_gates(
     else:
         reference = None if training is None else training.drop(columns=[label], errors="ignore")
         gates.append(stress_gate(challenger, g.features, reference, signature, policy.stress))
+    gates += _explain(g)
+    if runtime is not None:
+        from keel.automation.gates.runtime_group import runtime_gates
+
+        gates += runtime_gates(g, runtime, training, signature, threshold, warm)
     return ValidationReport(
         challenger=challenger_name,
         champion=champion_name,
@@ -267,3 +283,26 @@ def _skew(g: _Gates, training: pd.DataFrame | None, serving: pd.DataFrame | None
         return skipped("skew", "no training data given")
     current = g.features if serving is None else serving
     return skew_gate(training, current, g.policy.skew, exclude=[g.label])
+
+
+def _explain(g: _Gates) -> list[GateResult]:
+    """The opt-in explanation gates (R-CICD-05), when the policy has their sections."""
+    gates: list[GateResult] = []
+    importance, direction = g.policy.importance, g.policy.shap_direction
+    if importance is not None:
+        if not importance.enabled:
+            gates.append(skipped("importance", "disabled by policy"))
+        else:
+            gates.append(
+                g.scored("importance")
+                or importance_gate(g.challenger, g.features, g.y, importance, g.positive)
+            )
+    if direction is not None:
+        if not direction.enabled:
+            gates.append(skipped("shap_direction", "disabled by policy"))
+        else:
+            gates.append(
+                g.scored("shap_direction")
+                or direction_gate(g.challenger, g.features, direction, g.positive)
+            )
+    return gates
