@@ -15,6 +15,8 @@ def _num(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
+        if 0 < abs(value) < 1e-3:  # a 1e-7 probability difference is not 0.0000
+            return f"{value:.2e}"
         return f"{value:,.4g}" if abs(value) >= 1000 else f"{value:.4f}"
     return str(value)
 
@@ -77,4 +79,44 @@ def to_markdown(report: ValidationReport) -> str:
                 f"{_num(row['champion_auc'])} | {_num(row['challenger_auc'])} | "
                 f"{_num(row.get('delta'))} | {row.get('verdict', '')} |"
             )
+    lines += _explained(report)
     return "\n".join(lines) + "\n"
+
+
+def _explained(report: ValidationReport) -> list[str]:
+    """The numbers behind the importance, SHAP-direction and runtime gates, one table."""
+    rows: list[str] = []
+    for gate in report.gates:
+        numbers = gate.numbers
+        if gate.name == "importance" and "shares" in numbers:
+            shares = list(numbers["shares"].items())
+            rows += [f"| importance | {_cell(str(k))} | {v:.1%} |" for k, v in shares[:10]]
+            rows.append(f"| importance | method | {_cell(str(numbers['method']))} |")
+        elif gate.name == "shap_direction" and "features" in numbers:
+            for name, item in numbers["features"].items():
+                value = item.get("correlation", item.get("slope"))
+                rows.append(
+                    f"| shap_direction | {_cell(name)} | {item['observed']} "
+                    f"(expected {item['expected']}, {_num(value)}) |"
+                )
+        elif gate.name.startswith("runtime.") and gate.status != "skipped":
+            for key, value in numbers.items():
+                if key == "libraries":
+                    for lib, seen in value.items():
+                        text = f"{seen['recorded']} → {seen['installed']} ({seen['verdict']})"
+                        rows.append(f"| {gate.name} | {_cell(lib)} | {_cell(text)} |")
+                elif key == "cases":
+                    for case, seen in value.items():
+                        text = (
+                            f"{seen['class_changes']}/{seen['rows']} class changes, "
+                            f"max Δp {seen['max_proba_diff']:.2e}"
+                            if isinstance(seen, dict)
+                            else str(seen)
+                        )
+                        rows.append(f"| {gate.name} | {_cell(case)} | {_cell(text)} |")
+                else:
+                    rows.append(f"| {gate.name} | {_cell(key)} | {_cell(_num(value))} |")
+    if not rows:
+        return []
+    return ["", "**Explanation and runtime numbers**", "", "| gate | item | value |",
+            "|---|---|---|", *rows]  # fmt: skip

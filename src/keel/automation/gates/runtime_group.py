@@ -71,8 +71,10 @@ def runtime_gates(
                 rows = (
                     None if training is None else training.drop(columns=[g.label], errors="ignore")
                 )
+                # the registered signature says which columns may be missing
+                signed = signature or getattr(g.challenger, "signature", None)
                 edge = edge_gate(
-                    g.challenger, reference, g.features, rows, signature,
+                    g.challenger, reference, g.features, rows, signed,
                     g.policy.stress, threshold, policy.edge, g.positive,
                 )  # fmt: skip
     gates = [eq, edge]
