@@ -139,6 +139,32 @@ def evaluate_trigger(
     emit(result, as_json, human)
 
 
+@triggers_app.command("fire")
+def fire_trigger(
+    name: str = typer.Argument(..., help="The trigger's name."),
+    commit: str | None = typer.Option(None, "--commit", help="The commit CI built (hex)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who asks (default: the caller)."),
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Fire from CI on a commit: manual conditions are met, code conditions compare the
+    commit; recorded on the evaluation and the retraining run (exit 2 on a bad commit).
+
+    Example: keel triggers fire churn-ci --commit 3fb19f3 --actor ci --json
+    """
+    result: dict[str, Any] = run_cli(
+        lambda: make_client(server, token).fire_trigger(name, commit=commit, actor=actor)
+    )
+
+    def human() -> None:
+        console.print(result["reason"], markup=False)
+        if result.get("job_id"):
+            console.print(f"job {result['job_id']}")
+
+    emit(result, as_json, human)
+
+
 def _register_presets() -> None:
     # the presets live in their own module (R-TRN-07/08 data, no client needed)
     from keel.cli.trigger_presets import preset_app

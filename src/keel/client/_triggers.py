@@ -52,6 +52,17 @@ class TriggersMixin:
         ``manual=True`` makes its ``manual`` condition true."""
         return _calls(self.transport).evaluate(name, manual)
 
+    def fire_trigger(
+        self, name: str, *, commit: str | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
+        """What CI calls on a commit (R-CICD-02): evaluate now with ``manual`` conditions
+        met and ``commit`` (7-64 hex digits) compared by ``code`` conditions; the commit and
+        actor are recorded on the evaluation and the retraining run's tags."""
+        from keel.automation.triggers.code import parse_fire_event
+
+        event = parse_fire_event({"commit": commit, "actor": actor})
+        return _calls(self.transport).fire(name, event.model_dump(exclude_none=True))
+
 
 class _Local:
     def __init__(self, transport: Any) -> None:
@@ -69,6 +80,10 @@ class _Local:
     def evaluate(self, name: str, manual: bool) -> dict[str, Any]:
         result = self.services.triggers.evaluate(name, manual=manual, actor=self.user or "sdk")
         # through JSON, so the embedded answer is the HTTP one value for value
+        return orjson.loads(orjson.dumps(result.as_dict()))  # type: ignore[no-any-return]
+
+    def fire(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        result = self.services.triggers.fire(name, event, actor=self.user or "sdk")
         return orjson.loads(orjson.dumps(result.as_dict()))  # type: ignore[no-any-return]
 
 
@@ -90,6 +105,10 @@ class _Http:
     def evaluate(self, name: str, manual: bool) -> dict[str, Any]:
         url = f"/v1/triggers/{_q(name)}/evaluate"
         return self.transport._request("POST", url, json={"manual": manual}).json()  # type: ignore[no-any-return]
+
+    def fire(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        url = f"/v1/triggers/{_q(name)}/fire"
+        return self.transport._request("POST", url, json=event).json()  # type: ignore[no-any-return]
 
 
 def _calls(transport: Any) -> _Local | _Http:

@@ -116,6 +116,9 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/triggers/{name}/evaluate"): Rule(
         Role.DEPLOYER, owned=TRIGGER_MODEL, action="trigger.evaluate"
     ),
+    ("POST", "/v1/triggers/{name}/fire"): Rule(
+        Role.DEPLOYER, owned=TRIGGER_MODEL, action="trigger.fire"
+    ),
     # users, tokens and the audit log
     ("GET", "/v1/users"): Rule(Role.ADMIN),
     ("POST", "/v1/users"): Rule(Role.ADMIN, action="user.create"),

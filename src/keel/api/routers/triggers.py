@@ -1,4 +1,5 @@
-"""REST routes for retraining triggers: apply (YAML or JSON), list, read, evaluate now.
+"""REST routes for retraining triggers: apply (YAML or JSON), list, read, evaluate now, and
+the CI webhook ``fire`` (R-CICD-02).
 
 Authorization is in :mod:`keel.api.authz`: deployer, and ownership of the trigger's model
 (a firing starts a retraining that may roll out, as a deployment does).
@@ -91,4 +92,25 @@ def evaluate_trigger(
     evaluation is recorded in the decision log either way."""
     manual = (body or EvaluateBody()).manual
     result = svc.triggers.evaluate(name, manual=manual, actor=actor or "api")
+    return result.as_dict()
+
+
+@router.post("/v1/triggers/{name}/fire")
+async def fire_trigger(name: str, request: Request, svc: Svc, actor: Actor) -> dict[str, Any]:
+    """CI's webhook: evaluate now with ``manual`` conditions met and the posted ``commit``
+    (``code`` conditions compare it), ``actor`` and ``ref`` recorded on the evaluation and
+    the retraining run; 422 naming a bad field."""
+    from keel.automation.triggers.code import parse_fire_event
+
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise InvalidInput(f"body: at most {MAX_BODY:,} bytes", field="body")
+    try:
+        document: Any = orjson.loads(raw) if raw.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body: not valid JSON: {exc}", field="body") from None
+    event = parse_fire_event(document)
+    result = await run_in_threadpool(
+        svc.triggers.fire, name, event.model_dump(exclude_none=True), actor=actor or "api"
+    )
     return result.as_dict()

@@ -27,6 +27,7 @@ from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
 from keel.automation.retrain.stages import Stages, stage_line
 from keel.automation.retrain.training import COLD, evaluate, fit, search
+from keel.automation.triggers.code import CODE_TAGS, retrain_code_tags
 from keel.errors import InvalidInput
 from keel.executors import Executor, TaskCancelled, check_cancelled, open_executor
 from keel.tracking.models import Run, RunInput, RunStatus
@@ -71,7 +72,8 @@ def run_retrain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
         run = services.tracking.create_run(
             experiment,
             name=f"retrain {job.model}",
-            tags={KEY_TAG: key, STAGE_TAG: "started", "keel.retrain.model": job.model},
+            tags={KEY_TAG: key, STAGE_TAG: "started", "keel.retrain.model": job.model}
+            | retrain_code_tags(job.retrain.train, job.source),  # R-CICD-02
             params=_run_params(job),
         )
     else:
@@ -309,6 +311,7 @@ def _register(
         "keel.retrain.run_id": run.id,
         "keel.retrain.trigger": job.trigger or "manual",
         "keel.retrain.data_mode": job.data.mode,
+        **{k: v for k, v in run.tags.items() if k in CODE_TAGS},
     }
     if job.decision_id is not None:
         tags["keel.retrain.decision_id"] = str(job.decision_id)

@@ -252,6 +252,8 @@ class JobArgs(_Strict):
     trigger: str | None = None
     decision_id: int | None = None
     data: DataSpec = Field(default_factory=DataSpec)
+    #: what a trigger's ``fire`` request posted (commit, actor, ref): tags of the run
+    source: dict[str, str] | None = None
 
 
 def parse_job_args(args: Mapping[str, Any]) -> JobArgs:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from keel.automation.triggers.code import code_condition
 from keel.automation.triggers.context import EvaluationContext
 from keel.automation.triggers.models import PERFORMANCE_METRICS, Condition
 from keel.errors import InvalidInput, KeelError
@@ -358,6 +359,7 @@ _HANDLERS = {
     "schedule": _schedule,
     "feature_change": _feature_change,
     "manual": _manual,
+    "code": code_condition,
 }
 
 

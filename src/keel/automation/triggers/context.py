@@ -41,11 +41,21 @@ def monitor_spec(services: Any, trigger: Trigger) -> MonitorSpec:
 class EvaluationContext:
     """Lazy, cached reads of one evaluation of ``trigger`` at ``now_ms``."""
 
-    def __init__(self, services: Any, trigger: Trigger, now_ms: int, *, manual: bool) -> None:
+    def __init__(
+        self,
+        services: Any,
+        trigger: Trigger,
+        now_ms: int,
+        *,
+        manual: bool,
+        event: dict[str, Any] | None = None,
+    ) -> None:
         self.services = services
         self.trigger = trigger
         self.now_ms = now_ms
         self.manual = manual
+        #: what a ``fire`` request posted (``commit``, ``actor``, ``ref``), if one did
+        self.event = event
         self.spec = monitor_spec(services, trigger)
         self._version: ModelVersion | None | bool = False
         self._labelled: pd.DataFrame | None = None

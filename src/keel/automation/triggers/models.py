@@ -18,20 +18,26 @@ new_labels                       more than ``threshold`` labelled rows since the
 schedule                         ``cron`` fired since the trigger last fired
 feature_change                   a feature view the model reads changed or was removed since
                                  the last training
-manual                           someone asked (``evaluate --manual``)
+manual                           someone asked (``evaluate --manual``, ``fire``)
+code                             the retrain section's train code changed since the last
+                                 training (its source hash), or a commit posted to
+                                 ``fire`` differs from the one the last training recorded
 ===============================  ============================================================
+
+``prerequisites`` (R-TRN-10) may block a met trigger, ``timing`` (R-TRN-21) defers it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from keel._documents import load_document
 from keel._durations import parse_duration_s
 from keel._models import Entity, invalid_input
 from keel.automation.cron import validate_cron
+from keel.automation.triggers.timing import Timing
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -72,6 +78,7 @@ OTHER_METRICS = (
     "schedule",
     "feature_change",
     "manual",
+    "code",
 )
 KNOWN = sorted(
     [*PERFORMANCE_METRICS, *ALIASES, *OTHER_METRICS, *(f"feature_drift_{t}" for t in DRIFT_TESTS)]
@@ -84,6 +91,7 @@ _KEYS_BY_KIND = {
     "schedule": {"cron"},
     "feature_change": {"views"},
     "manual": set(),
+    "code": set(),
 }
 
 
@@ -149,7 +157,7 @@ class Condition(Entity):
     @property
     def kind(self) -> str:
         """performance, drift, prediction_shift, volume, schedule, feature_change, manual,
-        or group."""
+        code, or group."""
         metric = self.metric or ""
         if metric in PERFORMANCE_METRICS:
             return "performance"
@@ -161,6 +169,7 @@ class Condition(Entity):
             "schedule": "schedule",
             "feature_change": "feature_change",
             "manual": "manual",
+            "code": "code",
         }.get(metric, "group")
 
     @property
@@ -203,13 +212,31 @@ class Condition(Entity):
 
 
 class Prerequisites(Entity):
-    """Checked before firing (R-TRN-10). ``labels``: at least ``min_labels`` labelled rows
-    in the window (``auto``: when a condition reads performance); ``rollback``: a version
-    the model can go back to exists (its champion, or any version when it has none)."""
+    """Checked before firing (R-TRN-10, :mod:`keel.automation.triggers.prerequisites`).
+
+    ``labels``: at least ``min_labels`` labelled rows in the window (``auto``: when a
+    condition reads performance); ``rollback``: a version the model can go back to exists;
+    ``max_minutes`` / ``max_cost``: budget for the retraining's expected compute (median
+    duration of earlier retrainings, at ``cost_per_hour``); ``max_jobs``: fire only while
+    fewer retraining jobs are queued or running; ``min_holdout``: rows (of both classes)
+    the gates' holdout must have. Free disk for the training rows is always checked.
+    """
 
     labels: bool | Literal["auto"] = "auto"
     rollback: bool = True
     min_labels: int = Field(default=30, ge=1, le=10_000_000)
+    max_minutes: float | None = Field(default=None, gt=0)
+    cost_per_hour: float | None = Field(default=None, ge=0)
+    max_cost: float | None = Field(default=None, gt=0)
+    max_jobs: int | None = Field(default=None, ge=1, le=1_000)
+    min_holdout: int | None = Field(default=None, ge=1, le=10_000_000)
+
+    @field_validator("max_cost")
+    @classmethod
+    def _cost(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("cost_per_hour") is None:
+            raise ValueError("needs cost_per_hour (the price of one compute hour)")
+        return value
 
 
 class TriggerSpec(Entity):
@@ -227,6 +254,7 @@ class TriggerSpec(Entity):
     cooldown: str = "1d"
     min_interval: str = "0s"
     prerequisites: Prerequisites = Field(default_factory=Prerequisites)
+    timing: Timing | None = None
     retrain: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
 

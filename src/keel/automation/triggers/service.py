@@ -2,7 +2,9 @@
 
 An evaluation computes every condition's numbers at ``now`` and appends one
 ``trigger_evaluation`` decision with them, fired or not. A met trigger then checks its
-prerequisites (R-TRN-10) and cooldown, asks the diagnosis what to do
+prerequisites (R-TRN-10, :mod:`~keel.automation.triggers.prerequisites`), cooldown and timing
+(R-TRN-21, :mod:`~keel.automation.triggers.timing`: a deferred fire stays pending and fires at a
+later evaluation once the time is allowed), asks the diagnosis what to do
 (:mod:`keel.automation.triggers.action`), and either records a ``diagnosis`` alert
 (no retraining on broken or stale data) or enqueues one ``retrain.run`` job. Two guards make
 a storm of identical evaluations give one job: the cooldown is claimed by a
@@ -27,6 +29,8 @@ from keel.automation.triggers.conditions import (
 )
 from keel.automation.triggers.context import EvaluationContext, monitor_spec
 from keel.automation.triggers.models import Trigger, TriggerSpec, parse_trigger
+from keel.automation.triggers.prerequisites import check_prerequisites
+from keel.automation.triggers.timing import check_timing, pending_fire
 from keel.decisions.models import Decision
 from keel.errors import InvalidInput, NotFound
 from keel.store.sql.triggers import TriggerSql
@@ -57,6 +61,9 @@ class Evaluation:
     data: dict[str, Any] | None = None
     diagnosis: dict[str, Any] | None = None
     prerequisites: dict[str, Any] = field(default_factory=dict)
+    event: dict[str, Any] | None = None
+    timing: dict[str, Any] | None = None
+    pending_fire: dict[str, Any] | None = None
     decision_id: int | None = None
     job_id: str | None = None
 
@@ -178,12 +185,23 @@ class TriggerService:
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(
-        self, name: str, now: int | None = None, *, manual: bool = False, actor: str = "trigger"
+        self,
+        name: str,
+        now: int | None = None,
+        *,
+        manual: bool = False,
+        actor: str = "trigger",
+        event: dict[str, Any] | None = None,
     ) -> Evaluation:
-        """Evaluate one trigger at ``now`` (default: the clock), record it, fire if due."""
+        """Evaluate one trigger at ``now`` (default: the clock), record it, fire if due.
+        ``event``: what a ``fire`` request posted (commit, actor), kept on the record and
+        the retraining run."""
         trigger = self.store.get_trigger(name)
         at = self.clock() if now is None else now
-        ctx = EvaluationContext(self.services, trigger, at, manual=manual)
+        pending = pending_fire(self.services, trigger)
+        if pending and event is None:
+            event = pending.get("event")
+        ctx = EvaluationContext(self.services, trigger, at, manual=manual, event=event)
         prefetch_drift(ctx)
         outcomes = [
             evaluate_condition(ctx, path, cond)
@@ -191,23 +209,48 @@ class TriggerService:
         ]
         combine = trigger.combine
         met = any(o.met for o in outcomes) if combine == "any" else all(o.met for o in outcomes)
-        result = Evaluation(trigger.name, trigger.model, at, met, False, "", outcomes)
+        result = Evaluation(trigger.name, trigger.model, at, met, False, "", outcomes, event=event)
         self.store.mark_evaluated(trigger.name, at)
-        if not met:
+        if not met and pending is None:
             result.reason = f"not met ({combine} of {len(outcomes)} conditions)"
             self._record(trigger, result, actor)
             return result
+        # a fire deferred earlier is still owed, whether or not the conditions still hold
+        result.pending_fire = pending or {"since_ms": at, "event": event}
+        prefix = "met" if met else f"deferred fire of {_iso(result.pending_fire['since_ms'])}"
         cooldown_ms = trigger.seconds(trigger.cooldown) * 1000
-        blocked = self._prerequisites(ctx, trigger, result)
+        blocked = check_prerequisites(ctx, result.prerequisites)
+        timing = check_timing(ctx)
+        result.timing = {"allowed": timing.allowed, **timing.numbers} if timing.numbers else None
         if blocked:
-            result.reason = f"met, not fired: prerequisites not satisfied ({'; '.join(blocked)})"
+            result.reason = (
+                f"{prefix}, not fired: prerequisites not satisfied ({'; '.join(blocked)})"
+            )
         elif trigger.last_fired_at_ms is not None and trigger.last_fired_at_ms > at - cooldown_ms:
             until = trigger.last_fired_at_ms + cooldown_ms
-            result.reason = f"met, not fired: in cooldown until {_iso(until)}"
+            result.reason = f"{prefix}, not fired: in cooldown until {_iso(until)}"
+            result.pending_fire = pending  # a met trigger in cooldown owes nothing new
+        elif not timing.allowed:
+            retry = f"; next allowed {_iso(timing.retry_at_ms)}" if timing.retry_at_ms else ""
+            result.reason = f"{prefix}, deferred: {timing.reason}{retry}"
+            result.timing = {**(result.timing or {}), "deferred": True}
         else:
+            result.pending_fire = None
             return self._act(ctx, trigger, result, cooldown_ms, actor)
         self._record(trigger, result, actor)
         return result
+
+    def fire(
+        self, name: str, event: Any = None, *, actor: str = "api", now: int | None = None
+    ) -> Evaluation:
+        """R-CICD-02's webhook: evaluate now as asked for by hand (``manual`` conditions are
+        met) with the posted commit and actor (``code`` conditions compare the commit); both
+        are recorded on the evaluation and the retraining run."""
+        from keel.automation.triggers.code import parse_fire_event
+
+        checked = parse_fire_event(event).model_dump(exclude_none=True)
+        who = checked.get("actor") or actor
+        return self.evaluate(name, now, manual=True, actor=who, event=checked or None)
 
     def _act(
         self,
@@ -247,6 +290,8 @@ class TriggerService:
             self._record_diagnosis(trigger, action, record, actor)
         bucket = ctx.now_ms // max(cooldown_ms, 60_000)
         args = _job_args(trigger.model, trigger.name, record.id, action.data, trigger.retrain)
+        if result.event:  # the posted commit and actor, for the run's tags
+            args["source"] = dict(result.event)
         job = self.services.jobs.enqueue(
             RETRAIN_KIND,
             args,
@@ -256,27 +301,6 @@ class TriggerService:
         self.store.set_job(trigger.name, job.id)
         result.job_id = job.id
         return result
-
-    def _prerequisites(
-        self, ctx: EvaluationContext, trigger: Trigger, result: Evaluation
-    ) -> list[str]:
-        """R-TRN-10: labels available, a version to roll back to. The failures, in words."""
-        needs = trigger.prerequisites
-        blocked: list[str] = []
-        kinds = {cond.kind for _, cond in trigger.leaves()}
-        wants_labels = needs.labels is True or (needs.labels == "auto" and "performance" in kinds)
-        if wants_labels:
-            start = ctx.now_ms - trigger.seconds(None) * 1000
-            n = len(ctx.labelled_between(start, ctx.now_ms, served=False))
-            result.prerequisites["labels"] = {"n": n, "min": needs.min_labels}
-            if n < needs.min_labels:
-                blocked.append(f"{n} labelled rows in the window, need {needs.min_labels}")
-        if needs.rollback:
-            versions = self.services.registry.list_versions(trigger.model)
-            result.prerequisites["rollback"] = {"versions": len(versions)}
-            if not versions:
-                blocked.append("no registered version to roll back to")
-        return blocked
 
     def _record(self, trigger: Trigger, result: Evaluation, actor: str) -> Decision:
         details = result.as_dict()
