@@ -49,7 +49,9 @@ def job_key(args: dict[str, Any]) -> str:
 
 
 def _check(services: Any, args: dict[str, Any]) -> None:
-    parse_job_args(args)
+    from keel.automation.retrain.updaters import check_updatable  # R-TRN-09
+
+    check_updatable(services, parse_job_args(args))
 
 
 def register_retrain_kind() -> None:
@@ -60,6 +62,10 @@ def register_retrain_kind() -> None:
 def run_retrain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Retrain a model with its train function, register it, validate it, promote it."""
     job = parse_job_args(args)
+    if job.retrain.mode == "incremental":  # R-TRN-09: update the champion with new labels
+        from keel.automation.retrain.incremental import run_incremental
+
+        return run_incremental(services, args)
     key = job_key(args)
     experiment = job.retrain.experiment or f"retrain-{job.model}"
     run = _find_run(services, experiment, key)

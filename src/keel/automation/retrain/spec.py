@@ -25,6 +25,7 @@ from pydantic import (
 
 from keel._durations import parse_duration_s
 from keel._models import invalid_input
+from keel.automation.retrain.incremental_spec import IncrementalSpec, check_mode
 from keel.automation.retrain.validation_spec import DataValidationSpec, validation_section
 from keel.errors import InvalidInput
 
@@ -156,8 +157,29 @@ class RetrainSpec(_Strict):
         description="Checks on the training rows before training (R-CICD-07, R-TRN-21); "
         "false skips them.",
     )
+    # R-TRN-09 (keel.automation.retrain.incremental); ``mode`` last: its check reads the rest
+    update: str | None = Field(
+        default=None, description="update(model, frame, params) -> model, for incremental mode"
+    )
+    incremental: IncrementalSpec = Field(default_factory=IncrementalSpec)
+    mode: Literal["full", "incremental"] = Field(default="full", validate_default=True)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("update")
+    @classmethod
+    def _update_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_train_function(value, field="update")
+            except InvalidInput as exc:
+                raise ValueError(exc.message.removeprefix("update: ")) from None
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str, info: ValidationInfo) -> str:
+        return check_mode(value, info.data)
 
     @field_validator("window_s", mode="before")
     @classmethod
