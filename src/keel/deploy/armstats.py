@@ -182,7 +182,9 @@ def read_arm_stats(
             _metrics(con, labels, params, metrics, window, cuped) if metrics else ({}, {}, {})
         )
     for name in arms:
-        n, errors, p99, n_in_step, burned, pending = counts.get(name, (0, 0, None, 0, 0, 0))
+        n, errors, p99, n_in_step, burned, pending, judged = counts.get(
+            name, (0, 0, None, 0, 0, 0, 0)
+        )
         estimates = per_arm.get(name, {})
         main = estimates.get(metrics[0]) if metrics else None
         found[name] = ArmStats(
@@ -196,6 +198,7 @@ def read_arm_stats(
             agreement=None if name == primary or name not in agreement else float(agreement[name]),
             burn_in_excluded=int(burned),
             pending=int(pending),
+            n_judged=int(judged),
             late_labels=int(late.get(name, 0)),
             cuped=adjusted,
         )

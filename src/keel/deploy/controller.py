@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
 from keel.deploy.armstats import ArmWindow, read_arm_stats
+from keel.deploy.judging import burn_in_cuts
 from keel.deploy.models import BadWindow, Deployment
 from keel.deploy.policy import Analysis
 from keel.deploy.rollout import Action, RolloutState, evaluate
@@ -89,32 +90,27 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
     arms = [primary, *running]
     steps: dict[str, Step] = {}
     numbers: dict[str, dict[str, Any]] = {}
+    segments: dict[str, Any] = {}
     for arm, st in running.items():
-        stats = _stats(service, current, arms, primary, st, now, metrics, started)
+        window = _window(service, current, st, now, started)
+        stats = _stats(service, current, arms, primary, st, window, metrics)
         base = stats[primary]
         if st.phase == "switched":  # blue-green: blue's numbers before the switch
-            base = _stats(
-                service,
-                current,
-                arms,
-                primary,
-                st,
-                st.phase_started_ms,
-                metrics,
-                started,
-                guard_from=st.started_ms,
-            )[primary]
+            before = _window(service, current, st, st.phase_started_ms, started, st.started_ms)
+            base = _stats(service, current, arms, primary, st, before, metrics)[primary]
         steps[arm] = evaluate(policy, st, now, base, stats[arm])
         numbers[arm] = {
             "primary": _arm_dict(base),
             "candidate": _arm_dict(stats[arm]),
             "analysis": {**_judging(policy.analysis, st, now), "cuped": stats[arm].cuped},
         }
-    # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
-    # never decided on); each declared column is present even before traffic arrives.
-    segments = _segments(service, current, arms, policy.analysis.segments, metrics, started, now)
+        # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
+        # never decided on) over the very rows the arm's metric judged (same window: burn-in
+        # cuts, attribution); each declared column is present even before traffic arrives.
+        columns = policy.analysis.segments
+        segments[arm] = _segments(service, current, [primary, arm], columns, metrics, window)
     for arm in numbers:
-        numbers[arm]["segments"] = segments
+        numbers[arm]["segments"] = segments[arm]
     new = {**rollouts, **{k: s.state for k, s in steps.items()}}
     records, windows = [], []
     for arm, step in steps.items():
@@ -156,27 +152,23 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
     return changed
 
 
-def _stats(
+def _window(
     service: DeploymentService,
     current: Deployment,
-    arms: list[str],
-    primary: str,
     st: RolloutState,
     end: int,
-    metrics: list[str],
     started: int,
-    *,
     guard_from: int | None = None,
-) -> dict[str, ArmStats]:
-    if service.predictions_root is None:
-        return {a: ArmStats(a, 0) for a in arms}
+) -> ArmWindow:
+    """The rows of one candidate's evaluation: the arm numbers and the per-segment ones
+    both read exactly these (R-DEP-15's burn-in cuts and attribution window included)."""
     guard = (
         guard_from
         if guard_from is not None
         else max(st.phase_started_ms, end - service.guard_window_s * 1000)
     )
     analysis = service.policy_of(current).analysis
-    window = ArmWindow(
+    return ArmWindow(
         started,
         st.phase_started_ms,
         guard,
@@ -184,6 +176,20 @@ def _stats(
         burn_in=_burn_in(analysis.burn_in_s, st, end),
         attribution_s=analysis.attribution_window_s,
     )
+
+
+def _stats(
+    service: DeploymentService,
+    current: Deployment,
+    arms: list[str],
+    primary: str,
+    st: RolloutState,
+    window: ArmWindow,
+    metrics: list[str],
+) -> dict[str, ArmStats]:
+    if service.predictions_root is None:
+        return {a: ArmStats(a, 0) for a in arms}
+    analysis = service.policy_of(current).analysis
     covariate = analysis.cuped["covariate"] if analysis.cuped else None
     return read_arm_stats(
         service.predictions_root,
@@ -201,10 +207,7 @@ def _stats(
 
 def _burn_in(burn_in_s: int, st: RolloutState, end: int) -> tuple[tuple[int, int], ...]:
     """R-DEP-15: [from, to) after the rollout's start and each step's start up to ``end``."""
-    if not burn_in_s:
-        return ()
-    starts = sorted({st.started_ms, *st.step_starts_ms, st.phase_started_ms})
-    return tuple((s, s + burn_in_s * 1000) for s in starts if s <= end)
+    return burn_in_cuts(burn_in_s, [st.started_ms, *st.step_starts_ms, st.phase_started_ms], end)
 
 
 def _judging(analysis: Analysis, st: RolloutState, now: int) -> dict[str, Any]:
@@ -226,8 +229,7 @@ def _segments(
     arms: list[str],
     columns: list[str],
     metrics: list[str],
-    started: int,
-    now: int,
+    window: ArmWindow,
 ) -> dict[str, Any]:
     if service.predictions_root is None or not columns:
         return {c: {"values": [], "other_values": 0} for c in columns}
@@ -237,7 +239,7 @@ def _segments(
         current.model,
         current.name,
         arms,
-        ArmWindow(started, started, started, now + 1),
+        window,
         columns,
         metrics[0] if metrics else None,
     )
@@ -305,6 +307,7 @@ def _arm_dict(stats: ArmStats) -> dict[str, Any]:
         "agreement": stats.agreement,
         "burn_in_excluded": stats.burn_in_excluded,
         "pending": stats.pending,
+        "n_judged": stats.n_judged,
         "late_labels": stats.late_labels,
     }
 

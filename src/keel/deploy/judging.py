@@ -9,12 +9,13 @@ judged nor counted as unlabelled) until their labels had the time to come.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
 __all__ = [
     "attributed_labels",
+    "burn_in_cuts",
     "judged_condition",
     "labelled_rows",
     "late_labels_sql",
@@ -35,11 +36,23 @@ def labelled_rows(columns: Sequence[str] = ()) -> str:
 
 
 def scoped_counts(burn_in: Sequence[tuple[int, int]], mature_ms: int | None) -> str:
-    """Two more columns of the per-arm counts: rows in the burn-in cuts, pending rows."""
+    """Three more columns of the per-arm counts: rows in the burn-in cuts, pending rows,
+    and the rows the metric judges (what per-segment numbers split, so they add up)."""
     cut = judged_condition(burn_in, None)
-    return (f", count(*) FILTER (WHERE NOT ({cut}))" if cut else ", 0") + (
-        f", count(*) FILTER (WHERE ts >= {literal(mature_ms)})" if mature_ms else ", 0"
+    judged = judged_condition(burn_in, mature_ms)
+    return (
+        (f", count(*) FILTER (WHERE NOT ({cut}))" if cut else ", 0")
+        + (f", count(*) FILTER (WHERE ts >= {literal(mature_ms)})" if mature_ms else ", 0")
+        + (f", count(*) FILTER (WHERE {judged})" if judged else ", count(*)")
     )
+
+
+def burn_in_cuts(burn_in_s: int, starts: Iterable[int], end_ms: int) -> tuple[tuple[int, int], ...]:
+    """R-DEP-15: the ``[from, to)`` spans cut after each of ``starts`` (the rollout's start,
+    each step's) up to ``end_ms``; none without a burn-in."""
+    if not burn_in_s:
+        return ()
+    return tuple((s, s + burn_in_s * 1000) for s in sorted(set(starts)) if s <= end_ms)
 
 
 def literal(ms: int) -> str:

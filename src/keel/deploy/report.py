@@ -20,10 +20,17 @@ from keel.deploy.hypothesis import hypothesis_verdict
 from keel.deploy.models import FINISHED, Deployment
 
 if TYPE_CHECKING:
+    from keel.deploy.armstats import ArmWindow
     from keel.deploy.policy import DeploymentPolicy
     from keel.deploy.service import DeploymentService
 
-__all__ = ["compute_report", "logged_rows", "registered_hypothesis", "to_markdown"]
+__all__ = [
+    "compute_report",
+    "logged_rows",
+    "registered_hypothesis",
+    "report_window",
+    "to_markdown",
+]
 
 
 def _clean(value: Any) -> Any:
@@ -63,10 +70,34 @@ def logged_rows(
     return {a: found[a].n for a in arms}
 
 
+def report_window(deployment: Deployment, policy: DeploymentPolicy, end: int) -> ArmWindow:
+    """The rows of the report, over the deployment's life: the arm numbers and the
+    per-segment ones both read exactly these. R-DEP-15's burn-in cuts after the rollout's
+    and every candidate's step starts, and the attribution window, as the controller."""
+    from keel.deploy.armstats import ArmWindow
+    from keel.deploy.judging import burn_in_cuts
+    from keel.deploy.state import rollout_from_json
+
+    start = deployment.created_at_ms
+    starts = [start]
+    for found in deployment.state.get("rollouts", {}).values():
+        st = rollout_from_json(found)
+        starts += [st.started_ms, *st.step_starts_ms, st.phase_started_ms]
+    analysis = policy.analysis
+    return ArmWindow(
+        start,
+        start,
+        start,
+        end,
+        burn_in=burn_in_cuts(analysis.burn_in_s, starts, end - 1),
+        attribution_s=analysis.attribution_window_s,
+    )
+
+
 def _arm_numbers(
     service: DeploymentService, deployment: Deployment, policy: DeploymentPolicy, end: int
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    from keel.deploy.armstats import ArmWindow, read_arm_stats
+    from keel.deploy.armstats import read_arm_stats
     from keel.deploy.segments import read_segment_stats
 
     arms = [str(a.name) for a in policy.arms]
@@ -76,8 +107,7 @@ def _arm_numbers(
     numbers: dict[str, dict[str, Any]] = {a: {"n": 0} for a in arms}
     if service.predictions_root is None:
         return numbers, segments
-    start = deployment.created_at_ms
-    window = ArmWindow(start, start, start, end)
+    window = report_window(deployment, policy, end)
     stats = read_arm_stats(
         service.predictions_root,
         service.labels,
@@ -90,6 +120,10 @@ def _arm_numbers(
     )
     for arm, found in stats.items():
         numbers[arm] = found.numbers()
+        # R-DEP-15: the rows the metric (and every segment) judged, and those left out
+        numbers[arm].update(
+            n_judged=found.n_judged, burn_in_excluded=found.burn_in_excluded, pending=found.pending
+        )
         if numbers[arm]["metric"] is not None:
             numbers[arm]["metric"] = {"name": metrics[0], **numbers[arm]["metric"]}
     if policy.analysis.segments:

@@ -1,12 +1,19 @@
 """Per-segment arm numbers for a deployment's decision records (R-DEP-15).
 
 For each column the policy names in ``analysis.segments`` (a model input, logged as the
-``f_<column>`` column of the prediction log), the rows since the rollout started are split
+``f_<column>`` column of the prediction log), the rows the arm comparison judges are split
 by the column's value: per value and arm the request count, errors, error rate and the
 policy's metric from labels (ROC AUC inside DuckDB, the others from the joined rows). The
 20 most frequent values of a column are reported; the rest are counted under
 ``other_values``. The numbers are reported, never used to decide: a verdict per segment
 would multiply the chances of a false alarm.
+
+The rows are exactly the overall metric's (R-DEP-15): the same :class:`ArmWindow`, the
+same :func:`keel.deploy.judging.judged_condition` (rows inside a burn-in cut or younger
+than the attribution window are left out) and the same label join
+(:func:`keel.deploy.armstats.join_labels` with the window: a label counts only if it came
+within the attribution window). So a column's ``n`` per arm, with ``other_values``, adds
+up to the arm's ``n_judged``, and its metric ``n`` to the overall metric's.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from keel.deploy.armstats import (
     join_labels,
     metric_estimate,
 )
+from keel.deploy.judging import judged_condition
 from keel.serving._segments import FEATURE_PREFIX
 from keel.serving.predquery import segment_files
 
@@ -37,7 +45,7 @@ _COUNTS_SQL = """
 SELECT CAST({col} AS VARCHAR) AS value, arm, count(*) AS n,
        count(*) FILTER (WHERE coalesce(fallback, false)
                         OR coalesce(extra, '') LIKE '%"error"%') AS errors
-FROM p GROUP BY ALL
+FROM p{judged} GROUP BY ALL
 """
 
 
@@ -56,8 +64,9 @@ def read_segment_stats(
     metric: str | None,
 ) -> dict[str, Any]:
     """Column → ``{"values": [{"value", "arms": {arm: {n, errors, error_rate, metric}}}],
-    "other_values": n}`` over ``[window.start_ms, window.end_ms)``; a column the log lacks
-    gets ``{"values": [], "error": …}``. Every column named is present in the result."""
+    "other_values": n}`` over the rows of ``[window.start_ms, window.end_ms)`` that the
+    metric judges (outside ``window.burn_in``, older than its attribution window); a column
+    the log lacks gets ``{"values": [], "error": …}``. Every column named is present."""
     out: dict[str, Any] = {c: {"values": [], "other_values": 0} for c in segments}
     if not segments:
         return out
@@ -72,12 +81,14 @@ def read_segment_stats(
         for column in segments:
             if column not in present:
                 out[column]["error"] = f"column {column!r} is not in the prediction log"
+        condition = judged_condition(window.burn_in, window.mature_ms)
+        judged = f" WHERE {condition}" if condition else ""
         for column in present:
-            sql = _COUNTS_SQL.format(col=_ident(FEATURE_PREFIX + column))
+            sql = _COUNTS_SQL.format(col=_ident(FEATURE_PREFIX + column), judged=judged)
             counts = con.execute(sql).fetchall()
             out[column] = _table(counts, arms)
         if metric is not None and present:
-            _add_metric(con, labels, present, metric, out)
+            _add_metric(con, labels, present, metric, window, out)
     return out
 
 
@@ -106,12 +117,16 @@ def _add_metric(
     labels: Callable[[], pd.DataFrame] | None,
     columns: Sequence[str],
     metric: str,
+    window: ArmWindow,
     out: dict[str, Any],
 ) -> None:
-    extra = [
-        f"CAST(p.{_ident(FEATURE_PREFIX + c)} AS VARCHAR) AS seg_{i}" for i, c in enumerate(columns)
-    ]
-    if not join_labels(con, labels, {}, with_output=metric != "roc_auc", extra=extra):
+    logged = [_ident(FEATURE_PREFIX + c) for c in columns]
+    extra = [f"CAST(p.{c} AS VARCHAR) AS seg_{i}" for i, c in enumerate(logged)]
+    # The overall metric's label join, window and all: the same judged rows and labels.
+    with_output = metric != "roc_auc"
+    if not join_labels(
+        con, labels, {}, with_output=with_output, extra=extra, columns=logged, window=window
+    ):
         return
     frame = None if metric == "roc_auc" else con.execute("SELECT * FROM lab").df()
     for i, column in enumerate(columns):

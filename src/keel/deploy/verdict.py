@@ -75,7 +75,8 @@ class ArmStats:
     needs every observation); ``agreement`` is a shadow arm's share of answers
     equal to the primary's. R-DEP-15: ``burn_in_excluded`` rows served inside a burn-in
     cut and ``pending`` rows younger than the attribution window are left out of the
-    metric; ``late_labels`` arrived after the window and were not counted. ``cuped``:
+    metric (``n_judged`` rows since the rollout started are left in, the rows per-segment
+    numbers split); ``late_labels`` arrived after the window and were not counted. ``cuped``:
     the CUPED summary when ``metric`` was adjusted by a covariate (R-DEP-14).
     """
 
@@ -91,6 +92,7 @@ class ArmStats:
     pending: int = 0
     late_labels: int = 0
     cuped: Mapping[str, Any] = field(default_factory=dict)  # R-DEP-14 summary (livecuped)
+    n_judged: int = 0
 
     def numbers(self) -> dict[str, Any]:
         """The arm's numbers as JSON (decision records, reports, holdout lift)."""
