@@ -13,6 +13,11 @@ some by chance. A row is flagged when an adjusted p-value is below ``alpha`` and
 candidate is the worse side (more errors, or a worse metric); a significant improvement
 is shown in the numbers but not flagged. Latency is
 per step (the log's per-slice latency would repeat the arm's p99 on few rows).
+
+The report's ``attribution`` ranks the input features that explain where the candidate
+is worse (:mod:`keel.deploy.attribution`): its bad rows against its good rows, the step a
+problem first shows at against the step before, and the permutation importance of the
+loss gap between the two arms' models.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from keel.decisions.models import Decision
 from keel.deploy.armdiff import LOWER_IS_BETTER, compare_errors, compare_metric, holm, to_dict
 from keel.deploy.armstats import METRICS, ArmWindow, read_arm_stats
+from keel.deploy.attribution import attribute
 from keel.deploy.segments import read_segment_stats
 from keel.deploy.verdict import ArmStats, MetricEstimate
 from keel.errors import InvalidInput
@@ -140,10 +146,12 @@ def debug_canary(
     slices: Sequence[str] | None = None,
     metric: str | None = None,
     alpha: float = 0.05,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The step × slice table of deployment ``name``'s candidate ``arm`` (default: its first)
     against the primary, with flagged rows and, per flagged slice, the first step it was
-    flagged at. ``slices``: input columns (default: the policy's ``analysis.segments``).
+    flagged at, and the feature ``attribution`` (``seed`` draws its permutation sample).
+    ``slices``: input columns (default: the policy's ``analysis.segments``).
 
     InvalidInput names ``arm``, ``metric``, ``alpha`` or ``slices``; NotFound for an
     unknown deployment.
@@ -202,6 +210,8 @@ def debug_canary(
                     )
                 )
     _flag(rows, alpha, higher_is_better=chosen not in LOWER_IS_BETTER)
+    findings = _findings(rows)
+    first = min((f["first_flagged_step"] for f in findings), default=None)
     return {
         "deployment": name,
         "model": deployment.model,
@@ -217,8 +227,11 @@ def debug_canary(
         ],
         "latency": latency,
         "rows": rows,
-        "findings": _findings(rows),
+        "findings": findings,
         "slice_errors": problems,
+        "attribution": attribute(
+            service, deployment, primary, candidate, windows, first, seed=seed
+        ),
     }
 
 

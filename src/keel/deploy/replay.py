@@ -31,7 +31,14 @@ from keel.registry.models import ModelVersion
 from keel.serving._segments import FEATURE_PREFIX
 from keel.serving.predquery import predictions
 
-__all__ = ["MAX_ROWS", "ReplayRequest", "check_request", "replay", "resolve_versions"]
+__all__ = [
+    "MAX_ROWS",
+    "ReplayRequest",
+    "check_request",
+    "logged_labels",
+    "replay",
+    "resolve_versions",
+]
 
 #: Rows replayed at most (the newest of the window).
 MAX_ROWS = 100_000
@@ -99,7 +106,7 @@ def replay(
         )
     features = logged[[c for c in logged.columns if c.startswith(FEATURE_PREFIX)]]
     features.columns = [c[len(FEATURE_PREFIX) :] for c in features.columns]
-    truth = _labels(logged, labels, model, start)
+    truth = logged_labels(logged, labels, model, start)
     results = []
     for version in versions:
         loaded = load(version)
@@ -115,7 +122,7 @@ def replay(
     }
 
 
-def _labels(
+def logged_labels(
     logged: pd.DataFrame,
     labels: Callable[..., pd.DataFrame] | None,
     model: str,
