@@ -1,5 +1,9 @@
 """Training rows for a retraining: the prediction log joined with feedback labels over the
-window, minus rows a rollback marked bad, split by time, with optional decay weights."""
+window, minus rows a rollback marked bad, split by time, with optional decay weights.
+
+Implicit labels (R-TRN-23, derived from signals) weigh ``retrain.implicit_weight`` (0 leaves
+them out); with ``retrain.exploration`` (R-TRN-24) every row carries its cohort and
+propensity, and weighs ``1 / propensity`` under inverse-propensity weighting."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from keel.automation.retrain.exploration import EXPLORE_COLUMN, PROPENSITY_COLUMN, mark
 from keel.automation.retrain.spec import DataSpec, RetrainSpec, SplitSpec
 from keel.automation.retrain.storefeatures import bound_features, join_store_features
 from keel.deploy.badwindows import exclude_bad_windows
@@ -18,16 +23,28 @@ from keel.errors import InvalidInput, NotFound
 
 __all__ = [
     "TS_COLUMN",
+    "WEIGHT_COLUMN",
     "TrainingData",
     "assemble",
     "decay_weights",
     "feature_columns",
+    "model_frame",
     "time_split",
 ]
 
 #: The event-time column kept beside the features (epoch ms); never given to ``train``.
 TS_COLUMN = "_ts_ms"
+#: A row's training weight (implicit labels, inverse propensity); never given to ``train``,
+#: which gets it as ``params["sample_weight"]``. Present only when some weight is not 1.
+WEIGHT_COLUMN = "_weight"
+#: The columns kept beside the features and the label that the model never sees.
+INTERNAL_COLUMNS = (TS_COLUMN, WEIGHT_COLUMN, EXPLORE_COLUMN, PROPENSITY_COLUMN)
 _DAY_MS = 86_400_000
+
+
+def model_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the internal columns: what ``train``, a model and a gate see."""
+    return frame.drop(columns=[c for c in INTERNAL_COLUMNS if c in frame.columns])
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,9 @@ class TrainingData:
     before_change_rows: int  # left out: predicted before the change point
     store_columns: tuple[str, ...] = ()  # joined from the feature store, point in time
     no_entity_rows: int = 0  # left out: a bound model's prediction that named no entity
+    implicit_rows: int = 0  # kept rows whose label came from a signal (R-TRN-23)
+    excluded_implicit_rows: int = 0  # left out: implicit labels with implicit_weight 0
+    explored_rows: int | None = None  # rows in the exploration share (R-TRN-24), if any
 
     def counts(self) -> dict[str, int]:
         """The numbers a decision records."""
@@ -51,6 +71,9 @@ class TrainingData:
             "excluded_no_entity_rows": self.no_entity_rows,
             "feature_store_columns": len(self.store_columns),
             "rows": len(self.frame),
+            "implicit_rows": self.implicit_rows,
+            "excluded_implicit_rows": self.excluded_implicit_rows,
+            **({} if self.explored_rows is None else {"explored_rows": self.explored_rows}),
         }
 
 
@@ -125,6 +148,11 @@ def assemble(
         after = ts_ms >= data.since_ms
         before = int((~after).sum())
         labelled, ts_ms = labelled.loc[after], ts_ms[after]
+    dropped = 0
+    if spec.implicit_weight == 0:  # R-TRN-23: implicit labels excluded
+        implicit = _implicit(labelled)
+        dropped = int(implicit.sum())
+        labelled, ts_ms = labelled.loc[~implicit], ts_ms[~implicit]
     binding = bound_features(services, model, features)
     store: dict[str, pd.Series] = {}
     no_entity = 0
@@ -147,10 +175,39 @@ def assemble(
             frame[name] = frame[name].astype("category")
     frame[spec.label] = _labels(labelled)
     frame[TS_COLUMN] = ts_ms
+    implicit = _implicit(labelled)
+    weights = np.where(implicit, spec.implicit_weight, 1.0)
+    explored_rows = None
+    if spec.exploration is not None:  # R-TRN-24: cohort and propensity of every row
+        explore, propensity = mark(labelled.reset_index(drop=True), spec.exploration, model)
+        frame[EXPLORE_COLUMN], frame[PROPENSITY_COLUMN] = explore, propensity
+        explored_rows = int(explore.sum())
+        if spec.exploration.weighting == "ipw":
+            weights = weights / propensity
+    if len(frame) and not np.all(weights == 1.0):
+        frame[WEIGHT_COLUMN] = weights
     frame = frame.dropna(subset=[spec.label])
     frame = frame.sort_values(TS_COLUMN, kind="stable").reset_index(drop=True)
     columns = tuple(c for c in features if c in store)
-    return TrainingData(frame, features, total, bad, before, columns, no_entity)
+    return TrainingData(
+        frame,
+        features,
+        total,
+        bad,
+        before,
+        columns,
+        no_entity,
+        int(implicit.sum()),
+        dropped,
+        explored_rows,
+    )
+
+
+def _implicit(labelled: pd.DataFrame) -> np.ndarray:
+    """Which labels came from a signal (R-TRN-23); none before signals existed."""
+    if "label_source" not in labelled.columns:
+        return np.zeros(len(labelled), dtype=bool)
+    return np.asarray(labelled["label_source"].to_numpy() == "implicit", dtype=bool)
 
 
 def _empty(features: list[str], label: str) -> pd.DataFrame:

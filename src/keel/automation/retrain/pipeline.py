@@ -23,7 +23,8 @@ import pandas as pd
 
 from keel.automation.kinds import register_kind
 from keel.automation.retrain import promotion
-from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, time_split
+from keel.automation.retrain.data import TrainingData, assemble, model_frame, time_split
+from keel.automation.retrain.exploration import cohort_metrics, selective_labels_warning
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
 from keel.automation.retrain.stages import Stages, stage_line
 from keel.automation.retrain.training import COLD, evaluate, fit, search
@@ -162,6 +163,8 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
             **evaluate(model, train, spec, "train"),
             **evaluate(model, validation, spec, "validation"),
             **evaluate(model, holdout, spec, "holdout"),
+            # R-TRN-24 cohort evaluation: explored rows (unbiased) apart from exploited ones
+            **cohort_metrics(lambda part, name: evaluate(model, part, spec, name), holdout),
             "rows.train": float(len(train)),
             "rows.validation": float(len(validation)),
             "rows.holdout": float(len(holdout)),
@@ -173,6 +176,8 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
         check_cancelled()  # a fit that ended as the job was cancelled registers nothing
         version = _register(services, job, run, key, model, train)
     champion = promotion.champion_version(services, job.model)
+    warning = selective_labels_warning(spec.selective_labels, spec.exploration, frame)
+    warnings = [] if warning is None else [warning]
     # the retraining decision precedes the gate decision it leads to, so it carries the
     # stages so far; the run's metrics and the job's result add the gates' time
     services.decisions.record(
@@ -180,7 +185,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
         job.model,
         f"retrained {job.model} v{version.version} on {counts['rows']} rows "
         f"({job.data.mode}); holdout AUC {_fmt(metrics.get('holdout.auc'))}; "
-        f"{stage_line(clock.report())}",
+        f"{stage_line(clock.report())}" + "".join(f"; WARNING {w}" for w in warnings),
         {
             **counts,
             "metrics": metrics,
@@ -188,6 +193,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
             "split": spec.split.model_dump(),
             "stages": clock.report(),
             "warm_start": {"from_version": warm_from} if spec.warm_start else None,
+            "warnings": warnings,
         },
         actor=f"job:retrain.run:{key}",
         related=_related(job, run, version.version),
@@ -204,6 +210,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
         "rows": counts["rows"],
         "metrics": metrics,
         "stages": clock.report(),
+        "warnings": warnings,
         **outcome,
     }
 
@@ -308,7 +315,7 @@ def _register(
     for existing in _versions(services, job.model):
         if existing.run_id == run.id:
             return existing
-    example = train.drop(columns=[job.retrain.label, TS_COLUMN]).head(5)
+    example = model_frame(train).drop(columns=[job.retrain.label]).head(5)
     with tempfile.TemporaryDirectory(prefix="keel-retrain-") as tmp:
         save_model_dir(model, Path(tmp) / "model", input_example=example)
         services.tracking.log_artifact_dir(run.id, Path(tmp) / "model", "model")

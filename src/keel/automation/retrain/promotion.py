@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from keel.automation.retrain.data import TS_COLUMN
+from keel.automation.retrain.data import model_frame
+from keel.automation.retrain.exploration import EXPLORE_COLUMN
 from keel.automation.retrain.spec import rollout_policy
 from keel.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
-    from keel.automation.retrain.spec import JobArgs
+    from keel.automation.retrain.spec import JobArgs, RetrainSpec
     from keel.registry.models import ModelVersion
     from keel.tracking.models import Run
 
@@ -151,11 +152,11 @@ def _run_gates(
     champion_item = None if champion is None else services.registry.get_version(job.model, champion)
     report = run_gates(
         _load(services, version),
-        holdout.drop(columns=[TS_COLUMN]),
+        model_frame(_gate_rows(holdout, spec)),
         spec.label,
         parse_policy(spec.gates),
         champion=None if champion_item is None else _load(services, champion_item),
-        training=train.drop(columns=[TS_COLUMN]),
+        training=model_frame(train),
         challenger_name=version.uri,
         champion_name=None if champion_item is None else champion_item.uri,
         size_bytes=sum(f.size_bytes for f in version.files),
@@ -295,3 +296,14 @@ def _checked(services: Any, model: str, version: int, reason: str, stage: str) -
             f"stage: expected one of {', '.join(STAGES)}, got {stage!r}", field="stage"
         )
     return services.registry.get_version(model, version)  # type: ignore[no-any-return]
+
+
+def _gate_rows(holdout: pd.DataFrame, spec: RetrainSpec) -> pd.DataFrame:
+    """The holdout the gates judge: its explored rows only when the exploration policy says
+    ``evaluate_on: explored`` (R-TRN-24: the exploited rows' labels are the model's choice)."""
+    exploration = spec.exploration
+    if exploration is None or exploration.evaluate_on != "explored":
+        return holdout
+    if EXPLORE_COLUMN not in holdout.columns:
+        return holdout.iloc[0:0]
+    return holdout.loc[holdout[EXPLORE_COLUMN].astype(bool)].reset_index(drop=True)

@@ -25,6 +25,7 @@ from pydantic import (
 
 from keel._durations import parse_duration_s
 from keel._models import invalid_input
+from keel.automation.retrain.exploration import ExplorationSpec
 from keel.automation.retrain.incremental_spec import IncrementalSpec, check_mode
 from keel.automation.retrain.validation_spec import DataValidationSpec, validation_section
 from keel.errors import InvalidInput
@@ -156,6 +157,15 @@ class RetrainSpec(_Strict):
         default_factory=DataValidationSpec,
         description="Checks on the training rows before training (R-CICD-07, R-TRN-21); "
         "false skips them.",
+    )
+    implicit_weight: float = Field(
+        default=1.0, ge=0, description="Weight of labels derived from signals (0 leaves them out)."
+    )
+    exploration: ExplorationSpec | None = Field(
+        default=None, description="The model's exploration share (R-TRN-24): IPW, cohorts."
+    )
+    selective_labels: bool = Field(
+        default=False, description="Outcomes are observed only for cases the model accepted."
     )
     # R-TRN-09 (keel.automation.retrain.incremental); ``mode`` last: its check reads the rest
     update: str | None = Field(

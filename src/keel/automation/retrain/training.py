@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keel.automation.retrain.data import TS_COLUMN, decay_weights
+from keel.automation.retrain.data import TS_COLUMN, WEIGHT_COLUMN, decay_weights, model_frame
 from keel.automation.retrain.spec import ParamSpace, RetrainSpec, SearchSpec, load_train_function
 from keel.executors import Executor, open_executor
 
@@ -21,11 +21,15 @@ WEIGHT_PARAM = "sample_weight"
 
 def train_params(spec: RetrainSpec, train: pd.DataFrame, extra: dict[str, Any]) -> dict[str, Any]:
     """``params`` for ``train``: the spec's, a trial's, and ``sample_weight`` (a numpy array
-    aligned with the frame's rows) when the spec has ``decay_per_day``."""
+    aligned with the frame's rows) when the spec has ``decay_per_day`` or the rows have
+    weights (implicit labels, inverse propensity): their product."""
     params = {**spec.params, **extra}
     if spec.decay_per_day is not None and len(train):
         ts = train[TS_COLUMN].to_numpy()
         params[WEIGHT_PARAM] = decay_weights(ts, spec.decay_per_day, int(ts.max()))
+    if WEIGHT_COLUMN in train.columns and len(train):
+        rows = train[WEIGHT_COLUMN].to_numpy(dtype=float)
+        params[WEIGHT_PARAM] = rows * params[WEIGHT_PARAM] if WEIGHT_PARAM in params else rows
     return params
 
 
@@ -59,7 +63,7 @@ def fit(
     gets two arguments.
     """
     params = train_params(spec, train, dict(extra or {}))
-    frame = train.drop(columns=[TS_COLUMN])
+    frame = model_frame(train)
     timeout = spec.fit_timeout_s
     if executor is None:
         with open_executor(spec.executor or "process") as own:
@@ -79,7 +83,7 @@ def evaluate(model: Any, part: pd.DataFrame, spec: RetrainSpec, prefix: str) -> 
     y = (part[spec.label].astype(str) == str(spec.positive)).to_numpy().astype(int)
     if y.min() == y.max():
         return {f"{prefix}.rows": float(len(part))}
-    features = part.drop(columns=[spec.label, TS_COLUMN])
+    features = model_frame(part).drop(columns=[spec.label])
     scores = np.clip(positive_scores(model, features, spec.positive), 1e-7, 1 - 1e-7)
     return {
         f"{prefix}.auc": float(roc_auc_score(y, scores)),
