@@ -6,8 +6,11 @@ sklearn."""
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +19,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.tree import DecisionTreeClassifier
 from tests.deploy.conftest import FEATURES, POLICY, Clock
+from typer.testing import CliRunner
 
 from keel import Client
+from keel.cli.main import app as cli
 from keel.demo.data import TARGET
 from keel.deploy.attribution import BAD_QUANTILE, feature_shift, gap_importance
 from keel.deploy.debugging import debug_canary
@@ -96,13 +101,14 @@ def _serve(
     clock.now += 61_000
 
 
-@SQLITE
-def test_the_slice_feature_ranks_first_in_every_view(
+@pytest.fixture
+def served(
     services: Services,
     models: dict[int, Any],
     churn_rows: tuple[pd.DataFrame, pd.DataFrame],
     clocked: tuple[DeploymentService, Clock],
-) -> None:
+) -> DeploymentService:
+    """churn-live: 5 % of low-charge traffic, then (the controller moved it) 25 % of all."""
     service, clock = clocked
     policy = {**POLICY, "guardrails": {"error_rate": POLICY["guardrails"]["error_rate"]}}
     service.create(policy, actor="ana")
@@ -114,6 +120,14 @@ def test_the_slice_feature_ranks_first_in_every_view(
     assert service.get("churn-live").weights["canary"] == 25.0
     _serve(services, models, production.sample(1200, random_state=2),
            {"primary": 75, "canary": 25}, clock)  # fmt: skip
+    return service
+
+
+@SQLITE
+def test_the_slice_feature_ranks_first_in_every_view(
+    services: Services, models: dict[int, Any], served: DeploymentService
+) -> None:
+    service = served
     report = debug_canary(service, "churn-live", metric="log_loss", slices=["contract"])
     found = report["attribution"]
     assert set(found["features"]) == {*FEATURES, "contract"}
@@ -163,6 +177,41 @@ def test_the_slice_feature_ranks_first_in_every_view(
     importance = {e["feature"]: e["importance"] for e in permutation["features"]}
     assert importance["contract"] == 0.0  # neither model reads it
     assert max(importance, key=importance.__getitem__) in FEATURES
+
+
+@SQLITE
+def test_rest_both_sdk_transports_and_the_cli_show_the_attribution(
+    services: Services,
+    served: DeploymentService,
+    live_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rolled back, the window ends at the rollback: the same on the real-clock embedded SDK
+    served.rollback("churn-live", "slice problem", "ana")
+    response = httpx.get(f"{live_server}/v1/deployments/churn-live/debug", timeout=60)
+    assert response.status_code == 200, response.text
+    rest = response.json()["attribution"]
+    assert rest["bad_vs_good"][0]["feature"] == "monthly_charges"
+    assert "gap" in rest["permutation"], rest["permutation"]
+    embedded = Client(settings=services.settings)
+    home = services.settings.model_copy(update={"home": tmp_path / "remote"})
+    remote = Client(live_server, settings=home)
+    try:
+        for sdk in (embedded, remote):
+            assert sdk.debug_deployment("churn-live")["attribution"] == rest
+    finally:
+        embedded.close()
+        remote.close()
+    monkeypatch.setenv("KEEL_HOME", str(services.settings.home))
+    monkeypatch.setenv("COLUMNS", "200")  # the table's rows on one line each
+    shown = CliRunner().invoke(cli, ["deploy", "debug", "churn-live"])
+    assert shown.exit_code == 0, shown.output
+    assert "bad rows" in shown.output and "permutation importance" in shown.output
+    first = next(line for line in shown.output.splitlines() if "monthly_charges" in line)
+    assert f"{rest['bad_vs_good'][0]['psi']:.3g}" in first
+    as_json = CliRunner().invoke(cli, ["deploy", "debug", "churn-live", "--json"])
+    assert json.loads(as_json.output)["attribution"] == rest
 
 
 def _logged(services: Services) -> pd.DataFrame:

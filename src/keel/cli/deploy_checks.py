@@ -176,7 +176,8 @@ def debug(
     """Canary vs primary per traffic step x slice, flagging where the canary is worse.
 
     Requests, error rates and the metric per step and slice, p99 latency per step; slices
-    significantly worse (Holm-adjusted) are flagged with the step they first appeared at.
+    significantly worse (Holm-adjusted) are flagged with the step they first appeared at;
+    the features that explain the canary's bad rows are ranked (PSI/KS, permutation).
 
     Example: keel deploy debug churn-live --slice contract --flagged
     """
@@ -233,6 +234,53 @@ def _debug_table(report: dict[str, Any], flagged_only: bool) -> None:
             "earlier shares",
             highlight=False,
         )
+    _attribution_tables(report.get("attribution") or {})
+
+
+def _ranked(title: str, entries: list[dict[str, Any]]) -> None:
+    table(
+        title,
+        ["feature", "kind", "psi", "ks", "ks p", "where"],
+        [
+            (e["feature"], e["kind"], _num(e["psi"], 3), _num(e["ks"], 3), _num(e["ks_pvalue"], 3),
+             f"mean {_num(e['mean']['reference'], 4)} -> {_num(e['mean']['current'], 4)}"
+             if e["kind"] == "numeric" else f"more {e['over_represented']['value']}")
+            for e in entries
+        ],
+    )  # fmt: skip
+
+
+def _attribution_tables(found: dict[str, Any]) -> None:
+    """R-DEP-21's feature attribution: bad vs good rows, step vs earlier, permutation."""
+    if "skipped" in found or not found:
+        console.print(f"feature attribution: {found.get('skipped', 'none')}", highlight=False)
+        return
+    bad = found["bad_rows"]
+    _ranked(
+        f"features: candidate's bad rows ({bad['bad']}: {bad['errors']} errors, "
+        f"{bad['high_loss']} {bad['loss']} > {_num(bad['threshold'], 3)}) vs good ({bad['good']})",
+        found["bad_vs_good"],
+    )
+    steps = found["step_vs_earlier"]
+    if steps:
+        rate = steps["bad_rate"]
+        _ranked(
+            f"features: step {steps['step']} ({steps['share']:g}%) vs step "
+            f"{steps['earlier_step']} ({steps['earlier_share']:g}%), bad rate "
+            f"{_num(rate['earlier'], 3)} -> {_num(rate['step'], 3)}",
+            steps["input_shift"],
+        )
+    permutation = found["permutation"]
+    if "skipped" in permutation:
+        console.print(f"permutation importance: {permutation['skipped']}", highlight=False)
+        return
+    table(
+        f"permutation importance of the {permutation['loss']} gap "
+        f"{_num(permutation['gap'], 4)} ({permutation['rows']} rows)",
+        ["feature", "importance", "std"],
+        [(e["feature"], _num(e["importance"], 4), _num(e["std"], 4))
+         for e in permutation["features"]],
+    )  # fmt: skip
 
 
 def holdout(

@@ -287,7 +287,6 @@ def gap_importance(
         "seed": seed,
         "gap": base,
         "complete": len(found) == len(columns),
-        "seconds": time.perf_counter() - began,
         "features": found[:TOP],
     }
 
@@ -316,8 +315,6 @@ def attribute(
     mine = rows[rows["arm"] == candidate].reset_index(drop=True)
     bad, definition = bad_rows(mine, rows[rows["arm"] == primary])
     return {
-        "from_ms": windows[0].from_ms,
-        "to_ms": windows[-1].to_ms,
         "rows": {"candidate": len(mine), "primary": int((rows["arm"] == primary).sum())},
         "features": features,
         "bad_rows": definition,
