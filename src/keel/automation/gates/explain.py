@@ -230,6 +230,8 @@ def importance_gate(
         f"top {len(top)} feature(s) hold {held:.1%} of the importance "
         f"{'≤' if ok else '>'} {policy.max_share:.0%}: {listed} ({method})"
     )
+    if policy.top >= len(names):  # the policy's k, not the model, decides this verdict
+        reason += f"; the model has {len(names)} features, all in the top {policy.top}"
     return judged(
         "importance",
         ok,
