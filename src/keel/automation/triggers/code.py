@@ -133,7 +133,7 @@ def code_condition(ctx: EvaluationContext, path: str, cond: Condition) -> Outcom
     if newest is None:
         return Outcome(path, "code", False, None, None, "no version trained yet", None, details)
     was_hash = newest.tags.get(CODE_HASH_TAG)
-    was_commit = newest.tags.get(COMMIT_TAG) or newest.code_commit
+    was_commit = newest.tags.get(COMMIT_TAG) or _run_commit(ctx.services, newest.run_id)
     details.update(version=newest.version, trained_hash=was_hash, trained_commit=was_commit)
     changed = []
     if was_hash is not None and now_hash is not None and was_hash != now_hash:
@@ -148,6 +148,19 @@ def code_condition(ctx: EvaluationContext, path: str, cond: Condition) -> Outcom
         reason = f"train code unchanged since v{newest.version}"
     met = bool(changed)
     return Outcome(path, "code", met, float(len(changed)), None, reason, None, details)
+
+
+def _run_commit(services: Any, run_id: str | None) -> str | None:
+    """The git commit the version's run recorded (a version registered by hand)."""
+    from keel.errors import NotFound
+
+    if not run_id:
+        return None
+    try:
+        commit: str | None = services.tracking.get_run(run_id).code_commit
+    except NotFound:
+        return None
+    return commit
 
 
 def _same_commit(a: str, b: str) -> bool:
