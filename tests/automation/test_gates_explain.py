@@ -193,3 +193,20 @@ def test_opt_in_gates_are_absent_unless_declared(churn: dict[str, Any]) -> None:
     names = {g.name for g in report.gates}
     assert not names & {"importance", "shap_direction"}
     assert not any(n.startswith("runtime.") for n in names)
+
+
+def test_one_class_or_empty_holdout_fails_never_passes(churn: dict[str, Any]) -> None:
+    holdout = churn["holdout"]
+    sections = {"importance": {}, "shap_direction": {"expected": DOMAIN}, "runtime": {}}
+    # label-free runtime numbers (memory, warm-up) are measured on one class, like latency
+    cases = (
+        (holdout[holdout[TARGET] == 0], "one class", ("importance", "shap_direction")),
+        (holdout.head(0), "empty", ("importance", "shap_direction", "runtime.memory",
+                                    "runtime.warmup")),
+    )  # fmt: skip
+    for rows, why, names in cases:
+        report = _gates(churn["logistic"], rows, **sections)
+        for name in names:
+            gate = report.gate(name)
+            assert gate.status == "fail" and gate.reason.startswith("cannot compute"), name
+        assert why in report.gate("importance").reason and not report.passed
