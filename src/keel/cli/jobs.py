@@ -83,6 +83,11 @@ def show_job(
                 from keel.automation.retrain.stages import stage_line
 
                 console.print(f"stages: {stage_line(job.result['stages'])}", markup=False)
+            if isinstance(job.result.get("data_validation"), dict):  # R-CICD-07's checks
+                from keel.automation.retrain.validation_record import describe
+
+                for text in describe(job.result["data_validation"]):
+                    console.print(text, soft_wrap=True, markup=False)
         if job.error:
             console.print(f"error: {job.error}", soft_wrap=True, markup=False)
         if job.traceback:

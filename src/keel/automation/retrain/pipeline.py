@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 
 from keel.automation.kinds import register_kind
-from keel.automation.retrain import promotion
+from keel.automation.retrain import promotion, validation
 from keel.automation.retrain.data import TrainingData, assemble, model_frame, time_split
 from keel.automation.retrain.exploration import cohort_metrics, selective_labels_warning
 from keel.automation.retrain.spec import JobArgs, RetrainSpec, parse_job_args
@@ -89,6 +89,8 @@ def run_retrain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
         )
     try:
         result = _pipeline(services, job, run, key)
+    except validation.DataRefused as refused:  # R-CICD-07: nothing trains on these rows
+        return validation.refuse(services, job, run, refused.report, _related(job, run, None))
     except Exception as exc:
         _fail(services, job, run, exc)
         raise
@@ -140,7 +142,8 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
     clock = Stages()
     with clock.stage("data"):  # assembly, validation (min_rows), time split
         frame, counts = _training_rows(services, job, run)
-        train, validation, holdout = time_split(frame, spec.split)
+        train, valid, holdout = time_split(frame, spec.split)
+        checks = validation.stored_summary(services, run.id)
     best: dict[str, Any] = {}
     settings = services.settings
     warm_from, champion_model = None, COLD  # R-TRN-26: fine-tune from the champion
@@ -153,7 +156,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
         ) as executor,
     ):
         if spec.search is not None:
-            best = _search(services, spec, run, train, validation, executor)
+            best = _search(services, spec, run, train, valid, executor)
             services.tracking.log_batch(
                 run.id, params={f"best.{k}": _plain(v) for k, v in best.items()}
             )
@@ -161,12 +164,12 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
     with clock.stage("evaluation"):
         metrics = {
             **evaluate(model, train, spec, "train"),
-            **evaluate(model, validation, spec, "validation"),
+            **evaluate(model, valid, spec, "validation"),
             **evaluate(model, holdout, spec, "holdout"),
             # R-TRN-24 cohort evaluation: explored rows (unbiased) apart from exploited ones
             **cohort_metrics(lambda part, name: evaluate(model, part, spec, name), holdout),
             "rows.train": float(len(train)),
-            "rows.validation": float(len(validation)),
+            "rows.validation": float(len(valid)),
             "rows.holdout": float(len(holdout)),
         }
         services.tracking.log_batch(
@@ -194,6 +197,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
             "stages": clock.report(),
             "warm_start": {"from_version": warm_from} if spec.warm_start else None,
             "warnings": warnings,
+            "data_validation": checks,
         },
         actor=f"job:retrain.run:{key}",
         related=_related(job, run, version.version),
@@ -210,6 +214,7 @@ def _pipeline(services: Any, job: JobArgs, run: Run, key: str) -> dict[str, Any]
         "rows": counts["rows"],
         "metrics": metrics,
         "stages": clock.report(),
+        "data_validation": checks,
         "warnings": warnings,
         **outcome,
     }
@@ -242,15 +247,20 @@ def _training_rows(services: Any, job: JobArgs, run: Run) -> tuple[pd.DataFrame,
     # clock otherwise assembles rows from another time than the one it evaluated
     now = services.jobs.clock()
     data: TrainingData = assemble(services, job.model, job.retrain, job.data, now)
-    counts = data.counts()
-    if len(data.frame) < job.retrain.min_rows:
+    frame, counts = data.frame, data.counts()
+    if job.retrain.data_validation is not None and len(frame) >= job.retrain.min_rows:
+        # R-CICD-07 / R-TRN-21: stats, schema, anomalies, skew, window; corrupted periods out
+        frame, report = validation.validate(services, job, data, now)
+        validation.store(services, run.id, report)
+        counts = {**counts, "rows": len(frame), "quarantined_rows": report["quarantined_rows"]}
+    if len(frame) < job.retrain.min_rows:
         raise InvalidInput(
-            f"retrain.min_rows: {len(data.frame)} labelled rows in the window "
+            f"retrain.min_rows: {len(frame)} labelled rows in the window "
             f"(need {job.retrain.min_rows}); counts {counts}",
             field="retrain.min_rows",
         )
     stored = services.datasets.register_frame(
-        name, data.frame, source_uri=f"keel://predictions/{job.model}"
+        name, frame, source_uri=f"keel://predictions/{job.model}"
     )
     services.tracking.log_input(
         run.id,
@@ -267,7 +277,7 @@ def _training_rows(services: Any, job: JobArgs, run: Run) -> tuple[pd.DataFrame,
     services.tracking.log_batch(
         run.id, tags={STAGE_TAG: "data", "keel.retrain.counts": json.dumps(counts)}
     )
-    return data.frame, counts
+    return frame, counts
 
 
 def _search(
