@@ -10,6 +10,7 @@ import typer
 
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
+from keel.cli._synthetic_output import synthetic_table
 from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def _as_option(error: InvalidInput) -> InvalidInput:
     """The SDK's/server's ``since: ...`` as ``--since: ...``: the CLI names its options."""
     field = error.field or ""
     root = field.split("[")[0].split(".")[0]
-    if root not in ("versions", "since", "limit"):
+    if root not in ("versions", "since", "limit", "synthetic", "seed"):
         return error
     return InvalidInput(f"--{root}: {error.message.split(': ', 1)[-1]}", field=f"--{root}")
 
@@ -274,6 +275,8 @@ def _replay_table(report: dict[str, Any]) -> None:
             for v in report["versions"]
         ],
     )
+    if "synthetic" in report:
+        synthetic_table(report["synthetic"])
 
 
 @deploy_app.command("replay")
@@ -284,21 +287,27 @@ def replay(
         "7d", help="Logged requests newer than 30m / 2h / 7d / a date / epoch ms."
     ),
     limit: int | None = typer.Option(None, min=1, help="Newest N logged requests at most."),
+    synthetic: int | None = typer.Option(None, help="Also N generated rows per case kind."),
+    seed: int = typer.Option(0, help="Seed of the synthetic rows."),
     as_json: bool = JsonOption,
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
     """Re-score the deployment's logged requests with candidate versions (changes nothing):
-    agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist.
+    agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist. With
+    --synthetic N, every version also scores N generated rows per case kind (marginal
+    samples, edge values, missing, out-of-range, unseen category): errors, agreement, PSI/KS.
 
-    Example: keel deploy replay churn-live --versions 3,4 --since 7d
+    Example: keel deploy replay churn-live --versions 3,4 --since 7d --synthetic 500
     """
 
     def run() -> dict[str, Any]:
         chosen = _version_list(versions)
         start: str | int = int(since) if since.isdigit() else since  # epoch ms
         try:
-            return make_client(server, token).replay_deployment(name, chosen, start, limit)
+            return make_client(server, token).replay_deployment(
+                name, chosen, start, limit, synthetic, seed
+            )
         except InvalidInput as error:
             raise _as_option(error) from None
 

@@ -82,9 +82,14 @@ class DeploymentsMixin:
         versions: Sequence[int],
         since: str | int | dt.datetime = "7d",
         limit: int | None = None,
+        synthetic: int | None = None,
+        seed: int = 0,
     ) -> dict[str, Any]:
         """Re-score the deployment's logged requests since ``since`` (epoch ms, ISO-8601, an
         age like ``7d`` or a datetime) with each of ``versions``, server-side (R-TRK-11).
+        ``synthetic``: also score that many generated rows per case kind (marginal samples,
+        edge values, missing and out-of-range values; seeded by ``seed``) with every version:
+        the report's ``synthetic.cases``.
 
         Returns ``rows``, ``labelled`` and, per version, ``agreement`` with what was
         answered, ``psi``/``ks`` of the scores, ``latency_ms`` (p50/p99 per row) and
@@ -96,7 +101,8 @@ class DeploymentsMixin:
 
         if isinstance(since, dt.datetime):
             since = _epoch_ms(since)
-        return self.transport.replay_deployment(name, check_request(versions, since, limit))
+        request = check_request(versions, since, limit, synthetic, seed)
+        return self.transport.replay_deployment(name, request)
 
     def deployment_decisions(self, name: str, limit: int = 100) -> list[Decision]:
         """The deployment's decision records, newest first."""

@@ -262,8 +262,9 @@ class LocalTransport(LocalOps, Transport):
 
     def replay_deployment(self, name: str, request: ReplayRequest) -> dict[str, Any]:
         return self.services.deployments.replay(
-            name, request.versions, since=request.since, limit=request.limit
-        )
+            name, request.versions, since=request.since, limit=request.limit,
+            synthetic=request.synthetic, seed=request.seed,
+        )  # fmt: skip
 
     def deployment_decisions(self, name: str, limit: int) -> list[Decision]:
         return self.services.deployments.decisions(name, limit)

@@ -6,7 +6,9 @@ files through the settings' ``allow_pickle`` / trusted classes), and compared wi
 was answered: agreement with the logged output, the distribution shift of the scores
 (PSI and KS from :mod:`keel.monitoring.stats`), latency per row (p50/p99 of per-row
 scoring), and, for requests with labels (feedback joined by request id), the metrics:
-accuracy and ROC AUC for classifiers, MAE and RMSE for regressors.
+accuracy and ROC AUC for classifiers, MAE and RMSE for regressors. ``synthetic`` adds
+generated test cases (marginal samples, edge values, missing and out-of-range values)
+scored by every version on the same rows (:mod:`keel.deploy.synthetic`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from keel._durations import parse_time
 from keel._models import invalid_input
 from keel.deploy.armstats import roc_auc
+from keel.deploy.synthetic import MAX_SYNTHETIC, generate, score_cases
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring.diagnosis import model_input
 from keel.monitoring.stats import ks, psi
@@ -56,6 +59,10 @@ class ReplayRequest(BaseModel):
     versions: list[int] = Field(min_length=1, max_length=MAX_VERSIONS)
     since: str | int = Field(default="7d", description="Epoch ms, ISO-8601 or an age (7d).")
     limit: int | None = Field(default=None, ge=1, le=MAX_ROWS)
+    synthetic: int | None = Field(
+        default=None, ge=1, le=MAX_SYNTHETIC, description="Synthetic rows per case kind."
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the synthetic rows.")
 
     @field_validator("since")
     @classmethod
@@ -65,11 +72,18 @@ class ReplayRequest(BaseModel):
 
 
 def check_request(
-    versions: Sequence[int], since: str | int = "7d", limit: int | None = None
+    versions: Sequence[int],
+    since: str | int = "7d",
+    limit: int | None = None,
+    synthetic: int | None = None,
+    seed: int = 0,
 ) -> ReplayRequest:
-    """A :class:`ReplayRequest`; InvalidInput naming ``versions[i]``, ``since`` or ``limit``."""
+    """A :class:`ReplayRequest`; InvalidInput naming ``versions[i]``, ``since``, ``limit``,
+    ``synthetic`` or ``seed``."""
     try:
-        return ReplayRequest(versions=list(versions), since=since, limit=limit)
+        return ReplayRequest(
+            versions=list(versions), since=since, limit=limit, synthetic=synthetic, seed=seed
+        )
     except ValidationError as exc:
         raise invalid_input(exc) from None
 
@@ -84,13 +98,19 @@ def replay(
     limit: int | None,
     load: Callable[[ModelVersion], Any],
     labels: Callable[..., pd.DataFrame] | None,
+    synthetic: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Per version: ``agreement``, ``psi``, ``ks``, ``latency_ms`` (p50/p99), ``metrics``
-    over the newest ``limit`` logged requests since ``since``. InvalidInput names
-    ``since``/``limit``, or says there are no logged requests in the window."""
+    over the newest ``limit`` logged requests since ``since``; with ``synthetic``, also
+    ``synthetic``: that many generated rows per case kind scored by every version
+    (:mod:`keel.deploy.synthetic`, drawn with ``seed``). InvalidInput names
+    ``since``/``limit``/``synthetic``, or says there are no logged requests in the window."""
     start = parse_time(since, "since")
     if limit is not None and not 1 <= limit <= MAX_ROWS:
         raise InvalidInput(f"limit: expected 1..{MAX_ROWS}", field="limit")
+    if synthetic is not None and not 1 <= synthetic <= MAX_SYNTHETIC:
+        raise InvalidInput(f"synthetic: expected 1..{MAX_SYNTHETIC}", field="synthetic")
     if root is None:
         raise InvalidInput(
             "since: no logged requests in the window (no prediction log)", field="since"
@@ -107,12 +127,12 @@ def replay(
     features = logged[[c for c in logged.columns if c.startswith(FEATURE_PREFIX)]]
     features.columns = [c[len(FEATURE_PREFIX) :] for c in features.columns]
     truth = logged_labels(logged, labels, model, start)
+    models = [(version.version, load(version)) for version in versions]
     results = []
-    for version in versions:
-        loaded = load(version)
+    for number, loaded in models:
         rows = model_input(loaded, features, list(features.columns))
-        results.append(_score(version.version, loaded, rows, logged, truth))
-    return {
+        results.append(_score(number, loaded, rows, logged, truth))
+    report: dict[str, Any] = {
         "deployment": deployment,
         "model": model,
         "since": start.isoformat() if start else None,
@@ -120,6 +140,17 @@ def replay(
         "labelled": int(truth.notna().sum()),
         "versions": results,
     }
+    if synthetic is not None:
+        signature = getattr(models[0][1], "signature", None)
+        cases = generate(features, signature, synthetic, seed)
+        columns = list(cases["marginal samples"][0].columns)
+        report["synthetic"] = {
+            "rows_per_case": synthetic,
+            "seed": seed,
+            "compared_with": models[0][0],
+            "cases": score_cases(cases, models, columns),
+        }
+    return report
 
 
 def logged_labels(

@@ -357,9 +357,12 @@ class DeploymentService(ChangesMixin):
         versions: builtins.list[int],
         since: str | int = "7d",
         limit: int | None = None,
+        synthetic: int | None = None,
+        seed: int = 0,
     ) -> dict[str, Any]:
         """Re-score the deployment's logged requests since ``since`` with ``versions``
-        (R-TRK-11, :mod:`keel.deploy.replay`): agreement, PSI/KS, latency, metrics."""
+        (R-TRK-11, :mod:`keel.deploy.replay`): agreement, PSI/KS, latency, metrics; with
+        ``synthetic``, generated test cases too (:mod:`keel.deploy.synthetic`)."""
         from keel.deploy.replay import replay, resolve_versions
 
         deployment = self.store.get_deployment(name)
@@ -374,6 +377,8 @@ class DeploymentService(ChangesMixin):
             limit=limit,
             load=self.model_loader,
             labels=self.labels,
+            synthetic=synthetic,
+            seed=seed,
         )
 
     def archive_expired(self, actor: str = "retention") -> builtins.list[dict[str, Any]]:

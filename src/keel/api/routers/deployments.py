@@ -95,9 +95,13 @@ def resume_deployment(
 @router.post("/v1/deployments/{name}/replay")
 def replay_deployment(name: str, svc: Svc, body: ReplayRequest) -> dict[str, Any]:
     """Re-score the deployment's logged requests since ``since`` with each candidate version
-    (R-TRK-11): agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist.
-    Changes nothing; 422 names ``versions``, ``since`` or ``limit`` (or an empty window)."""
-    return svc.deployments.replay(name, body.versions, since=body.since, limit=body.limit)
+    (R-TRK-11): agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist;
+    ``synthetic`` adds generated test cases per case kind (seeded by ``seed``). Changes
+    nothing; 422 names ``versions``, ``since``, ``limit``, ``synthetic`` (or an empty window)."""
+    return svc.deployments.replay(
+        name, body.versions, since=body.since, limit=body.limit,
+        synthetic=body.synthetic, seed=body.seed,
+    )  # fmt: skip
 
 
 @router.get("/v1/deployments/{name}/decisions", response_model=list[Decision])
