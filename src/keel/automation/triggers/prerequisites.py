@@ -166,8 +166,10 @@ def _columns(ctx: EvaluationContext) -> int:
 
 def _window_rows(ctx: EvaluationContext) -> pd.DataFrame:
     """Labelled rows (of every version) in the retrain section's window."""
+    from keel.automation.retrain.spec import RetrainSpec
+
     spec = _retrain_spec(ctx)
-    window_s = spec.window_s if spec is not None else 90 * 86_400
+    window_s = spec.window_s if spec is not None else RetrainSpec.model_fields["window_s"].default
     start = ctx.now_ms - window_s * 1000
     return ctx.labelled_between(start, ctx.now_ms, served=False)
 
