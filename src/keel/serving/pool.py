@@ -31,6 +31,7 @@ from keel.errors import KeelError, ModelError, NotFound, Unavailable
 from keel.registry.flavors import LoadedModel
 from keel.registry.packaging import load_model_dir
 from keel.registry.service import RegistryService
+from keel.serving._lgbmcall import BoosterCall
 from keel.serving.batcher import BatchResult
 from keel.serving.hits import HitMemo
 from keel.serving.metrics import MODEL_LOAD, POOL_BYTES
@@ -66,6 +67,8 @@ class PoolEntry:
         return self.model.classes is not None
 
     matrix_ok: bool = False  # set at load: rows may go to the model as one float array
+    #: With ``matrix_ok``, a LightGBM booster's one-C-call predictor (``_lgbmcall``).
+    booster_call: BoosterCall | None = None
     # Online features (keel.serving.enrich): the FeatureBinding of a model a feature
     # service feeds, enrich.PENDING until the gateway resolved it, None when the body
     # alone is the model's input (only then may the in-process fast paths answer).
@@ -88,8 +91,12 @@ class PoolEntry:
                 frame: Any = np.array(rows, dtype=np.float64)  # None → NaN, as in a frame
             else:
                 frame = self.spec.frame(rows, self.spec.columns or columns or [])
-            predictions = self.model.predict(frame).tolist()
-            proba = self.model.predict_proba(frame).tolist() if probabilities else None
+            if self.booster_call is not None:  # one pass for labels and probabilities
+                predictions, matrix = self.booster_call(frame, probabilities)
+                proba = None if matrix is None else matrix.tolist()
+            else:
+                predictions = self.model.predict(frame).tolist()
+                proba = self.model.predict_proba(frame).tolist() if probabilities else None
         except KeelError:
             raise
         except Exception as exc:  # whatever the model raises is the model's error
@@ -238,6 +245,7 @@ class ModelPool:
                 directory, allow_pickle=self.allow_pickle, trusted_classes=self.trusted_classes
             )
             spec = InputSpec(model.signature or item.signature, max_rows=self.max_rows)
+            matrix_ok = takes_float_matrix(model, spec)
         except NotFound:
             raise
         except Exception as exc:  # any failure to load makes the version unavailable
@@ -257,7 +265,8 @@ class ModelPool:
             size_bytes=sum(f.size_bytes for f in item.files),
             load_ms=(time.perf_counter() - started) * 1000,
             example=item.input_example,
-            matrix_ok=takes_float_matrix(model, spec),
+            matrix_ok=matrix_ok,
+            booster_call=BoosterCall.of(model) if matrix_ok else None,
         )
 
     def _evict(self, keep: tuple[str, int]) -> None:
