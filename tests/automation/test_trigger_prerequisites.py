@@ -79,6 +79,7 @@ def test_job_capacity_blocks_until_the_queue_drains(trigger_env: Env) -> None:
     services.triggers.apply(hand(max_jobs=1))
     blocked = services.triggers.evaluate("hand", data.now_ms(), manual=True)
     assert not blocked.fired and "max_jobs 1" in blocked.reason
+    assert blocked.pending_fire is None  # only timing defers; a blocked fire is not owed
     assert blocked.prerequisites["capacity"]["retrain_jobs_active"] == 1
     assert drain(services.jobs) == 1
     fired = services.triggers.evaluate("hand", data.now_ms(), manual=True)

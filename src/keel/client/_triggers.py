@@ -83,7 +83,7 @@ class _Local:
         return orjson.loads(orjson.dumps(result.as_dict()))  # type: ignore[no-any-return]
 
     def fire(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
-        result = self.services.triggers.fire(name, event, actor=self.user or "sdk")
+        result = self.services.triggers.fire(name, event, actor=self.user)
         return orjson.loads(orjson.dumps(result.as_dict()))  # type: ignore[no-any-return]
 
 

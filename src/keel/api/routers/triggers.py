@@ -111,6 +111,6 @@ async def fire_trigger(name: str, request: Request, svc: Svc, actor: Actor) -> d
         raise InvalidInput(f"body: not valid JSON: {exc}", field="body") from None
     event = parse_fire_event(document)
     result = await run_in_threadpool(
-        svc.triggers.fire, name, event.model_dump(exclude_none=True), actor=actor or "api"
+        svc.triggers.fire, name, event.model_dump(exclude_none=True), actor=actor
     )
     return result.as_dict()

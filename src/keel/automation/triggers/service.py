@@ -215,9 +215,10 @@ class TriggerService:
             result.reason = f"not met ({combine} of {len(outcomes)} conditions)"
             self._record(trigger, result, actor)
             return result
-        # a fire deferred earlier is still owed, whether or not the conditions still hold
-        result.pending_fire = pending or {"since_ms": at, "event": event}
-        prefix = "met" if met else f"deferred fire of {_iso(result.pending_fire['since_ms'])}"
+        # a fire deferred earlier is still owed, whether or not the conditions still hold;
+        # only timing defers (prerequisites and the cooldown are asked again next time)
+        result.pending_fire = pending
+        prefix = "met" if met or not pending else f"deferred fire of {_iso(pending['since_ms'])}"
         cooldown_ms = trigger.seconds(trigger.cooldown) * 1000
         blocked = check_prerequisites(ctx, result.prerequisites)
         timing = check_timing(ctx)
@@ -229,11 +230,11 @@ class TriggerService:
         elif trigger.last_fired_at_ms is not None and trigger.last_fired_at_ms > at - cooldown_ms:
             until = trigger.last_fired_at_ms + cooldown_ms
             result.reason = f"{prefix}, not fired: in cooldown until {_iso(until)}"
-            result.pending_fire = pending  # a met trigger in cooldown owes nothing new
         elif not timing.allowed:
             retry = f"; next allowed {_iso(timing.retry_at_ms)}" if timing.retry_at_ms else ""
             result.reason = f"{prefix}, deferred: {timing.reason}{retry}"
             result.timing = {**(result.timing or {}), "deferred": True}
+            result.pending_fire = pending or {"since_ms": at, "event": event}
         else:
             result.pending_fire = None
             return self._act(ctx, trigger, result, cooldown_ms, actor)
@@ -241,15 +242,16 @@ class TriggerService:
         return result
 
     def fire(
-        self, name: str, event: Any = None, *, actor: str = "api", now: int | None = None
+        self, name: str, event: Any = None, *, actor: str | None = None, now: int | None = None
     ) -> Evaluation:
         """R-CICD-02's webhook: evaluate now as asked for by hand (``manual`` conditions are
         met) with the posted commit and actor (``code`` conditions compare the commit); both
-        are recorded on the evaluation and the retraining run."""
+        are recorded on the evaluation and the retraining run. The decision's actor is the
+        authenticated caller, else the posted actor."""
         from keel.automation.triggers.code import parse_fire_event
 
         checked = parse_fire_event(event).model_dump(exclude_none=True)
-        who = checked.get("actor") or actor
+        who = actor or checked.get("actor") or "api"
         return self.evaluate(name, now, manual=True, actor=who, event=checked or None)
 
     def _act(
@@ -372,13 +374,9 @@ def _job_args(
     retrain: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``retrain.run`` job's arguments: the trigger's ``retrain`` section verbatim."""
-    return {
-        "model": model,
-        "trigger": trigger,
-        "decision_id": decision_id,
-        "data": data,
-        "retrain": dict(retrain),
-    }
+    return dict(
+        model=model, trigger=trigger, decision_id=decision_id, data=data, retrain=dict(retrain)
+    )
 
 
 def _paths(trigger: Trigger) -> list[str]:
