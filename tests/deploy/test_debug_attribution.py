@@ -18,7 +18,7 @@ from scipy.stats import ks_2samp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.tree import DecisionTreeClassifier
-from tests.deploy.conftest import FEATURES, POLICY, Clock
+from tests.deploy.conftest import FEATURES, POLICY, Clock, Models, log_traffic
 from typer.testing import CliRunner
 
 from keel import Client
@@ -276,3 +276,33 @@ def test_feature_shift_and_gap_importance_against_scipy_and_sklearn() -> None:
     by = {e["feature"]: e for e in found["features"]}
     assert by["a"]["importance"] == pytest.approx(np.mean(drops), abs=1e-9) and drops[0] > 0
     assert by["z"]["importance"] == 0.0
+
+
+@SQLITE
+def test_without_traffic_or_labels_the_attribution_says_what_it_lacks(
+    services: Services,
+    models: dict[int, Any],
+    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
+    clocked: tuple[DeploymentService, Clock],
+) -> None:
+    service, clock = clocked
+    service.create(POLICY, actor="ana")
+    clock.now += 1_000
+    empty = debug_canary(service, "churn-live")["attribution"]
+    assert empty["rows"] == {"candidate": 0, "primary": 0} and empty["bad_vs_good"] == []
+    assert "labelled rows" in empty["permutation"]["skipped"]
+    # unlabelled traffic whose canary answers fail for new customers: errors are the bad rows
+    rows = churn_rows[1].iloc[:800].reset_index(drop=True)
+    log_traffic(
+        services, Models(models[1], models[2], models), rows, deployment="churn-live",
+        arms={"primary": 1, "canary": 2}, shares={"primary": 50, "canary": 50},
+        start_ms=clock.now + 1, end_ms=clock.now + 50_000, label=False,
+        failing={"canary": 0.3},
+    )  # fmt: skip
+    clock.now += 60_000
+    found = debug_canary(service, "churn-live")["attribution"]
+    bad = found["bad_rows"]
+    assert bad["threshold"] is None and bad["high_loss"] == 0 and bad["errors"] == bad["bad"] > 0
+    assert {e["feature"] for e in found["bad_vs_good"]} == set(FEATURES)
+    assert found["step_vs_earlier"] is None  # one step
+    assert "0 labelled rows" in found["permutation"]["skipped"]

@@ -91,6 +91,8 @@ def read_rows(
         model, start=start_ms, end=end_ms, root=root, deployment=deployment,
         limit=MAX_ROWS, newest=True,
     ).to_pandas()  # fmt: skip
+    if logged.empty:  # no file in the window gives no columns at all
+        return pd.DataFrame(columns=["arm", "at_ms", "error", "output", "score", "y"])
     features = [c for c in logged.columns if c.startswith(FEATURE_PREFIX)]
     out = logged[features].rename(columns=lambda c: c[len(FEATURE_PREFIX) :])
     extra = logged["extra"].fillna("") if "extra" in logged else pd.Series("", index=logged.index)
