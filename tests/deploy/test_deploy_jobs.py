@@ -75,7 +75,8 @@ def test_retention_archives_only_an_expired_unused_previous_champion(
     service.promote("churn-live", actor="ana")  # v2 champion, v1 kept 14 days
     registry = services.registry
     clock.now += 13 * DAY_MS
-    assert _run(services, "deploy.retention") == {"versions": []}  # not yet due
+    # not yet due; the promotion's own report job exists, so none is queued again
+    assert _run(services, "deploy.retention") == {"versions": [], "reports_queued": []}
     clock.now += 2 * DAY_MS
     registry.set_alias("churn", "fallback", 1)  # someone relies on v1: kept
     kept = _run(services, "deploy.retention")["versions"]
@@ -96,7 +97,7 @@ def test_retention_archives_only_an_expired_unused_previous_champion(
     assert registry.get_version("churn", 2).status == "ACTIVE"
     record = services.decisions.query(deployment="churn-live", kind="archive")[0]
     assert record.actor == "retention" and "v1 archived" in record.summary
-    assert _run(services, "deploy.retention") == {"versions": []}  # idempotent
+    assert _run(services, "deploy.retention") == {"versions": [], "reports_queued": []}
 
 
 def test_rollback_returns_before_its_report_archive_job_which_retries(
@@ -176,3 +177,35 @@ def test_finish_job_arguments_are_checked_at_enqueue(
         "deployment": "churn-live",
         **({"archive_run_id": None} if kind == "deploy.report" else {"rows": None}),
     }
+
+
+def test_retention_queues_the_report_an_unavailable_queue_missed(
+    services: Services,
+    canary: Canary,
+    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = canary.service
+    serve_step(services, canary.models, churn_rows[1].iloc[:200], canary.clock)
+    real_enqueue = services.jobs.enqueue
+
+    def queue_down(*args: Any, **kw: Any) -> Any:
+        raise ConnectionError("queue unavailable")
+
+    monkeypatch.setattr(services.jobs, "enqueue", queue_down)
+    try:
+        ended = service.rollback("churn-live", reason="by hand", actor="ana")
+    except ConnectionError:
+        ended = service.get("churn-live")  # a listener may surface the failure
+    assert ended.status == "rolled_back"
+    monkeypatch.setattr(services.jobs, "enqueue", real_enqueue)
+    assert services.jobs.list_jobs(kind="deploy.report") == []
+    result = _run(services, "deploy.retention")
+    assert result["reports_queued"] == ["churn-live"]
+    (job,) = services.jobs.list_jobs(kind="deploy.report")
+    assert job.key == f"deploy.report:churn-live:{ended.updated_at_ms}"
+    drain(services.jobs)
+    assert services.jobs.get(job.id).status == "succeeded"
+    assert build_report(service, services.tracking, "churn-live")["archived"]
+    # the next day's run finds the job and queues nothing more
+    assert _run(services, "deploy.retention")["reports_queued"] == []

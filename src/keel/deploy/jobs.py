@@ -39,6 +39,7 @@ __all__ = [
     "RETENTION_SCHEDULE",
     "ensure_schedules",
     "finish_listener",
+    "queue_missing_reports",
     "schedule_on_create",
 ]
 
@@ -85,7 +86,19 @@ def retain_deployments(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     outcomes = services.deployments.archive_expired()
     for outcome in outcomes:
         log.info("retention of %s v%s: %s", outcome["model"], outcome["version"], outcome)
-    return {"versions": outcomes}
+    return {"versions": outcomes, "reports_queued": queue_missing_reports(services)}
+
+
+def queue_missing_reports(services: Any) -> list[str]:
+    """Queue the report job of each ended deployment that has none: its end queues it, but
+    a queue that was down then (the end itself is already committed) would otherwise leave
+    the report computed on every read and never archived. Keyed like the end's own job, so
+    a deployment whose job exists (whatever its status) queues nothing."""
+    queued = []
+    for deployment in services.deployments.list():
+        if deployment.status in FINISHED and _queue(services.jobs, REPORT_KIND, deployment):
+            queued.append(deployment.name)
+    return queued
 
 
 def _one_deployment(kind: str) -> Any:
@@ -146,15 +159,19 @@ def finish_listener(jobs: Any) -> Listener:
         if event == "rolled_back" and _counts_contamination(deployment):
             kinds.insert(0, CONTAMINATION_KIND)
         for kind in kinds:
-            job = jobs.enqueue(
-                kind,
-                {"deployment": deployment.name},
-                key=f"{kind}:{deployment.name}:{deployment.updated_at_ms}",
-                actor=_ACTOR,
-            )
-            log.info("%s of %s queued as job %s", kind, deployment.name, job.id)
+            _queue(jobs, kind, deployment)
 
     return listener
+
+
+def _queue(jobs: Any, kind: str, deployment: Deployment) -> bool:
+    """Queue ``kind`` for the end of ``deployment``; False when its key already has a job."""
+    key = f"{kind}:{deployment.name}:{deployment.updated_at_ms}"
+    if jobs.store.find_job_by_key(key) is not None:
+        return False
+    job = jobs.enqueue(kind, {"deployment": deployment.name}, key=key, actor=_ACTOR)
+    log.info("%s of %s queued as job %s", kind, deployment.name, job.id)
+    return True
 
 
 def _counts_contamination(deployment: Deployment) -> bool:
