@@ -32,11 +32,12 @@ from keel.services import Services
 
 
 def register_with_reference(services: Services, rows: pd.DataFrame) -> None:
-    """churn v1 @champion with its training rows logged as the run's training input."""
+    """churn v1 @champion with its training rows logged as the run's training input (with
+    the customer id beside the features, as a logged training frame often has)."""
     model = user_code.train(rows[[*FEATURES, "churn"]], {})
     client = Client(settings=services.settings)
     with client.start_run("seed", capture_env=False) as run:
-        run.log_input(rows[[*FEATURES, "churn"]], name="churn-train")
+        run.log_input(rows[["customer_id", *FEATURES, "churn"]], name="churn-train")
         version = run.log_model(model, registered_name="churn", input_example=rows[FEATURES][:5])
     client.set_alias("churn", "champion", version.version)  # type: ignore[union-attr]
     client.close()
@@ -127,6 +128,7 @@ def test_a_clean_window_passes_with_stats_and_skew_and_trains(
     # stored with the run, in the retraining decision, and shown by keel jobs show
     _, path = champion.tracking.artifact_file(job.result["run_id"], ARTIFACT)
     stored = json.loads(path.read_text())
+    assert list(stored["schema"]) == FEATURES  # the signature's inputs, not the id
     assert stored["schema"]["monthly_charges"]["kind"] == "numeric"
     assert stored["schema"]["monthly_charges"]["min"] == reference["monthly_charges"].min()
     assert set(stored["schema"]["contract"]["categories"]) == set(reference["contract"].astype(str))

@@ -88,6 +88,13 @@ class Reference:
 
     frame: pd.DataFrame
     source: dict[str, Any]
+    inputs: tuple[str, ...] = ()  # the version's signature inputs (its features)
+
+    def columns(self, label: str) -> list[str]:
+        """The reference's feature columns: its signature inputs when they name columns of
+        the frame (a logged training frame may hold ids too), else all but label and time."""
+        named = [c for c in self.frame.columns if c in self.inputs]
+        return named or [c for c in self.frame.columns if c not in (label, TS_COLUMN)]
 
 
 def find_reference(services: Any, model: str) -> Reference | None:
@@ -105,9 +112,9 @@ def find_reference(services: Any, model: str) -> Reference | None:
             stored = services.datasets.get_by_hash(item.content_hash)
             frame = services.datasets.load(stored.name, stored.version)
             source = {"version": version.version, "run_id": run.id, "dataset": stored.name}
-            return Reference(
-                frame, {**source, "dataset_version": stored.version, "rows": len(frame)}
-            )
+            inputs = tuple(c["name"] for c in (version.signature or {}).get("inputs", []))
+            source.update(dataset_version=stored.version, rows=len(frame))
+            return Reference(frame, source, inputs)
     return None
 
 
@@ -125,9 +132,7 @@ def validate(
     schema: dict[str, ColumnSchema] = {}
     profile: ReferenceProfile | None = None
     if reference is not None:
-        ref_columns = [
-            c for c in reference.frame.columns if c not in (job.retrain.label, TS_COLUMN)
-        ]
+        ref_columns = reference.columns(job.retrain.label)
         profile = ReferenceProfile.from_frame(reference.frame[ref_columns])
         schema = infer_schema(profile, ref_columns)
         found = schema_violations(schema, frame, features)
