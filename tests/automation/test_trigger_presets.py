@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from keel.automation.cron import next_fire
 from keel.automation.retrain.pipeline import register_retrain_kind
+from keel.automation.triggers import parse_trigger
 from keel.automation.triggers.presets import PRESETS, get_preset
 from keel.cli.main import app
 from keel.errors import InvalidInput
@@ -93,3 +94,11 @@ def test_the_churn_preset_is_seed_004_as_written() -> None:
     seed = yaml.safe_load((FIXTURES / "trigger_seed004.yaml").read_text())
     assert get_preset("churn")["any"] == seed["any"]
     assert get_preset("churn")["retrain"]["gates"] == {"floor": {"min_auc": 0.80}}  # R-TRN-06
+
+
+def test_high_traffic_daily_presets_avoid_peak_hours() -> None:
+    """R-TRN-21: ad-click and recommender models retrain daily on busy traffic."""
+    for name in ("ad-click", "recommender"):
+        spec = parse_trigger(PRESETS[name].trigger)
+        assert spec.timing is not None and spec.timing.peak is not None
+        assert spec.timing.peak.percentile == 80

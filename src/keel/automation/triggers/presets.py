@@ -46,6 +46,8 @@ def _preset(name: str, kind: str, source: str, summary: str, **trigger: Any) -> 
 
 
 _WEEKLY, _MONTHLY, _QUARTERLY, _DAILY = "0 0 * * 1", "@monthly", "0 0 1 */3 *", "@daily"
+#: High-traffic daily retrainers wait for a quiet hour of week (R-TRN-21).
+_OFF_PEAK = {"avoid_peak": {"percentile": 80, "weeks": 4}}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -58,6 +60,7 @@ PRESETS: dict[str, Preset] = {
             description="R-TRN-07: ad-click models retrain daily.",
             any=[{"metric": "schedule", "cron": _DAILY}],
             cooldown="12h",
+            timing=_OFF_PEAK,
         ),
         _preset(
             "fraud",
@@ -160,6 +163,7 @@ PRESETS: dict[str, Preset] = {
                 {"metric": "schedule", "cron": _DAILY},
             ],
             cooldown="12h",
+            timing=_OFF_PEAK,
         ),
         _preset(
             "keyword-spotter",
