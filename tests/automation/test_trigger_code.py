@@ -188,4 +188,7 @@ def test_cli_fire_and_bad_input_exit_2(trigger_env: Env, tmp_path: Path) -> None
     )
     applied = runner.invoke(app, ["triggers", "apply", "-f", str(path)], env=environ)
     assert applied.exit_code == 2 and "timing.allowed_hours" in applied.output
+    services.triggers.apply(dict(HAND, timing={"allowed_days": ["sat"]}))
+    shown = runner.invoke(app, ["triggers", "show", "hand"], env=environ)
+    assert "timing: {'allowed_days': ['sat']}" in shown.stdout
     assert [t.name for t in services.triggers.list_triggers()] == ["hand"]

@@ -102,6 +102,11 @@ def show_trigger(
             keys = cond.model_dump(exclude_none=True, exclude={"min_labels", "min_samples"})
             console.print(f"  {path}: {keys}", soft_wrap=True, markup=False)
         console.print(f"cooldown {trigger.cooldown}, min_interval {trigger.min_interval}")
+        needs = trigger.prerequisites.model_dump(exclude_none=True)
+        console.print(f"prerequisites: {needs}", soft_wrap=True, markup=False)
+        if trigger.timing is not None:
+            timing = trigger.timing.model_dump(exclude_none=True)
+            console.print(f"timing: {timing}", soft_wrap=True, markup=False)
         console.print(
             f"last evaluated {fmt_ms(trigger.last_evaluated_at_ms)}, "
             f"last fired {fmt_ms(trigger.last_fired_at_ms)} (job {trigger.last_job_id or '-'})"
