@@ -24,6 +24,8 @@ class DecisionStore(Protocol):
 
     def list_decisions(self, query: DecisionQuery) -> list[Decision]: ...
 
+    def get_decision(self, decision_id: int) -> Decision: ...
+
 
 class DecisionLog:
     """The use cases of the decision log over a :class:`DecisionStore` and a clock."""
@@ -95,10 +97,12 @@ class DecisionLog:
         until: int | str | dt.datetime | None = None,
         deployment: str | None = None,
         limit: int = 100,
+        open: bool | None = None,
     ) -> list[Decision]:
         """Decisions matching every given filter, newest first.
 
         ``since``/``until``: epoch milliseconds, an ISO-8601 time, or an age (``7d``).
+        ``open=True``: unresolved incidents only (:mod:`keel.decisions.incidents`).
         """
         if kind is not None and not _KIND.match(kind):
             raise InvalidInput(f"unknown kind spelling {kind!r}", field="kind")
@@ -111,9 +115,14 @@ class DecisionLog:
                 deployment=deployment,
                 since_ms=self._time(since, "since"),
                 until_ms=self._time(until, "until"),
+                open=open,
                 limit=limit,
             )
         )
+
+    def get(self, decision_id: int) -> Decision:
+        """One record with its ``resolution``; NotFound names ``id``."""
+        return self.store.get_decision(decision_id)
 
     def _time(self, value: int | str | dt.datetime | None, field: str) -> int | None:
         if value is None:

@@ -83,9 +83,9 @@ class MonitorInputs:
         return frame
 
     def check_columns(self, spec: MonitorSpec) -> None:
-        """Refuse ``features``, ``label_column``, ``slices`` and ``overrides`` naming columns a
-        run could never find (InvalidInput naming the field), so a scheduled monitor is refused
-        when it is created instead of failing on every run.
+        """Refuse ``features``, ``label_column``, ``slices``, ``overrides`` and ``rules`` naming
+        columns a run could never find (InvalidInput naming the field), so a scheduled monitor
+        is refused when it is created instead of failing on every run.
 
         Checked against the reference's columns and the served version's signature when they
         can be found now; a monitor whose version or reference cannot be resolved yet (no
@@ -115,6 +115,8 @@ class MonitorInputs:
         # A slice may be any logged column: a feature, the output, or a log field (arm …).
         logged = known | signature | set(BASE_SCHEMA.names) | {"output", "model", "version"}
         _refuse_unknown("slices", spec.slices, logged, "the reference or the logged columns")
+        rules = [rule.feature for rule in spec.rules]
+        _refuse_unknown("rules", rules, known | signature, "the reference or the signature")
 
     def version(self, monitor: MonitorSpec) -> ModelVersion | None:
         if monitor.version == "*":

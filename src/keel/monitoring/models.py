@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keel._durations import parse_duration_s
 from keel._models import Entity
+from keel.monitoring.rules import MonitorRule
 from keel.monitoring.vocabulary import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -103,6 +104,12 @@ class MonitorSpec(Entity):
         description="Per metric, the allowed fall below the reference (validation) level of "
         "realised and estimated performance; None: accuracy and roc_auc 0.05 for "
         "classification, mae and rmse 5% for regression; {} turns the checks off.",
+    )
+    rules: list[MonitorRule] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Alert conditions on one column each (null_share(x) > 0.01), often "
+        "added as the prevention of an incident (keel decisions resolve).",
     )
     performance_alpha: float = Field(
         default=0.01,

@@ -40,6 +40,7 @@ from keel.monitoring.performance_checks import PerformanceChecks
 from keel.monitoring.performance_checks import output_values as _output_values
 from keel.monitoring.profile import ReferenceProfile
 from keel.monitoring.quality import QualityThresholds, check_quality
+from keel.monitoring.rules import evaluate_rules
 from keel.monitoring.segments import segment_drift
 from keel.registry.models import ModelVersion
 from keel.registry.service import RegistryService
@@ -298,7 +299,11 @@ class MonitorService:
         if output_drift is not None:
             results["prediction_drift"] = output_drift
             summary["prediction_drift"] = output_drift["drifted"]
+        if monitor.rules:
+            results["rules"] = evaluate_rules(monitor.rules, window)
+            summary["rules_breached"] = [r["rule"] for r in results["rules"] if r["breached"]]
         alert = bool(drift.drifted or summary["quality_errors"] or summary.get("prediction_drift"))
+        alert = alert or bool(summary.get("rules_breached"))
         return "alert" if alert else "ok"
 
     def _freshness(self, views: list[str]) -> list[Any]:

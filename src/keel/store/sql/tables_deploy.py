@@ -28,6 +28,9 @@ class DecisionRow(Base):
     actor: Mapped[str] = mapped_column(String(256))
     deployment: Mapped[str | None] = mapped_column(String(128))
     related: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # a resolution record: the incident it closes; unique, so of two concurrent
+    # resolutions of one incident exactly one is written (migration 0010)
+    resolves: Mapped[int | None] = mapped_column(Integer, unique=True)
     __table_args__ = (
         Index("ix_decisions_model_at", "model", "at_ms"),
         Index("ix_decisions_deployment_at", "deployment", "at_ms"),
