@@ -23,7 +23,9 @@ Three views over the deployment's logged rows, each ranking the logged input fea
   minus the primary's, both scoring the same rows; per feature the column is shuffled
   (the same shuffle for both models) ``REPEATS`` times and the importance is the gap's
   mean drop, so a positive value is the share of the canary's excess loss that goes away
-  when the feature carries no information. Bounded in time by ``TIME_BUDGET_S``.
+  when the feature carries no information, and a negative one says shuffling it costs
+  the canary more than the primary. Ranked by size: either sign is a feature the two
+  models depend on differently. Bounded in time by ``TIME_BUDGET_S``.
 """
 
 from __future__ import annotations
@@ -251,7 +253,8 @@ def gap_importance(
     """Permutation importance of the loss gap (candidate minus primary) per column of
     ``rows``: the gap's mean drop when the column is shuffled. Shuffles come from
     ``numpy.random.default_rng(seed)``, one ``permutation(len(rows))`` per feature and
-    repeat in column order; features left when ``budget_s`` runs out are not measured."""
+    repeat in column order; features left when ``budget_s`` runs out are not measured.
+    Ranked by the importance's absolute value."""
     began = time.perf_counter()
     columns = [str(c) for c in rows.columns]
     # Each model's input is built once (the signature's coercion costs more than scoring);
@@ -281,7 +284,8 @@ def gap_importance(
         found.append(
             {"feature": name, "importance": float(np.mean(drops)), "std": float(np.std(drops))}
         )
-    found.sort(key=lambda e: (-e["importance"], e["feature"]))
+    # by size: either sign says the two models depend on the feature differently
+    found.sort(key=lambda e: (-abs(e["importance"]), e["feature"]))
     return {
         "loss": loss,
         "rows": len(rows),
