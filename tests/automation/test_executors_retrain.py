@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import tests.automation.retrain_train as user_code
 import tests.automation.test_retrain as base
+from tests.automation.conftest import drain
 
 from keel.config import Settings
 from keel.errors import InvalidInput
@@ -65,6 +66,25 @@ def test_retrain_runs_on_the_executor_keel_executor_names(
         assert [len(frame) for frame, _ in here.SEEN] == ([840] if executor == "inline" else [])
         run = services.tracking.get_run(job.result["run_id"])
         assert run.metrics["holdout.auc"] > 0.7 and run.metrics["rows.train"] == 840
+    finally:
+        services.close()
+
+
+def test_a_train_function_raising_in_a_pool_process_fails_at_once_with_its_traceback(
+    tmp_path: Path, churn: Any, on_path: str
+) -> None:
+    services = _logged(tmp_path / "keel", churn)
+    try:
+        services.jobs.backoff_s = 0.0
+        broken = on_path.replace(":train", ":broken")
+        args = {"model": "churn", "retrain": spec(train=broken, executor="process")}
+        queued = services.jobs.enqueue("retrain.run", args)
+        drain(services.jobs)
+        job = services.jobs.get(queued.id)
+        assert (job.status, job.attempts) == ("failed", 1)  # not retried
+        # the pool process's traceback reaches the job: the user's line, then keel's wrapper
+        assert "blew up on purpose" in (job.traceback or "")
+        assert "TrainFunctionFailed" in (job.traceback or "")
     finally:
         services.close()
 

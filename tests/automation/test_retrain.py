@@ -200,8 +200,16 @@ def test_retrain_after_change_point_keeps_only_later_rows(logged: Services) -> N
 
 
 def test_a_raising_train_function_fails_the_job_and_keeps_the_champion(logged: Services) -> None:
-    job = run_job(logged, {"model": "churn", "retrain": spec(train=BROKEN)})
-    assert job.status == "failed" and "blew up on purpose" in (job.traceback or "")
+    logged.jobs.backoff_s = 0.0  # a retry, were there one, would be due at once
+    args = {"model": "churn", "retrain": spec(train=BROKEN, executor="inline")}
+    queued = logged.jobs.enqueue("retrain.run", args)
+    assert queued.max_retries == 3
+    drain(logged.jobs)
+    job = logged.jobs.get(queued.id)
+    # not retried: the same code fails on the same rows (one run, one decision)
+    assert (job.status, job.attempts) == ("failed", 1)
+    assert "blew up on purpose" in (job.traceback or "")
+    assert "not retried" in "\n".join(line.message for line in job.logs)
     [decision] = logged.decisions.query(model="churn", kind="retraining")
     assert "failed" in decision.summary
     assert "RuntimeError: the train function blew up on purpose" in decision.details["traceback"]

@@ -45,10 +45,18 @@ MAX_LOG_LINES = 500
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "retrying")
 
 
+class PermanentFailure(Exception):
+    """Raised by a job to fail at once, without retries: the same input fails the same way
+    on every attempt (e.g. the user's train function raised on the job's rows)."""
+
+
 def is_permanent(exc: BaseException) -> bool:
-    """Whether retrying ``exc`` cannot help: a client error keel raised (bad input, not
-    found, forbidden) fails the same way on every attempt. A conflict (409) or a rate
-    limit (429) may clear, so those are retried like any other exception."""
+    """Whether retrying ``exc`` cannot help: a :class:`PermanentFailure`, or a client error
+    keel raised (bad input, not found, forbidden), which fails the same way on every
+    attempt. A conflict (409) or a rate limit (429) may clear, so those are retried like
+    any other exception, as is a worker or executor that died (re-delivered)."""
+    if isinstance(exc, PermanentFailure):
+        return True
     return isinstance(exc, KeelError) and 400 <= exc.status < 500 and exc.status not in (409, 429)
 
 

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from keel.automation.jobs import PermanentFailure
 from keel.automation.retrain.data import TS_COLUMN, WEIGHT_COLUMN, decay_weights, model_frame
 from keel.automation.retrain.spec import ParamSpace, RetrainSpec, SearchSpec, load_train_function
 from keel.executors import Executor, open_executor
 
-__all__ = ["evaluate", "fit", "search", "train_params"]
+__all__ = ["TrainFunctionFailed", "evaluate", "fit", "search", "train_params"]
 
 #: The spec's ``params`` key under which ``train`` receives the decay weights.
 WEIGHT_PARAM = "sample_weight"
@@ -41,9 +42,18 @@ def _call(path: str, frame: pd.DataFrame, params: dict[str, Any], champion: Any 
     """Runs in the worker (this process or a pool's): load the function by path and call it
     (with ``champion=`` when warm-starting, R-TRN-26)."""
     function: Callable[..., Any] = load_train_function(path)
-    if isinstance(champion, str) and champion == COLD:
-        return function(frame, params)
-    return function(frame, params, champion=champion)
+    try:
+        if isinstance(champion, str) and champion == COLD:
+            return function(frame, params)
+        return function(frame, params, champion=champion)
+    except Exception as exc:  # the user's code, not keel's: retrying runs it on the same rows
+        raise TrainFunctionFailed(f"{path} raised {type(exc).__name__}: {exc}") from exc
+
+
+class TrainFunctionFailed(PermanentFailure):
+    """The user's train function raised: the job fails at once (one failed run, one
+    decision) instead of retrying the same code on the same rows. The original exception
+    is its cause, so the stored traceback shows it (from a pool's process too)."""
 
 
 def fit(
