@@ -24,7 +24,7 @@ import pandas as pd
 
 from keel._models import now_ms
 from keel.automation.retrain import marks, promotion
-from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble
+from keel.automation.retrain.data import TS_COLUMN, TrainingData, assemble, model_frame
 from keel.automation.retrain.data import _labels as label_values
 from keel.automation.retrain.labelguard import GuardReport, check_labels
 from keel.automation.retrain.pipeline import (
@@ -190,7 +190,7 @@ def _update(
             spec.update,
             spec.train,
             base,
-            rows.drop(columns=[TS_COLUMN]),
+            model_frame(rows),
             params,
             timeout_s=spec.fit_timeout_s,
         )
@@ -261,7 +261,7 @@ def _guard(
     spec = job.retrain
     scores = None
     if champion is not None:
-        features = batch.drop(columns=[spec.label, TS_COLUMN])
+        features = model_frame(batch).drop(columns=[spec.label])
         scores = positive_scores(champion, features, spec.positive)
     recent = _recent_labels(services, job, run)
     report = check_labels(_binary(batch, job), recent, scores, spec.incremental.guard)

@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keel.automation.retrain.data import TS_COLUMN, TrainingData, _serving_version
+from keel.automation.retrain.data import (
+    INTERNAL_COLUMNS,
+    TS_COLUMN,
+    TrainingData,
+    _serving_version,
+)
 from keel.automation.retrain.schema import (
     ColumnSchema,
     Violation,
@@ -94,7 +99,7 @@ class Reference:
         """The reference's feature columns: its signature inputs when they name columns of
         the frame (a logged training frame may hold ids too), else all but label and time."""
         named = [c for c in self.frame.columns if c in self.inputs]
-        return named or [c for c in self.frame.columns if c not in (label, TS_COLUMN)]
+        return named or [c for c in self.frame.columns if c != label and c not in INTERNAL_COLUMNS]
 
 
 def find_reference(services: Any, model: str) -> Reference | None:
