@@ -38,6 +38,7 @@ from keel.api.routers.decisions import router as decisions_router
 from keel.api.routers.deploy_checks import router as deploy_checks_router
 from keel.api.routers.deploy_report import router as deploy_report_router
 from keel.api.routers.deployments import router as deployments_router
+from keel.api.routers.exploration import router as exploration_router
 from keel.api.routers.signals import router as signals_router
 from keel.api.routers.triggers import router as triggers_router
 from keel.automation.worker import start_embedded_worker
@@ -194,6 +195,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(triggers_router)
     app.include_router(decisions_router)
     app.include_router(signals_router)
+    app.include_router(exploration_router)
     app.add_middleware(FastLane, router=app.router)  # innermost: inside every check below
     app.add_middleware(RequestMetrics)
     app.add_middleware(

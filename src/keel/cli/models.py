@@ -11,6 +11,7 @@ import typer
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fail, fmt_ms, run_cli, table
 from keel.cli.models_economics import economics
+from keel.cli.models_exploration import exploration_app
 from keel.cli.models_signals import signals_app
 from keel.errors import KeelError
 
@@ -388,3 +389,4 @@ def _training_data(client: Client, name: str, version: int) -> pd.DataFrame | No
 
 models_app.command("economics")(economics)
 models_app.add_typer(signals_app, name="signals")
+models_app.add_typer(exploration_app, name="exploration")

@@ -12,6 +12,7 @@ from keel.client._deploy_checks import DeployChecksMixin
 from keel.client._deploy_report import DeployReportMixin
 from keel.client._deployments import DeploymentsMixin
 from keel.client._economics import EconomicsMixin
+from keel.client._exploration import ExplorationMixin
 from keel.client._features import FeaturesMixin
 from keel.client._jobs import JobsMixin
 from keel.client._logs import LogsMixin
@@ -65,6 +66,7 @@ class Client(
     ApprovalMixin,
     EconomicsMixin,
     SignalsMixin,
+    ExplorationMixin,
     LogsMixin,
     OpsMixin,
 ):

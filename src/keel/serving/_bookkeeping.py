@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from keel.serving._commit import REFUSED, CommitGroup
 from keel.serving._eventtime import replay_extra
 from keel.serving.armroutes import ArmRoute, DeploymentRoute
+from keel.serving.exploration import ExplorationPolicy, explore_rows
 from keel.serving.hits import response_body
 from keel.serving.interface import PredictionSink, PredictResult
 from keel.serving.metrics import FALLBACKS, cache_series, series
@@ -35,6 +36,8 @@ __all__ = ["Bookkeeping", "Via"]
 
 #: A deployment request's route and the arm chosen for it (None on model routes).
 Via = tuple[DeploymentRoute, ArmRoute] | None
+#: The rows' exploration flags and propensities (None: the model explores nothing).
+Explored = tuple[list[bool], list[float]] | None
 
 
 @dataclass(slots=True)
@@ -55,6 +58,8 @@ class Bookkeeping:
     _durable: bool
     cache_hits: Counter[str]
     _tasks: set[asyncio.Task[Any]]
+    #: model → exploration policy (keel.serving.exploration); absent: answers as the model's
+    exploring: dict[str, ExplorationPolicy]
 
     def _log_records(self, served: ServedRequest) -> None:
         if self.prediction_log is not None:
@@ -74,8 +79,15 @@ class Bookkeeping:
         name = entry.name
         elapsed_ms = (time.perf_counter() - started) * 1000
         request_id = f"{random.getrandbits(128):032x}"  # uuid4 reads urandom: 10x slower
+        answers, explored = outcome.predictions, None  # type: list[Any], Explored
+        policy = self.exploring.get(name)  # the one lookup a model without a policy costs
+        if policy is not None:  # R-TRN-24: the explored rows get the policy's action
+            answers, flags, propensity = explore_rows(
+                policy, name, request_id, parsed.entity_keys, outcome.predictions
+            )
+            explored = (flags, propensity)
         result = response_body(
-            outcome.predictions,
+            answers,
             name,
             outcome.version,
             request_id,
@@ -85,6 +97,8 @@ class Bookkeeping:
             deployment=None if via is None else via[0].name,
             arm=None if via is None else via[1].name,
         )
+        if explored is not None:
+            result["explored"] = explored[0]
         if outcome.fallback:
             FALLBACKS.labels(name, str(outcome.version)).inc()
         if entry.first_request_ms is None:
@@ -101,6 +115,7 @@ class Bookkeeping:
             outcome.hits,
             outcome.fallback,
             via,
+            explored,
         )
         return PredictResult(result, timings, commit)
 
@@ -116,9 +131,12 @@ class Bookkeeping:
         hits: Sequence[bool],
         fallback: bool,
         via: Via = None,
+        explored: Explored = None,
     ) -> CommitGroup | None:
         """Count an answered request in the version's series and log its rows; with group
-        commit, the write the answer must wait for."""
+        commit, the write the answer must wait for. ``explored``: the rows' exploration
+        flags and propensities, when the model has a policy (``predictions`` stay the
+        model's: the log keeps what the model said)."""
         requests, latency = series(name, version)
         requests.inc()
         latency.observe(elapsed_ms / 1000)
@@ -144,6 +162,8 @@ class Bookkeeping:
                     None if via is None else via[0].name,
                     None if via is None else via[1].name,
                     extra,
+                    None if explored is None else explored[0],
+                    None if explored is None else explored[1],
                 )
             )
         return REFUSED if self._durable else None

@@ -116,6 +116,8 @@ class HitAnswers(Bookkeeping):
         if located is None:
             return None
         name, version, entry = located
+        if name in self.exploring:  # explored rows and flags: built per answer (_respond)
+            return None
         # (prefix, body): a tuple hashes the two cached hashes, a concatenation copies
         # and hashes the whole body again
         rendered = entry.hits.get(body if via is None else (via[1].memo_prefix, body))

@@ -55,6 +55,10 @@ BASE_SCHEMA = pa.schema(
         ("cached", pa.bool_()),
         ("fallback", pa.bool_()),
         ("extra", pa.string()),
+        # R-TRN-24 (keel.serving.exploration): null unless the model has a policy; files
+        # written before these existed read as null (union_by_name)
+        ("explore", pa.bool_()),
+        ("propensity", pa.float64()),
     ]
 )
 # Signature column types (keel.registry.signature) → Arrow types of the f_ columns.
@@ -140,6 +144,8 @@ def records_to_table(
         cached=[bool(r.cached) for r in records],
         fallback=[bool(r.fallback) for r in records],
         extra=[json.dumps(r.extra, default=str) if r.extra else None for r in records],
+        explore=[r.explore for r in records],
+        propensity=[r.propensity for r in records],
     )
     rows = [r.features if type(r.features) is dict else _features(r) for r in records]
     try:
@@ -203,6 +209,8 @@ def served_to_table(
         cached=list(map(bool, chain.from_iterable(map(attrgetter("hits"), served)))),
         fallback=list(map(bool, each("fallback"))),
         extra=each("extra"),
+        explore=per_row("explore"),
+        propensity=per_row("propensity"),
     )
     columns = served[0].columns if served else ()
     shared = _shared_rows(rows_of, counts)
@@ -265,6 +273,8 @@ class _Base:
     cached: list[bool]
     fallback: list[bool]
     extra: list[str | None]
+    explore: list[bool | None]
+    propensity: list[float | None]
 
 
 def _table(
@@ -288,6 +298,8 @@ def _table(
         "cached": pa.array(base.cached, pa.bool_()),
         "fallback": pa.array(base.fallback, pa.bool_()),
         "extra": _text(base.extra),
+        "explore": pa.array(base.explore, pa.bool_()),
+        "propensity": pa.array(base.propensity, pa.float64()),
     }
     for name, (values, guess) in features.items():
         column = _typed(schema, name, values, guess)

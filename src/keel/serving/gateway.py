@@ -29,6 +29,7 @@ from keel.serving.bulkhead import Bulkhead
 from keel.serving.cachefront import open_cache
 from keel.serving.deployroutes import DeploymentReader, DeploymentRoutes
 from keel.serving.enrich import PENDING, FeatureBinder, OnlineFeatureSource
+from keel.serving.exploration import ExplorationTable
 from keel.serving.interface import (
     CachedAnswer,
     PredictionSink,
@@ -121,6 +122,11 @@ class Gateway(GatewayHooks, PredictPath):
             model_threads=settings.serving_model_threads,
         )
         self.protection = Protection(settings, registry, self.pool)
+        # Models' exploration policies (R-TRN-24, exploration.py): one lookup per answer
+        self.exploration = ExplorationTable(
+            registry, refresh_s=settings.serving_alias_refresh_ms / 1000 or 1.0
+        )
+        self.exploring = self.exploration.policies
         # Feature services naming a served model feed it online features (enrich.py).
         self.binder = (
             None
@@ -166,6 +172,7 @@ class Gateway(GatewayHooks, PredictPath):
                 log.error("preloading %s failed: %s", ref, exc.message)
         self._spawn(self.aliases.run())
         self._spawn(self.routes.run())
+        self._spawn(self.exploration.run(lambda: [e.name for e in self.pool.entries()]))
         if self.binder is not None:
             self.binder.listen(self.cache)
             # half the store's trust period: requests rarely find the definitions stale
@@ -235,6 +242,7 @@ class Gateway(GatewayHooks, PredictPath):
             await asyncio.to_thread(self.prediction_log.close)
 
     def _on_load(self, entry: PoolEntry) -> None:
+        self.exploration.load(entry.name)  # before the version's first answer
         setter = getattr(self.prediction_log, "set_signature", None)
         signature = entry.model.signature
         if callable(setter) and signature is not None:
@@ -264,6 +272,7 @@ class Gateway(GatewayHooks, PredictPath):
                 for (n, v, x), b in self.batchers.items()
             },
             "preload_errors": self.preload_errors,
+            "exploration": self.exploration.describe(),
             "events_applied": self.events_applied,
             "background_tasks": len(self._tasks),
             "deployments": {

@@ -33,6 +33,11 @@ class PredictionRecord:
     entity_key: str | None = None
     probabilities: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: R-TRN-24 (keel.serving.exploration): whether the row was answered with the model's
+    #: exploration action (``output`` stays the model's answer) and the probability of the
+    #: answer it got; None when the model explores nothing.
+    explore: bool | None = None
+    propensity: float | None = None
 
 
 @dataclass(slots=True)
@@ -63,10 +68,14 @@ class ServedRequest:
     deployment: str | None = None
     arm: str | None = None
     extra: str | None = None
+    #: Per row when the model has an exploration policy (keel.serving.exploration), else None.
+    explore: Sequence[bool] | None = None
+    propensity: Sequence[float] | None = None
 
     def records(self) -> Iterator[PredictionRecord]:
         """One :class:`PredictionRecord` per row."""
         entities, probabilities = self.entity_keys, self.probabilities
+        explore, propensity = self.explore, self.propensity
         extra = json.loads(self.extra) if self.extra else {}
         for i, output in enumerate(self.outputs):
             yield PredictionRecord(
@@ -84,4 +93,6 @@ class ServedRequest:
                 extra=dict(extra),
                 entity_key=None if entities is None else entities[i],
                 probabilities=None if probabilities is None else probabilities[i],
+                explore=None if explore is None else explore[i],
+                propensity=None if propensity is None else propensity[i],
             )

@@ -13,6 +13,11 @@ The propensity of a row is the probability that the action it got would have bee
 would have accepted anyway has propensity 1; an explored row the model would have rejected
 has ``share``. Weighting each labelled row by ``1 / propensity`` (inverse-propensity
 weighting) makes the labelled rows stand for all requests again.
+
+When the gateway applies the policy itself (:mod:`keel.serving.exploration`), each logged
+row carries ``explore`` and ``propensity`` as served; :func:`mark` takes those as they are
+and recomputes only the rows logged without them (before serving explored, or by an
+application that applied the action itself), from their key and this spec.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ __all__ = [
     "selective_labels_warning",
 ]
 
+#: The prediction log's columns the gateway fills for a model with a serving policy.
+LOGGED_EXPLORE, LOGGED_PROPENSITY = "explore", "propensity"
 #: Internal columns of the assembled rows (never given to ``train``): the row's cohort and
 #: its propensity.
 EXPLORE_COLUMN = "_explore"
@@ -90,11 +97,20 @@ def propensities(
 def mark(
     labelled: pd.DataFrame, spec: ExplorationSpec, model: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The labelled log rows' cohort (explored or not) and propensity."""
+    """The labelled log rows' cohort (explored or not) and propensity: as the gateway logged
+    them where it did, else recomputed from the row's key and ``spec``."""
     keys = labelled[spec.key].tolist() if spec.key in labelled.columns else [None] * len(labelled)
     explore = explored([None if k is None or k != k else str(k) for k in keys], spec.share, model)
     outputs = labelled["output"].tolist() if "output" in labelled.columns else [None] * len(keys)
-    return explore, propensities(explore, outputs, spec.action, spec.share)
+    propensity = propensities(explore, outputs, spec.action, spec.share)
+    if LOGGED_EXPLORE in labelled.columns and LOGGED_PROPENSITY in labelled.columns:
+        flags, logged = labelled[LOGGED_EXPLORE], labelled[LOGGED_PROPENSITY]
+        served = (flags.notna() & logged.notna()).to_numpy(dtype=bool)
+        if served.any():  # the served policy's numbers, even if the spec's share differs
+            logged_flags = [bool(f) if s else False for f, s in zip(flags, served, strict=True)]
+            explore = np.where(served, np.asarray(logged_flags, dtype=bool), explore)
+            propensity = np.where(served, logged.to_numpy(dtype=float, na_value=np.nan), propensity)
+    return explore, propensity
 
 
 def cohort_metrics(
