@@ -1,5 +1,6 @@
 """``keel deploy``: deployments (create from a policy file, show, list, promote, roll back,
-pause, resume, replay, decisions) and ``keel decisions``: the decision log."""
+pause, resume, replay, decisions); ``keel decisions`` (:mod:`keel.cli.decisions`) shares
+the decision table."""
 
 from __future__ import annotations
 
@@ -350,28 +351,6 @@ def deployment_decisions(
     """
     items = run_cli(lambda: make_client(server, token).deployment_decisions(name, limit))
     emit(_records(items), as_json, lambda: _decision_table(f"decisions of {name}", items))
-
-
-def decisions(
-    model: str | None = typer.Option(None, help="Only this model's decisions."),
-    kind: str | None = typer.Option(None, help="Only this kind (rollback, promotion, gate, ...)."),
-    deployment: str | None = typer.Option(None, help="Only this deployment's."),
-    since: str | None = typer.Option(None, help="Only newer than 30m / 2h / 7d / a date."),
-    limit: int = typer.Option(100, min=1, max=10_000, help="Most entries shown."),
-    as_json: bool = JsonOption,
-    server: str | None = ServerOption,
-    token: str | None = TokenOption,
-) -> None:
-    """Show the decision log, newest first: what was decided, why, with which numbers.
-
-    Example: keel decisions --model churn --since 7d --json
-    """
-    items = run_cli(
-        lambda: make_client(server, token).decisions(
-            model=model, kind=kind, since=since, deployment=deployment, limit=limit
-        )
-    )
-    emit(_records(items), as_json, lambda: _decision_table("decisions", items))
 
 
 def _register_checks() -> None:

@@ -70,8 +70,8 @@ COMMANDS: dict[str, LazyCommand] = {
         "Deployments: shadow, canary, A/B and blue-green rollouts with automatic rollback.",
     ),
     "decisions": LazyCommand(
-        "keel.cli.deploy",
-        "decisions",
+        "keel.cli.decisions",
+        "decisions_app",
         "Show the decision log, newest first: what was decided, why, with which numbers.",
     ),
     "validate": LazyCommand(

@@ -1,5 +1,5 @@
 """Deployments half of :class:`keel.Client`: create, read, promote, roll back, pause,
-resume, decision records; and the decision log."""
+resume, decision records; and the decision log, with the resolution of incidents."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from keel.decisions.models import Decision
     from keel.deploy.models import Deployment
     from keel.deploy.policy import DeploymentPolicy
+    from keel.monitoring.rules import MonitorRule
 
 __all__ = ["DeploymentsMixin"]
 
@@ -116,9 +117,48 @@ class DeploymentsMixin:
         since: int | str | dt.datetime | None = None,
         deployment: str | None = None,
         limit: int = 100,
+        open: bool | None = None,
     ) -> list[Decision]:
-        """The decision log, newest first; ``since`` is epoch ms, ISO-8601 or an age (``7d``)."""
+        """The decision log, newest first; ``since`` is epoch ms, ISO-8601 or an age (``7d``).
+
+        ``open=True``: the incidents nobody has resolved yet (:mod:`keel.decisions.incidents`).
+        """
         if isinstance(since, dt.datetime):
             since = _epoch_ms(since)
         text = None if since is None else str(since)
-        return self.transport.decisions(model, kind, text, deployment, limit)
+        return self.transport.decisions(model, kind, text, deployment, limit, open)
+
+    def decision(self, decision_id: int) -> Decision:
+        """One record of the decision log (``open`` and ``resolution`` for an incident)."""
+        return self.transport.get_decision(decision_id)
+
+    def resolve_decision(
+        self,
+        decision_id: int,
+        *,
+        monitor: str | None = None,
+        rule: MonitorRule | Mapping[str, Any] | str | None = None,
+        gate: Mapping[str, Any] | None = None,
+        no_check_reason: str | None = None,
+        note: str | None = None,
+    ) -> Decision:
+        """Resolve incident ``decision_id`` with a permanent check; the ``resolution`` record.
+
+        The check is a monitor rule added to one of the model's monitors (``monitor`` and
+        ``rule``: a :class:`~keel.monitoring.rules.MonitorRule`, its mapping, or text such as
+        ``"null_share(TotalCharges) > 0.01"``) or a part of a gate policy applied to every
+        later gate run of the model (``gate={"floor": {"min_auc": 0.82}}``); without one,
+        ``no_check_reason`` (admins and owners only). Checked here first with the REST
+        body's own model, so both transports raise the same InvalidInput naming ``check``,
+        ``check.rule``, ``check.monitor`` or ``check.gate.<key>``; 409 (Conflict) when the
+        incident is already resolved.
+        """
+        from keel.decisions.prevention import ResolveRequest
+
+        check: dict[str, Any] | None = None
+        if monitor is not None or rule is not None or gate is not None:
+            check = {"monitor": monitor, "rule": rule, "gate": gate}
+            check = {k: v for k, v in check.items() if v is not None}
+        body = {"check": check, "no_check_reason": no_check_reason, "note": note}
+        request = ResolveRequest.parse({k: v for k, v in body.items() if v is not None})
+        return self.transport.resolve_decision(decision_id, request)

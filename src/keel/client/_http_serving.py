@@ -7,6 +7,7 @@ from urllib.parse import quote, urlencode
 
 from keel.client._http_base import HttpBase, q
 from keel.decisions.models import Decision
+from keel.decisions.prevention import ResolveRequest
 from keel.deploy.models import Deployment
 
 if TYPE_CHECKING:
@@ -53,10 +54,22 @@ class HttpServing(HttpBase):
         since: str | None,
         deployment: str | None,
         limit: int,
+        open: bool | None = None,
     ) -> list[Decision]:
-        params = {"model": model, "kind": kind, "since": since, "deployment": deployment}
+        params: dict[str, Any] = {
+            "model": model, "kind": kind, "since": since, "deployment": deployment,
+            "open": None if open is None else str(open).lower(),
+        }  # fmt: skip
         query = urlencode({**{k: v for k, v in params.items() if v is not None}, "limit": limit})
         return self._call_list("GET", f"/v1/decisions?{query}", Decision)
+
+    def get_decision(self, decision_id: int) -> Decision:
+        return self._call("GET", f"/v1/decisions/{int(decision_id)}", Decision)
+
+    def resolve_decision(self, decision_id: int, request: ResolveRequest) -> Decision:
+        url = f"/v1/decisions/{int(decision_id)}/resolve"
+        body = request.model_dump(mode="json", exclude_none=True)
+        return self._call("POST", url, Decision, json=body)
 
     def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:
         url = f"/v1/models/{q(name)}/versions/{version}/validations"

@@ -15,6 +15,7 @@ from keel.automation.job_models import Job, Schedule
 from keel.client._ops_local import LocalOps
 from keel.client._transport import Transport
 from keel.decisions.models import Decision
+from keel.decisions.prevention import ResolveRequest
 from keel.deploy.models import Deployment
 from keel.features._engine import engine_from
 from keel.features.definitions import Definitions
@@ -276,10 +277,21 @@ class LocalTransport(LocalOps, Transport):
         since: str | None,
         deployment: str | None,
         limit: int,
+        open: bool | None = None,
     ) -> list[Decision]:
         return self.services.decisions.query(
-            model=model, kind=kind, since=since, deployment=deployment, limit=limit
+            model=model, kind=kind, since=since, deployment=deployment, limit=limit, open=open
         )
+
+    def get_decision(self, decision_id: int) -> Decision:
+        return self.services.decisions.get(decision_id)
+
+    def resolve_decision(self, decision_id: int, request: ResolveRequest) -> Decision:
+        from keel.decisions.prevention import resolve_incident
+
+        svc = self.services
+        actor = self.user or "sdk"  # no OS user name: still an actor on the record
+        return resolve_incident(svc.decisions, svc.monitors, decision_id, request, actor)
 
     def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:
         from keel.automation.gates.decision import record_gate_decision

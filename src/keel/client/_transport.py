@@ -16,6 +16,7 @@ from keel._models import Page
 from keel.automation.job_models import Job, Schedule
 from keel.client._transport_ops import OpsTransport
 from keel.decisions.models import Decision
+from keel.decisions.prevention import ResolveRequest
 from keel.deploy.models import Deployment
 from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
@@ -242,7 +243,15 @@ class Transport(OpsTransport, ABC):
         since: str | None,
         deployment: str | None,
         limit: int,
+        open: bool | None = None,
     ) -> list[Decision]: ...
+
+    @abstractmethod
+    def get_decision(self, decision_id: int) -> Decision: ...
+
+    @abstractmethod
+    def resolve_decision(self, decision_id: int, request: ResolveRequest) -> Decision:
+        """Resolve an incident with its prevention; the ``resolution`` record."""
 
     @abstractmethod
     def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:

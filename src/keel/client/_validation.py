@@ -80,10 +80,16 @@ class ValidationMixin:
         ``model``, ``against``, ``holdout``, ``label``, ``training`` or the policy key.
         """
         from keel.automation.gates import run_gates
+        from keel.decisions.prevention import with_prevention
 
         client = self._client()
-        gate_policy = _policy(policy)
+        given = _policy(policy)
         challenger_version = client.resolve(model)
+        # the given policy plus the gate rules of the model's resolved incidents (R-CICD-13)
+        resolutions = client.decisions(
+            model=challenger_version.name, kind="resolution", limit=10_000
+        )
+        gate_policy = with_prevention(given, resolutions)
         champion_version = None
         if against is not None:
             try:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from keel.api.authz.rules import DEPLOYMENT_MODEL, TRIGGER_MODEL, rule_for
+from keel.api.authz.rules import DECISION_MODEL, DEPLOYMENT_MODEL, TRIGGER_MODEL, rule_for
 from keel.auth.models import Principal, Role
 from keel.config import Settings
 from keel.errors import Forbidden, NotFound, Unauthorized
@@ -77,8 +77,8 @@ async def check_access(
         )
     if rule.owned is not None and principal.role is not Role.ADMIN:
         lookup = _MODEL_OF.get(rule.owned)
-        if lookup is not None:  # a deployment or trigger: the owner of the model it serves
-            name = path_params.get("name")
+        if lookup is not None:  # a deployment, trigger or decision: the owner of its model
+            name = path_params.get(rule.owned.split(":", 1)[1])
             if name is not None:
                 await _check_owner_of(services, principal, lookup(services), str(name))
             return
@@ -102,7 +102,14 @@ async def check_model_owner(services: Services, principal: Principal, model: str
 _MODEL_OF: dict[str, Callable[[Services], Callable[[str], Any]]] = {
     DEPLOYMENT_MODEL: lambda services: services.deployments.get,
     TRIGGER_MODEL: lambda services: services.triggers.get,
+    DECISION_MODEL: lambda services: lambda key: _decision(services, key),
 }
+
+
+def _decision(services: Services, key: str) -> Any:
+    if not key.isdigit():
+        raise NotFound(f"decision {key!r} not found")  # the route answers 404/422 itself
+    return services.decisions.get(int(key))
 
 
 async def _check_owner_of(

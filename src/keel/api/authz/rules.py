@@ -20,6 +20,7 @@ from starlette.routing import compile_path
 from keel.auth.models import Role
 
 __all__ = [
+    "DECISION_MODEL",
     "DEPLOYMENT_MODEL",
     "OVERRIDES",
     "OWNED_PREFIXES",
@@ -62,6 +63,8 @@ _DEPLOYMENT = "/v1/deployments/{name}"
 DEPLOYMENT_MODEL = "deployment:name"
 #: ``Rule.owned`` value meaning "the model of the trigger in path parameter ``name``".
 TRIGGER_MODEL = "trigger:name"
+#: ``Rule.owned`` value meaning "the model of the decision in path parameter ``decision_id``".
+DECISION_MODEL = "decision:decision_id"
 _READ = Rule(Role.VIEWER, audited=False)
 
 #: Routes whose need differs from the default (GET/HEAD → viewer, other methods → editor).
@@ -118,6 +121,11 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/v1/triggers/{name}/fire"): Rule(
         Role.DEPLOYER, owned=TRIGGER_MODEL, action="trigger.fire"
+    ),
+    # resolving an incident adds a permanent check to its model (R-CICD-13): an editor who
+    # owns the model (a resolution without a check: admin or owner, checked by the route)
+    ("POST", "/v1/decisions/{decision_id}/resolve"): Rule(
+        Role.EDITOR, owned=DECISION_MODEL, action="decision.resolve"
     ),
     # users, tokens and the audit log
     ("GET", "/v1/users"): Rule(Role.ADMIN),

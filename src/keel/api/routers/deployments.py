@@ -120,8 +120,9 @@ def list_decisions(
     deployment: str | None = Query(None, max_length=128),
     since: str | None = Query(None, max_length=64, description="Epoch ms, ISO-8601 or age (7d)."),
     limit: int = Query(100, ge=1, le=10_000),
+    open: bool | None = Query(None, description="true: unresolved incidents only."),
 ) -> list[Decision]:
     """The decision log (deployments, automation, operations), newest first."""
     return svc.decisions.query(
-        model=model, kind=kind, deployment=deployment, since=since, limit=limit
+        model=model, kind=kind, deployment=deployment, since=since, limit=limit, open=open
     )

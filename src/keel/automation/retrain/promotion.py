@@ -138,7 +138,7 @@ def _run_gates(
     holdout: pd.DataFrame,
 ) -> tuple[bool, str, list[str]]:
     """Run and keep the gates; (passed, one-line summary, escalation reasons)."""
-    from keel.automation.gates import parse_policy, run_gates, to_markdown
+    from keel.automation.gates import run_gates, to_markdown
     from keel.automation.gates.escalation import escalation_reasons
     from keel.automation.gates.record import (
         REPORT_JSON,
@@ -147,6 +147,7 @@ def _run_gates(
         run_metrics,
         version_tags,
     )
+    from keel.decisions.prevention import model_resolutions, with_prevention
 
     spec = job.retrain
     champion_item = None if champion is None else services.registry.get_version(job.model, champion)
@@ -154,7 +155,8 @@ def _run_gates(
         _load(services, version),
         model_frame(_gate_rows(holdout, spec)),
         spec.label,
-        parse_policy(spec.gates),
+        # the spec's gates plus the gate rules of the model's resolved incidents (R-CICD-13)
+        with_prevention(spec.gates, model_resolutions(services.decisions, job.model)),
         champion=None if champion_item is None else _load(services, champion_item),
         training=model_frame(train),
         challenger_name=version.uri,
