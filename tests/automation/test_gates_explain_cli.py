@@ -128,6 +128,9 @@ def url(home: Path, tmp_path: Path) -> Iterator[str]:
         ({"importance": {"top": 0}}, "importance.top"),
         ({"importance": {"max_share": 0}}, "importance.max_share"),
         ({"shap_direction": {"expected": {"tenure": "down"}}}, "shap_direction.expected.tenure"),
+        # a feature churn v1 does not take: refused when the trigger is applied, not when
+        # its retraining runs
+        ({"shap_direction": {"expected": {"tenur": "negative"}}}, "shap_direction.expected.tenur"),
     ],
 )
 def test_rest_trigger_with_bad_gates_is_422_naming_the_key(

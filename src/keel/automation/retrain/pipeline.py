@@ -49,15 +49,11 @@ def job_key(args: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(args, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def _check(services: Any, args: dict[str, Any]) -> None:
-    from keel.automation.retrain.updaters import check_updatable  # R-TRN-09
-
-    check_updatable(services, parse_job_args(args))
-
-
 def register_retrain_kind() -> None:
     """(Re)register ``retrain.run`` — done at import; for code that replaced it (tests)."""
-    register_kind("retrain.run", run_retrain, check=_check)
+    from keel.automation.retrain.applycheck import check_job
+
+    register_kind("retrain.run", run_retrain, check=check_job)
 
 
 def run_retrain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
