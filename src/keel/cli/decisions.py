@@ -83,7 +83,8 @@ def _gate(text: str | None) -> dict[str, Any] | None:
             raise InvalidInput(
                 f"check.gate: cannot read {text[1:]}: {exc.strerror}", field="check.gate"
             ) from None
-    value = load_document(text, field="check.gate")
+    # YAML reads JSON as well, and flow style ({floor: {min_auc: 0.82}}) is easiest to type
+    value = load_document(text, field="check.gate", json_when_braced=False)
     if not isinstance(value, dict):
         raise InvalidInput(
             "check.gate: expected a mapping such as {floor: {min_auc: 0.82}}", field="check.gate"
