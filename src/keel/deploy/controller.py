@@ -27,6 +27,7 @@ from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
 from keel.deploy.segments import read_segment_stats
 from keel.deploy.state import rollout_to_json, weights_for
+from keel.deploy.timing import hold_steps, release_start
 from keel.deploy.verdict import ArmStats
 from keel.errors import Conflict, KeelError
 
@@ -79,6 +80,8 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
     rollouts = service.rollouts(current)
     primary = str(policy.arm("primary").name)
     now = service.clock()
+    if (current.state.get("timing") or {}).get("held") == "start":
+        return release_start(service, current, policy, now)  # R-TRN-21 (deploy.timing)
     metrics = []
     if policy.guardrails.metric is not None:
         metrics.append(policy.guardrails.metric.name)
@@ -111,6 +114,9 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
         segments[arm] = _segments(service, current, [primary, arm], columns, metrics, window)
     for arm in numbers:
         numbers[arm]["segments"] = segments[arm]
+    # R-TRN-21: no step or promotion in a disallowed hour; a rollback is never held
+    steps, timing, held = hold_steps(service, current, policy, rollouts, steps, now)
+    current = current.model_copy(update={"state": {**current.state, **timing}})
     new = {**rollouts, **{k: s.state for k, s in steps.items()}}
     records, windows = [], []
     for arm, step in steps.items():
@@ -123,6 +129,7 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
         # R-DEP-10: a stateful policy's rollback names its session reset and contamination.
         extra = service.stateful_rollback_details(current, bad) if bad else {}
         records.extend(_records(service, current, arm, step, numbers[arm], extra))
+    records.extend(held)
     status = _status(policy.strategy, new, steps)
     promoted = next((k for k, s in steps.items() if s.action is Action.PROMOTE), None)
     try:

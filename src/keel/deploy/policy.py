@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from keel._documents import load_document
 from keel._durations import parse_duration_s
 from keel._models import error_path, error_reason
+from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
 from keel.deploy.hypothesis import Hypothesis, check_plan
 from keel.errors import InvalidInput
@@ -174,6 +175,7 @@ class DeploymentPolicy(_Model):
     review_at: list[Percent] = Field(default_factory=list, max_length=20)  # R-DEP-02 holds
     hypothesis: Hypothesis | None = None  # R-DEP-17: pre-registered, frozen once served
     stateful: Annotated[Stateful | None, BeforeValidator(as_stateful)] = None  # R-DEP-10
+    timing: Timing | None = None  # R-TRN-21: no start, step or promotion at peak (deploy.timing)
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentPolicy:

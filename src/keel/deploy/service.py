@@ -26,6 +26,7 @@ from keel.deploy.models import BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
 from keel.deploy.rollout import start
 from keel.deploy.state import candidates, rollout_to_json, weights_for
+from keel.deploy.timing import hold_start
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.registry.models import ModelStatus
 from keel.registry.service import RegistryService
@@ -144,12 +145,14 @@ class DeploymentService(ChangesMixin):
             )
         at = self.clock()
         rollouts = {name: start(checked, at) for name in candidates(checked)}
-        weights = weights_for(checked, rollouts)
+        # R-TRN-21: at a disallowed hour the primary keeps all traffic (deploy.timing)
+        weights, timing, held = hold_start(self, checked, weights_for(checked, rollouts), at)
         state: dict[str, Any] = {
             "weights": weights,
             "versions": versions,
             "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
             "champion_before": model.aliases.get(CHAMPION),
+            **timing,
         }
         deployment = Deployment(
             name=checked.name,
@@ -173,7 +176,7 @@ class DeploymentService(ChangesMixin):
             checked.name,
             at_ms=at,
         )
-        created = self.store.create_deployment(deployment, [record])
+        created = self.store.create_deployment(deployment, [record, *held])
         self.notify(created, "created")
         return created
 

@@ -30,7 +30,7 @@ from keel.automation.triggers.conditions import (
 from keel.automation.triggers.context import EvaluationContext, monitor_spec
 from keel.automation.triggers.models import Trigger, TriggerSpec, parse_trigger
 from keel.automation.triggers.prerequisites import check_prerequisites
-from keel.automation.triggers.timing import check_timing, pending_fire
+from keel.automation.triggers.timing import check_timing, pending_fire, retrain_section
 from keel.decisions.models import Decision
 from keel.errors import InvalidInput, NotFound
 from keel.store.sql.triggers import TriggerSql
@@ -144,7 +144,7 @@ class TriggerService:
             return  # not registered in this process: a firing records that instead
         if kind.check is None:
             return
-        args = _job_args(spec.model, spec.name, 0, {"mode": "fresh", "since_ms": 0}, spec.retrain)
+        args = _job_args(spec, 0, {"mode": "fresh", "since_ms": 0})
         try:
             kind.check(self.services, args)
         except InvalidInput as exc:
@@ -275,7 +275,7 @@ class TriggerService:
         try:
             kind = get_kind(RETRAIN_KIND)
             if kind.check is not None:  # refused arguments must not cost the cooldown
-                probe = _job_args(trigger.model, trigger.name, 0, action.data, trigger.retrain)
+                probe = _job_args(trigger, 0, action.data)
                 kind.check(self.services, probe)
         except InvalidInput as exc:
             result.reason = f"met, not fired: no retraining job could be queued ({exc.message})"
@@ -291,7 +291,7 @@ class TriggerService:
         if action.verdict not in ("not diagnosed",):
             self._record_diagnosis(trigger, action, record, actor)
         bucket = ctx.now_ms // max(cooldown_ms, 60_000)
-        args = _job_args(trigger.model, trigger.name, record.id, action.data, trigger.retrain)
+        args = _job_args(trigger, record.id, action.data)
         if result.event:  # the posted commit and actor, for the run's tags
             args["source"] = dict(result.event)
         job = self.services.jobs.enqueue(
@@ -367,15 +367,17 @@ class TriggerService:
 
 
 def _job_args(
-    model: str,
-    trigger: str,
-    decision_id: int | None,
-    data: dict[str, Any],
-    retrain: dict[str, Any],
+    trigger: TriggerSpec, decision_id: int | None, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """The ``retrain.run`` job's arguments: the trigger's ``retrain`` section verbatim."""
+    """The ``retrain.run`` job's arguments: the trigger's ``retrain`` section, its rollout
+    inheriting the trigger's ``timing`` when it has none (R-TRN-21)."""
+    retrain = retrain_section(trigger)
     return dict(
-        model=model, trigger=trigger, decision_id=decision_id, data=data, retrain=dict(retrain)
+        model=trigger.model,
+        trigger=trigger.name,
+        decision_id=decision_id,
+        data=data,
+        retrain=retrain,
     )
 
 

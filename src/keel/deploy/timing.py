@@ -1,0 +1,216 @@
+"""R-TRN-21 on the rollout side: no traffic shift, step or promotion at peak traffic.
+
+A deployment policy's ``timing`` section is the trigger's (:class:`keel.automation.timing.Timing`,
+evaluated by the same :func:`~keel.automation.timing.evaluate_timing` over the model's
+hour-of-week traffic in the prediction log). While the time is not allowed:
+
+* a rollout whose first phase gives the candidate live traffic (canary, A/B) is created
+  with the primary serving everything; its start is released, with the clock of every step
+  starting then, at the first allowed controller tick (:func:`release_start`);
+* an ``advance`` (next canary step, leaving shadow, the blue-green switch) or ``promote``
+  of the controller is turned into a ``hold`` at the current step (:func:`hold_steps`);
+* a rollback is never held: safety first. A person's promote or rollback is not held either.
+
+Every tick that asks records its verdict and numbers in the deployment's state
+(``state.timing``: shown by ``GET /v1/deployments/{name}`` and ``keel deploy show``); a
+``timing_hold`` decision is written once per held hour, not on every tick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from keel.automation.timing import TimingCheck, evaluate_timing
+from keel.deploy.rollout import Action, start
+from keel.deploy.rollout import Decision as Step
+from keel.deploy.state import candidates, rollout_to_json, weights_for
+from keel.errors import Conflict
+
+if TYPE_CHECKING:
+    from keel.decisions.models import Decision
+    from keel.deploy.models import Deployment
+    from keel.deploy.policy import DeploymentPolicy
+    from keel.deploy.rollout import RolloutState
+    from keel.deploy.service import DeploymentService
+
+__all__ = ["HOLD_KIND", "describe", "hold_start", "hold_steps", "release_start"]
+
+#: The decision kind of a held start, step or promotion (once per held hour).
+HOLD_KIND = "timing_hold"
+_HOUR_MS = 3_600_000
+_MOVES = (Action.ADVANCE, Action.PROMOTE)
+
+
+def _check(service: DeploymentService, policy: DeploymentPolicy, now: int) -> TimingCheck:
+    return evaluate_timing(policy.timing, policy.model, now, service.predictions_root)
+
+
+def _state(
+    check: TimingCheck, now: int, held: str | None, before: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``state.timing``: the last verdict; ``held_since_ms`` survives while still held."""
+    previous = before or {}
+    since = previous.get("held_since_ms") if previous.get("held") == held else None
+    return {
+        "allowed": check.allowed,
+        "reason": check.reason,
+        "checked_ms": now,
+        "retry_at_ms": check.retry_at_ms,
+        "numbers": check.numbers,
+        "held": held,
+        "held_since_ms": (since or now) if held else None,
+        "held_hour_ms": (now - now % _HOUR_MS) if held else previous.get("held_hour_ms"),
+    }
+
+
+def _hold_record(
+    service: DeploymentService,
+    policy: DeploymentPolicy,
+    what: str,
+    check: TimingCheck,
+    now: int,
+    before: dict[str, Any] | None,
+) -> list[Decision]:
+    """The ``timing_hold`` decision, unless this hour already has one."""
+    if (before or {}).get("held_hour_ms") == now - now % _HOUR_MS:
+        return []
+    retry = f"; next allowed {_iso(check.retry_at_ms)}" if check.retry_at_ms else ""
+    return [
+        service.decision_log.build(
+            HOLD_KIND,
+            policy.model,
+            f"{what} held: {check.reason}{retry}",
+            {"held": what, "retry_at_ms": check.retry_at_ms, "numbers": check.numbers},
+            "policy",
+            policy.name,
+            at_ms=now,
+        )
+    ]
+
+
+def hold_start(
+    service: DeploymentService, policy: DeploymentPolicy, weights: dict[str, float], now: int
+) -> tuple[dict[str, float], dict[str, Any], list[Decision]]:
+    """At creation: ``(weights, extra state, decisions)``; the primary keeps all live
+    traffic while the time is not allowed and the first phase would shift some."""
+    primary = str(policy.arm("primary").name)
+    if policy.timing is None or weights[primary] >= 100:
+        return weights, {}, []
+    check = _check(service, policy, now)
+    if check.allowed:
+        return weights, {"timing": _state(check, now, None, None)}, []
+    held = {arm: (100.0 if arm == primary else 0.0) for arm in weights}
+    records = _hold_record(service, policy, "rollout start", check, now, None)
+    return held, {"timing": _state(check, now, "start", None)}, records
+
+
+def release_start(
+    service: DeploymentService, current: Deployment, policy: DeploymentPolicy, now: int
+) -> Deployment | None:
+    """A controller tick of a deployment whose start is held: start it (every candidate's
+    rollout clock from ``now``) once the time is allowed, else keep holding."""
+    before = current.state.get("timing")
+    check = _check(service, policy, now)
+    if not check.allowed:
+        state = {**current.state, "timing": _state(check, now, "start", before)}
+        records = _hold_record(service, policy, "rollout start", check, now, before)
+    else:
+        rollouts = {name: start(policy, now) for name in candidates(policy)}
+        weights = weights_for(policy, rollouts)
+        state = {
+            **current.state,
+            "weights": weights,
+            "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
+            "timing": _state(check, now, None, before),
+        }
+        records = [
+            service.decision_log.build(
+                "rollout_step",
+                policy.model,
+                "rollout started, held since "
+                f"{_iso((before or {}).get('held_since_ms') or current.created_at_ms)}: "
+                + ", ".join(f"{arm} {share:g}%" for arm, share in weights.items()),
+                {"weights": weights, "timing": state["timing"]},
+                "policy",
+                policy.name,
+                at_ms=now,
+            )
+        ]
+    try:
+        changed = service.store.update_deployment(
+            current.name,
+            current.version,
+            status=current.status,
+            state=state,
+            at_ms=now,
+            decisions=records,
+        )
+    except Conflict:  # a person acted meanwhile: their change wins
+        return None
+    if check.allowed:
+        service.notify(changed, "evaluated")
+    return changed
+
+
+def hold_steps(
+    service: DeploymentService,
+    current: Deployment,
+    policy: DeploymentPolicy,
+    rollouts: dict[str, RolloutState],
+    steps: dict[str, Step],
+    now: int,
+) -> tuple[dict[str, Step], dict[str, Any], list[Decision]]:
+    """The controller's steps with every advance/promote held while the time is not
+    allowed: ``(steps, extra state, decisions)``. Rollbacks and pauses pass untouched; the
+    timing is only asked when some step would move traffic."""
+    if policy.timing is None or not any(s.action in _MOVES for s in steps.values()):
+        return steps, {}, []
+    before = current.state.get("timing")
+    check = _check(service, policy, now)
+    if check.allowed:
+        return steps, {"timing": _state(check, now, None, before)}, []
+    out = dict(steps)
+    moving = sorted(arm for arm, s in steps.items() if s.action in _MOVES)
+    for arm in moving:
+        step = steps[arm]
+        # the state of a hold: this step, with the breach clocks and the sequential test
+        # carried on (an advance had reset them)
+        since = {g.name: g.since_ms for g in step.guardrails if g.since_ms is not None}
+        kept = replace(rollouts[arm], breach_since_ms=since, sequential=step.state.sequential)
+        what = "promotion" if step.action is Action.PROMOTE else "advance"
+        out[arm] = replace(
+            step,
+            action=Action.HOLD,
+            next_share=step.share,
+            reasons=(*step.reasons, f"{what} held: {check.reason}"),
+            state=kept,
+        )
+    what = f"{', '.join(moving)} at {steps[moving[0]].share:g}%"
+    records = _hold_record(service, policy, what, check, now, before)
+    return out, {"timing": _state(check, now, "step", before)}, records
+
+
+def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | None:
+    """One line for ``keel deploy show``: the policy's timing and its last verdict."""
+    rules = policy.get("timing")
+    if not rules and not timing:
+        return None
+    parts = [", ".join(f"{k}={v}" for k, v in (rules or {}).items()) or "no rules"]
+    if not timing:
+        return parts[0] + "; not checked yet"
+    if timing.get("held"):
+        parts.append(
+            f"{timing['held']} held since {_iso(timing['held_since_ms'])}: {timing['reason']}"
+        )
+        if timing.get("retry_at_ms"):
+            parts.append(f"next allowed {_iso(timing['retry_at_ms'])}")
+    else:
+        verdict = "allowed" if timing.get("allowed") else f"not allowed ({timing.get('reason')})"
+        parts.append(f"{verdict} at {_iso(timing['checked_ms'])}")
+    return "; ".join(parts)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
