@@ -107,12 +107,15 @@ def test_sleeping_challenger_cannot_slow_the_primary(tmp_path: Path, churn: Chur
         calls = len(SLEEPY_THREADS)
         held = asyncio.run_coroutine_threadsafe(copy_into_full_partition(), gateway._loop)
         assert held.result(timeout=10) == 4 and len(SLEEPY_THREADS) == calls  # not run
-        # Places given back, queued shadow copies of the load above may take them again
-        # (the shadow worker runs up to 16 at once, 1 s each): wait for those to finish.
+        # Places given back, copies of the load above still queued take them again (the
+        # shadow worker runs a few at once, 1 s each, once no live request is in flight,
+        # then rests 4 s): read the status while none of those runs.
         deadline = time.monotonic() + 10
-        while gateway.bulkhead.busy and time.monotonic() < deadline:
+        while True:
+            status = httpx.get(f"{live.url}/v1/serving/status").json()
+            if not status["deployments"]["bulkhead"]["busy"] or time.monotonic() > deadline:
+                break
             time.sleep(0.05)
-        status = httpx.get(f"{live.url}/v1/serving/status").json()
         metrics = httpx.get(f"{live.url}/metrics").text
     assert not failures, failures[:3]
     primary = [elapsed for arm, version, elapsed in answers if arm == "primary" and version == 1]

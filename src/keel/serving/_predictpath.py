@@ -54,12 +54,23 @@ class PredictPath(HitAnswers):
 
     async def predict(self, target: Target, body: bytes, *, client_key: str) -> PredictResult:
         """Answer one predict request; raises KeelError subclasses for every failure."""
+        live = self.shadows.live  # shadow copies wait while live requests are in flight
+        live.enter()
+        try:
+            return await self._serve(target, body, client_key)
+        finally:
+            live.leave()
+
+    async def _serve(self, target: Target, body: bytes, client_key: str) -> PredictResult:
         started = time.perf_counter()
         await self.limiter.check(client_key)
         via: Via = None
         decoded: Any = None  # the body as JSON, when reading its routing key decoded it
         if target.deployment:  # the arm first: its version is in every cache key
-            route, arm, decoded = await self.routes.pick(target.name, body)
+            picked = self.routes.pick_known(target.name, body)
+            if picked is None:  # not served yet: read it
+                picked = await self.routes.pick(target.name, body)
+            route, arm, decoded = picked
             via = (route, arm)
             target = Target(route.model, version=arm.version)
         answered = self._from_memory(target, body, started, via, decoded)
