@@ -225,3 +225,28 @@ def test_a_retrain_rollout_inherits_the_trigger_timing() -> None:
     assert own["rollout"]["timing"] == {"allowed_days": ["sat"]}  # its own wins
     off = retrain_section(trigger({**canary, "timing": None}))  # explicitly none
     assert parse_policy(rollout_policy(off["rollout"], "churn", "churn-v2")).timing is None
+
+
+def test_a_fired_trigger_queues_its_rollout_with_the_trigger_timing(
+    services: Services, register_churn: Callable[[str, str], Models]
+) -> None:
+    import time
+
+    from tests.automation.triggerdata import recording_retrain_kind
+
+    register_churn("weak", "good")
+    every_day = {"allowed_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
+    spec = {
+        "name": "hand",
+        "model": "churn",
+        "any": [{"metric": "manual"}],
+        "timing": every_day,
+        "retrain": {"train": "pkg.mod:train", "rollout": {"strategy": "canary"}},
+    }
+    with recording_retrain_kind():
+        services.triggers.apply(spec)
+        fired = services.triggers.evaluate("hand", int(time.time() * 1000), manual=True)
+        assert fired.fired, fired.reason
+        (job,) = services.jobs.list_jobs(kind="retrain.run")
+    assert job.args["retrain"]["rollout"] == {"strategy": "canary", "timing": every_day}
+    assert services.triggers.get("hand").retrain["rollout"] == {"strategy": "canary"}
