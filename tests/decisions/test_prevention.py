@@ -70,6 +70,7 @@ def test_resolving_needs_a_check_and_a_bad_check_changes_nothing(
             ({"monitor": "nope", "rule": RULE}, "check.monitor"),
             ({"gate": {"floor": {"min_auc": 2}}}, "check.gate.floor.min_auc"),
             ({"gate": {"flor": {"min_auc": 0.9}}}, "check.gate.flor"),
+            ({"gate": {"latency": {"enabled": False}}}, "check.gate.latency.enabled"),
             ({"gate": {"floor": {"min_auc": 0.9}}, "monitor": "churn-quality"}, "check"),
             ({"gate": {"floor": {"min_auc": 0.9}}, "no_check_reason": "both"}, "check"),
         ]

@@ -166,7 +166,22 @@ def _check_gate(gate: Mapping[str, Any]) -> dict[str, Any]:
     except InvalidInput as exc:
         path = f"check.gate.{exc.field}" if exc.field and exc.field != "policy" else "check.gate"
         raise InvalidInput(f"{path}: {exc.message.split(': ', 2)[-1]}", field=path) from None
+    off = _disabled(gate, "check.gate")
+    if off is not None:  # a prevention adds a check; switching one off would hide the next one
+        raise InvalidInput(f"{off}: a prevention cannot disable a gate", field=off)
     return dict(gate)
+
+
+def _disabled(section: Mapping[str, Any], path: str) -> str | None:
+    """The path of the first ``enabled: false`` in ``section``, if any."""
+    for key, value in section.items():
+        if key == "enabled" and value is False:
+            return f"{path}.enabled"
+        if isinstance(value, Mapping):
+            found = _disabled(value, f"{path}.{key}")
+            if found is not None:
+                return found
+    return None
 
 
 def _add_rule(monitors: MonitorService, model: str, name: str, rule: MonitorRule) -> Any:
