@@ -265,7 +265,10 @@ def resolve_incident(
         related={"incident": decision_id},
     ).model_copy(update={"resolves": decision_id})
     record = log.store.add_decisions([entry])[0]
-    if spec is not None:
-        # created_by stays the monitor's author; the resolution names who added the rule
-        monitors.create(spec, actor=monitors.get(spec.name).created_by)
+    if spec is not None and check is not None and check.rule is not None:
+        # re-read the monitor: another resolution may have added a rule since the check;
+        # created_by stays the monitor's author, the resolution names who added the rule
+        rule = check.rule.model_copy(update={"source": f"decision {decision_id}"})
+        fresh = _add_rule(monitors, incident.model, spec.name, rule)
+        monitors.create(fresh, actor=monitors.get(spec.name).created_by)
     return record
