@@ -329,3 +329,60 @@ def test_mark_takes_logged_rows_and_recomputes_the_rest() -> None:
     assert flags[:2].tolist() == [True, False] and weights[:2].tolist() == [0.05, 0.95]
     np.testing.assert_array_equal(flags[2:], recomputed[2:])
     np.testing.assert_allclose(weights[2:], np.where(recomputed[2:], 0.2, 0.8))
+
+
+def test_another_replica_applies_a_change_within_its_refresh_interval(
+    make_settings: Callable[..., Settings], churn: Churn, tmp_path: Path
+) -> None:
+    """Two servers on one store: a policy stored through one reaches the other's gateway by
+    its periodic re-read (its registry object is another: no in-process notice)."""
+    settings = make_settings(serving_alias_refresh_ms=100)
+    name = unique("replica")
+    register(settings, name, churn.small, churn.train[churn.features].head(5))
+    other = settings.model_copy(update={"prediction_log_dir": tmp_path / "other-log"})
+    rows, keys = _rows(churn, 40), [f"k{i}" for i in range(40)]
+    with live_gateway(settings) as first, live_gateway(other) as second:
+        _send(second.url, name, rows[:1], keys[:1])  # loaded there, without a policy
+        assert "explored" not in _send(second.url, name, rows[:1], keys[:1])[0]
+        sdk = Client(first.url, settings=settings)
+        sdk.set_exploration(name, share=0.5, action=ACCEPT, key="entity_key")
+        sdk.close()
+        deadline = time.monotonic() + 10
+        while name not in second.gateway.status()["exploration"]:
+            assert time.monotonic() < deadline, "the other replica never read the policy"
+            time.sleep(0.05)
+        bodies = _send(second.url, name, rows, keys)
+    flags = [b["explored"][0] for b in bodies]
+    assert flags == explored(keys, 0.5, name).tolist()
+
+
+def test_deployment_arms_explore_the_model_and_log_it(
+    make_settings: Callable[..., Settings], churn: Churn
+) -> None:
+    """The policy is the model's: both arms of a deployment over it explore, by the same hash."""
+    from tests.serving.test_deployment_routing import deploy
+
+    settings = make_settings()
+    model, name = deploy(settings, churn, unit="request")
+    sdk = Client(settings=settings)  # embedded: the same validator and tag as over REST
+    sdk.set_exploration(model, share=0.3, action=ACCEPT, key="entity_key")
+    sdk.close()
+    rows, keys = _rows(churn, 60), [f"d{i}" for i in range(60)]
+    with live_gateway(settings) as live, httpx.Client(base_url=live.url) as http:
+        bodies = [
+            http.post(
+                f"/v1/deployments/{name}/predict",
+                json={"instances": [row], "entity_keys": [key]},
+            )
+            .raise_for_status()
+            .json()
+            for row, key in zip(rows, keys, strict=True)
+        ]
+    flags = explored(keys, 0.3, model)
+    assert [b["explored"][0] for b in bodies] == flags.tolist()
+    assert {b["arm"] for b in bodies} == {"primary", "challenger"}
+    assert all(b["predictions"] == [ACCEPT] for b, f in zip(bodies, flags, strict=True) if f)
+    log = predictions(model, settings=settings).to_pandas().set_index("request_id")
+    logged = log.loc[[b["request_id"] for b in bodies]]
+    assert logged["explore"].astype(bool).tolist() == flags.tolist()
+    assert set(logged["arm"]) == {"primary", "challenger"}

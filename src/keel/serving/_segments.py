@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import attrgetter
@@ -209,8 +209,8 @@ def served_to_table(
         cached=list(map(bool, chain.from_iterable(map(attrgetter("hits"), served)))),
         fallback=list(map(bool, each("fallback"))),
         extra=each("extra"),
-        explore=per_row("explore"),
-        propensity=per_row("propensity"),
+        # set together, on the requests of a model with a policy only: one pass tells
+        **_exploration(served, per_row),
     )
     columns = served[0].columns if served else ()
     shared = _shared_rows(rows_of, counts)
@@ -273,8 +273,21 @@ class _Base:
     cached: list[bool]
     fallback: list[bool]
     extra: list[str | None]
-    explore: list[bool | None]
-    propensity: list[float | None]
+    explore: list[bool | None] | None  # None: no row has a value (the model explores nothing)
+    propensity: list[float | None] | None
+
+
+def _exploration(
+    served: list[ServedRequest], per_row: Callable[[str], list[Any]]
+) -> dict[str, list[Any] | None]:
+    """The ``explore`` and ``propensity`` values per row, or None when no request has them."""
+    if list(map(attrgetter("explore"), served)).count(None) == len(served):
+        return {"explore": None, "propensity": None}
+    return {"explore": per_row("explore"), "propensity": per_row("propensity")}
+
+
+def _nullable(values: list[Any] | None, kind: pa.DataType, n: int) -> pa.Array:
+    return pa.nulls(n, kind) if values is None else pa.array(values, kind)
 
 
 def _table(
@@ -298,8 +311,8 @@ def _table(
         "cached": pa.array(base.cached, pa.bool_()),
         "fallback": pa.array(base.fallback, pa.bool_()),
         "extra": _text(base.extra),
-        "explore": pa.array(base.explore, pa.bool_()),
-        "propensity": pa.array(base.propensity, pa.float64()),
+        "explore": _nullable(base.explore, pa.bool_(), len(base.at_ms)),
+        "propensity": _nullable(base.propensity, pa.float64(), len(base.at_ms)),
     }
     for name, (values, guess) in features.items():
         column = _typed(schema, name, values, guess)
