@@ -47,6 +47,9 @@ def _bodies(run_id: str, validation: str) -> dict[tuple[str, str], dict[str, obj
         ("POST", "/v1/models/{name}/versions/{version}/approve"): {"reason": "checked"},
         ("POST", "/v1/models/{name}/versions/{version}/reject"): {"reason": "second look"},
         ("POST", "/v1/models/{name}/versions/{version}/validations"): {"run_id": validation},
+        ("PUT", "/v1/models/{name}/signals"): {"watched": 1},
+        ("PUT", "/v1/models/{name}/exploration"): {"share": 0.1, "action": 1},
+        ("DELETE", "/v1/models/{name}/exploration"): None,
     }
 
 
