@@ -20,14 +20,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 from pydantic import BeforeValidator, Field, field_validator
 
 from keel._models import Entity
 from keel.automation.cron import next_fire, validate_cron
 from keel.errors import InvalidInput
+
+if TYPE_CHECKING:  # numpy only where traffic is read: trigger/deploy models are on client paths
+    import numpy as np
 
 __all__ = [
     "HOURS_PER_WEEK",
@@ -153,6 +155,8 @@ def evaluate_timing(
 
 def _peak(root: Path | None, model: str, guard: PeakGuard, now_ms: int) -> dict[str, Any]:
     """The peak verdict and its numbers for the hour of week holding ``now_ms``."""
+    import numpy as np
+
     hour_start = now_ms - now_ms % _HOUR_MS
     start = hour_start - guard.weeks * 7 * 24 * _HOUR_MS
     means = hourly_traffic(root, model, start, hour_start) / guard.weeks
@@ -191,6 +195,7 @@ def hourly_traffic(root: Path | None, model: str, start_ms: int, end_ms: int) ->
     ``[start_ms, end_ms)``, summed per hour of week (168 counts, Monday 00:00 UTC first), in
     one DuckDB query."""
     import duckdb
+    import numpy as np
     import pyarrow as pa
 
     from keel.serving.predquery import query_log

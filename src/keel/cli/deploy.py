@@ -12,7 +12,6 @@ import typer
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
 from keel.cli._synthetic_output import synthetic_table
-from keel.deploy.timing import describe as describe_timing
 from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -52,6 +51,8 @@ def _show(d: Deployment) -> None:
             console.print(f"    {r.replica}: state {r.state_version} at {fmt_ms(r.reported_at_ms)}")
     for arm, c in (d.shadow_comparison or {}).items():
         console.print(f"  shadow {arm}: {_shadow_line(c)}")
+    from keel.deploy.timing import describe as describe_timing  # loads numpy: on use only
+
     if timing := describe_timing(d.state.get("timing"), d.policy):  # R-TRN-21
         console.print(f"  timing: {timing}")
 
