@@ -9,18 +9,27 @@ trees, ``bench_serving``'s parameters, two seeds) registered as ``churn`` v1 (ch
 and v2, and two deployments over copies of them:
 
 - ``churn-ab``: an A/B split 50/50, sticky by ``routing_key``;
+- ``churn-canary``: the same two versions split 95/5 (a canary's usual first step; an
+  A/B policy with those weights, so no controller moves them during the run);
 - ``churn-shadow``: v1 answers everything, v2 gets a copy of every request as a shadow.
 
 Every request body carries a ``routing_key`` (one per test customer), so the alias route
 (which ignores it), the two-arm deployment and the shadow deployment get the very same
 bodies. Two workloads, each on a fresh server: ``model`` (prediction cache off: every
 request runs a model) and ``hit`` (16 repeated bodies: cache hits, the cheapest path,
-where the routing's own cost weighs most). Per workload the three routes are loaded in
-rounds, in ABC then CBA order (``bench_serving``'s interleaving), 16 concurrent
-clients; the targets are checked on the median of the per-round ratios:
+where the routing's own cost weighs most). Per workload the four routes are loaded in
+rounds, in ABCD then DCBA order (``bench_serving``'s interleaving), two ways:
 
-- two arms vs alias: throughput ≥ 90 %, p99 ≤ 1.1x;
-- the shadow deployment's (primary's) p99 ≤ 1.2x the alias route's.
+- **saturated**: 16 concurrent clients (``wrk``, else ``bench_serving``'s python
+  workers), each sending its next request when the last is answered. Throughput is the
+  server's capacity; latency is mostly concurrency / throughput.
+- **fixed rate**: an open loop (``fixed_rate.py``) offering 60 % of the alias route's
+  median saturated throughput to every route, latency counted from when each request was
+  due. This is the p99 a server with headroom gives, and where shadow copies are served.
+
+The targets are checked on the median of the per-round ratios: two arms vs alias
+throughput ≥ 90 % (saturated), p99 ≤ 1.1x; the shadow deployment's (primary's) p99
+≤ 1.2x the alias route's. The p99 targets are reported for both loads, named so.
 
 On a machine shared with other work the throughput of one 2 s load moves by a third
 from one round to the next whatever the route, so each load also records the server
@@ -59,9 +68,14 @@ from bench_serving import (  # noqa: E402
     server,
     wrk_script,
 )
+from fixed_rate import run_fixed_rate  # noqa: E402
 
 RESULTS = HERE / "results" / "deploy_route.json"
-ROUTES = ("alias", "two_arms", "shadow")
+ROUTES = ("alias", "two_arms", "canary", "shadow")
+#: Routes compared with the alias route, and the p99 ratio each must stay within.
+P99_TARGETS = {"two_arms": 1.1, "canary": 1.1, "shadow": 1.2}
+#: Share of the alias route's saturated throughput offered in the fixed-rate rounds.
+RATE_SHARE = 0.6
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
@@ -75,7 +89,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def train_and_register(home: Path) -> list[dict[str, float]]:
-    """Two classifiers as ``churn`` v1 (champion), v2 and as ``churn-s`` v1, v2; test rows."""
+    """Two classifiers as ``churn``, ``churn-c`` and ``churn-s`` v1 (champion), v2; test rows."""
     from lightgbm import LGBMClassifier
 
     from keel.client import Client
@@ -96,7 +110,7 @@ def train_and_register(home: Path) -> list[dict[str, float]]:
     ]
     client = Client(settings=Settings(home=home))
     with client.start_run("bench-deploy-route", capture_env=False) as run:
-        for name in ("churn", "churn-s"):
+        for name in ("churn", "churn-c", "churn-s"):
             for model in models:
                 run.log_model(model, registered_name=name, input_example=train[features].head(5))
             client.set_alias(name, "champion", 1)
@@ -122,6 +136,15 @@ def create_deployments(base: str) -> None:
             ],
         },
         {
+            "name": "churn-canary",
+            "model": "churn-c",
+            "strategy": "ab",
+            "arms": [
+                {"version": 1, "role": "primary", "weight": 95},
+                {"version": 2, "role": "challenger", "weight": 5},
+            ],
+        },
+        {
             "name": "churn-shadow",
             "model": "churn-s",
             "strategy": "shadow",
@@ -138,6 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4, help="ABC/CBA rounds per workload")
     parser.add_argument("--round-seconds", type=int, default=2, help="measured s per load")
+    parser.add_argument("--rate-rounds", type=int, default=4, help="fixed-rate rounds (0: none)")
+    parser.add_argument("--rate-seconds", type=int, default=3, help="measured s per fixed load")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU placement alone")
     args = parser.parse_args()
     pinning = Pinning.choose(not args.no_pin)
@@ -179,7 +204,7 @@ def run_workload(
     port = free_port()
     env = base_env(
         KEEL_HOME=str(scratch / "keel"),
-        KEEL_SERVING_PRELOAD="churn@champion,churn-s@champion",
+        KEEL_SERVING_PRELOAD="churn@champion,churn-c@champion,churn-s@champion",
         KEEL_SERVING_RATE_LIMIT="100000000/minute",
         **extra,
     )
@@ -198,6 +223,7 @@ def run_workload(
     urls = {
         "alias": f"{base}/v1/models/churn@champion/predict",
         "two_arms": f"{base}/v1/deployments/churn-ab/predict",
+        "canary": f"{base}/v1/deployments/churn-canary/predict",
         "shadow": f"{base}/v1/deployments/churn-shadow/predict",
     }
 
@@ -227,68 +253,105 @@ def run_workload(
             figures["cpu_us_per_request"] = (after - before) / requests * 1e6
         return figures
 
+    def fixed(route: str, rate: float, seconds: int) -> dict[str, Any]:
+        own = os.sched_getaffinity(0)
+        if pinning.load_cpus:
+            os.sched_setaffinity(0, pinning.load_cpus)
+        try:
+            run_fixed_rate(urls[route], bodies, rate, 1)  # warm-up at the same rate
+            before = cpu_seconds(pid)
+            figures = run_fixed_rate(urls[route], bodies, rate, seconds)
+            after = cpu_seconds(pid)
+        finally:
+            os.sched_setaffinity(0, own)
+        if before is not None and after is not None and figures["requests"]:
+            figures["cpu_us_per_request"] = (after - before) / figures["requests"] * 1e6
+        return figures
+
+    import httpx
+
+    def shadow_counts() -> dict[str, Any]:
+        status = httpx.get(f"{base}/v1/serving/status", timeout=30).json()
+        return dict(status["deployments"]["shadows"])
+
+    def measured(route: str, figures: dict[str, Any]) -> dict[str, Any]:
+        """``figures``, once the shadow copies queued by ``route``'s load are answered:
+        the backlog runs when the server is idle, which the next route's load is not."""
+        deadline = time.monotonic() + 30
+        while route == "shadow" and time.monotonic() < deadline:
+            if not any(lane["queued"] for lane in shadow_counts().values()):
+                break
+            time.sleep(0.1)
+        return figures
+
     rounds: list[dict[str, Any]] = []
     with server(cmd, f"{base}/readyz", env, 120) as proc:
         pid = proc.pid
         create_deployments(base)
         for route in ROUTES:  # every arm loaded and warm before anything is measured
-            load(route, 1, 0)
+            measured(route, load(route, 1, 0))
         for n in range(args.rounds):
             log(f"{workload}: round {n + 1}/{args.rounds} ({args.round_seconds} s per route)")
             order = ROUTES if n % 2 == 0 else ROUTES[::-1]
-            rounds.append({route: load(route, args.round_seconds, 1) for route in order})
-        import httpx
-
-        status = httpx.get(f"{base}/v1/serving/status", timeout=30).json()
-        rounds.append({"shadow_counts": status["deployments"]["shadows"]})
+            rounds.append(
+                {route: measured(route, load(route, args.round_seconds, 1)) for route in order}
+            )
+        rounds.append({"shadow_counts": shadow_counts()})
+        if args.rate_rounds:
+            alias_rps = statistics.median(r["alias"]["rps"] for r in rounds if "alias" in r)
+            rate = round(RATE_SHARE * alias_rps)
+            for n in range(args.rate_rounds):
+                log(f"{workload}: fixed rate {rate}/s, round {n + 1}/{args.rate_rounds}")
+                order = ROUTES if n % 2 == 0 else ROUTES[::-1]
+                loads = {
+                    route: measured(route, fixed(route, rate, args.rate_seconds)) for route in order
+                }
+                rounds.append({"fixed_rate": loads})
+            rounds.append({"shadow_counts_after_fixed_rate": shadow_counts()})
     return rounds
+
+
+def _ratios(rounds: list[dict[str, Any]], prefix: str) -> dict[str, float]:
+    """Median per-round ratios of each route to the alias route (throughput, p99, CPU)."""
+    ratios: dict[str, float] = {}
+    if not rounds:
+        return ratios
+
+    def median(f: Any) -> float:
+        return statistics.median(f(r) for r in rounds)
+
+    for route in ROUTES[1:]:
+        for figure, key in (("rps", "rps"), ("p99", "p99_ms")):
+            ratios[f"{prefix}_{route}_vs_alias_{figure}"] = median(
+                lambda r, route=route, key=key: r[route][key] / r["alias"][key]
+            )
+        if all("cpu_us_per_request" in r[x] for r in rounds for x in ("alias", route)):
+            ratios[f"{prefix}_{route}_vs_alias_cpu_per_request"] = median(
+                lambda r, route=route: (
+                    r[route]["cpu_us_per_request"] / r["alias"]["cpu_us_per_request"]
+                )
+            )
+    return ratios
 
 
 def report(
     results: dict[str, Any], args: argparse.Namespace, pinning: Pinning, use_wrk: bool
 ) -> None:
     ratios: dict[str, float] = {}
+    targets: dict[str, bool] = {}
     for workload, rounds in results.items():
-        measured = [r for r in rounds if "alias" in r]
-
-        def median(f: Any, rounds: list[dict[str, Any]] = measured) -> float:
-            return statistics.median(f(r) for r in rounds)
-
-        ratios[f"{workload}_two_arms_vs_alias_rps"] = median(
-            lambda r: r["two_arms"]["rps"] / r["alias"]["rps"]
-        )
-        ratios[f"{workload}_two_arms_vs_alias_p99"] = median(
-            lambda r: r["two_arms"]["p99_ms"] / r["alias"]["p99_ms"]
-        )
-        ratios[f"{workload}_shadow_vs_alias_p99"] = median(
-            lambda r: r["shadow"]["p99_ms"] / r["alias"]["p99_ms"]
-        )
-        ratios[f"{workload}_shadow_vs_alias_rps"] = median(
-            lambda r: r["shadow"]["rps"] / r["alias"]["rps"]
-        )
-        if all("cpu_us_per_request" in r[route] for r in measured for route in ROUTES):
-            for route in ("two_arms", "shadow"):
-                ratios[f"{workload}_{route}_vs_alias_cpu_per_request"] = median(
-                    lambda r, route=route: (
-                        r[route]["cpu_us_per_request"] / r["alias"]["cpu_us_per_request"]
-                    )
-                )
-    targets = {
-        f"{w}_two_arms_vs_alias_rps >= 0.9": ratios[f"{w}_two_arms_vs_alias_rps"] >= 0.9
-        for w in results
-    }
-    targets.update(
-        {
-            f"{w}_two_arms_vs_alias_p99 <= 1.1": ratios[f"{w}_two_arms_vs_alias_p99"] <= 1.1
-            for w in results
-        }
-    )
-    targets.update(
-        {
-            f"{w}_shadow_vs_alias_p99 <= 1.2": ratios[f"{w}_shadow_vs_alias_p99"] <= 1.2
-            for w in results
-        }
-    )
+        saturated = [r for r in rounds if "alias" in r]
+        fixed = [r["fixed_rate"] for r in rounds if "fixed_rate" in r]
+        ratios.update(_ratios(saturated, workload))
+        ratios.update(_ratios(fixed, f"{workload}_fixed_rate"))
+        for route in ("two_arms", "canary"):  # throughput: the saturated server's capacity
+            name = f"{workload}_{route}_vs_alias_rps"
+            targets[f"{name} >= 0.9"] = ratios[name] >= 0.9
+        for prefix in (workload, f"{workload}_fixed_rate"):
+            for route, bound in P99_TARGETS.items():
+                name = f"{prefix}_{route}_vs_alias_p99"
+                if name in ratios:
+                    targets[f"{name} <= {bound}"] = ratios[name] <= bound
     payload = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {
@@ -297,9 +360,12 @@ def report(
             "load_avg": os.getloadavg(),
         },
         "load_generator": "wrk -t2 -c16" if use_wrk else "python asyncio+httpx, 16 workers",
+        "fixed_rate": f"fixed_rate.py, {RATE_SHARE:.0%} of the alias route's saturated rps",
         "cpu_pinning": pinning.describe(),
         "rounds": args.rounds,
         "round_seconds": args.round_seconds,
+        "rate_rounds": args.rate_rounds,
+        "rate_seconds": args.rate_seconds,
         "results": results,
         "ratios": ratios,
         "targets_met": targets,
@@ -307,16 +373,21 @@ def report(
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     for workload, rounds in results.items():
-        for n, r in enumerate(r for r in rounds if "alias" in r):
+        loads = [("", r) for r in rounds if "alias" in r]
+        loads += [(" fixed rate", r["fixed_rate"]) for r in rounds if "fixed_rate" in r]
+        for n, (kind, r) in enumerate(loads):
             print(
-                f"{workload} round {n + 1}: "
+                f"{workload}{kind} round {n + 1}: "
                 + ", ".join(
                     f"{route} {r[route]['rps']:.0f} req/s p99 {r[route]['p99_ms']:.2f} ms"
                     f" cpu {r[route].get('cpu_us_per_request', float('nan')):.0f} us/req"
                     for route in ROUTES
                 )
             )
-        print(f"{workload} shadow copies: {rounds[-1].get('shadow_counts')}")
+        for r in rounds:
+            for key in ("shadow_counts", "shadow_counts_after_fixed_rate"):
+                if key in r:
+                    print(f"{workload} {key}: {r[key]}")
     for name, value in ratios.items():
         print(f"{name}: {value:.3f}")
     for name, met in targets.items():
