@@ -276,6 +276,10 @@ def test_cli_sets_shows_and_refuses_with_exit_2(
             bad = runner.invoke(cli_app, ["models", "exploration", "set", name, *args, *server])
             assert bad.exit_code == 2, bad.output
             assert word in bad.output
+        unknown = httpx.put(
+            f"{live.url}/v1/models/no-such-model/exploration", json={"share": 0.1, "action": 1}
+        )
+        assert unknown.status_code == 404, unknown.text
         off = runner.invoke(cli_app, ["models", "exploration", "off", name, *server])
         assert off.exit_code == 0, off.output
         gone = runner.invoke(cli_app, ["models", "exploration", "show", name, *server])
