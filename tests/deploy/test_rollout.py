@@ -70,6 +70,23 @@ def test_undecided_metric_holds_before_full_traffic() -> None:
     assert at_fifty.verdict is Verdict.KEEP_COLLECTING
 
 
+def test_a_candidate_that_looks_worse_is_held_at_its_step_unless_the_policy_says_not() -> None:
+    policy = load_policy(CANARY)
+    state = start(policy, 0)
+    # 0.79 vs 0.80 with s.e. 0.02: worse on the estimate, nowhere near significant
+    held = evaluate(policy, state, 11 * MIN, *_arms(0.79, se=0.02))
+    assert held.verdict is Verdict.KEEP_COLLECTING and held.action is Action.HOLD
+    assert held.next_share == 5.0 and held.metric is not None and held.metric.difference < 0
+    assert any("looks worse so far" in r for r in held.to_dict()["reasons"])
+    # the same numbers a hair better than the primary move on
+    better = evaluate(policy, state, 11 * MIN, *_arms(0.81, se=0.02))
+    assert better.action is Action.ADVANCE and better.next_share == 25.0
+    # analysis.hold_when_worse: false is the earlier rule: only significant harm stops a step
+    loose = load_policy(CANARY + "analysis: {hold_when_worse: false}\n")
+    moved = evaluate(loose, start(loose, 0), 11 * MIN, *_arms(0.79, se=0.02))
+    assert moved.action is Action.ADVANCE and moved.next_share == 25.0
+
+
 def test_worse_challenger_is_rolled_back_with_the_numbers() -> None:
     policy = load_policy(CANARY)
     decision = evaluate(policy, start(policy, 0), 3 * MIN, *_arms(0.72))

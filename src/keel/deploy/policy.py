@@ -126,6 +126,7 @@ class Analysis(_Model):
     burn_in_s: Duration = Field(default=0, alias="burn_in", ge=0)
     attribution_window_s: Duration = Field(default=0, alias="attribution_window", ge=0)
     cuped: dict[Literal["covariate"], Name] | None = Field(default=None, min_length=1)  # R-DEP-14
+    hold_when_worse: bool = True  # an intermediate step waits while the estimate is negative
 
 
 class ShadowPhase(_Model):

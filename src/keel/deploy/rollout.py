@@ -201,7 +201,7 @@ def evaluate(
     )
     verdict, reasons = decide(safety, metric, secondary, enough_samples=gates, exhausted=exhausted)
     held = replace(state, breach_since_ms=since, sequential=sequential or state.sequential)
-    action, new, note = _act(policy, held, now_ms, verdict, gates)
+    action, new, note = _act(policy, held, now_ms, verdict, gates, metric)
     if action in (Action.ADVANCE, Action.PROMOTE) and _needs_review(policy, state, share):
         # R-DEP-02: a person approves (keel deploy resume) before traffic moves on.
         action, new = Action.PAUSE, replace(held, awaiting_review=True)
@@ -248,7 +248,12 @@ def _needs_review(policy: DeploymentPolicy, state: RolloutState, share: float) -
 
 
 def _act(
-    policy: DeploymentPolicy, state: RolloutState, now_ms: int, verdict: Verdict, gates: bool
+    policy: DeploymentPolicy,
+    state: RolloutState,
+    now_ms: int,
+    verdict: Verdict,
+    gates: bool,
+    metric: MetricCheck | None = None,
 ) -> tuple[Action, RolloutState, str]:
     if verdict is Verdict.ROLL_BACK:
         return Action.ROLL_BACK, replace(state, phase="rolled_back", phase_started_ms=now_ms), ""
@@ -272,7 +277,21 @@ def _act(
     if policy.strategy == "canary":
         assert policy.steps is not None
         if policy.steps[state.step + 1] < 100:
-            # Intermediate steps need no proof of improvement, only no harm so far.
+            # Intermediate steps need no proof of improvement, only no harm so far; but a
+            # candidate that looks worse so far does not get more traffic: it waits at this
+            # step until the test decides (rule 5 rolls it back once its interval lies
+            # below the minimum improvement, or the step's maximum duration runs out).
+            worse = metric is not None and metric.ready and metric.difference < 0
+            if worse and policy.analysis.hold_when_worse:
+                assert metric is not None
+                return (
+                    Action.HOLD,
+                    state,
+                    (
+                        f"step gates met, but {metric.name} looks worse so far "
+                        f"({metric.difference:+.4g}, not yet significant): holding this step"
+                    ),
+                )
             return Action.ADVANCE, replace(moved, step=state.step + 1), "step gates met"
     if verdict is not Verdict.SHIP:
         return Action.HOLD, state, "full traffic needs a ship verdict"
