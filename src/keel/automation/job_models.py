@@ -8,16 +8,18 @@ from pydantic import Field, field_validator
 
 from keel._models import Entity
 from keel.automation.cron import validate_cron
-from keel.errors import InvalidInput
+from keel.errors import InvalidInput, KeelError
 
 __all__ = [
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
     "Job",
     "JobLog",
+    "PermanentFailure",
     "JobStatus",
     "Schedule",
     "ScheduleSpec",
+    "is_permanent",
 ]
 
 #: queued → running → succeeded | failed | retrying (→ running …); cancelled from any non-final.
@@ -93,3 +95,18 @@ class Schedule(ScheduleSpec):
     last_fired_at_ms: int | None = None
     last_job_id: str | None = None
     next_fire_at_ms: int | None = None  # computed when read
+
+
+class PermanentFailure(Exception):
+    """Raised by a job to fail at once, without retries: the same input fails the same way
+    on every attempt (e.g. the user's train function raised on the job's rows)."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying ``exc`` cannot help: a :class:`PermanentFailure`, or a client error
+    keel raised (bad input, not found, forbidden), which fails the same way on every
+    attempt. A conflict (409) or a rate limit (429) may clear, so those are retried like
+    any other exception, as is a worker or executor that died (re-delivered)."""
+    if isinstance(exc, PermanentFailure):
+        return True
+    return isinstance(exc, KeelError) and 400 <= exc.status < 500 and exc.status not in (409, 429)

@@ -26,11 +26,18 @@ import orjson
 
 from keel._models import now_ms
 from keel.automation.cron import latest_fire, next_fire
-from keel.automation.job_models import FINAL_STATUSES, Job, JobLog, Schedule, ScheduleSpec
+from keel.automation.job_models import (
+    FINAL_STATUSES,
+    Job,
+    JobLog,
+    Schedule,
+    ScheduleSpec,
+    is_permanent,
+)
 from keel.automation.kinds import get_kind
 from keel.automation.lease import heartbeat
 from keel.automation.queue import JobQueue
-from keel.errors import InvalidInput, KeelError
+from keel.errors import InvalidInput
 from keel.executors import cancel_scope
 from keel.store.sql.jobs import JobSql
 
@@ -43,21 +50,6 @@ MAX_REDELIVERIES = 3
 #: Most log lines kept per attempt.
 MAX_LOG_LINES = 500
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "retrying")
-
-
-class PermanentFailure(Exception):
-    """Raised by a job to fail at once, without retries: the same input fails the same way
-    on every attempt (e.g. the user's train function raised on the job's rows)."""
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """Whether retrying ``exc`` cannot help: a :class:`PermanentFailure`, or a client error
-    keel raised (bad input, not found, forbidden), which fails the same way on every
-    attempt. A conflict (409) or a rate limit (429) may clear, so those are retried like
-    any other exception, as is a worker or executor that died (re-delivered)."""
-    if isinstance(exc, PermanentFailure):
-        return True
-    return isinstance(exc, KeelError) and 400 <= exc.status < 500 and exc.status not in (409, 429)
 
 
 def monitor_schedule_name(monitor: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keel.automation.jobs import PermanentFailure
+from keel.automation.job_models import PermanentFailure
 from keel.automation.retrain.data import TS_COLUMN, WEIGHT_COLUMN, decay_weights, model_frame
 from keel.automation.retrain.spec import ParamSpace, RetrainSpec, SearchSpec, load_train_function
 from keel.executors import Executor, open_executor
