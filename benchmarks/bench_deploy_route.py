@@ -1,6 +1,6 @@
 """Deployment route benchmark: two arms vs the plain alias route, and the cost of a shadow arm.
 
-    python benchmarks/bench_deploy_route.py                 # about 2 minutes
+    python benchmarks/bench_deploy_route.py                 # about 5 minutes
     python benchmarks/bench_deploy_route.py --rounds 6      # steadier, longer
 
 One keel server (one uvicorn worker, pinned as in ``bench_serving.py``: the server on the
