@@ -138,6 +138,8 @@ def test_rest_422_names_the_signal_and_bad_mappings(churn: Services, live_server
 
 def test_cli_sets_and_shows_the_mapping(churn: Services, tmp_path: Path) -> None:
     env = {"KEEL_HOME": str(churn.settings.home)}
+    if churn.settings.database_url:  # the PostgreSQL variant: the CLI reads the same store
+        env["KEEL_DATABASE_URL"] = churn.settings.database_url
     runner = CliRunner()
     path = tmp_path / "signals.yaml"
     path.write_text("watched: 1\nskipped: 0\ndwell_seconds: {threshold: 30}\n")

@@ -249,7 +249,9 @@ def test_better_challenger_walks_every_step_and_becomes_champion(
     decisions = httpx.get(f"{url}/v1/deployments/{name}/decisions").json()
     after = serve(url, name, production.iloc[:40], threads=1)
     assert current["status"] == "promoted", decisions[0]["summary"]
-    assert shares == [5.0, 25.0, 50.0]
+    # every step in order; the last may take a second look before the improvement is
+    # significant at full-traffic strength (ship needs the interval above +0.02)
+    assert shares[:3] == [5.0, 25.0, 50.0] and set(shares[3:]) <= {50.0}, shares
     assert current["state"]["weights"] == {"primary": 0.0, "canary": 100.0}
     assert current["state"]["alias_moved"] is True
     assert {(a["arm"], a["version"]) for a in after} == {("canary", 2)}
@@ -259,7 +261,7 @@ def test_better_challenger_walks_every_step_and_becomes_champion(
     kinds = [d["kind"] for d in reversed(decisions)]
     assert kinds[0] == "deployment_created" and kinds[-1] == "promotion"
     assert kinds.count("rollout_step") == 2 and "rollback" not in kinds
-    assert kinds.count("evaluation") == 3
+    assert kinds.count("evaluation") == len(shares)
     steps = [d for d in reversed(decisions) if d["kind"] == "rollout_step"]
     assert [(s["details"]["share"], s["details"]["next_share"]) for s in steps] == [
         (5.0, 25.0),

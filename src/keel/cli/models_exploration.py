@@ -61,7 +61,10 @@ def show_exploration(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Print the model's exploration policy (exit 1 when it explores nothing)."""
+    """Print the model's exploration policy (exit 1 when it explores nothing).
+
+    Example: keel models exploration show hire --json
+    """
     found = run_cli(lambda: make_client(server, token).get_exploration(name))
     if found is None:
         console.print(f"model {name!r} has no exploration policy", highlight=False)
@@ -76,7 +79,10 @@ def exploration_off(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Stop exploring the model's requests."""
+    """Stop exploring the model's requests.
+
+    Example: keel models exploration off hire
+    """
     removed = run_cli(lambda: make_client(server, token).clear_exploration(name))
     emit(
         {"removed": removed},

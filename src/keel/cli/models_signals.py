@@ -57,7 +57,10 @@ def show_signals(
     server: str | None = ServerOption,
     token: str | None = TokenOption,
 ) -> None:
-    """Print the model's signal mapping (exit 1 when it has none)."""
+    """Print the model's signal mapping (exit 1 when it has none).
+
+    Example: keel models signals show churn --json
+    """
     found = run_cli(lambda: make_client(server, token).get_signals(name))
     if found is None:
         console.print(f"model {name!r} has no signal mapping", highlight=False)
