@@ -152,6 +152,43 @@ def test_retrain_splits_by_time_without_shuffling(logged: Services) -> None:
     assert run.metrics["rows.validation"] == 450 and run.metrics["rows.holdout"] == 450
 
 
+def test_class_weights_reach_train_as_sample_weight(logged: Services) -> None:
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    job = run_job(logged, {"model": "churn", "retrain": spec(class_weight="balanced")})
+    assert job.status == "succeeded", job.traceback
+    frame, params = user_code.SEEN[-1]
+    labels = frame["churn"].to_numpy()
+    weights = params["sample_weight"]
+    np.testing.assert_allclose(weights, compute_sample_weight("balanced", labels), rtol=1e-12)
+    # n / (classes x count): the rarer churners weigh more, and the classes weigh the same
+    rare = int(np.argmin(np.bincount(labels.astype(int))))
+    assert weights[labels == rare][0] > weights[labels != rare][0]
+    assert weights[labels == rare].sum() == pytest.approx(weights[labels != rare].sum())
+    # a mapping, multiplied with the decay weights
+    weighted = spec(class_weight={"1": 3.0, "0": 1.0}, decay_per_day=0.1)
+    job = run_job(logged, {"model": "churn", "retrain": weighted})
+    assert job.status == "succeeded", job.traceback
+    frame, params = user_code.SEEN[-1]
+    decay_only = run_job(logged, {"model": "churn", "retrain": spec(decay_per_day=0.1)})
+    assert decay_only.status == "succeeded"
+    _, plain = user_code.SEEN[-1]
+    expected = plain["sample_weight"] * np.where(frame["churn"].to_numpy() == 1, 3.0, 1.0)
+    np.testing.assert_allclose(params["sample_weight"], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weights", [{"1": 0.0}, {"1": -2}, {}, "even", {"1": "x"}])
+def test_bad_class_weights_are_refused_naming_the_field(logged: Services, weights: Any) -> None:
+    args = {"model": "churn", "retrain": spec(class_weight=weights)}
+    with pytest.raises(InvalidInput) as caught:
+        logged.jobs.enqueue("retrain.run", args)
+    assert "class_weight" in (caught.value.field or "")
+    # a label the rows do not hold fails the run, naming the field, and nothing registers
+    job = run_job(logged, {"model": "churn", "retrain": spec(class_weight={"7": 2.0})})
+    assert job.status == "failed" and "retrain.class_weight" in (job.error or "")
+    assert [v.version for v in logged.registry.list_versions("churn")] == [1]
+
+
 def test_retrain_passes_decay_weights(logged: Services) -> None:
     job = run_job(logged, {"model": "churn", "retrain": spec(decay_per_day=0.1)})
     assert job.status == "succeeded", job.traceback

@@ -158,6 +158,11 @@ class RetrainSpec(_Strict):
         description="Checks on the training rows before training (R-CICD-07, R-TRN-21); "
         "false skips them.",
     )
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        default=None,
+        description="Class weights multiplied into sample_weight (R-TRN-22): 'balanced' "
+        "(n / (classes x count)) or {label: weight}, labels written as text ('1').",
+    )
     implicit_weight: float = Field(
         default=1.0, ge=0, description="Weight of labels derived from signals (0 leaves them out)."
     )
@@ -198,6 +203,13 @@ class RetrainSpec(_Strict):
             return parse_duration_s(value, field="window", positive=True)
         except InvalidInput as exc:
             raise ValueError(exc.message.removeprefix("window: ")) from None
+
+    @field_validator("class_weight")
+    @classmethod
+    def _class_weight(cls, value: Any) -> Any:
+        if isinstance(value, dict) and (not value or any(w <= 0 for w in value.values())):
+            raise ValueError("give each label a positive weight, or 'balanced'")
+        return value
 
     @field_validator("data_validation", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import pandas as pd
 from keel.automation.job_models import PermanentFailure
 from keel.automation.retrain.data import TS_COLUMN, WEIGHT_COLUMN, decay_weights, model_frame
 from keel.automation.retrain.spec import ParamSpace, RetrainSpec, SearchSpec, load_train_function
+from keel.errors import InvalidInput
 from keel.executors import Executor, open_executor
 
 __all__ = ["TrainFunctionFailed", "evaluate", "fit", "search", "train_params"]
@@ -31,7 +32,31 @@ def train_params(spec: RetrainSpec, train: pd.DataFrame, extra: dict[str, Any]) 
     if WEIGHT_COLUMN in train.columns and len(train):
         rows = train[WEIGHT_COLUMN].to_numpy(dtype=float)
         params[WEIGHT_PARAM] = rows * params[WEIGHT_PARAM] if WEIGHT_PARAM in params else rows
+    if spec.class_weight is not None and len(train):
+        rows = class_sample_weights(train[spec.label], spec.class_weight)
+        params[WEIGHT_PARAM] = rows * params[WEIGHT_PARAM] if WEIGHT_PARAM in params else rows
     return params
+
+
+def class_sample_weights(labels: pd.Series, class_weight: str | dict[str, float]) -> Any:
+    """Each row's class weight (R-TRN-22: class imbalance, e.g. 8 % churners): 'balanced'
+    is sklearn's ``compute_sample_weight`` (n / (classes x count of the row's class)); a
+    mapping names labels as text, as JSON keys are ("1": 3.0), and leaves others at 1.
+    InvalidInput naming ``retrain.class_weight`` for a label the rows lack."""
+    if not isinstance(class_weight, dict):
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        return compute_sample_weight(class_weight, labels.to_numpy())
+    text = labels.map(str)
+    unknown = sorted(set(class_weight) - set(text.unique().tolist()))
+    if unknown:
+        field = "retrain.class_weight"
+        raise InvalidInput(
+            f"{field}: {unknown} are not labels of the rows "
+            f"(labels: {sorted(text.unique().tolist())[:20]})",
+            field=field,
+        )
+    return text.map(lambda label: class_weight.get(label, 1.0)).to_numpy(dtype=float)
 
 
 #: ``_call``'s marker for "no warm start": the function is called with two arguments.
