@@ -1,5 +1,6 @@
 """Shadow copies yield to live traffic: a worker starts copies only when no live request is
-in flight, a few at a time; a saturated queue drops (and counts) what does not fit."""
+in flight (or after waiting MAX_YIELD_S for that), a few at a time; a saturated queue drops
+(and counts) what does not fit."""
 
 from __future__ import annotations
 
@@ -91,6 +92,32 @@ def test_a_full_queue_drops_and_counts_while_live_traffic_never_stops() -> None:
         queue.live.leave()
         await asyncio.sleep(0.2)
         assert ran == [f"r{i}" for i in range(6)]
+        await queue.close()
+
+    asyncio.run(scenario())
+
+
+def test_live_traffic_that_never_pauses_still_gets_copies_answered_after_the_wait() -> None:
+    async def scenario() -> None:
+        queue, route = _queue(100)
+        ran: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        async def run(job: ShadowJob) -> None:
+            ran.append(loop.time())
+
+        queue.run = run  # type: ignore[method-assign]
+        queue.live.enter()  # a live request always in flight
+        start = loop.time()
+        for i in range(3 * shadow.BATCH):
+            queue.offer(route, f"r{i}", b"{}")
+        await asyncio.sleep(shadow.MAX_YIELD_S / 2)
+        assert ran == []  # still yielding to the live request
+        await asyncio.sleep(shadow.MAX_YIELD_S * 4)
+        # a batch per wait: the copies are answered although the server never went idle
+        assert len(ran) >= shadow.BATCH
+        assert min(ran) - start >= shadow.MAX_YIELD_S * 0.9
+        queue.live.leave()
         await queue.close()
 
     asyncio.run(scenario())

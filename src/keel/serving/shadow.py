@@ -12,12 +12,13 @@ distribution and latency per arm (:mod:`keel.deploy.armstats`). A shadow that ra
 logged as an error row (``extra.error``) and counted; the live answer has already gone.
 
 Shadow work yields to live traffic: a worker starts a batch of copies only when no live
-request of the gateway is in flight (:class:`LiveRequests`), takes at most :data:`BATCH`
-copies at a time, so a request that arrives meanwhile shares the CPU with one short model
-call at most, and rests after each batch (:data:`BUDGET`). A server saturated by live
-traffic never turns idle, so its copies wait in the bounded queue and, once it is full,
-are dropped and counted: shadowing then costs the primary the offer alone
-(``benchmarks/bench_deploy_route.py`` measures both a saturated and a fixed-rate load).
+request of the gateway is in flight (:class:`LiveRequests`) or its copy has waited
+:data:`MAX_YIELD_S` for one, takes at most :data:`BATCH` copies at a time, so a request
+that arrives meanwhile shares the CPU with one short model call at most, and rests after
+each batch (:data:`BUDGET`). A server saturated by live traffic never turns idle: it
+answers a batch per wait, the rest wait in the bounded queue and, once it is full, are
+dropped and counted (``benchmarks/bench_deploy_route.py`` measures both a saturated and
+a fixed-rate load).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ BUDGET = 0.2
 #: request that arrives while they run waits for the CPU behind this one call at most
 #: (16 copies took ~0.3 ms of model time on the benchmark's server, 4 take ~0.1 ms).
 BATCH = 4
+#: Longest a worker waits for a quiet moment before it runs its copies anyway (still within
+#: BUDGET): a server whose live traffic never pauses still shadows a few copies a second, so
+#: a shadow phase's ``min_samples`` is reached instead of every copy being dropped.
+MAX_YIELD_S = 0.25
 
 
 class LiveRequests:
@@ -164,7 +169,8 @@ class ShadowQueue:
         queue = lane.queue
         while True:
             jobs = [await queue.get()]
-            await self.live.quiet()  # the primary first (see the module docstring)
+            with contextlib.suppress(TimeoutError):  # the primary first (module docstring)
+                await asyncio.wait_for(self.live.quiet(), MAX_YIELD_S)
             while len(jobs) < BATCH and not queue.empty():
                 jobs.append(queue.get_nowait())
             started = time.perf_counter()
