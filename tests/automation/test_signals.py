@@ -150,3 +150,31 @@ def test_cli_sets_and_shows_the_mapping(churn: Services, tmp_path: Path) -> None
     path.write_text("watched: {threshold: abc}\n")
     bad = runner.invoke(signals_app, ["set", "churn", "-f", str(path)], env=env)
     assert bad.exit_code == 2 and "signals.watched" in bad.output
+
+
+def test_signals_and_exploration_stored_at_once_keep_each_other(churn: Services) -> None:
+    """Both live in the model's tags: each write changes its own tag under the model row's
+    lock, so concurrent writers of the two (and of other tags) never undo each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keel.monitoring.signals import get_signals, set_signals
+    from keel.serving.exploration import get_exploration, set_exploration
+
+    registry = churn.registry
+    registry.update_model("churn", tags={"team": "growth"})
+
+    def signals(i: int) -> None:
+        set_signals(registry, "churn", {**MAPPING, "liked": i % 2})
+
+    def exploration(i: int) -> None:
+        set_exploration(registry, "churn", {"share": 0.05 + i / 1000, "action": 1})
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(f, i) for i in range(20) for f in (signals, exploration)]:
+            future.result()
+    tags = registry.get_model("churn").tags
+    assert tags["team"] == "growth"
+    found = get_signals(registry, "churn")
+    assert found is not None and set(found.to_dict()) == {*MAPPING, "liked"}
+    policy = get_exploration(registry, "churn")
+    assert policy is not None and policy.action == 1

@@ -133,9 +133,7 @@ def parse_signals(mapping: Any) -> SignalMap:
 def set_signals(registry: Any, model: str, mapping: Any) -> SignalMap:
     """Validate ``mapping`` and store it on ``model`` (NotFound for an unknown model)."""
     checked = parse_signals(mapping)
-    tags = dict(registry.get_model(model).tags)
-    tags[SIGNALS_TAG] = json.dumps(checked.to_dict(), sort_keys=True)
-    registry.update_model(model, tags=tags)
+    registry.set_model_tag(model, SIGNALS_TAG, json.dumps(checked.to_dict(), sort_keys=True))
     return checked
 
 

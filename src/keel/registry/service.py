@@ -125,6 +125,11 @@ class RegistryService:
             self._check_archive(name, None)
         return self.store.update_registered_model(name, checked)
 
+    def set_model_tag(self, name: str, key: str, value: str | None) -> bool:
+        """Set (``value`` None: remove) one tag of model ``name``, leaving its other tags as
+        they are even under concurrent writers; whether the tag was there before."""
+        return self.store.set_registered_model_tag(name, key, value)
+
     def add_archive_guard(self, guard: ArchiveGuard) -> None:
         """Call ``guard(name, version)`` before archiving a version (``version`` None: the
         whole model); a guard refuses by raising, e.g. :class:`Conflict` while a deployment

@@ -101,19 +101,14 @@ def set_exploration(registry: RegistryService, model: str, body: Any) -> Explora
     """Validate ``body`` and store it on ``model`` (NotFound for an unknown model); the
     gateways of this process apply it at once, other replicas at their next refresh."""
     policy = parse_exploration(body)
-    tags = dict(registry.get_model(model).tags)
-    tags[EXPLORATION_TAG] = json.dumps(policy.model_dump(), sort_keys=True)
-    registry.update_model(model, tags=tags)
+    registry.set_model_tag(model, EXPLORATION_TAG, json.dumps(policy.model_dump(), sort_keys=True))
     _announce(registry, model, policy)
     return policy
 
 
 def clear_exploration(registry: RegistryService, model: str) -> bool:
     """Turn ``model``'s exploration off; whether it had a policy (NotFound: unknown model)."""
-    tags = dict(registry.get_model(model).tags)
-    had = tags.pop(EXPLORATION_TAG, None) is not None
-    if had:
-        registry.update_model(model, tags=tags)
+    had = registry.set_model_tag(model, EXPLORATION_TAG, None)
     _announce(registry, model, None)
     return had
 

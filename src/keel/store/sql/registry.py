@@ -112,6 +112,22 @@ class RegistrySql(SqlBase):
             row.updated_at_ms = now_ms()
         return self.get_registered_model(name)
 
+    def set_registered_model_tag(self, name: str, key: str, value: str | None) -> bool:
+        """Set one tag of a model (``value`` None: remove it) in one locked transaction, so
+        writers of different tags cannot undo each other. Whether the tag was there before."""
+        with self.write() as s:
+            row = self._model_row(s, name, lock=True)
+            tags = dict(row.tags or {})
+            had = key in tags
+            if value is None:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
+            if value is not None or had:
+                row.tags = tags
+                row.updated_at_ms = now_ms()
+        return had
+
     # ---- versions -------------------------------------------------------------------
     def create_model_version(self, version: ModelVersion) -> ModelVersion:
         """Insert the next version number of ``version.name`` and return it."""
