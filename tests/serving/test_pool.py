@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +115,39 @@ def test_pool_evicts_least_recently_used_beyond_its_budget(
     assert seen == [[(first, 1)], [(second, 1)], [(first, 1)]]
     roomy = base.model_copy(update={"serving_pool_max_bytes": sum(sizes) + 1})
     assert run(roomy, scenario)[-1] == [(second, 1), (first, 1)]
+
+
+def test_an_evicted_version_is_freed_not_kept_by_its_batcher(
+    churn: Churn, two_models: tuple[Settings, str, str]
+) -> None:
+    base, first, second = two_models
+    services = open_services(base)
+    larger = max(
+        sum(f.size_bytes for f in services.registry.get_version(name, 1).files)
+        for name in (first, second)
+    )
+    services.close()
+    settings = base.model_copy(
+        update={"serving_pool_max_bytes": larger + 1, "serving_cache": False}
+    )
+
+    async def scenario(gateway: Gateway) -> tuple[bool, list[str]]:
+        rows = body(churn.rows(1))
+        await gateway.predict(Target(first, version=1), rows, client_key="t")
+        evicted = weakref.ref(gateway.pool.peek(first, 1).model)  # type: ignore[union-attr]
+        await gateway.predict(Target(second, version=1), rows, client_key="t")  # evicts it
+        await asyncio.sleep(0.05)  # the retired batcher's worker ends
+        gc.collect()
+        batchers = [f"{n}/{v}" for n, v, _ in gateway.batchers]
+        freed = evicted() is None
+        # asked for again: loaded again and answered by a new batcher
+        answer = await gateway.predict(Target(first, version=1), rows, client_key="t")
+        assert answer.body["version"] == 1
+        return freed, batchers
+
+    freed, batchers = run(settings, scenario)
+    assert batchers == [f"{second}/1"]
+    assert freed, "the evicted model is still referenced"
 
 
 def test_alias_move_is_warmed_before_it_is_served(

@@ -20,7 +20,7 @@ from keel.errors import GatewayTimeout, InvalidInput, KeelError, ModelError, Una
 from keel.serving._bookkeeping import Via, _Outcome
 from keel.serving._commit import CommitGroup
 from keel.serving._hitanswers import HitAnswers
-from keel.serving.batcher import BatchResult, MicroBatcher
+from keel.serving.batcher import BatchResult, Lane, MicroBatcher
 from keel.serving.blame import Call, judged_call
 from keel.serving.interface import PredictResult, Target
 from keel.serving.metrics import BATCH_ROWS, ERRORS, cache_series
@@ -49,6 +49,8 @@ class PredictPath(HitAnswers):
     protection: Protection
     binder: FeatureBinder | None
     batchers: dict[tuple[str, int, bool], MicroBatcher]
+    arm_batchers: dict[str, MicroBatcher]
+    lanes: dict[tuple[str, int, bool], Lane]
     bulkhead: Bulkhead
     cache_misses: Counter[str]
 
@@ -162,7 +164,8 @@ class PredictPath(HitAnswers):
             )
         timings["validation"] = (time.perf_counter() - mark) * 1000 - timings.get("features", 0.0)
         experimental = via is not None and via[1].confined
-        outcome = await self._answer(entry, parsed, body, timings, experimental)
+        group = None if via is None else via[0].name
+        outcome = await self._answer(entry, parsed, body, timings, experimental, group)
         return self._respond(entry, parsed, outcome, started, timings, via)
 
     async def _parse(
@@ -185,10 +188,11 @@ class PredictPath(HitAnswers):
         body: bytes,
         timings: dict[str, float],
         experimental: bool = False,
+        group: str | None = None,
     ) -> _Outcome:
         """The predictions of ``parsed``: cached rows, the others from the model (through
         its breaker, or a fallback version); an ``experimental`` arm's model calls run in
-        the bulkhead's partition."""
+        the bulkhead's partition; a deployment's arms (``group``) batch together."""
         name, version, n = entry.name, entry.version, len(parsed.rows)
         mark = time.perf_counter()
         cached: list[Any] = [None] * n
@@ -220,10 +224,9 @@ class PredictPath(HitAnswers):
         rows = [parsed.rows[i] for i in misses]
         mark = time.perf_counter()
         breaker = self.protection.breaker(name, version)
-        call: Call = self._call
-        executor: Executor = self.executor
-        if experimental:
-            call, executor = self._experimental_call, self.bulkhead.executor
+        method = self._experimental_call if experimental else self._call
+        executor: Executor = self.bulkhead.executor if experimental else self.executor
+        call: Call = method if group is None else functools.partial(method, group=group)
         if breaker.allow():
             try:
                 predictions, probabilities = await judged_call(
@@ -275,9 +278,11 @@ class PredictPath(HitAnswers):
         rows: list[tuple[Any, ...]],
         probabilities: bool,
         columns: Sequence[str],
+        *,
+        group: str | None = None,
     ) -> BatchResult:
         """:meth:`_call` in the bulkhead's partition (an experimental arm's model call)."""
-        return await self._call(entry, rows, probabilities, columns, experimental=True)
+        return await self._call(entry, rows, probabilities, columns, experimental=True, group=group)
 
     async def _call(
         self,
@@ -287,9 +292,11 @@ class PredictPath(HitAnswers):
         columns: Sequence[str],
         *,
         experimental: bool = False,
+        group: str | None = None,
     ) -> BatchResult:
         """Predict ``rows`` through the version's micro-batcher, on the gateway's threads or,
-        ``experimental``, on the bulkhead's (each lane its own batcher per version)."""
+        ``experimental``, on the bulkhead's (each lane its own batcher per version); the
+        arms of deployment ``group`` share one batcher, a lane each (``batcher.py``)."""
         executor = self.bulkhead.executor if experimental else self.executor
         if not self.settings.serving_batching or entry.spec.columns is None:
             # Without a signature each request names its own columns: never batched.
@@ -297,6 +304,17 @@ class PredictPath(HitAnswers):
             loop = asyncio.get_running_loop()
             run = functools.partial(entry.run, rows, probabilities, columns)
             return await loop.run_in_executor(executor, run)
+        if group is not None:
+            arms = self.arm_batchers.get(group)
+            if arms is None:
+                arms = MicroBatcher(
+                    None,
+                    None,
+                    max_rows=self.settings.serving_batch_max_size,
+                    max_wait_us=self.settings.serving_batch_max_wait_us,
+                )
+                self.arm_batchers[group] = arms
+            return await arms.submit(rows, probabilities, self._lane(entry, experimental))
         key = (entry.name, entry.version, experimental)
         batcher = self.batchers.get(key)
         if batcher is None or batcher.owner is not entry:  # first call, or reloaded since
@@ -312,3 +330,19 @@ class PredictPath(HitAnswers):
             )
             self.batchers[key] = batcher
         return await batcher.submit(rows, probabilities)
+
+    def _lane(self, entry: PoolEntry, experimental: bool) -> Lane:
+        """The lane of ``entry`` (a new one when the version was reloaded) in a deployment's
+        batcher: the gateway's threads, or the bulkhead's for an ``experimental`` arm."""
+        key = (entry.name, entry.version, experimental)
+        lane = self.lanes.get(key)
+        if lane is None or lane.owner is not entry:
+            lane = Lane(
+                entry.run,
+                self.bulkhead.executor if experimental else self.executor,
+                BATCH_ROWS.labels(entry.name).observe,
+                entry,
+                experimental,
+            )
+            self.lanes[key] = lane
+        return lane

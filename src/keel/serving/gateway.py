@@ -24,7 +24,7 @@ from keel.registry.uri import parse_model_ref
 from keel.serving._gatewayhooks import GatewayHooks
 from keel.serving._predictpath import PredictPath
 from keel.serving.aliases import AliasTable
-from keel.serving.batcher import MicroBatcher
+from keel.serving.batcher import Lane, MicroBatcher
 from keel.serving.bulkhead import Bulkhead
 from keel.serving.cachefront import open_cache
 from keel.serving.deployroutes import DeploymentReader, DeploymentRoutes
@@ -101,6 +101,7 @@ class Gateway(GatewayHooks, PredictPath):
             trusted_classes=settings.trusted_model_class_names,
             max_rows=settings.max_predict_rows,
             on_load=self._on_load,
+            on_evict=self._on_evict,
         )
         self.aliases = AliasTable(registry, self.pool, refresh_ms=settings.serving_alias_refresh_ms)
         self.cache = open_cache(settings)
@@ -137,6 +138,9 @@ class Gateway(GatewayHooks, PredictPath):
         )
         # one per version and lane (primary threads, or the bulkhead's: experimental arms)
         self.batchers: dict[tuple[str, int, bool], MicroBatcher] = {}
+        # one per deployment: its arms' requests batch together, a lane per version
+        self.arm_batchers: dict[str, MicroBatcher] = {}
+        self.lanes: dict[tuple[str, int, bool], Lane] = {}
         self.cache_hits: Counter[str] = Counter()
         self.cache_misses: Counter[str] = Counter()
         self.events_applied = 0
@@ -227,7 +231,7 @@ class Gateway(GatewayHooks, PredictPath):
                 await task
         await self.aliases.close()
         await self.shadows.close()
-        for batcher in self.batchers.values():
+        for batcher in [*self.batchers.values(), *self.arm_batchers.values()]:
             await batcher.close()
         if self.cache is not None:
             await self.cache.close()
@@ -240,6 +244,14 @@ class Gateway(GatewayHooks, PredictPath):
             self.binder.close()
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
+
+    def _on_evict(self, entry: PoolEntry) -> None:
+        """Drop the evicted version's batchers and lanes: they hold its entry (and model),
+        which the pool's byte budget means to free."""
+        for key in [k for k, b in self.batchers.items() if b.owner is entry]:
+            self.batchers.pop(key).retire()
+        for key in [k for k, lane in self.lanes.items() if lane.owner is entry]:
+            del self.lanes[key]
 
     def _on_load(self, entry: PoolEntry) -> None:
         self.exploration.load(entry.name)  # before the version's first answer
@@ -270,6 +282,10 @@ class Gateway(GatewayHooks, PredictPath):
                     str(k): c for k, c in sorted(b.sizes.items())
                 }
                 for (n, v, x), b in self.batchers.items()
+            }
+            | {
+                f"deployment:{name}": {str(k): c for k, c in sorted(b.sizes.items())}
+                for name, b in self.arm_batchers.items()
             },
             "preload_errors": self.preload_errors,
             "exploration": self.exploration.describe(),

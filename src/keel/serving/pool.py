@@ -163,6 +163,7 @@ class ModelPool:
         trusted_classes: Collection[str] = (),
         max_rows: int = 10_000,
         on_load: Callable[[PoolEntry], None] | None = None,
+        on_evict: Callable[[PoolEntry], None] | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
@@ -171,6 +172,7 @@ class ModelPool:
         self.trusted_classes = frozenset(trusted_classes)
         self.max_rows = max_rows
         self.on_load = on_load
+        self.on_evict = on_evict  # drops what else holds the entry, so its memory is freed
         self._entries: OrderedDict[tuple[str, int], PoolEntry] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[PoolEntry]] = {}
         self._failed: dict[tuple[str, int], tuple[float, Unavailable]] = {}
@@ -272,8 +274,10 @@ class ModelPool:
     def _evict(self, keep: tuple[str, int]) -> None:
         while self.total_bytes > self.max_bytes and len(self._entries) > 1:
             oldest = next(k for k in self._entries if k != keep)
-            del self._entries[oldest]
+            evicted = self._entries.pop(oldest)
             self.evictions += 1
+            if self.on_evict is not None:
+                self.on_evict(evicted)
             log.info("model pool evicted %s/%s (budget %d bytes)", *oldest, self.max_bytes)
         POOL_BYTES.set(self.total_bytes)
 
