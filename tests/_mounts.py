@@ -7,6 +7,7 @@ disk. Mounting needs root with CAP_SYS_ADMIN; elsewhere the tests skip.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["remount", "small_fs"]
+__all__ = ["fill_up", "remount", "small_fs"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,3 +43,17 @@ def remount(path: Path, *, readonly: bool) -> None:
     """Remount the tmpfs at ``path`` read-only or read-write."""
     done = _run("mount", "-o", f"remount,{'ro' if readonly else 'rw'}", str(path))
     assert done.returncode == 0, done.stderr
+
+
+def fill_up(path: Path) -> Path:
+    """Write a filler file under ``path`` until the kernel answers ENOSPC; returns it
+    (unlink it to free the space again)."""
+    filler = path / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65_536)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler

@@ -12,7 +12,7 @@
     ├── Unauthorized (401, exit 1)
     ├── Forbidden (403, exit 1)
     ├── Unavailable (503, exit 1)
-    │   └── InsufficientStorage (507, exit 1)  the artifact store cannot write (disk full)
+    │   └── InsufficientStorage (507, exit 1)  a disk the write needs is full (or read-only)
     ├── ModelError (502, exit 1)          the served model raised; detail.error_class names it
     ├── GatewayTimeout (504, exit 1)
     └── RateLimited (429, exit 1)         detail.retry_after_s → Retry-After header
@@ -125,7 +125,12 @@ class Unavailable(KeelError):
 
 
 class InsufficientStorage(Unavailable):
-    """The artifact store cannot write: its file system is full or read-only."""
+    """A disk the write needs is full (database, artifacts, other files) or read-only.
+
+    The message says what to free; ``detail["store"]`` is ``"database"`` for the database's
+    disk, ``detail["errno"]`` names a file write's error. Both SDK transports raise it
+    (:mod:`keel.store.storage_full`).
+    """
 
     status, code = 507, "insufficient_storage"
 

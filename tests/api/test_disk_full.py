@@ -18,29 +18,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
-from tests._mounts import small_fs
+from tests._mounts import fill_up, small_fs
 from tests.conftest import serve_in_thread
 
 from keel.api import create_app
-from keel.api.storage_errors import storage_full
 from keel.config import Settings
 from keel.errors import InsufficientStorage, Unavailable
 from keel.services import open_services
+from keel.store.storage_full import storage_full
 
 TEXT = "d" * 9_000  # below the description limit (10,000)
 PARAMS = {f"p{i}": "v" * 250 for i in range(1_000)}  # ~250 kB in one transaction
-
-
-def _fill(path: Path) -> Path:
-    filler = path / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65_536)
-                out.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 @pytest.fixture
@@ -82,7 +70,7 @@ def test_writes_on_a_full_database_disk_are_507_and_leave_nothing(
 ) -> None:
     assert api.post("/v1/experiments", json={"name": "before"}).status_code == 201
     run = api.post("/v1/runs", json={"experiment": "before"}).json()
-    filler = _fill(disk)
+    filler = fill_up(disk)
 
     # SQLite first fills the free pages its files still hold, then meets ENOSPC
     stored, refused = _until_refused(
@@ -108,7 +96,7 @@ def test_the_fast_metric_path_answers_507_too(api: httpx.Client, disk: Path) -> 
     """``POST /v1/runs/{id}/metrics`` is written by the fast lane, outside FastAPI."""
     api.post("/v1/experiments", json={"name": "e"})
     run = api.post("/v1/runs", json={"experiment": "e"}).json()
-    filler = _fill(disk)
+    filler = fill_up(disk)
     # each metric is small: SQLite first fills the free pages it still holds
     url = f"/v1/runs/{run['id']}/metrics"
     stored, refused = _until_refused(
@@ -161,7 +149,7 @@ def test_readyz_is_503_while_the_database_refuses_writes_for_lack_of_space(
             with httpx.Client(base_url=url, timeout=30) as api:
                 before = api.get("/readyz")
                 assert before.json()["checks"]["database"] == "ok", before.text
-                filler = _fill(disk)
+                filler = fill_up(disk)
                 _, refused = _until_refused(
                     lambda i: api.post(
                         "/v1/experiments", json={"name": f"e{i}", "description": TEXT}

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests._mounts import small_fs
-from tests.api.test_disk_full import _fill
+from tests._mounts import fill_up, small_fs
 from tests.conftest import serve_in_thread
 from tests.security.conftest import AuthServer, register_versions
 
@@ -194,7 +193,7 @@ def test_audit_entries_are_kept_and_retried_while_the_database_disk_is_full(
         store = services.auth.store
         writer = AuditWriter(store.append_audit, linger_s=0, retry_s=0.1)
         try:
-            filler = _fill(disk)
+            filler = fill_up(disk)
             sent = 0
             with caplog.at_level(logging.INFO, logger="keel.audit"):
                 # SQLite first fills the free pages it still holds, then meets ENOSPC

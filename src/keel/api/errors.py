@@ -16,7 +16,6 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.api.limits import BodyTooLarge
-from keel.api.storage_errors import storage_full
 from keel.errors import (
     BadRequest,
     InvalidInput,
@@ -24,9 +23,9 @@ from keel.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    Unavailable,
 )
 from keel.serving._json import MAX_DEPTH
+from keel.store.storage_full import storage_full
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -96,10 +95,10 @@ def error_response(error: KeelError, headers: dict[str, str] | None = None) -> J
     """The JSON response for ``error`` with its class's status.
 
     An error that says when to retry (rate limits, open breakers) gets ``Retry-After``.
-    A database error caused by a full disk answers 507, not 503 (:mod:`.storage_errors`).
+    A database error caused by a full disk answers 507, not 503
+    (:mod:`keel.store.storage_full`, the rule the embedded SDK follows too).
     """
-    if isinstance(error, Unavailable):
-        error = storage_full(error) or error
+    error = storage_full(error) or error
     retry = error.detail.get("retry_after_s")
     if retry is not None:
         headers = {"Retry-After": str(retry), **(headers or {})}

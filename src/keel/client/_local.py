@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from keel._models import Page
 from keel.automation.job_models import Job, Schedule
+from keel.client._local_errors import full_disk_as_served
 from keel.client._ops_local import LocalOps
 from keel.client._transport import Transport
 from keel.decisions.models import Decision
@@ -40,6 +41,7 @@ def _local_user() -> str | None:
         return None
 
 
+@full_disk_as_served
 class LocalTransport(LocalOps, Transport):
     """Embedded keel: SQLite (or the configured database) in this process."""
 

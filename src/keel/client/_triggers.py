@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from keel.automation.triggers.models import Trigger, TriggerSpec, parse_trigger
+from keel.client._local_errors import full_disk_as_served
 
 if TYPE_CHECKING:
     from keel.client._transport import Transport
@@ -64,6 +65,7 @@ class TriggersMixin:
         return _calls(self.transport).fire(name, event.model_dump(exclude_none=True))
 
 
+@full_disk_as_served
 class _Local:
     def __init__(self, transport: Any) -> None:
         self.services, self.user = transport.services, getattr(transport, "user", None)

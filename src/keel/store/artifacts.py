@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from keel.errors import InsufficientStorage, InvalidInput, KeelError, NotFound
+from keel.store.storage_full import FULL_ERRNOS
 
 __all__ = ["ArtifactStore", "Blob", "normalize_artifact_path"]
 
@@ -27,7 +28,7 @@ _CHUNK = 1024 * 1024
 
 #: OS errors meaning "this file system cannot take the bytes": full, over quota,
 #: read-only or not ours to write. They answer 507, not 500 (#15.13).
-_CANNOT_STORE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_CANNOT_STORE = FULL_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class ArtifactStore:
 
     def _cannot_store(self, exc: OSError) -> InsufficientStorage:
         self._passed_probe_at = None  # readiness probes again at its next call
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        full = exc.errno in FULL_ERRNOS
         why = "its file system is full" if full else "its file system is read-only or not writable"
         return InsufficientStorage(
             f"cannot store the artifact: {why} ({exc.strerror}); free space or fix "

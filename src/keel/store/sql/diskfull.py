@@ -1,10 +1,11 @@
-"""Which database errors mean "the disk is full", and when one was last seen.
+"""When a database last refused a write because its disk is full.
 
-SQLite says ``database or disk is full`` (SQLITE_FULL); PostgreSQL raises SQLSTATE
-53100 (``disk_full``). The store notes the time of each such refused write per engine,
-so readiness (``/readyz``) can report a database that refuses writes for lack of space
-without writing anything itself: a probe that writes would cost a transaction (and an
-fsync) on every poll, while the refused writes of real requests are the signal.
+Which errors mean that is decided in :mod:`keel.store.storage_full` (SQLite's
+``database or disk is full``, PostgreSQL's SQLSTATE 53100). The store notes the time of
+each such refused write per engine, so readiness (``/readyz``) can report a database
+that refuses writes for lack of space without writing anything itself: a probe that
+writes would cost a transaction (and an fsync) on every poll, while the refused writes
+of real requests are the signal.
 """
 
 from __future__ import annotations
@@ -15,21 +16,12 @@ import weakref
 
 from sqlalchemy import Engine
 
-__all__ = ["PG_DISK_FULL", "SQLITE_FULL", "full_seen_within", "is_disk_full", "note_if_full"]
+from keel.store.storage_full import is_disk_full
 
-SQLITE_FULL = "database or disk is full"
-PG_DISK_FULL = "53100"
+__all__ = ["full_seen_within", "note_if_full"]
 
 _seen: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` itself is a database's "disk full" error (causes not followed)."""
-    if SQLITE_FULL in str(exc) or getattr(exc, "sqlstate", None) == PG_DISK_FULL:
-        return True
-    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's error
-    return orig is not None and orig is not exc and is_disk_full(orig)
 
 
 def note_if_full(engine: Engine, exc: BaseException) -> None:
