@@ -135,6 +135,8 @@ def test_a_worse_canary_is_rolled_back_in_the_peak_hour(
     rollback = services.decisions.query(deployment="churn-live", kind="rollback")[0]
     assert "guardrail breached: p99_latency" in rollback.summary
     assert not holds(services)
+    settled = after.state["timing"]["settled"]  # no pending look after the rollback
+    assert settled == {"outcome": "rolled_back", "at_ms": clock.now, "actor": "policy"}
 
 
 def test_start_held_at_peak_shown_over_rest_and_cli_then_released(

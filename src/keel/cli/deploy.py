@@ -264,6 +264,13 @@ def _replay_table(report: dict[str, Any]) -> None:
         f"[bold]{report['deployment']}[/] replayed {report['rows']} logged requests of model "
         f"{report['model']} since {report['since']} ({report['labelled']} labelled)"
     )
+    ambiguous = report.get("ambiguous_labels") or {}
+    if ambiguous.get("requests"):  # rows of one request whose labels cannot be told apart
+        console.print(
+            f"  {ambiguous['rows']} rows of {ambiguous['requests']} requests left unlabelled: "
+            f"their labels differ and the log cannot tell their rows apart "
+            f"(e.g. {', '.join(ambiguous['examples'][:3])})"
+        )
     table(
         "replay",
         ["version", "agreement", "psi", "ks", "p50 ms", "p99 ms", "metrics"],

@@ -16,6 +16,7 @@ from keel.deploy.models import FINISHED, BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
 from keel.deploy.rollout import RolloutState
 from keel.deploy.state import rollout_from_json, rollout_to_json, weights_for
+from keel.deploy.timing import settle
 from keel.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ class ChangesMixin:
             **current.state,
             "weights": weights_for(policy, rollouts),
             "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
+            **settle(current, "rolled_back", who, at),  # R-TRN-21: no hold left pending
         }
         record = self.decision_log.build(
             "rollback",
@@ -261,6 +263,7 @@ class ChangesMixin:
             "retain_until_ms": at + keep_s * 1000,
             "retention_then": policy.retention.then,
             "alias_moved": False,
+            **settle(current, "promoted", actor, at),  # R-TRN-21: no hold left pending
         }
         record = self.decision_log.build(
             "promotion",

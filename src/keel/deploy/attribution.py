@@ -87,7 +87,7 @@ def read_rows(
     """The deployment's logged rows in ``[start_ms, end_ms)`` (newest ``MAX_ROWS``): ``arm``,
     ``at_ms``, ``error``, ``output``, ``score`` (last logged probability, NaN without), ``y``
     (the label as a number, NaN without) and one column per logged feature (unprefixed)."""
-    from keel.deploy.replay import logged_labels
+    from keel.deploy.loggedlabels import logged_labels
 
     logged = predictions(
         model, start=start_ms, end=end_ms, root=root, deployment=deployment,
@@ -112,7 +112,7 @@ def read_rows(
         if probabilities is not None
         else np.nan
     )
-    truth = logged_labels(logged, labels, model, start_ms) if len(logged) else pd.Series()
+    truth = logged_labels(logged, labels, model, start_ms).labels
     out["y"] = pd.to_numeric(truth, errors="coerce").to_numpy(dtype=np.float64)
     return out.reset_index(drop=True)
 

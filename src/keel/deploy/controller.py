@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from keel.decisions.models import Decision
 from keel.deploy.armstats import ArmWindow, read_arm_stats
 from keel.deploy.judging import burn_in_cuts
-from keel.deploy.models import BadWindow, Deployment
+from keel.deploy.models import FINISHED, BadWindow, Deployment
 from keel.deploy.policy import Analysis
 from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
 from keel.deploy.segments import read_segment_stats
 from keel.deploy.state import rollout_to_json, weights_for
-from keel.deploy.timing import hold_steps, release_start
+from keel.deploy.timing import hold_steps, release_start, settle
 from keel.deploy.verdict import ArmStats
 from keel.errors import Conflict, KeelError
 
@@ -143,6 +143,8 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
             "weights": weights_for(policy, new),
             "rollouts": {k: rollout_to_json(v) for k, v in new.items()},
         }
+        if status in FINISHED:  # rolled back or completed: no timing hold left pending
+            state.update(settle(current, status, "policy", now))
         changed = service.store.update_deployment(
             current.name,
             current.version,

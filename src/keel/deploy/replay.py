@@ -5,15 +5,15 @@ again by each candidate version, loaded the one way keel loads models (the regis
 files through the settings' ``allow_pickle`` / trusted classes), and compared with what
 was answered: agreement with the logged output, the distribution shift of the scores
 (PSI and KS from :mod:`keel.monitoring.stats`), latency per row (p50/p99 of per-row
-scoring), and, for requests with labels (feedback joined by request id), the metrics:
-accuracy and ROC AUC for classifiers, MAE and RMSE for regressors. ``synthetic`` adds
-generated test cases (marginal samples, edge values, missing and out-of-range values)
-scored by every version on the same rows (:mod:`keel.deploy.synthetic`).
+scoring), and, over the rows with labels (feedback joined to each row of a request by
+:mod:`keel.deploy.loggedlabels`, which also counts the requests whose rows it cannot tell
+apart), the metrics: accuracy and ROC AUC for classifiers, MAE and RMSE for regressors.
+``synthetic`` adds generated test cases (marginal samples, edge values, missing and
+out-of-range values) scored by every version on the same rows (:mod:`keel.deploy.synthetic`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from keel._durations import parse_time
 from keel._models import invalid_input
 from keel.deploy.armstats import roc_auc
+from keel.deploy.loggedlabels import logged_labels
 from keel.deploy.synthetic import MAX_SYNTHETIC, generate, score_cases
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring.diagnosis import model_input
@@ -38,7 +39,6 @@ __all__ = [
     "MAX_ROWS",
     "ReplayRequest",
     "check_request",
-    "logged_labels",
     "replay",
     "resolve_versions",
 ]
@@ -126,7 +126,8 @@ def replay(
         )
     features = logged[[c for c in logged.columns if c.startswith(FEATURE_PREFIX)]]
     features.columns = [c[len(FEATURE_PREFIX) :] for c in features.columns]
-    truth = logged_labels(logged, labels, model, start)
+    found = logged_labels(logged, labels, model, start)
+    truth = found.labels
     models = [(version.version, load(version)) for version in versions]
     results = []
     for number, loaded in models:
@@ -138,6 +139,7 @@ def replay(
         "since": start.isoformat() if start else None,
         "rows": len(logged),
         "labelled": int(truth.notna().sum()),
+        "ambiguous_labels": found.report(),
         "versions": results,
     }
     if synthetic is not None:
@@ -151,29 +153,6 @@ def replay(
             "cases": score_cases(cases, models, columns),
         }
     return report
-
-
-def logged_labels(
-    logged: pd.DataFrame,
-    labels: Callable[..., pd.DataFrame] | None,
-    model: str,
-    start: Any,
-) -> pd.Series:
-    """The label of each logged request, through the feedback store's own join (the newest
-    label per prediction, labels keyed by entity and time included)."""
-    labelled = labels(model, start=start) if labels is not None else pd.DataFrame()
-    if labelled.empty or "request_id" not in labelled.columns:
-        return pd.Series([np.nan] * len(logged), dtype=object)
-    # labels are stored as JSON text: 1, "yes"
-    decoded = labelled.drop_duplicates("request_id").set_index("request_id")["label"]
-    return logged["request_id"].map(decoded.map(_decode))
-
-
-def _decode(text: Any) -> Any:
-    try:
-        return json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        return text
 
 
 def _score(

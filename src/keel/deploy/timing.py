@@ -13,7 +13,11 @@ hour-of-week traffic in the prediction log). While the time is not allowed:
 
 Every tick that asks records its verdict and numbers in the deployment's state
 (``state.timing``: shown by ``GET /v1/deployments/{name}`` and ``keel deploy show``); a
-``timing_hold`` decision is written once per held hour, not on every tick.
+``timing_hold`` decision is written once per held hour, not on every tick. When the
+deployment finishes (promoted, rolled back, completed; by the controller or a person) the
+section is settled (:func:`settle`): no hold or retry time is left pending, ``settled``
+says how, when and by whom, and the last check stays beside it (for the controller's
+promotion, the allowed check that let it through).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
     from keel.deploy.rollout import RolloutState
     from keel.deploy.service import DeploymentService
 
-__all__ = ["HOLD_KIND", "describe", "hold_start", "hold_steps", "release_start"]
+__all__ = ["HOLD_KIND", "describe", "hold_start", "hold_steps", "release_start", "settle"]
 
 #: The decision kind of a held start, step or promotion (once per held hour).
 HOLD_KIND = "timing_hold"
@@ -192,6 +196,26 @@ def hold_steps(
     return out, {"timing": _state(check, now, "step", before)}, records
 
 
+def settle(current: Deployment, outcome: str, actor: str, now: int) -> dict[str, Any]:
+    """Extra state of a deployment finishing as ``outcome`` (its new status) at ``now``:
+    ``state.timing`` with no pending hold (``held``, ``held_since_ms``, ``retry_at_ms``
+    cleared) and ``settled`` = ``{outcome, at_ms, actor}``; the last check is kept. Empty
+    for a deployment whose policy has no timing and was never checked."""
+    before = current.state.get("timing")
+    if before is None and not current.policy.get("timing"):
+        return {}
+    last = before or {"allowed": None, "reason": None, "checked_ms": None, "numbers": {}}
+    return {
+        "timing": {
+            **last,
+            "retry_at_ms": None,
+            "held": None,
+            "held_since_ms": None,
+            "settled": {"outcome": outcome, "at_ms": now, "actor": actor},
+        }
+    }
+
+
 def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | None:
     """One line for ``keel deploy show``: the policy's timing and its last verdict."""
     rules = policy.get("timing")
@@ -200,15 +224,20 @@ def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | Non
     parts = [", ".join(f"{k}={v}" for k, v in (rules or {}).items()) or "no rules"]
     if not timing:
         return parts[0] + "; not checked yet"
+    settled = timing.get("settled")
+    if settled:  # finished: nothing pending, only how it ended and the last check
+        outcome = str(settled["outcome"]).replace("_", " ")
+        parts.append(f"{outcome} at {_iso(settled['at_ms'])} by {settled['actor']}")
     if timing.get("held"):
         parts.append(
             f"{timing['held']} held since {_iso(timing['held_since_ms'])}: {timing['reason']}"
         )
         if timing.get("retry_at_ms"):
             parts.append(f"next allowed {_iso(timing['retry_at_ms'])}")
-    else:
+    elif timing.get("checked_ms") is not None:
         verdict = "allowed" if timing.get("allowed") else f"not allowed ({timing.get('reason')})"
-        parts.append(f"{verdict} at {_iso(timing['checked_ms'])}")
+        last = "last check " if settled else ""
+        parts.append(f"{last}{verdict} at {_iso(timing['checked_ms'])}")
     return "; ".join(parts)
 
 
