@@ -7,6 +7,11 @@ queries all read durations here, so ``7d`` means the same thing everywhere
 spaces around the number and unit are allowed. A bare number is seconds, except
 where a value may also be a point in time (``--since``, ``start``/``end``), where
 the unit is required so that ``20240101`` stays a date.
+
+Pydantic models declare duration fields with the types below (``Duration``,
+``PositiveDuration`` and their ``…Text`` forms) rather than with field validators of
+their own: the error then gives the reason alone and pydantic's location names the
+field (``window``, ``guardrails.error_rate.for``; :func:`keel._models.error_path`).
 """
 
 from __future__ import annotations
@@ -14,10 +19,23 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator
 
 from keel.errors import InvalidInput
 
-__all__ = ["UNITS_S", "parse_age_s", "parse_duration_s", "parse_time"]
+__all__ = [
+    "UNITS_S",
+    "Duration",
+    "DurationText",
+    "PositiveDuration",
+    "PositiveDurationText",
+    "duration_s",
+    "parse_age_s",
+    "parse_duration_s",
+    "parse_time",
+]
 
 #: Seconds per unit.
 UNITS_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
@@ -40,26 +58,66 @@ def parse_duration_s(
     >>> parse_duration_s(90)
     90
     """
+    try:
+        return duration_s(value, positive=positive)
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {exc}", field=field) from None
+
+
+def duration_s(value: object, *, positive: bool = False) -> int:
+    """:func:`parse_duration_s` for a pydantic validator: a ValueError gives the reason alone.
+
+    Pydantic names the field from the error's location, so the reason carries no field
+    name (``expected a duration like 90s, 30m, 6h, 7d or 1w, got 'soon'``).
+    """
     if isinstance(value, dt.timedelta):
         seconds: float = value.total_seconds()
     elif isinstance(value, str):
         parsed = _match(value)
         if parsed is None:
-            raise InvalidInput(f"{field}: expected {_EXAMPLES}, got {value!r}", field=field)
+            raise ValueError(f"expected {_EXAMPLES}, got {value!r}")
         seconds = parsed
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise InvalidInput(f"{field}: expected {_EXAMPLES}, got {value!r}", field=field)
+        raise ValueError(f"expected {_EXAMPLES}, got {value!r}")
     if not math.isfinite(seconds) or seconds < 0 or seconds != int(seconds):
-        raise InvalidInput(
-            f"{field}: expected a whole, non-negative number of seconds or {_EXAMPLES}, "
-            f"got {value!r}",
-            field=field,
+        raise ValueError(
+            f"expected a whole, non-negative number of seconds or {_EXAMPLES}, got {value!r}"
         )
     if positive and seconds == 0:
-        raise InvalidInput(f"{field}: must be longer than zero, got {value!r}", field=field)
+        raise ValueError(f"must be longer than zero, got {value!r}")
     return int(seconds)
+
+
+def _non_negative_s(value: object) -> int:
+    return duration_s(value)
+
+
+def _positive_s(value: object) -> int:
+    return duration_s(value, positive=True)
+
+
+def _non_negative_text(value: str) -> str:
+    duration_s(value)
+    return value
+
+
+def _positive_text(value: str) -> str:
+    duration_s(value, positive=True)
+    return value
+
+
+#: Whole seconds ≥ 0, written as ``90s``, ``30m``, ``6h``, ``7d``, ``1w``, a number of
+#: seconds or a timedelta; ``Duration | None`` for an optional field.
+Duration = Annotated[int, BeforeValidator(_non_negative_s)]
+#: Whole seconds > 0 (a window, a period, a timeout), written like :data:`Duration`.
+PositiveDuration = Annotated[int, BeforeValidator(_positive_s)]
+#: A duration kept as written (``"7d"``) where the text is what is stored and shown
+#: (monitor and trigger windows); checked like :data:`Duration`, read with parse_duration_s.
+DurationText = Annotated[str, AfterValidator(_non_negative_text)]
+#: A duration kept as written that must be longer than zero.
+PositiveDurationText = Annotated[str, AfterValidator(_positive_text)]
 
 
 def parse_age_s(text: str) -> int | None:

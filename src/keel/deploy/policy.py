@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from keel._documents import load_document
-from keel._durations import parse_duration_s
+from keel._durations import Duration
 from keel._models import error_path, error_reason
 from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
@@ -39,8 +39,6 @@ __all__ = [
 
 Strategy = Literal["shadow", "canary", "ab", "blue_green"]
 Role = Literal["primary", "canary", "shadow", "challenger"]
-#: Seconds; written as ``10m``, ``5m``, ``14d`` or a number of seconds (keel._durations).
-Duration = Annotated[int, BeforeValidator(parse_duration_s)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 Percent = Annotated[float, Field(ge=0, le=100)]
 DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
@@ -365,11 +363,9 @@ def _invalid(error: ValidationError) -> InvalidInput:
         path = error_path(item["loc"])
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, InvalidInput):
-            # Our own checks name a field relative to the model that raised them; a
-            # nested one (keel._durations) names a placeholder, so the location wins.
-            inner = cause.field if cause.field and cause.field != "duration" else ""
-            path = ".".join(p for p in (path, inner) if p).replace(".[", "[")
-            reason = cause.message.removeprefix("duration: ")
+            # Our own checks name a field relative to the model that raised them.
+            path = ".".join(p for p in (path, cause.field or "") if p).replace(".[", "[")
+            reason = cause.message
         elif item["type"] == "literal_error":
             reason = f"{item['msg']}, got {item['input']!r}"
         else:

@@ -9,7 +9,6 @@ way. Durations are seconds (``ttl``, ``freshness_sla``); YAML also accepts
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -18,12 +17,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from keel._durations import parse_duration_s
+from keel._durations import Duration
 
 __all__ = [
     "Entity",
@@ -56,14 +54,6 @@ class ValueType(StrEnum):
     BOOL = "bool"
 
 
-def _duration(value: Any, info: ValidationInfo) -> Any:
-    """Duration strings (``"90d"``, ``"1w"``) and timedeltas → seconds; numbers pass through."""
-    if isinstance(value, str | timedelta):
-        return parse_duration_s(value, field=info.field_name or "duration")
-    return value
-
-
-Duration = Annotated[int, BeforeValidator(_duration), Field(ge=0)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from keel._durations import parse_duration_s
+from keel._durations import PositiveDurationText, parse_duration_s
 from keel._models import Entity
 from keel.monitoring.rules import MonitorRule
 from keel.monitoring.vocabulary import (
@@ -67,7 +67,7 @@ class MonitorSpec(Entity):
         "version being served (from its run's inputs).",
         max_length=300,
     )
-    window: str = Field(
+    window: PositiveDurationText = Field(
         default="7d", description="Rolling window: 30m, 6h, 7d, 1w … (keel._durations)."
     )
     features: list[str] | None = Field(default=None, max_length=1_000)
@@ -119,12 +119,6 @@ class MonitorSpec(Entity):
         "also exceed sampling noise.",
     )
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration_s(value, field="window", positive=True)
-        return value
-
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
@@ -144,8 +138,7 @@ class MonitorSpec(Entity):
             wrong = sorted(set(value) - set(allowed[task]))
             if wrong:
                 raise ValueError(
-                    f"{', '.join(wrong)} not measured for {task} "
-                    f"(use {', '.join(allowed[task])})"
+                    f"{', '.join(wrong)} not measured for {task} (use {', '.join(allowed[task])})"
                 )
         return value
 

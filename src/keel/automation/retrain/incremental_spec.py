@@ -10,19 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from keel._durations import parse_duration_s
-from keel.errors import InvalidInput
+from keel._durations import Duration, PositiveDuration
 
 __all__ = ["GuardSpec", "IncrementalSpec", "check_mode"]
-
-
-def _seconds(value: Any, field: str, positive: bool) -> int:
-    try:
-        return parse_duration_s(value, field=field, positive=positive)
-    except InvalidInput as exc:
-        raise ValueError(exc.message.removeprefix(f"{field}: ")) from None
 
 
 class GuardSpec(BaseModel):
@@ -44,17 +36,12 @@ class GuardSpec(BaseModel):
 
     enabled: bool = True
     max_positive_rate_shift: float = Field(default=0.15, gt=0.0, le=1.0)
-    recent_window_s: int = Field(default=30 * 86_400, alias="recent_window")
+    recent_window_s: PositiveDuration = Field(default=30 * 86_400, alias="recent_window")
     min_recent_rows: int = Field(default=50, ge=1)
     confidence: float = Field(default=0.8, gt=0.5, lt=1.0)
     max_disagreement_excess: float = Field(default=0.15, gt=0.0, le=1.0)
     min_confident_rows: int = Field(default=30, ge=1)
     alpha: float = Field(default=0.001, gt=0.0, lt=0.5)
-
-    @field_validator("recent_window_s", mode="before")
-    @classmethod
-    def _recent(cls, value: Any) -> int:
-        return _seconds(value, "recent_window", positive=True)
 
 
 class IncrementalSpec(BaseModel):
@@ -69,7 +56,7 @@ class IncrementalSpec(BaseModel):
         description="The newest share of the batch (by prediction time): the gates' fresh "
         "holdout, never given to the update.",
     )
-    settle_s: int = Field(
+    settle_s: Duration = Field(
         default=30,
         alias="settle",
         description="Labels received in the last `settle` are left for the next run: a "
@@ -81,11 +68,6 @@ class IncrementalSpec(BaseModel):
         "a passing update takes the champion alias, so the next update builds on it.",
     )
     guard: GuardSpec = Field(default_factory=GuardSpec)
-
-    @field_validator("settle_s", mode="before")
-    @classmethod
-    def _settle(cls, value: Any) -> int:
-        return _seconds(value, "settle", positive=False)
 
 
 def check_mode(mode: str, spec: dict[str, Any]) -> str:

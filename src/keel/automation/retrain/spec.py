@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from keel._durations import parse_duration_s
+from keel._durations import PositiveDuration, duration_s, parse_duration_s
 from keel._models import invalid_input
 from keel.automation.retrain.exploration import ExplorationSpec
 from keel.automation.retrain.incremental_spec import IncrementalSpec, check_mode
@@ -71,14 +71,13 @@ class SplitSpec(_Strict):
             return parse_duration_s(self.holdout, field="holdout", positive=True)
         return None
 
+    # A validator of its own rather than ``float | PositiveDurationText``: a union would
+    # report one error per member, and would read "0.5" (text) as the fraction 0.5.
     @field_validator("holdout")
     @classmethod
     def _holdout(cls, value: float | str) -> float | str:
         if isinstance(value, str):
-            try:
-                parse_duration_s(value, field="holdout", positive=True)
-            except InvalidInput as exc:
-                raise ValueError(exc.message.removeprefix("holdout: ")) from None
+            duration_s(value, positive=True)  # the reason alone; pydantic names the field
         elif not 0 < value < 1:
             raise ValueError("must be a fraction in (0, 1) or a duration like 180d")
         return value
@@ -133,7 +132,7 @@ class RetrainSpec(_Strict):
     train: str = Field(description="The train function, 'package.module:function'.")
     label: str = Field(default="label", min_length=1)
     features: list[str] | None = Field(default=None, description="Default: the signature's.")
-    window_s: int = Field(default=90 * 86_400, alias="window")
+    window_s: PositiveDuration = Field(default=90 * 86_400, alias="window")
     split: SplitSpec = Field(default_factory=SplitSpec)
     decay_per_day: float | None = Field(default=None, ge=0, description="λ of e^(−λ·age_days)")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -141,7 +140,7 @@ class RetrainSpec(_Strict):
     executor: Literal["inline", "process", "ray"] | None = Field(
         default=None, description="Where each fit runs; default: KEEL_EXECUTOR."
     )
-    fit_timeout_s: int | None = Field(default=None, alias="fit_timeout")
+    fit_timeout_s: PositiveDuration | None = Field(default=None, alias="fit_timeout")
     min_rows: int = Field(default=50, ge=2)
     positive: Any = 1
     gates: dict[str, Any] | None = None
@@ -196,14 +195,6 @@ class RetrainSpec(_Strict):
     def _mode(cls, value: str, info: ValidationInfo) -> str:
         return check_mode(value, info.data)
 
-    @field_validator("window_s", mode="before")
-    @classmethod
-    def _window(cls, value: Any) -> int:
-        try:
-            return parse_duration_s(value, field="window", positive=True)
-        except InvalidInput as exc:
-            raise ValueError(exc.message.removeprefix("window: ")) from None
-
     @field_validator("class_weight")
     @classmethod
     def _class_weight(cls, value: Any) -> Any:
@@ -215,16 +206,6 @@ class RetrainSpec(_Strict):
     @classmethod
     def _data_validation(cls, value: Any) -> Any:
         return validation_section(value)
-
-    @field_validator("fit_timeout_s", mode="before")
-    @classmethod
-    def _fit_timeout(cls, value: Any) -> int | None:
-        if value is None:
-            return None
-        try:
-            return parse_duration_s(value, field="fit_timeout", positive=True)
-        except InvalidInput as exc:
-            raise ValueError(exc.message.removeprefix("fit_timeout: ")) from None
 
     @field_validator("train")
     @classmethod

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from keel._durations import parse_duration_s
-from keel.errors import InvalidInput
+from keel._durations import PositiveDuration
 
 __all__ = ["DataValidationSpec", "QuarantineSpec", "SkewSpec", "WindowSpec", "validation_section"]
 
@@ -43,17 +42,7 @@ class WindowSpec(_Strict):
 
     action: Action = "refuse"
     min_hours_coverage: float = Field(default=0.5, ge=0, le=1)
-    min_span_s: int | None = Field(default=None, alias="min_span")
-
-    @field_validator("min_span_s", mode="before")
-    @classmethod
-    def _span(cls, value: Any) -> int | None:
-        if value is None:
-            return None
-        try:
-            return parse_duration_s(value, field="min_span", positive=True)
-        except InvalidInput as exc:
-            raise ValueError(exc.message.removeprefix("min_span: ")) from None
+    min_span_s: PositiveDuration | None = Field(default=None, alias="min_span")
 
 
 class QuarantineSpec(_Strict):
@@ -61,16 +50,8 @@ class QuarantineSpec(_Strict):
     column checks) are left out and counted while their share of the rows is at most
     ``max_share``; above it the whole retraining is refused."""
 
-    period_s: int = Field(default=86_400, alias="period")
+    period_s: PositiveDuration = Field(default=86_400, alias="period")
     max_share: float = Field(default=0.1, ge=0, lt=1)
-
-    @field_validator("period_s", mode="before")
-    @classmethod
-    def _period(cls, value: Any) -> int:
-        try:
-            return parse_duration_s(value, field="period", positive=True)
-        except InvalidInput as exc:
-            raise ValueError(exc.message.removeprefix("period: ")) from None
 
 
 class DataValidationSpec(_Strict):

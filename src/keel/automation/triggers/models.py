@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from keel._documents import load_document
-from keel._durations import parse_duration_s
+from keel._durations import DurationText, PositiveDurationText, parse_duration_s
 from keel._models import Entity, invalid_input
 from keel.automation.cron import validate_cron
 from keel.automation.triggers.timing import Timing
@@ -95,15 +95,6 @@ _KEYS_BY_KIND = {
 }
 
 
-def _duration(value: str | None, field: str) -> str | None:
-    if value is not None:
-        try:
-            parse_duration_s(value, field=field, positive=True)
-        except InvalidInput as exc:
-            raise ValueError(exc.message.removeprefix(f"{field}: ")) from None
-    return value
-
-
 class Condition(Entity):
     """One condition (see the module table), or a nested ``any``/``all`` group."""
 
@@ -114,8 +105,8 @@ class Condition(Entity):
     above: float | None = None
     drop: float | None = Field(default=None, gt=0)
     threshold: float | None = Field(default=None, ge=0)
-    window: str | None = None
-    baseline: str | None = None
+    window: PositiveDurationText | None = None
+    baseline: PositiveDurationText | None = None
     features: list[str] | None = Field(default=None, min_length=1, max_length=1_000)
     min_features: int | None = Field(default=None, ge=1, le=10_000)
     statistic: Literal["psi", "ks"] | None = None
@@ -133,16 +124,6 @@ class Condition(Entity):
         if name not in KNOWN:
             raise ValueError(f"unknown metric {value!r} (known: {', '.join(KNOWN)})")
         return name
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str | None) -> str | None:
-        return _duration(value, "window")
-
-    @field_validator("baseline")
-    @classmethod
-    def _baseline(cls, value: str | None) -> str | None:
-        return _duration(value, "baseline")
 
     @field_validator("cron")
     @classmethod
@@ -250,27 +231,13 @@ class TriggerSpec(Entity):
     any: list[Condition] | None = Field(default=None, min_length=1, max_length=50)
     all: list[Condition] | None = Field(default=None, min_length=1, max_length=50)
     triggers: list[Condition] | None = Field(default=None, min_length=1, max_length=50)
-    window: str = "7d"
-    cooldown: str = "1d"
-    min_interval: str = "0s"
+    window: PositiveDurationText = "7d"
+    cooldown: DurationText = "1d"
+    min_interval: DurationText = "0s"
     prerequisites: Prerequisites = Field(default_factory=Prerequisites)
     timing: Timing | None = None
     retrain: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        return _duration(value, "window") or value
-
-    @field_validator("cooldown", "min_interval")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        try:
-            parse_duration_s(value, field="duration")
-        except InvalidInput as exc:
-            raise ValueError(exc.message.removeprefix("duration: ")) from None
-        return value
 
     @model_validator(mode="after")
     def _one_list(self) -> TriggerSpec:
