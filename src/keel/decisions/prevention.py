@@ -39,6 +39,7 @@ from keel.monitoring.rules import MonitorRule, parse_rule
 if TYPE_CHECKING:
     from keel.automation.gates.policy import GatePolicy
     from keel.decisions.service import DecisionLog
+    from keel.monitoring.models import MonitorSpec
     from keel.monitoring.service import MonitorService
 
 __all__ = [
@@ -184,31 +185,50 @@ def _disabled(section: Mapping[str, Any], path: str) -> str | None:
     return None
 
 
-def _add_rule(monitors: MonitorService, model: str, name: str, rule: MonitorRule) -> Any:
-    """The monitor's spec with ``rule`` (checked, not saved); 422 naming ``check.monitor``."""
+def _with_rule(spec: MonitorSpec, model: str, rule: MonitorRule) -> MonitorSpec:
+    """``spec`` with ``rule`` appended unless it has the same check; 422 naming
+    ``check.monitor`` when the monitor watches another model."""
+    if spec.model != model:
+        raise InvalidInput(
+            f"check.monitor: monitor {spec.name!r} watches model {spec.model!r}, not {model!r}",
+            field="check.monitor",
+        )
+    if any(rule.same_check(r) for r in spec.rules):
+        return spec
+    try:  # validated: the monitor holds at most 100 rules
+        return type(spec).model_validate({**spec.model_dump(), "rules": [*spec.rules, rule]})
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
+
+
+def _add_rule(
+    monitors: MonitorService, model: str, name: str, rule: MonitorRule, *, save: bool
+) -> None:
+    """Check (``save`` False) or store (``save`` True) ``rule`` on monitor ``name``; 422
+    naming ``check.monitor`` or ``check.rule``, the monitor unchanged then.
+
+    Storing re-reads the spec under the monitor's row lock (:meth:`MonitorService.update`),
+    so rules added by concurrent resolutions are all kept.
+    """
     from keel.errors import NotFound
     from keel.monitoring.models import MonitorSpec
 
     try:
-        monitor = monitors.get(name)
+        if save:
+            monitors.update(name, lambda spec: _with_rule(spec, model, rule))
+        else:
+            current = monitors.get(name)
+            fields = set(MonitorSpec.model_fields)
+            spec = MonitorSpec(**current.model_dump(include=fields))
+            monitors.check(_with_rule(spec, model, rule))
     except NotFound:
         raise InvalidInput(f"check.monitor: no monitor {name!r}", field="check.monitor") from None
-    if monitor.model != model:
-        raise InvalidInput(
-            f"check.monitor: monitor {name!r} watches model {monitor.model!r}, not {model!r}",
-            field="check.monitor",
-        )
-    fields = set(MonitorSpec.model_fields)
-    spec = MonitorSpec(**monitor.model_dump(include=fields))
-    if not any(rule.same_check(r) for r in spec.rules):
-        spec.rules = [*spec.rules, rule]
-    try:
-        monitors.inputs.check_columns(spec)
     except InvalidInput as exc:
+        if exc.field != "rules":  # the monitor's own field, or already check.monitor
+            raise
         raise InvalidInput(
             exc.message.replace("rules:", "check.rule:", 1), field="check.rule"
         ) from None
-    return spec
 
 
 def resolve_incident(
@@ -242,7 +262,6 @@ def resolve_incident(
         "incident": {"id": decision_id, "kind": incident.kind, "summary": incident.summary},
         "note": request.note,
     }
-    spec = None
     if check is None:
         details["no_check_reason"] = request.no_check_reason
         what = f"no check: {request.no_check_reason}"
@@ -252,7 +271,7 @@ def resolve_incident(
     else:
         assert check.monitor is not None and check.rule is not None  # the model's validator
         rule = check.rule.model_copy(update={"source": f"decision {decision_id}"})
-        spec = _add_rule(monitors, incident.model, check.monitor, rule)
+        _add_rule(monitors, incident.model, check.monitor, rule, save=False)
         details["check"] = {"type": "monitor", "monitor": check.monitor, "rule": rule.model_dump()}
         what = f"monitor rule {rule.text} added to monitor {check.monitor}"
     entry = log.build(
@@ -265,10 +284,9 @@ def resolve_incident(
         related={"incident": decision_id},
     ).model_copy(update={"resolves": decision_id})
     record = log.store.add_decisions([entry])[0]
-    if spec is not None and check is not None and check.rule is not None:
-        # re-read the monitor: another resolution may have added a rule since the check;
+    if check is not None and check.monitor is not None and check.rule is not None:
+        # under the monitor's row lock: a rule another resolution adds meanwhile is kept;
         # created_by stays the monitor's author, the resolution names who added the rule
         rule = check.rule.model_copy(update={"source": f"decision {decision_id}"})
-        fresh = _add_rule(monitors, incident.model, spec.name, rule)
-        monitors.create(fresh, actor=monitors.get(spec.name).created_by)
+        _add_rule(monitors, incident.model, check.monitor, rule, save=True)
     return record

@@ -18,13 +18,16 @@ vectorised pandas operations over the profile instead.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from keel.errors import InvalidInput
 from keel.monitoring.profile import ColumnProfile, ReferenceProfile, profile_as
+
+if TYPE_CHECKING:
+    from keel.monitoring.models import MonitorSpec
 
 __all__ = ["QualityFinding", "QualityReport", "QualityThresholds", "check_quality"]
 
@@ -54,6 +57,16 @@ class QualityThresholds:
         for name, value in asdict(self).items():
             if not 0.0 <= value <= 1.0:
                 raise InvalidInput(f"{name}: must be a share in [0, 1], got {value}", field=name)
+
+    @classmethod
+    def of(cls, spec: MonitorSpec) -> QualityThresholds:
+        """The tolerances a monitor's spec sets (``unparseable_share`` keeps its default)."""
+        return cls(
+            null_rate_increase=spec.null_rate_increase,
+            out_of_range_share=spec.out_of_range_share,
+            new_category_share=spec.new_category_share,
+            out_of_range_error_share=spec.out_of_range_error_share,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from keel._models import now_ms
-from keel.errors import InvalidInput, NotFound
+from keel.errors import InvalidInput
 from keel.monitoring import metrics
 from keel.monitoring.diagnosis import Diagnosis, diagnose, model_input
 from keel.monitoring.drift import FeatureOverride, detect_drift
@@ -82,22 +82,36 @@ class MonitorService:
 
     # -- definitions -----------------------------------------------------------------------
     def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
-        """Create or replace a monitor; the model (and a named reference) must exist."""
+        """Create or replace a monitor (a replaced one keeps its creator and creation time);
+        the model, a named reference, the feature views and the columns must exist."""
+        self.check(spec)
+        now = now_ms()
+        monitor = Monitor(
+            **spec.model_dump(), created_by=actor, created_at_ms=now, updated_at_ms=now
+        )
+        return self.store.save_monitor(monitor)
+
+    def update(self, name: str, change: Callable[[MonitorSpec], MonitorSpec]) -> Monitor:
+        """Store ``change(current spec)`` of monitor ``name``, checked as :meth:`create` checks,
+        under the monitor's row lock: concurrent changes (two rules added at once) apply one
+        after the other. What ``change`` or the check raises leaves the monitor unchanged."""
+
+        def apply(current: Monitor) -> Monitor:
+            spec = change(MonitorSpec(**current.model_dump(include=set(MonitorSpec.model_fields))))
+            self.check(spec)  # under the lock: the spec checked is the one saved
+            kept = current.model_dump(include={"created_by", "created_at_ms"})
+            return Monitor(**spec.model_dump(), **kept, updated_at_ms=now_ms())
+
+        return self.store.update_monitor(name, apply)
+
+    def check(self, spec: MonitorSpec) -> None:
+        """What :meth:`create` refuses (InvalidInput naming the field, NotFound), unsaved."""
         self.registry.get_model(spec.model)
         if spec.reference is not None:
             self.inputs.dataset_ref(spec.reference)
         if spec.feature_views:
             self._freshness(spec.feature_views)  # unknown views fail here, not at run time
         self.inputs.check_columns(spec)  # unknown columns too (#15.22)
-        now = now_ms()
-        try:
-            created = self.store.get_monitor(spec.name).created_at_ms
-        except NotFound:
-            created = now
-        monitor = Monitor(
-            **spec.model_dump(), created_by=actor, created_at_ms=created, updated_at_ms=now
-        )
-        return self.store.save_monitor(monitor)
 
     def get(self, name: str) -> Monitor:
         """A monitor; raises :class:`NotFound`."""
@@ -181,7 +195,7 @@ class MonitorService:
             features,
             calibration=calibration,
             labelled=labelled,
-            quality=_quality_thresholds(monitor),
+            quality=QualityThresholds.of(monitor),
             correction=monitor.correction,
             alpha=monitor.performance_alpha,
             freshness=freshness,
@@ -285,7 +299,7 @@ class MonitorService:
                 {f: reference.profile.columns[f] for f in features}, reference.profile.rows
             ),
             window[[f for f in features if f in window.columns]],
-            _quality_thresholds(monitor),
+            QualityThresholds.of(monitor),
         )
         results["drift"] = [f.as_dict() for f in drift.features]
         results["quality"] = [f.as_dict() for f in quality.findings]
@@ -382,12 +396,3 @@ class MonitorService:
         )
         self.performance.check(monitor, version, reference, window, labelled, results)
         return len(labelled)
-
-
-def _quality_thresholds(monitor: Monitor) -> QualityThresholds:
-    return QualityThresholds(
-        null_rate_increase=monitor.null_rate_increase,
-        out_of_range_share=monitor.out_of_range_share,
-        new_category_share=monitor.new_category_share,
-        out_of_range_error_share=monitor.out_of_range_error_share,
-    )

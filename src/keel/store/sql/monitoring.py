@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -14,6 +15,8 @@ from keel.store.sql.tables_monitoring import MonitorRow, MonitorRunRow
 __all__ = ["MonitorSql"]
 
 _SPEC_COLUMNS = {"name", "model", "reference", "sampling_rate", "created_by"}
+#: Monitor fields with a column of their own, outside the ``config`` JSON.
+_NOT_CONFIG = _SPEC_COLUMNS | {"version", "created_at_ms", "updated_at_ms"}
 
 
 def _monitor(row: MonitorRow) -> Monitor:
@@ -30,6 +33,20 @@ def _monitor(row: MonitorRow) -> Monitor:
     )
 
 
+def _values(monitor: Monitor) -> dict[str, Any]:
+    """The row's columns a save writes (the key and the creation are kept)."""
+    data = monitor.model_dump(mode="json")
+    return {
+        "model": monitor.model,
+        "version_ref": monitor.version,
+        "reference": monitor.reference,
+        "window_s": monitor.window_s,
+        "sampling_rate": monitor.sampling_rate,
+        "config": {k: v for k, v in data.items() if k not in _NOT_CONFIG},
+        "updated_at_ms": monitor.updated_at_ms,
+    }
+
+
 def _run(row: MonitorRunRow) -> MonitorRun:
     return MonitorRun.model_validate(
         {c.key: getattr(row, c.key) for c in MonitorRunRow.__table__.columns}
@@ -40,37 +57,43 @@ class MonitorSql(SqlBase):
     """CRUD of monitors; append and list of monitor runs."""
 
     def save_monitor(self, monitor: Monitor) -> Monitor:
-        """Insert or replace a monitor definition."""
-        data = monitor.model_dump(mode="json")
-        config = {
-            k: v
-            for k, v in data.items()
-            if k not in _SPEC_COLUMNS | {"version", "created_at_ms", "updated_at_ms"}
-        }
+        """Insert or replace a monitor definition (an existing one keeps its creation)."""
         with self.write() as session:
             row = session.get(MonitorRow, monitor.name)
-            values: dict[str, Any] = {
-                "model": monitor.model,
-                "version_ref": monitor.version,
-                "reference": monitor.reference,
-                "window_s": monitor.window_s,
-                "sampling_rate": monitor.sampling_rate,
-                "config": config,
-                "updated_at_ms": monitor.updated_at_ms,
-            }
             if row is None:
                 session.add(
                     MonitorRow(
                         name=monitor.name,
                         created_by=monitor.created_by,
                         created_at_ms=monitor.created_at_ms,
-                        **values,
+                        **_values(monitor),
                     )
                 )
             else:
-                for key, value in values.items():
+                for key, value in _values(monitor).items():
                     setattr(row, key, value)
         return self.get_monitor(monitor.name)
+
+    def update_monitor(self, name: str, change: Callable[[Monitor], Monitor]) -> Monitor:
+        """Replace monitor ``name`` with ``change(current)`` in one transaction holding the
+        row's lock, so concurrent read-modify-writes (two rules added at once) queue instead
+        of undoing each other; the stored monitor. NotFound for an unknown name.
+
+        ``change`` runs under the lock: it may read (WAL readers and other PostgreSQL rows
+        are not blocked) but must not write through the store, and what it raises rolls
+        the transaction back with nothing written. Its result keeps the row's name,
+        creator and creation time.
+        """
+        with self.write() as session:
+            # lock: SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE (write())
+            # already serialises every writer (the registry's set_registered_model_tag).
+            row = session.get(MonitorRow, name, with_for_update=True)
+            if row is None:
+                raise NotFound(f"monitor {name!r} not found", field="name")
+            changed = change(_monitor(row))
+            for key, value in _values(changed).items():
+                setattr(row, key, value)
+            return _monitor(row)
 
     def get_monitor(self, name: str) -> Monitor:
         """A monitor; raises :class:`NotFound`."""
