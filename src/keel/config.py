@@ -212,6 +212,13 @@ class Settings(BaseSettings):
     serving_max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest predict body (413 above)."
     )
+    serving_gc_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        le=10_000_000,
+        description="The collector's first-generation threshold while a gateway runs "
+        "(0 = leave Python's 700): how many net allocations between collections.",
+    )
     serving_switch_interval_ms: float = Field(
         default=0.5,
         ge=0,

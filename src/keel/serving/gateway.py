@@ -42,7 +42,7 @@ from keel.serving.protection import Protection
 from keel.serving.ratelimit import RateLimiter
 from keel.serving.shadow import ShadowQueue
 from keel.serving.subscriber import listen
-from keel.serving.switching import switch_interval
+from keel.serving.switching import ProcessSetting, gc_threshold, switch_interval
 
 __all__ = ["CachedAnswer", "Gateway", "PredictResult", "PredictionSink", "Target"]
 
@@ -154,7 +154,7 @@ class Gateway(GatewayHooks, PredictPath):
         self._rereads: set[tuple[str, str]] = set()
         self._redis: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._switch_held = False  # whether start() shortened the switch interval
+        self._held: list[ProcessSetting] = []  # interpreter settings start() holds
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -192,13 +192,19 @@ class Gateway(GatewayHooks, PredictPath):
         # (p99 300+ ms → ~50 ms in benchmarks/bench_serving.py). close() gives it back.
         gc.collect()
         gc.freeze()
-        # The prediction-log writer converts a batch to Arrow in this interpreter; with
-        # Python's 5 ms switch interval a request that arrives meanwhile waits up to 5 ms
-        # for the GIL at each wake-up (p99 of cache hits 10-12 ms at a 0.6 ms p50 in
-        # benchmarks/bench_serving.py; 6-8 ms at 0.5 ms, same throughput). close() restores.
-        if self.settings.serving_switch_interval_ms > 0 and not self._switch_held:
-            switch_interval.hold(self.settings.serving_switch_interval_ms / 1000)
-            self._switch_held = True
+        # A shorter thread switch interval (a request waited up to 5 ms for the GIL behind
+        # the prediction-log writer: p99 of cache hits 10-12 ms at a 0.6 ms p50 in
+        # benchmarks/bench_serving.py, 6-8 ms at 0.5 ms) and a larger collector threshold
+        # (6-11 µs of a model-path request in collections, 1.4-2 µs with 10,000, in
+        # bench_deploy_route.py): serving/switching.py says why. close() restores both.
+        wanted = (
+            (switch_interval, self.settings.serving_switch_interval_ms / 1000),
+            (gc_threshold, self.settings.serving_gc_threshold),
+        )
+        for setting, value in wanted:
+            if value > 0 and setting not in self._held:
+                setting.hold(value)
+                self._held.append(setting)
         self.ready = True
 
     async def preload(self, ref: str) -> int:
@@ -220,9 +226,8 @@ class Gateway(GatewayHooks, PredictPath):
         if callable(unlisten):
             unlisten(self._deployment_changed)
         gc.unfreeze()
-        if self._switch_held:
-            switch_interval.release()
-            self._switch_held = False
+        while self._held:
+            self._held.pop().release()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
