@@ -224,9 +224,12 @@ class PredictPath(HitAnswers):
         rows = [parsed.rows[i] for i in misses]
         mark = time.perf_counter()
         breaker = self.protection.breaker(name, version)
-        method = self._experimental_call if experimental else self._call
         executor: Executor = self.bulkhead.executor if experimental else self.executor
-        call: Call = method if group is None else functools.partial(method, group=group)
+        call: Call = self._call
+        if group is not None:
+            call = functools.partial(self._call, experimental=experimental, group=group)
+        elif experimental:
+            call = self._experimental_call
         if breaker.allow():
             try:
                 predictions, probabilities = await judged_call(

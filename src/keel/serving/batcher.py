@@ -161,10 +161,12 @@ class MicroBatcher:
             call = self._dispatch(loop, lane, lane_jobs)
             call.add_done_callback(functools.partial(self._ended, loop, lane_jobs))
             (apart if lane.confined else held).append(call)
-        if held:
-            await asyncio.wait(held)
-        if apart:
-            await asyncio.wait(apart, timeout=self.max_wait_s)
+        for call in held:  # its failure is handed out by _ended
+            with contextlib.suppress(Exception):
+                await call
+        running = [call for call in apart if not call.done()]
+        if running:
+            await asyncio.wait(running, timeout=self.max_wait_s)
 
     def _dispatch(
         self, loop: asyncio.AbstractEventLoop, lane: Lane, jobs: list[Job]
