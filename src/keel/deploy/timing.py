@@ -13,11 +13,14 @@ hour-of-week traffic in the prediction log). While the time is not allowed:
 
 Every tick that asks records its verdict and numbers in the deployment's state
 (``state.timing``: shown by ``GET /v1/deployments/{name}`` and ``keel deploy show``); a
-``timing_hold`` decision is written once per held hour, not on every tick. When the
-deployment finishes (promoted, rolled back, completed; by the controller or a person) the
-section is settled (:func:`settle`): no hold or retry time is left pending, ``settled``
-says how, when and by whom, and the last check stays beside it (for the controller's
-promotion, the allowed check that let it through).
+``timing_hold`` decision is written once per held hour, not on every tick. A held step
+whose next tick would not move any more (still collecting, the metric undecided) is no
+longer held: that tick checks the time and records what each arm now waits for
+(``waiting``: the controller's verdict and reason). When the deployment finishes
+(promoted, rolled back, completed; by the controller or a person) the section is settled
+(:func:`settle`): no hold or retry time is left pending, ``settled`` says how, when and by
+whom, and the last check stays beside it (for the controller's promotion, the allowed check
+that let it through).
 """
 
 from __future__ import annotations
@@ -168,11 +171,20 @@ def hold_steps(
 ) -> tuple[dict[str, Step], dict[str, Any], list[Decision]]:
     """The controller's steps with every advance/promote held while the time is not
     allowed: ``(steps, extra state, decisions)``. Rollbacks and pauses pass untouched; the
-    timing is only asked when some step would move traffic."""
-    if policy.timing is None or not any(s.action in _MOVES for s in steps.values()):
-        return steps, {}, []
+    timing is only asked when some step would move traffic, or a step hold is pending: a tick
+    that no longer moves ends it (``waiting``: each arm's own verdict and reason instead)."""
     before = current.state.get("timing")
+    moves = any(s.action in _MOVES for s in steps.values())
+    pending = (before or {}).get("held") == "step"
+    if policy.timing is None or not (moves or pending):
+        return steps, {}, []
     check = _check(service, policy, now)
+    if not moves:  # held before, not moving now: the rollout waits for itself, not the time
+        waiting = {
+            arm: {"verdict": str(s.verdict), "reason": s.reasons[-1] if s.reasons else ""}
+            for arm, s in steps.items()
+        }
+        return steps, {"timing": {**_state(check, now, None, before), "waiting": waiting}}, []
     if check.allowed:
         return steps, {"timing": _state(check, now, None, before)}, []
     out = dict(steps)
@@ -238,6 +250,8 @@ def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | Non
         verdict = "allowed" if timing.get("allowed") else f"not allowed ({timing.get('reason')})"
         last = "last check " if settled else ""
         parts.append(f"{last}{verdict} at {_iso(timing['checked_ms'])}")
+    for arm, wait in (timing.get("waiting") or {}).items():  # a step hold that ended
+        parts.append(f"{arm} waits ({wait['verdict']}): {wait['reason']}")
     return "; ".join(parts)
 
 
