@@ -10,18 +10,13 @@ Nothing partial is stored, and the same writes succeed once space is freed.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import DBAPIError
-from tests._mounts import fill_up, small_fs
+from tests._mounts import fill_up
 from tests.conftest import serve_in_thread
 from typer.testing import CliRunner
 
@@ -34,45 +29,6 @@ from keel.services import open_services
 
 TEXT = "d" * 9_000  # below the description limit (10,000)
 PARAMS = {f"p{i}": "v" * 250 for i in range(1_000)}  # ~250 kB in one transaction
-
-
-@pytest.fixture
-def disk() -> Iterator[Path]:
-    # not under tmp_path (mode 0700): the PostgreSQL server's user must reach the mount
-    parent = Path(tempfile.mkdtemp(prefix="keel-disk-"))
-    parent.chmod(0o755)
-    try:
-        with small_fs(parent / "disk", 8 * 2**20) as path:
-            yield path
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-
-
-@pytest.fixture
-def postgres_on_disk(disk: Path, postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL schema whose tables are created in a tablespace on ``disk``."""
-    name = f"keel_test_{uuid.uuid4().hex[:10]}"
-    location = disk / "pg"
-    location.mkdir()
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        shutil.chown(location, "postgres", "postgres")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE TABLESPACE {name} LOCATION '{location}'"))
-    except (LookupError, DBAPIError) as exc:  # no postgres user, or the server is elsewhere
-        admin.dispose()
-        pytest.skip(f"the PostgreSQL server cannot use a tablespace on a local tmpfs: {exc}")
-    options = f"-csearch_path={name} -cdefault_tablespace={name}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{name}"'))
-        url = make_url(postgres_url).update_query_dict({"options": options})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-            conn.execute(text(f"DROP TABLESPACE {name}"))  # checkpoints first if it must
-        admin.dispose()
 
 
 @pytest.fixture
@@ -176,8 +132,9 @@ def test_cli_write_on_a_full_database_disk_is_one_line_and_exit_1(
     env = {
         "KEEL_HOME": str(settings.home),
         "KEEL_ARTIFACT_ROOT": str(settings.artifact_root),
-        # the job queue's SQLite file elsewhere too: Huey opening it on the full disk fails
-        # before the command runs (SQLITE_IOERR_SHMSIZE), which is not what this tests
+        # the job queue's SQLite file elsewhere too: opening it on the full disk is refused
+        # before the command runs (naming the queue file: test_disk_full_open.py), which is
+        # not what this tests
         "KEEL_JOBS_QUEUE_PATH": str(tmp_path / "jobs-queue.db"),
         "KEEL_DATABASE_URL": settings.database_url,
         "KEEL_SERVER_URL": None,

@@ -10,13 +10,18 @@ consumer killed mid-task loses the message: the jobs table's lease is what re-de
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+from pathlib import Path
 from typing import Protocol
 
 from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
 from keel.config import Settings
+from keel.errors import InsufficientStorage, InvalidInput, KeelError, Unavailable
+from keel.store.sql.engine import ensure_dir
+from keel.store.storage_full import storage_full
 
 __all__ = ["EmbeddedConsumer", "JobHandler", "JobQueue", "make_huey", "queue_backend"]
 
@@ -42,18 +47,51 @@ def queue_backend(settings: Settings) -> str:
 
 
 def make_huey(settings: Settings) -> Huey:
-    """The Huey instance for ``settings``. Results stay off: outcomes live in the jobs table."""
+    """The Huey instance for ``settings``. Results stay off: outcomes live in the jobs table.
+
+    A SQLite queue file that cannot be opened raises one line naming it and
+    KEEL_JOBS_QUEUE_PATH: :class:`InsufficientStorage` on a full disk, else
+    :class:`Unavailable`.
+    """
     if queue_backend(settings) == "redis":
         if not settings.redis_url:
-            from keel.errors import InvalidInput
-
             raise InvalidInput("jobs_queue=redis needs KEEL_REDIS_URL", field="jobs_queue")
         # priority: a scheduler tick overtakes a backlog of long jobs
         return PriorityRedisHuey(HUEY_NAME, url=settings.redis_url, results=False, utc=True)
     path = settings.jobs_queue_path or settings.home / "jobs-queue.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # timeout: a second process waits for SQLite's lock instead of failing
-    return SqliteHuey(HUEY_NAME, filename=str(path), results=False, utc=True, timeout=30)
+    ensure_dir(path.parent, "KEEL_JOBS_QUEUE_PATH")
+    try:
+        # timeout: a second process waits for SQLite's lock instead of failing
+        return SqliteHuey(HUEY_NAME, filename=str(path), results=False, utc=True, timeout=30)
+    except sqlite3.Error as exc:  # Huey opens the file and creates its tables here
+        raise _queue_file_error(path, exc) from exc
+
+
+def _queue_file_error(path: Path, exc: sqlite3.Error) -> KeelError:
+    """The one-line :class:`KeelError` for the job queue's SQLite file refusing to open.
+
+    Every embedded command opens the queue, so on a full disk this is the first error a
+    user meets: :class:`InsufficientStorage` by the rule every write follows
+    (:func:`~keel.store.storage_full.storage_full`; an existing WAL file there fails with
+    SQLITE_IOERR_SHMSIZE, a new one with SQLITE_FULL); anything else is
+    :class:`Unavailable`. Both name the file and KEEL_JOBS_QUEUE_PATH, never a traceback.
+    """
+    reason = str(exc).strip() or type(exc).__name__
+    name = getattr(exc, "sqlite_errorname", None)
+    said = f"{reason}, {name}" if name else reason
+    if storage_full(exc) is not None:
+        return InsufficientStorage(
+            f"cannot open the job queue {path} ({said}): its disk is full; free space there, "
+            "or set KEEL_JOBS_QUEUE_PATH to a file on another disk, then retry",
+            field="KEEL_JOBS_QUEUE_PATH",
+            store="jobs_queue",
+        )
+    return Unavailable(
+        f"cannot open the job queue {path} ({said}): keel needs it and its folder readable "
+        "and writable as a SQLite file; fix that (or move a damaged file away), or set "
+        "KEEL_JOBS_QUEUE_PATH to another file",
+        field="KEEL_JOBS_QUEUE_PATH",
+    )
 
 
 class JobQueue:

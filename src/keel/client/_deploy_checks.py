@@ -4,7 +4,10 @@ per step × slice (R-DEP-21) and the holdout lift (R-DEP-18), on both transports
 Kept out of the shared transport files (being split, #15): over HTTP the calls go through
 the HTTP transport's one request method to ``/v1/deployments/{name}/drill|debug|holdout``;
 embedded they call the same domain functions the routes call, the drill through the
-embedded gateway (the server's gateway in this process), so both answer the same.
+embedded gateway (the server's gateway in this process), so both answer the same. Those
+calls bypass the local transport, so the class carries its full-disk rule itself
+(:func:`~keel.client._local_errors.full_disk_as_served`: InsufficientStorage, as a 507
+over HTTP).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from keel.client._local_errors import full_disk_as_served
 
 if TYPE_CHECKING:
     from keel.client._transport import Transport
@@ -23,6 +28,7 @@ def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+@full_disk_as_served
 class DeployChecksMixin:
     """Drill, debug and holdout methods; mixed into :class:`keel.Client`."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from keel.config import Settings
-from keel.errors import InvalidInput
+from keel.errors import InsufficientStorage, InvalidInput
+from keel.store.storage_full import storage_full
 
 __all__ = [
     "NOWAIT_OPTION",
@@ -54,13 +56,21 @@ def begin_write(raw: sqlite3.Connection, *, nowait: bool, busy_ms: int | None = 
 
 
 def ensure_dir(path: Path, setting: str) -> None:
-    """Create ``path`` (and parents) or raise :class:`InvalidInput` naming it and ``setting``.
+    """Create ``path`` (and parents) or raise :class:`InvalidInput` naming it and ``setting``
+    (:class:`InsufficientStorage` when its disk is full).
 
     A read-only or unwritable home used to surface as a PermissionError traceback (#15.13).
     """
     try:
         Path(path).expanduser().mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if storage_full(exc) is not None:  # ENOSPC/EDQUOT: free space, not a bad setting
+            raise InsufficientStorage(
+                f"cannot create {path}: no space left on its disk; free space there, or set "
+                f"{setting} to a folder on another disk",
+                field=setting,
+                errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+            ) from None
         raise InvalidInput(
             f"cannot create {path} ({exc.strerror or exc}): make it writable, or set "
             f"{setting} to a writable folder",

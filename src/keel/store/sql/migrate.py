@@ -12,8 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from keel.config import Settings
-from keel.errors import InvalidInput, KeelError, Unavailable
+from keel.errors import InsufficientStorage, InvalidInput, KeelError, Unavailable
 from keel.store.sql.engine import ensure_dir, make_engine
+from keel.store.storage_full import storage_full
 
 __all__ = [
     "alembic_config",
@@ -32,7 +33,6 @@ _SCRIPTS = Path(__file__).with_name("migrations")
 # file cannot be used as it is, and what the operator should do about each (#15.13).
 _CORRUPT = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
 _NOT_WRITABLE = {"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR"}
-_FULL = {"SQLITE_FULL"}
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -81,6 +81,7 @@ def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
 
     Raises :class:`InvalidInput` (one line: the path or revision, and what to do) for
     a corrupt or unwritable SQLite file and for a schema written by a newer keel;
+    :class:`InsufficientStorage` when the database's disk is full (as for a write);
     :class:`Unavailable` when the database server cannot be reached.
     """
     try:
@@ -128,6 +129,15 @@ def store_error(engine: Engine, exc: DBAPIError) -> KeelError:
     name = getattr(original, "sqlite_errorname", None)
     reason = str(original).strip() or type(original).__name__
     where = _where(engine)
+    if storage_full(exc) is not None:
+        # the rule every write follows (SQLITE_FULL, a WAL file's shm that cannot grow,
+        # PostgreSQL 53100): InsufficientStorage, exit 1 / 507, not a bad setting
+        return InsufficientStorage(
+            f"cannot write {where} ({reason.splitlines()[0]}): its disk is full; free space "
+            "on its file system, then retry",
+            field="KEEL_DATABASE_URL",
+            store="database",
+        )
     if name in _CORRUPT:
         return InvalidInput(
             f"{where} is not a usable SQLite database ({reason}): restore it from a "
@@ -140,11 +150,6 @@ def store_error(engine: Engine, exc: DBAPIError) -> KeelError:
             f"cannot open {where} for writing ({reason}): keel needs {folder} and the "
             "database file writable; fix their permissions (or the read-only mount), or "
             "set KEEL_HOME to a writable folder",
-            field="KEEL_DATABASE_URL",
-        )
-    if name in _FULL:
-        return InvalidInput(
-            f"cannot write {where} ({reason}): free space on its file system",
             field="KEEL_DATABASE_URL",
         )
     if name is None:  # a server database (PostgreSQL): not reachable or refused us
