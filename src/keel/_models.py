@@ -18,7 +18,9 @@ __all__ = [
     "Page",
     "decode_page_token",
     "encode_page_token",
+    "error_path",
     "error_reason",
+    "invalid_errors",
     "invalid_input",
     "now_ms",
 ]
@@ -45,14 +47,34 @@ def _float_to_json(value: float) -> float | str:
 JsonFloat = Annotated[float, PlainSerializer(_float_to_json, when_used="json")]
 
 
+#: How many of a validation's errors ``detail.errors`` lists.
+MAX_LISTED_ERRORS = 20
+
+
 def invalid_input(exc: ValidationError) -> InvalidInput:
-    """A pydantic error as keel's InvalidInput naming the first bad field (``a.b[0]``)."""
+    """A pydantic error as keel's InvalidInput naming the first bad field (``a.b[0]``);
+    see :func:`invalid_errors`."""
     errors = exc.errors()
+    return invalid_errors(errors) if errors else InvalidInput(str(exc))
+
+
+def invalid_errors(errors: Sequence[ErrorDetails], *, whole: str = "body") -> InvalidInput:
+    """Pydantic's error list as keel's InvalidInput, worded as :func:`invalid_input` does.
+
+    ``field`` and the message name the first error (``window: expected a duration ...``);
+    ``detail.errors`` lists up to :data:`MAX_LISTED_ERRORS` of them as ``{field, message}``.
+    An error with no location (a model-level check) names ``whole``. The API's 422 for a
+    request body is built here too (its locations stripped of ``body``/``query``), so both
+    SDK transports and plain HTTP word a bad input alike.
+    """
     if not errors:
-        return InvalidInput(str(exc))
-    first = errors[0]
-    field = error_path(first["loc"]) or "body"
-    return InvalidInput(f"{field}: {error_reason(first)}", field=field)
+        return InvalidInput("invalid input", field=whole)
+    listed = [
+        {"field": error_path(e["loc"]) or whole, "message": error_reason(e)}
+        for e in errors[:MAX_LISTED_ERRORS]
+    ]
+    field, reason = listed[0]["field"], listed[0]["message"]
+    return InvalidInput(f"{field}: {reason}", field=field, errors=listed)
 
 
 def error_path(loc: Sequence[int | str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,43 @@ def test_policy_model_validates_when_built_directly() -> None:
                 "arms": [{"version": 1, "role": "primary"}, {"version": 2, "role": "primary"}],
             }
         )
+
+
+#: Every duration of a policy: the shared Duration type alone refuses a negative one (no
+#: ``ge=0`` beside it), with the grammar's reason, naming the key's path.
+POLICY_DURATIONS = [
+    "min_dwell",
+    "max_step_duration",
+    "min_duration",
+    "guardrails.error_rate.for",
+    "guardrails.p99_latency.for",
+    "analysis.burn_in",
+    "analysis.attribution_window",
+    "shadow.duration",
+    "blue_green.switch_after",
+    "blue_green.verify",
+    "retention.keep_previous",
+]
+
+
+def _canary() -> dict[str, Any]:
+    """A valid canary policy as the JSON body of ``POST /v1/deployments``."""
+    arms = [{"version": 1, "role": "primary"}, {"version": 2, "role": "canary"}]
+    return {"name": "x", "model": "m", "strategy": "canary", "arms": arms}
+
+
+@pytest.mark.parametrize("path", POLICY_DURATIONS)
+def test_a_negative_duration_is_refused_by_the_grammar(path: str) -> None:
+    document = _canary()
+    *parents, key = path.split(".")
+    node = document
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[key] = -1
+    with pytest.raises(InvalidInput) as info:
+        parse_policy(document)
+    assert (info.value.field, info.value.status) == (path, 422)
+    assert info.value.message == (
+        f"{path}: expected a whole, non-negative number of seconds or a duration like "
+        "90s, 30m, 6h, 7d or 1w, got -1"
+    )

@@ -84,7 +84,7 @@ def test_rest_and_both_sdk_transports_give_the_same_numbers(
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"versions": ["x"]}, "versions.0"),
+        ({"versions": ["x"]}, "versions[0]"),  # as the SDK names it (keel._models.error_path)
         ({"versions": []}, "versions"),
         ({}, "versions"),
         ({"versions": [1], "since": "soon"}, "since"),

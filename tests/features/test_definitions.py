@@ -59,6 +59,24 @@ def test_load_yaml_error_names_field_path(
     assert info.value.message.startswith(field)
 
 
+def test_load_yaml_errors_are_worded_like_every_other_input(tmp_path: Path) -> None:
+    # keel._models.invalid_errors: no "Value error," prefix, the unknown key named, the
+    # union's tag left out of every listed path, not only the first
+    text = (
+        DEFS_YAML.replace("ttl: 3d", "ttl: three days")
+        .replace("owner: billing-team", "colour: red")
+        .format(account="a.parquet", usage="[u.parquet]")
+    )
+    with pytest.raises(InvalidInput) as info:
+        load_yaml(_yaml(tmp_path, text))
+    listed = {e["field"]: e["message"] for e in info.value.detail["errors"]}
+    assert listed["feature_views[0].colour"] == "unknown key 'colour'"
+    assert listed["feature_views[1].source.path"] == "Input should be a valid string"
+    assert listed["feature_views[0].ttl"].startswith("expected a duration like 90s")
+    assert info.value.message == f"{info.value.field}: {listed[str(info.value.field)]}"
+    assert not any("Value error" in m or ".file." in f for f, m in listed.items())
+
+
 def test_load_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not valid YAML at line 3"):
         load_yaml(_yaml(tmp_path, "entities:\n  - name: [unclosed\n"))

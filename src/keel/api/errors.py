@@ -6,15 +6,17 @@ Body shape: ``{"error": {"code", "message", "field", "detail"}}``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keel._models import invalid_errors, invalid_input
 from keel.api.limits import BodyTooLarge
 from keel.errors import (
     BadRequest,
@@ -111,25 +113,26 @@ def unexpected_error(exc: Exception) -> KeelError:
     return storage_full(exc) or KeelError(f"internal error ({type(exc).__name__})")
 
 
-def _field(location: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or str(location[-1] if location else "body")
+#: The first element of a request error's location says where the value came from.
+_SOURCES = ("body", "query", "path", "header", "cookie")
 
 
 def _validation_error(exc: RequestValidationError) -> KeelError:
-    errors = exc.errors()
-    first: dict[str, Any] = (
-        errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": ""}
-    )
-    field = _field(tuple(first.get("loc", ())))
-    message = f"{field}: {first.get('msg', 'invalid value')}"
-    if first.get("type") == "json_invalid":
-        ctx = first.get("ctx") or {}
+    """FastAPI's 422 worded by :func:`keel._models.invalid_errors`, as the embedded SDK words it.
+
+    Only the leading source (``body``, ``query``, ...) is dropped from each location:
+    a field that happens to be called ``path`` deeper in a body keeps its name.
+    """
+    errors = list(exc.errors())
+    if errors and errors[0].get("type") == "json_invalid":
+        ctx = errors[0].get("ctx") or {}
         return BadRequest(f"malformed JSON: {ctx.get('error', 'cannot parse')}", field="body")
-    detail = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg")} for e in errors[:20]
-    ]
-    return InvalidInput(message, field=field, errors=detail)
+    located: list[ErrorDetails] = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        loc = loc[1:] if loc[:1] and loc[0] in _SOURCES else loc
+        located.append(cast("ErrorDetails", {**error, "loc": loc}))
+    return invalid_errors(located)
 
 
 def _unparsable(exc: StarletteHTTPException) -> BadRequest:
@@ -164,10 +167,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PydanticValidationError)
     async def _model_validation(_request: Request, exc: PydanticValidationError) -> JSONResponse:
         # a handler built a domain model from input the request schema let through
-        errors = exc.errors()
-        field = _field(tuple(errors[0].get("loc", ()))) if errors else "body"
-        message = f"{field}: {errors[0].get('msg', 'invalid value')}" if errors else str(exc)
-        return error_response(InvalidInput(message, field=field))
+        return error_response(invalid_input(exc))
 
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:

@@ -73,7 +73,7 @@ class ErrorRateGuard(_Model):
     """Roll back when the candidate's error rate exceeds the primary's by more than this."""
 
     max_increase: float = Field(default=0.01, ge=0, le=1)
-    for_s: Duration = Field(default=0, alias="for", ge=0)
+    for_s: Duration = Field(default=0, alias="for")
     min_samples: int = Field(default=100, ge=1)
 
 
@@ -81,7 +81,7 @@ class LatencyGuard(_Model):
     """Roll back when p99 candidate / primary stays above ``max_ratio`` for ``for`` (R-DEP-08)."""
 
     max_ratio: float = Field(default=2.0, ge=1)
-    for_s: Duration = Field(default=300, alias="for", ge=0)
+    for_s: Duration = Field(default=300, alias="for")
     min_samples: int = Field(default=100, ge=1)
 
 
@@ -121,8 +121,8 @@ class Analysis(_Model):
     tau: float | None = Field(default=None, gt=0, description="mSPRT mixing s.d.")
     planned_samples_per_arm: int | None = Field(default=None, ge=1)
     segments: list[Name] = Field(default_factory=list, max_length=20)
-    burn_in_s: Duration = Field(default=0, alias="burn_in", ge=0)
-    attribution_window_s: Duration = Field(default=0, alias="attribution_window", ge=0)
+    burn_in_s: Duration = Field(default=0, alias="burn_in")
+    attribution_window_s: Duration = Field(default=0, alias="attribution_window")
     cuped: dict[Literal["covariate"], Name] | None = Field(default=None, min_length=1)  # R-DEP-14
     hold_when_worse: bool = True  # an intermediate step waits while the estimate is negative
 
@@ -130,7 +130,7 @@ class Analysis(_Model):
 class ShadowPhase(_Model):
     """Mirror live traffic to the candidate, off the response path, before it serves anyone."""
 
-    duration_s: Duration = Field(default=86_400, alias="duration", ge=0)
+    duration_s: Duration = Field(default=86_400, alias="duration")
     min_samples: int = Field(default=1_000, ge=1)
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     queue_size: int = Field(default=1_000, ge=1, le=1_000_000)
@@ -140,13 +140,13 @@ class BlueGreen(_Model):
     """Both arms warm; switch all traffic at once, verify, switch back on a breach."""
 
     switch_after_s: Duration | None = Field(default=None, alias="switch_after")
-    verify_s: Duration = Field(default=300, alias="verify", ge=0)
+    verify_s: Duration = Field(default=300, alias="verify")
 
 
 class Retention(_Model):
     """How long the replaced version stays ready for an instant rollback."""
 
-    keep_previous_s: Duration = Field(default=14 * 86_400, alias="keep_previous", ge=0)
+    keep_previous_s: Duration = Field(default=14 * 86_400, alias="keep_previous")
     then: Literal["archive", "keep"] = "archive"
 
 
@@ -162,7 +162,7 @@ class DeploymentPolicy(_Model):
         default=None, min_length=2, max_length=20
     )
     min_samples_per_step: int = Field(default=200, ge=1)
-    min_dwell_s: Duration = Field(default=600, alias="min_dwell", ge=0)
+    min_dwell_s: Duration = Field(default=600, alias="min_dwell")
     max_step_duration_s: Duration | None = Field(default=None, alias="max_step_duration")
     min_duration_s: Duration | None = Field(default=None, alias="min_duration")
     shadow: ShadowPhase | None = None
@@ -375,7 +375,7 @@ def _invalid(error: ValidationError) -> InvalidInput:
     return InvalidInput(
         f"{field}: {reason}",
         field=field,
-        errors=[{"field": f, "reason": r} for f, r in found],
+        errors=[{"field": f, "message": r} for f, r in found],
     )
 
 

@@ -6,11 +6,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
+from keel._models import invalid_errors
 from keel.errors import InvalidInput
 from keel.features.models import (
     Entity,
@@ -54,21 +56,13 @@ class Definitions(BaseModel):
         return [*self.entities, *self.feature_views, *self.feature_services]
 
 
-def _path(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+#: Discriminated unions add the tag to the location (source.file.path): it is dropped.
+_TAGS = ("file", "sql", "function-after[_table_or_query()]")
 
 
-def _invalid(exc: ValidationError, prefix: str = "") -> InvalidInput:
-    first = exc.errors()[0]
-    # Discriminated unions add the tag to the location (source.file.path): drop it.
-    loc = [p for p in first["loc"] if p not in ("file", "sql", "function-after[_table_or_query()]")]
-    field = _path([*([prefix] if prefix else []), *loc]) or "definitions"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    errors = [{"field": _path(list(e["loc"])), "message": str(e["msg"])} for e in exc.errors()[:20]]
-    return InvalidInput(f"{field}: {message}", field=field, errors=errors)
+def _invalid(exc: ValidationError) -> InvalidInput:
+    errors = [{**e, "loc": tuple(p for p in e["loc"] if p not in _TAGS)} for e in exc.errors()]
+    return invalid_errors(cast("list[ErrorDetails]", errors), whole="definitions")
 
 
 def load_yaml(path: Path | str) -> Definitions:
