@@ -234,12 +234,14 @@ def test_better_challenger_walks_every_step_and_becomes_champion(
     created = httpx.post(f"{url}/v1/deployments", json=_policy(model))
     assert created.status_code == 201, created.text
     current = created.json()
-    for step in range(6):
+    for step in range(8):
         if current["status"] != "active":
             break
         share = current["state"]["weights"]["canary"]
         shares.append(share)
-        rows = production.sample(1000 if share < 10 else 400, random_state=step)
+        # at 5 % the canary's rows are drawn by the routing keys' hash: 1,500 requests give
+        # ~75 against min_samples_per_step 40 (1,000 gave ~50, short of 40 now and then)
+        rows = production.sample(1500 if share < 10 else 400, random_state=step)
         answers = serve(url, name, rows)
         canary = sum(a["arm"] == "canary" for a in answers) / len(answers)
         assert abs(canary - share / 100) < 0.1  # the live split follows the step
@@ -249,9 +251,11 @@ def test_better_challenger_walks_every_step_and_becomes_champion(
     decisions = httpx.get(f"{url}/v1/deployments/{name}/decisions").json()
     after = serve(url, name, production.iloc[:40], threads=1)
     assert current["status"] == "promoted", decisions[0]["summary"]
-    # every step in order; the last may take a second look before the improvement is
-    # significant at full-traffic strength (ship needs the interval above +0.02)
-    assert shares[:3] == [5.0, 25.0, 50.0] and set(shares[3:]) <= {50.0}, shares
+    # every step in order, none skipped nor gone back to; a step may be looked at again
+    # (a short sample, or at 50 % an improvement not yet significant at full-traffic
+    # strength: ship needs the interval above +0.02)
+    steps = [share for i, share in enumerate(shares) if i == 0 or share != shares[i - 1]]
+    assert steps == [5.0, 25.0, 50.0] and shares == sorted(shares), shares
     assert current["state"]["weights"] == {"primary": 0.0, "canary": 100.0}
     assert current["state"]["alias_moved"] is True
     assert {(a["arm"], a["version"]) for a in after} == {("canary", 2)}
