@@ -88,7 +88,6 @@ class MicroBatcher:
         self.lane = (
             None if run is None or executor is None else Lane(run, executor, on_batch, owner)
         )
-        self.owner = owner  # what the batches run on (the gateway's pool entry)
         self.max_rows = max_rows
         self.max_wait_s = max_wait_us / 1_000_000
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
@@ -98,6 +97,11 @@ class MicroBatcher:
         self._retired = False
         self._retries: set[asyncio.Task[None]] = set()
         self.sizes: Counter[int] = Counter()  # rows per model call → how many calls
+
+    @property
+    def owner(self) -> object:
+        """What the batcher's own lane runs on (the gateway's pool entry), if it has one."""
+        return None if self.lane is None else self.lane.owner
 
     async def submit(
         self, rows: list[tuple[Any, ...]], probabilities: bool, lane: Lane | None = None
