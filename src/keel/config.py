@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Free space under the artifact root below which /readyz reports not ready.",
     )
+    sqlite_min_free_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Free space on the volume of each SQLite file (the database, the job "
+        "queue) below which /readyz reports not ready; 0: no such check.",
+    )
     redis_url: str | None = Field(default=None, description="Redis URL for shared caches.")
     host: str = Field(default="127.0.0.1", description="Address `keel server` binds to.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `keel server` binds to.")

@@ -241,12 +241,21 @@ def test_healthz_is_200(http: httpx.Client) -> None:
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_readyz_is_200_with_checks(http: httpx.Client) -> None:
+def test_readyz_is_200_with_checks(http: httpx.Client, backend: str) -> None:
     response = http.get("/readyz")
     assert response.status_code == 200
+    # the SQLite database's volume is measured here; a PostgreSQL server's is not
+    volumes = {"database_disk": "ok"} if backend == "sqlite" else {}
     assert response.json() == {
         "status": "ok",
-        "checks": {"serving": "ok", "database": "ok", "schema": "ok", "artifacts": "ok"},
+        "checks": {
+            "serving": "ok",
+            "database": "ok",
+            "schema": "ok",
+            **volumes,
+            "jobs_queue_disk": "ok",
+            "artifacts": "ok",
+        },
     }
 
 
