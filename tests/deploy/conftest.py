@@ -7,7 +7,7 @@ import itertools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from keel.deploy.service import DeploymentService
 from keel.services import Services
 from keel.serving.predlog import PredictionLog, log_root
 from keel.serving.records import PredictionRecord
+
+if TYPE_CHECKING:
+    from tests.deploy._timing_setup import Peak
 
 START_MS = 1_900_000_000_000  # a fixed clock: the tests move time themselves
 FEATURES = ["tenure", "monthly_charges", "total_charges"]
@@ -231,3 +234,20 @@ def canary(
     models = register_churn("good", "weak")
     service.create(POLICY, actor="ana")
     return Canary(service, clock, models)
+
+
+@pytest.fixture
+def peak(
+    services: Services,
+    register_churn: Callable[[str, str], Models],
+    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
+    clocked: tuple[DeploymentService, Clock],
+) -> Peak:
+    """The timing tests' start (tests/deploy/_timing_setup.py): a week of background traffic
+    with a peak at the test clock's hour, the deployment service on that clock."""
+    # imported here: that module imports this one
+    from tests.deploy._timing_setup import Peak, log_background_week
+
+    expected = log_background_week(services, churn_rows[1])
+    service, clock = clocked
+    return Peak(services, service, clock, churn_rows[1], expected, register_churn)

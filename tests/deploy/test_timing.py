@@ -2,154 +2,78 @@
 rollout's start) in a peak hour of week, recorded once per held hour, and lets it move in
 the next quiet hour; a rollback is never held; bad timing values are a 422 naming the field.
 
-The peak comes from real traffic in the prediction log: one week logged before the test's
-clock, two predictions an hour except Sunday 17:00 UTC (the hour of ``START_MS``: 30).
+Traffic and peak hour: :mod:`tests.deploy._timing_setup` (the ``peak`` fixture).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
-from tests.deploy.conftest import FEATURES, POLICY, START_MS, Clock, Models, serve_step
-from typer.testing import CliRunner
+from tests.deploy._timing_setup import HOUR_MS, PEAK_HOUR, PEAK_SLOT, TIMED, Peak, timing_line
+from tests.deploy.conftest import POLICY, Models, serve_step
 
-from keel.cli.main import app as cli
-from keel.deploy.service import DeploymentService
-from keel.deploy.timing import HOLD_KIND
 from keel.services import Services
-from keel.serving.predlog import PredictionLog, log_root
-from keel.serving.records import PredictionRecord
-
-HOUR_MS = 3_600_000
-PEAK_HOUR = START_MS - START_MS % HOUR_MS  # Sunday 2030-03-17 17:00 UTC
-PEAK_SLOT = 6 * 24 + 17
-TIMING = {"avoid_peak": {"percentile": 80, "weeks": 1, "min_predictions": 100}}
-TIMED = {**POLICY, "timing": TIMING}
 
 
-def per_hour(slot: int) -> int:
-    return 30 if slot == PEAK_SLOT else 2
-
-
-def log_background_week(services: Services, rows: pd.DataFrame) -> np.ndarray:
-    """Churn predictions (no deployment) hour by hour over the week before PEAK_HOUR; the
-    count per hour of week."""
-    expected = np.zeros(168)
-    features = rows[FEATURES].to_dict("records")
-    i = 0
-    with PredictionLog(log_root(services.settings), flush_interval_s=0.05) as log:
-        for hour_ms in range(PEAK_HOUR - 7 * 24 * HOUR_MS, PEAK_HOUR, HOUR_MS):
-            moment = dt.datetime.fromtimestamp(hour_ms / 1000, dt.UTC)
-            slot = moment.weekday() * 24 + moment.hour
-            expected[slot] = per_hour(slot)
-            for k in range(per_hour(slot)):
-                log.append(
-                    PredictionRecord(
-                        request_id=f"bg{i}",
-                        at_ms=hour_ms + k * 60_000,
-                        model="churn",
-                        version=1,
-                        features={f: float(v) for f, v in features[i % len(features)].items()},
-                        output=0,
-                        latency_ms=1.0,
-                    )
-                )
-                i += 1
-        assert log.flush()
-    return expected
-
-
-def holds(services: Services) -> list[Any]:
-    return services.decisions.query(deployment="churn-live", kind=HOLD_KIND)
-
-
-def test_a_passing_canary_is_held_in_the_peak_hour_once_and_advances_after(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    clocked: tuple[DeploymentService, Clock],
-) -> None:
-    service, clock = clocked
-    models = register_churn("weak", "good")
-    expected = log_background_week(services, churn_rows[1])
-    clock.now = PEAK_HOUR - 60_000  # 16:59, a quiet hour: the canary starts at once
-    created = service.create(TIMED, actor="ana")
+def test_a_passing_canary_is_held_in_the_peak_hour_once_and_advances_after(peak: Peak) -> None:
+    # 16:59, a quiet hour: the canary starts at once
+    models = peak.create("weak", "good", PEAK_HOUR - 60_000)
+    created = peak.service.get("churn-live")
     assert created.weights == {"primary": 95.0, "canary": 5.0}
-    assert created.state["timing"]["allowed"] and not holds(services)
-    clock.now = PEAK_HOUR + 30_000
-    production = churn_rows[1]
-    serve_step(services, models, production.sample(1500, random_state=1), clock)
-    held = service.evaluate("churn-live")
+    assert created.state["timing"]["allowed"] and not peak.holds()
+    peak.clock.now = PEAK_HOUR + 30_000
+    held = peak.serve(models, 1500, 1)
     assert held is not None and held.status == "active"
     assert held.weights == {"primary": 95.0, "canary": 5.0}
-    evaluation = services.decisions.query(deployment="churn-live", kind="evaluation")[0]
+    evaluation = peak.services.decisions.query(deployment="churn-live", kind="evaluation")[0]
     assert evaluation.details["action"] == "hold"
     assert "step gates met" in evaluation.details["reasons"]  # it would have advanced
     assert any(r.startswith("advance held: peak traffic") for r in evaluation.details["reasons"])
-    [record] = holds(services)
+    [record] = peak.holds()
     assert record.summary.startswith("canary at 5% held: peak traffic: 30.0 predictions/h")
-    peak = record.details["numbers"]["peak"]
-    assert peak["hour_of_week"] == PEAK_SLOT and peak["current_mean"] == 30.0
-    assert peak["threshold"] == pytest.approx(float(np.percentile(expected, 80)))
-    assert peak["next_quiet_ms"] == PEAK_HOUR + HOUR_MS
+    numbers = record.details["numbers"]["peak"]
+    assert numbers["hour_of_week"] == PEAK_SLOT and numbers["current_mean"] == 30.0
+    assert numbers["threshold"] == pytest.approx(float(np.percentile(peak.expected, 80)))
+    assert numbers["next_quiet_ms"] == PEAK_HOUR + HOUR_MS
     assert held.state["timing"]["held"] == "step"
     assert held.state["timing"]["retry_at_ms"] == PEAK_HOUR + HOUR_MS
     # later in the same peak hour: held again, no second hold record
-    clock.now = PEAK_HOUR + 30 * 60_000
-    serve_step(services, models, production.sample(600, random_state=2), clock)
-    assert service.evaluate("churn-live").weights["canary"] == 5.0  # type: ignore[union-attr]
-    assert len(holds(services)) == 1
+    peak.clock.now = PEAK_HOUR + 30 * 60_000
+    assert peak.serve(models, 600, 2).weights["canary"] == 5.0  # type: ignore[union-attr]
+    assert len(peak.holds()) == 1
     # the next hour is quiet: the held step goes ahead
-    clock.now = PEAK_HOUR + HOUR_MS + 1_000
-    serve_step(services, models, production.sample(600, random_state=3), clock)
-    moved = service.evaluate("churn-live")
+    peak.clock.now = PEAK_HOUR + HOUR_MS + 1_000
+    moved = peak.serve(models, 600, 3)
     assert moved is not None and moved.weights == {"primary": 75.0, "canary": 25.0}
     assert moved.state["timing"]["allowed"] and moved.state["timing"]["held"] is None
-    step = services.decisions.query(deployment="churn-live", kind="rollout_step")[0]
-    assert "step gates met" in step.summary and len(holds(services)) == 1
+    step = peak.services.decisions.query(deployment="churn-live", kind="rollout_step")[0]
+    assert "step gates met" in step.summary and len(peak.holds()) == 1
 
 
-def test_a_worse_canary_is_rolled_back_in_the_peak_hour(
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    clocked: tuple[DeploymentService, Clock],
-) -> None:
-    service, clock = clocked
-    models = register_churn("good", "weak")
-    log_background_week(services, churn_rows[1])
-    clock.now = PEAK_HOUR - 60_000
-    service.create(TIMED, actor="ana")
-    clock.now = PEAK_HOUR + 30_000
+def test_a_worse_canary_is_rolled_back_in_the_peak_hour(peak: Peak) -> None:
+    models = peak.create("good", "weak", PEAK_HOUR - 60_000)
+    peak.clock.now = PEAK_HOUR + 30_000
     slow = {"primary": 5.0, "canary": 15.0}
-    serve_step(services, models, churn_rows[1].iloc[:1200], clock, latency_ms=slow)
-    after = service.evaluate("churn-live")
+    serve_step(peak.services, models, peak.production.iloc[:1200], peak.clock, latency_ms=slow)
+    after = peak.service.evaluate("churn-live")
     assert after is not None and after.status == "rolled_back"
     assert after.weights == {"primary": 100.0, "canary": 0.0}
-    rollback = services.decisions.query(deployment="churn-live", kind="rollback")[0]
+    rollback = peak.services.decisions.query(deployment="churn-live", kind="rollback")[0]
     assert "guardrail breached: p99_latency" in rollback.summary
-    assert not holds(services)
+    assert not peak.holds()
     settled = after.state["timing"]["settled"]  # no pending look after the rollback
-    assert settled == {"outcome": "rolled_back", "at_ms": clock.now, "actor": "policy"}
+    assert settled == {"outcome": "rolled_back", "at_ms": peak.clock.now, "actor": "policy"}
 
 
 def test_start_held_at_peak_shown_over_rest_and_cli_then_released(
-    live_server: str,
-    services: Services,
-    register_churn: Callable[[str, str], Models],
-    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
-    clocked: tuple[DeploymentService, Clock],
+    live_server: str, peak: Peak
 ) -> None:
-    service, clock = clocked
-    register_churn("weak", "good")
-    log_background_week(services, churn_rows[1])
-    clock.now = PEAK_HOUR + 10 * 60_000
+    peak.register("weak", "good")
+    peak.clock.now = PEAK_HOUR + 10 * 60_000
     created = httpx.post(f"{live_server}/v1/deployments", json=TIMED)
     assert created.status_code == 201, created.text
     state = created.json()["state"]
@@ -157,23 +81,21 @@ def test_start_held_at_peak_shown_over_rest_and_cli_then_released(
     assert state["timing"]["held"] == "start" and not state["timing"]["allowed"]
     shown = httpx.get(f"{live_server}/v1/deployments/churn-live").json()["state"]["timing"]
     assert shown["numbers"]["peak"]["current_mean"] == 30.0
-    human = CliRunner().invoke(cli, ["deploy", "show", "churn-live", "--server", live_server])
-    assert human.exit_code == 0, human.output
-    assert "timing:" in human.output and "start held since 2030-03-17 17:10 UTC" in human.output
-    assert "next allowed 2030-03-17 18:00 UTC" in human.output
-    clock.now = PEAK_HOUR + 40 * 60_000
-    assert service.evaluate("churn-live").weights["canary"] == 0.0  # type: ignore[union-attr]
-    [record] = holds(services)  # from the creation; the hour's second look adds none
+    line = timing_line(live_server)
+    assert "start held since 2030-03-17 17:10 UTC" in line
+    assert "next allowed 2030-03-17 18:00 UTC" in line
+    peak.clock.now = PEAK_HOUR + 40 * 60_000
+    assert peak.service.evaluate("churn-live").weights["canary"] == 0.0  # type: ignore[union-attr]
+    [record] = peak.holds()  # from the creation; the hour's second look adds none
     assert record.summary.startswith("rollout start held: peak traffic")
-    clock.now = PEAK_HOUR + HOUR_MS + 5_000
-    started = service.evaluate("churn-live")
+    peak.clock.now = PEAK_HOUR + HOUR_MS + 5_000
+    started = peak.service.evaluate("churn-live")
     assert started is not None and started.weights == {"primary": 95.0, "canary": 5.0}
     rollout = started.state["rollouts"]["canary"]
-    assert rollout["started_ms"] == rollout["phase_started_ms"] == clock.now
-    step = services.decisions.query(deployment="churn-live", kind="rollout_step")[0]
+    assert rollout["started_ms"] == rollout["phase_started_ms"] == peak.clock.now
+    step = peak.services.decisions.query(deployment="churn-live", kind="rollout_step")[0]
     assert step.summary.startswith("rollout started, held since 2030-03-17 17:10 UTC")
-    human = CliRunner().invoke(cli, ["deploy", "show", "churn-live", "--server", live_server])
-    assert "allowed at 2030-03-17 18:00 UTC" in human.output
+    assert "allowed at 2030-03-17 18:00 UTC" in timing_line(live_server)
 
 
 @pytest.mark.parametrize(
