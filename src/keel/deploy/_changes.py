@@ -16,7 +16,7 @@ from keel.deploy.models import FINISHED, BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
 from keel.deploy.rollout import RolloutState
 from keel.deploy.state import rollout_from_json, rollout_to_json, weights_for
-from keel.deploy.timing import settle
+from keel.deploy.timing import pause_hold, resume_hold, settle
 from keel.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
@@ -101,8 +101,14 @@ class ChangesMixin:
             name,
             at_ms=at,
         )
+        # R-TRN-21: a pause ends a timing hold (nothing moves while paused); resume renews it
+        if status == "paused":
+            timing = pause_hold(current, actor or "unknown", at)
+        else:
+            timing = resume_hold(current, at)
+        state = {**current.state, **timing}
         changed = self.store.update_deployment(
-            name, current.version, status=status, state=current.state, at_ms=at, decisions=[record]
+            name, current.version, status=status, state=state, at_ms=at, decisions=[record]
         )
         self.notify(changed, "paused" if status == "paused" else "resumed")
         return changed

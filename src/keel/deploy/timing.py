@@ -20,7 +20,9 @@ longer held: that tick checks the time and records what each arm now waits for
 (promoted, rolled back, completed; by the controller or a person) the section is settled
 (:func:`settle`): no hold or retry time is left pending, ``settled`` says how, when and by
 whom, and the last check stays beside it (for the controller's promotion, the allowed check
-that let it through).
+that let it through). A pause ends a hold too (:func:`pause_hold`: nothing moves while
+paused, so no retry time is pending; ``paused`` says who, when and what was held); on resume
+(:func:`resume_hold`) the hold applies afresh at the next tick, a held start held again.
 """
 
 from __future__ import annotations
@@ -42,12 +44,23 @@ if TYPE_CHECKING:
     from keel.deploy.rollout import RolloutState
     from keel.deploy.service import DeploymentService
 
-__all__ = ["HOLD_KIND", "describe", "hold_start", "hold_steps", "release_start", "settle"]
+__all__ = [
+    "HOLD_KIND",
+    "describe",
+    "hold_start",
+    "hold_steps",
+    "pause_hold",
+    "release_start",
+    "resume_hold",
+    "settle",
+]
 
 #: The decision kind of a held start, step or promotion (once per held hour).
 HOLD_KIND = "timing_hold"
 _HOUR_MS = 3_600_000
 _MOVES = (Action.ADVANCE, Action.PROMOTE)
+#: ``state.timing`` of a deployment nothing will move (finished or paused): no hold pending.
+_NOT_PENDING: dict[str, Any] = {"retry_at_ms": None, "held": None, "held_since_ms": None}
 
 
 def _check(service: DeploymentService, policy: DeploymentPolicy, now: int) -> TimingCheck:
@@ -213,19 +226,41 @@ def settle(current: Deployment, outcome: str, actor: str, now: int) -> dict[str,
     ``state.timing`` with no pending hold (``held``, ``held_since_ms``, ``retry_at_ms``
     cleared) and ``settled`` = ``{outcome, at_ms, actor}``; the last check is kept. Empty
     for a deployment whose policy has no timing and was never checked."""
-    before = current.state.get("timing")
-    if before is None and not current.policy.get("timing"):
+    last = _last(current)
+    if last is None:
         return {}
-    last = before or {"allowed": None, "reason": None, "checked_ms": None, "numbers": {}}
-    return {
-        "timing": {
-            **last,
-            "retry_at_ms": None,
-            "held": None,
-            "held_since_ms": None,
-            "settled": {"outcome": outcome, "at_ms": now, "actor": actor},
-        }
-    }
+    last.pop("paused", None)  # finished: no longer paused
+    settled = {"outcome": outcome, "at_ms": now, "actor": actor}
+    return {"timing": {**last, **_NOT_PENDING, "settled": settled}}
+
+
+def pause_hold(current: Deployment, actor: str, now: int) -> dict[str, Any]:
+    """Extra state of ``current`` being paused at ``now``: ``state.timing`` with no pending
+    hold (nothing moves while paused, so no retry time will come) and ``paused`` =
+    ``{at_ms, actor, held}`` (what the timing held: ``start``, ``step`` or None); the last
+    check is kept. ``held_hour_ms`` is forgotten so that a hold after the resume is recorded
+    even in the same hour. Empty for a deployment whose policy has no timing and was never
+    checked."""
+    last = _last(current)
+    if last is None:
+        return {}
+    last.pop("waiting", None)  # paused: no arm waits for anything
+    paused = {"at_ms": now, "actor": actor, "held": last.get("held")}
+    return {"timing": {**last, **_NOT_PENDING, "held_hour_ms": None, "paused": paused}}
+
+
+def resume_hold(current: Deployment, now: int) -> dict[str, Any]:
+    """Extra state of ``current`` resumed at ``now``: ``paused`` dropped. A start held
+    when paused is held again from ``now`` (its rollout has not begun: the next tick checks
+    the time, :func:`release_start`); a step hold is decided afresh by the next tick."""
+    before = current.state.get("timing")
+    if before is None:
+        return {}
+    was = (before.get("paused") or {}).get("held")
+    timing = {k: v for k, v in before.items() if k != "paused"}
+    if was == "start":
+        timing.update(held="start", held_since_ms=now)
+    return {"timing": timing}
 
 
 def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | None:
@@ -240,6 +275,11 @@ def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | Non
     if settled:  # finished: nothing pending, only how it ended and the last check
         outcome = str(settled["outcome"]).replace("_", " ")
         parts.append(f"{outcome} at {_iso(settled['at_ms'])} by {settled['actor']}")
+    paused = timing.get("paused")
+    if paused:  # paused: nothing pending until resumed
+        parts.append(f"paused at {_iso(paused['at_ms'])} by {paused['actor']}")
+        if paused.get("held"):
+            parts.append(f"{paused['held']} not held while paused")
     if timing.get("held"):
         parts.append(
             f"{timing['held']} held since {_iso(timing['held_since_ms'])}: {timing['reason']}"
@@ -248,11 +288,20 @@ def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | Non
             parts.append(f"next allowed {_iso(timing['retry_at_ms'])}")
     elif timing.get("checked_ms") is not None:
         verdict = "allowed" if timing.get("allowed") else f"not allowed ({timing.get('reason')})"
-        last = "last check " if settled else ""
+        last = "last check " if settled or paused else ""
         parts.append(f"{last}{verdict} at {_iso(timing['checked_ms'])}")
     for arm, wait in (timing.get("waiting") or {}).items():  # a step hold that ended
         parts.append(f"{arm} waits ({wait['verdict']}): {wait['reason']}")
     return "; ".join(parts)
+
+
+def _last(current: Deployment) -> dict[str, Any] | None:
+    """A copy of the last ``state.timing`` (an empty check if none yet); None for a
+    deployment whose policy has no timing and was never checked."""
+    before = current.state.get("timing")
+    if before is None and not current.policy.get("timing"):
+        return None
+    return dict(before or {"allowed": None, "reason": None, "checked_ms": None, "numbers": {}})
 
 
 def _iso(ms: int) -> str:
