@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
@@ -18,6 +18,7 @@ __all__ = [
     "Page",
     "decode_page_token",
     "encode_page_token",
+    "error_field",
     "error_path",
     "error_reason",
     "invalid_errors",
@@ -51,26 +52,35 @@ JsonFloat = Annotated[float, PlainSerializer(_float_to_json, when_used="json")]
 MAX_LISTED_ERRORS = 20
 
 
-def invalid_input(exc: ValidationError) -> InvalidInput:
-    """A pydantic error as keel's InvalidInput naming the first bad field (``a.b[0]``);
-    see :func:`invalid_errors`."""
+def invalid_input(
+    exc: ValidationError, *, whole: str = "body", hide: Collection[str] = ()
+) -> InvalidInput:
+    """A pydantic error as keel's InvalidInput naming the first bad field (``a.b[0]``).
+
+    The one conversion every reader of a user's input goes through (a request body, a
+    policy, a definition file, a CLI spec); see :func:`invalid_errors` for ``whole`` and
+    ``hide``.
+    """
     errors = exc.errors()
-    return invalid_errors(errors) if errors else InvalidInput(str(exc))
+    return invalid_errors(errors, whole=whole, hide=hide) if errors else InvalidInput(str(exc))
 
 
-def invalid_errors(errors: Sequence[ErrorDetails], *, whole: str = "body") -> InvalidInput:
+def invalid_errors(
+    errors: Sequence[ErrorDetails], *, whole: str = "body", hide: Collection[str] = ()
+) -> InvalidInput:
     """Pydantic's error list as keel's InvalidInput, worded as :func:`invalid_input` does.
 
     ``field`` and the message name the first error (``window: expected a duration ...``);
     ``detail.errors`` lists up to :data:`MAX_LISTED_ERRORS` of them as ``{field, message}``.
-    An error with no location (a model-level check) names ``whole``. The API's 422 for a
-    request body is built here too (its locations stripped of ``body``/``query``), so both
-    SDK transports and plain HTTP word a bad input alike.
+    An error with no location (a model-level check) names ``whole``; ``hide`` lists
+    location parts left out of every path (a union's tags, which name no field). The API's
+    422 for a request body is built here too (its locations stripped of ``body``/``query``),
+    so both SDK transports, plain HTTP and every document reader word a bad input alike.
     """
     if not errors:
         return InvalidInput("invalid input", field=whole)
     listed = [
-        {"field": error_path(e["loc"]) or whole, "message": error_reason(e)}
+        {"field": error_field(e, hide=hide) or whole, "message": error_reason(e)}
         for e in errors[:MAX_LISTED_ERRORS]
     ]
     field, reason = listed[0]["field"], listed[0]["message"]
@@ -82,15 +92,42 @@ def error_path(loc: Sequence[int | str]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
+def error_field(error: ErrorDetails, *, hide: Collection[str] = ()) -> str:
+    """The field one pydantic error is about, as keel names it ("" for the whole input).
+
+    An InvalidInput that a validator raised names a field of the model that raised it
+    (``version`` of ``arms[1]``): the two are joined (``arms[1].version``).
+    """
+    path = error_path([p for p in error["loc"] if p not in hide])
+    cause = _own_error(error)
+    if cause is not None and cause.field:
+        inner = cause.field if cause.field.startswith("[") else f".{cause.field}"
+        path = f"{path}{inner}".lstrip(".")
+    return path
+
+
 def error_reason(error: ErrorDetails) -> str:
     """Why one pydantic error failed, in keel's words (``unknown key 'x'``).
 
-    The one place that words an unknown key: pydantic's "Extra inputs are not
-    permitted" names no key, so the key is named here for every caller.
+    The one place that words an unknown key (pydantic's "Extra inputs are not permitted"
+    names no key), a value outside a ``Literal`` (pydantic's message names the choices,
+    not what was given) and a validator's own InvalidInput (its message without the
+    field it may start with, as :func:`error_field` names that field).
     """
     if error["type"] == "extra_forbidden" and error["loc"]:
         return f"unknown key {str(error['loc'][-1])!r}"
+    if error["type"] == "literal_error":
+        return f"{error['msg']}, got {error.get('input')!r}"
+    cause = _own_error(error)
+    if cause is not None:
+        return cause.message.removeprefix(f"{cause.field}: ") if cause.field else cause.message
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _own_error(error: ErrorDetails) -> InvalidInput | None:
+    """The InvalidInput a validator raised for this error, if it raised one."""
+    cause = (error.get("ctx") or {}).get("error")
+    return cause if isinstance(cause, InvalidInput) else None
 
 
 class Entity(BaseModel):

@@ -138,14 +138,13 @@ def _load_spec_file(path: Path) -> dict[str, Any]:
 def _spec_fields(raw: dict[str, Any]) -> dict[str, Any]:
     from pydantic import ValidationError
 
+    from keel._models import invalid_input
     from keel.monitoring.models import MonitorSpec
 
     try:
         return MonitorSpec(**raw).model_dump(exclude={"name", "model"})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
+        raise invalid_input(exc, whole="spec") from None
 
 
 @monitor_app.command("create")

@@ -30,13 +30,15 @@ _OPTIONS = {
 
 def _named(error: InvalidInput) -> InvalidInput:
     field = error.field or ""
-    text = error.message.removeprefix(f"{field}: ")
     if "." in field or field in _POLICY_KEYS or field == "policy":
-        # a policy error keeps its key path as the field: the option alone would hide it
-        return InvalidInput(f"--policy: {text.removeprefix('policy: ')}", field=field)
+        # a policy error keeps its key path, in the field and the message (``--policy:
+        # fairness.max_dp: unknown key``): the option alone would hide it
+        text = error.message.removeprefix("policy: ")
+        return InvalidInput(f"--policy: {text}", field=field)
     option = _OPTIONS.get(field)
     if option is None:
         return error
+    text = error.message.removeprefix(f"{field}: ")
     return InvalidInput(f"{option}: {text}", field=option)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from keel._documents import load_document
 from keel._durations import Duration
-from keel._models import error_path, error_reason
+from keel._models import invalid_input
 from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
 from keel.deploy.hypothesis import Hypothesis, check_plan
@@ -356,29 +356,6 @@ def _assign_weights(policy: DeploymentPolicy) -> None:
         arm.weight = derived[i]
 
 
-def _invalid(error: ValidationError) -> InvalidInput:
-    """The first pydantic error as InvalidInput naming its path; all of them in ``detail``."""
-    found: list[tuple[str, str]] = []
-    for item in error.errors():
-        path = error_path(item["loc"])
-        cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, InvalidInput):
-            # Our own checks name a field relative to the model that raised them.
-            path = ".".join(p for p in (path, cause.field or "") if p).replace(".[", "[")
-            reason = cause.message
-        elif item["type"] == "literal_error":
-            reason = f"{item['msg']}, got {item['input']!r}"
-        else:
-            reason = error_reason(item)
-        found.append((path or "policy", reason))
-    field, reason = found[0]
-    return InvalidInput(
-        f"{field}: {reason}",
-        field=field,
-        errors=[{"field": f, "message": r} for f, r in found],
-    )
-
-
 def parse_policy(data: Mapping[str, Any]) -> DeploymentPolicy:
     """Validate a policy given as a mapping (the JSON body of ``POST /v1/deployments``)."""
     if not isinstance(data, Mapping):
@@ -386,7 +363,7 @@ def parse_policy(data: Mapping[str, Any]) -> DeploymentPolicy:
     try:
         return DeploymentPolicy.model_validate(dict(data))
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_input(exc, whole="policy") from None
 
 
 def load_policy(text: str) -> DeploymentPolicy:

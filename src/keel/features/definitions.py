@@ -6,13 +6,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
 
-from keel._models import invalid_errors
+from keel._models import invalid_input
 from keel.errors import InvalidInput
 from keel.features.models import (
     Entity,
@@ -56,13 +55,8 @@ class Definitions(BaseModel):
         return [*self.entities, *self.feature_views, *self.feature_services]
 
 
-#: Discriminated unions add the tag to the location (source.file.path): it is dropped.
+#: Discriminated unions add the tag to the location (source.file.path): it is hidden.
 _TAGS = ("file", "sql", "function-after[_table_or_query()]")
-
-
-def _invalid(exc: ValidationError) -> InvalidInput:
-    errors = [{**e, "loc": tuple(p for p in e["loc"] if p not in _TAGS)} for e in exc.errors()]
-    return invalid_errors(cast("list[ErrorDetails]", errors), whole="definitions")
 
 
 def load_yaml(path: Path | str) -> Definitions:
@@ -91,7 +85,7 @@ def load_yaml(path: Path | str) -> Definitions:
     try:
         definitions = Definitions.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise invalid_input(exc, whole="definitions", hide=_TAGS) from exc
     base = path.resolve().parent
     views = []
     for view in definitions.feature_views:

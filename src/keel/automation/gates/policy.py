@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keel._documents import load_document
-from keel._models import error_reason
+from keel._models import invalid_input
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -273,13 +273,6 @@ class GatePolicy(BaseModel):
     runtime: RuntimePolicy | None = None
 
 
-def _invalid(error: ValidationError) -> InvalidInput:
-    """The first pydantic error as InvalidInput naming its dotted path (``fairness.foo``)."""
-    first = error.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]) or "policy"
-    return InvalidInput(f"policy: {path}: {error_reason(first)}", field=path)
-
-
 def parse_policy(data: Mapping[str, Any] | None) -> GatePolicy:
     """Validate a policy mapping (``None`` or empty: every default)."""
     if data is None:
@@ -289,7 +282,7 @@ def parse_policy(data: Mapping[str, Any] | None) -> GatePolicy:
     try:
         return GatePolicy.model_validate(dict(data))
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_input(exc, whole="policy") from None
 
 
 def load_policy(source: str | Path) -> GatePolicy:
