@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -104,8 +105,28 @@ def _alias_publisher(redis_url: str) -> AliasListener:
 
 
 def open_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Connect to the configured store; upgrade the schema first unless ``migrate`` is False."""
+    """Connect to the configured store; upgrade the schema first unless ``migrate`` is False.
+
+    When anything fails after the engine opened (the job queue's file refusing to open,
+    say), what was opened is closed before the error propagates: a caller that handles
+    the error (a retrying server, a test) keeps no connection or thread of a half-built
+    Services.
+    """
     engine = open_engine(settings, migrate=migrate)
+    closers: list[Callable[[], object]] = [engine.dispose]
+    try:
+        return _wire(settings, engine, closers)
+    except BaseException:
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:  # the caller needs the first error, not this one
+                log.warning("could not close %r after a failed open", close, exc_info=True)
+        raise
+
+
+def _wire(settings: Settings, engine: Engine, closers: list[Callable[[], object]]) -> Services:
+    """Every service over ``engine``; each one that holds resources adds its ``close``."""
     store = SqlStore(engine)
     artifacts = ArtifactStore(
         settings.resolved_artifact_root, min_free_bytes=settings.artifact_min_free_bytes
@@ -124,6 +145,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
     feedback = FeedbackStore(predictions_root.parent / "feedback", predictions_root)
     feedback.signals = signal_lookup(registry)  # R-TRN-23: implicit signals → labels
     features = _feature_store(settings, engine)
+    closers.append(features.close)
     decisions = DecisionLog(DecisionSql(engine))
     deployments = DeploymentService(
         DeploymentSql(engine),
@@ -142,6 +164,17 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         from keel.serving.events import deployment_publisher
 
         deployments.add_listener(deployment_publisher(settings.redis_url))
+    auth = AuthService(
+        AuthSql(engine),
+        enabled=settings.auth == "on",
+        cache_ttl_s=settings.auth_cache_ttl_s,
+        guard=VerificationGuard(
+            per_token=settings.auth_failure_limit_per_token,
+            per_client=settings.auth_failure_limit_per_client,
+            max_parallel=settings.auth_max_parallel_checks,
+        ),
+    )
+    closers.append(auth.close)
     services = Services(
         settings=settings,
         store=store,
@@ -149,16 +182,7 @@ def open_services(settings: Settings, *, migrate: bool = True) -> Services:
         tracking=tracking,
         datasets=datasets,
         registry=registry,
-        auth=AuthService(
-            AuthSql(engine),
-            enabled=settings.auth == "on",
-            cache_ttl_s=settings.auth_cache_ttl_s,
-            guard=VerificationGuard(
-                per_token=settings.auth_failure_limit_per_token,
-                per_client=settings.auth_failure_limit_per_client,
-                max_parallel=settings.auth_max_parallel_checks,
-            ),
-        ),
+        auth=auth,
         features=features,
         feedback=feedback,
         decisions=decisions,
