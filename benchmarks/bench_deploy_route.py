@@ -11,7 +11,12 @@ and v2, and two deployments over copies of them:
 - ``churn-ab``: an A/B split 50/50, sticky by ``routing_key``;
 - ``churn-canary``: the same two versions split 95/5 (a canary's usual first step; an
   A/B policy with those weights, so no controller moves them during the run);
-- ``churn-shadow``: v1 answers everything, v2 gets a copy of every request as a shadow.
+- ``churn-shadow``: v1 answers everything, v2 gets a copy of every request as a shadow;
+- ``two_versions`` (no deployment): the very requests ``churn-ab`` sends to each arm go to
+  that arm's version through its plain version route (``/v1/models/churn/{1,2}/predict``),
+  so the same two models serve the same rows. Against it, the two-arm route's ratio is the
+  cost of the deployment layer alone; against the alias route, the ratio is the cost of
+  serving two models (two calls of half the rows) instead of one.
 
 Every request body carries a ``routing_key`` (one per test customer), so the alias route
 (which ignores it), the two-arm deployment and the shadow deployment get the very same
@@ -45,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -53,12 +57,14 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "peers"))
 
 from _common import free_port, log  # noqa: E402
+from _deploy_route_report import RATE_SHARE, ROUTES, report  # noqa: E402
 from bench_serving import (  # noqa: E402
     LGBM_PARAMS,
     Pinning,
@@ -70,12 +76,6 @@ from bench_serving import (  # noqa: E402
 )
 from fixed_rate import run_fixed_rate  # noqa: E402
 
-RESULTS = HERE / "results" / "deploy_route.json"
-ROUTES = ("alias", "two_arms", "canary", "shadow")
-#: Routes compared with the alias route, and the p99 ratio each must stay within.
-P99_TARGETS = {"two_arms": 1.1, "canary": 1.1, "shadow": 1.2}
-#: Share of the alias route's saturated throughput offered in the fixed-rate rounds.
-RATE_SHARE = 0.6
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
@@ -157,6 +157,35 @@ def create_deployments(base: str) -> None:
             response.raise_for_status()
 
 
+def ab_paths(n: int) -> list[str]:
+    """The version route of the arm ``churn-ab`` gives each of the ``n`` bodies (their
+    ``routing_key`` is ``customer-{i}``), by the router the gateway builds for it."""
+    from keel.deploy.routing import Router
+
+    router = Router.build("churn-ab", [("primary", 50.0), ("challenger", 50.0)], sticky=True)
+    version = {"primary": 1, "challenger": 2}
+    return [f"/v1/models/churn/{version[router.choose(f'customer-{i}')]}/predict" for i in range(n)]
+
+
+def check_split(base: str, bodies: list[bytes]) -> None:
+    """The deployment answers the first bodies from the versions ``ab_paths`` sends them to
+    (else the ``two_versions`` route would not serve the same rows as ``two_arms``)."""
+    import httpx
+
+    expected = ab_paths(len(bodies))
+    for i, body in enumerate(bodies[:40]):
+        response = httpx.post(
+            f"{base}/v1/deployments/churn-ab/predict",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        version = response.json()["version"]
+        if expected[i] != f"/v1/models/churn/{version}/predict":
+            raise RuntimeError(f"body {i}: churn-ab answered with v{version}, not {expected[i]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4, help="ABC/CBA rounds per workload")
@@ -188,7 +217,7 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report(results, args, pinning, use_wrk)
+    report(results, args, pinning.describe(), use_wrk)
 
 
 def run_workload(
@@ -220,22 +249,26 @@ def run_workload(
         "1",
     ]
     base = f"http://127.0.0.1:{port}"
-    urls = {
+    urls: dict[str, str | list[str]] = {
         "alias": f"{base}/v1/models/churn@champion/predict",
         "two_arms": f"{base}/v1/deployments/churn-ab/predict",
         "canary": f"{base}/v1/deployments/churn-canary/predict",
         "shadow": f"{base}/v1/deployments/churn-shadow/predict",
+        "two_versions": [f"{base}{path}" for path in ab_paths(len(bodies))],
     }
 
     pid = 0
 
     def load(route: str, seconds: int, warmup: int) -> dict[str, float]:
         if use_wrk:
-            script = wrk_script(bodies, scratch / f"{workload}-{route}.lua")
+            target = urls[route]
+            paths = None if isinstance(target, str) else [urlsplit(u).path for u in target]
+            script = wrk_script(bodies, scratch / f"{workload}-{route}.lua", paths)
+            url = target if isinstance(target, str) else target[0]
             if warmup:
-                run_wrk(urls[route], script, warmup, warmup_s=0, prefix=pinning.load)
+                run_wrk(url, script, warmup, warmup_s=0, prefix=pinning.load)
             before = cpu_seconds(pid)
-            figures = run_wrk(urls[route], script, seconds, warmup_s=0, prefix=pinning.load)
+            figures = run_wrk(url, script, seconds, warmup_s=0, prefix=pinning.load)
         else:
             own = os.sched_getaffinity(0)
             if pinning.load_cpus:
@@ -288,6 +321,7 @@ def run_workload(
     with server(cmd, f"{base}/readyz", env, 120) as proc:
         pid = proc.pid
         create_deployments(base)
+        check_split(base, bodies)
         for route in ROUTES:  # every arm loaded and warm before anything is measured
             measured(route, load(route, 1, 0))
         for n in range(args.rounds):
@@ -309,90 +343,6 @@ def run_workload(
                 rounds.append({"fixed_rate": loads})
             rounds.append({"shadow_counts_after_fixed_rate": shadow_counts()})
     return rounds
-
-
-def _ratios(rounds: list[dict[str, Any]], prefix: str) -> dict[str, float]:
-    """Median per-round ratios of each route to the alias route (throughput, p99, CPU)."""
-    ratios: dict[str, float] = {}
-    if not rounds:
-        return ratios
-
-    def median(f: Any) -> float:
-        return statistics.median(f(r) for r in rounds)
-
-    for route in ROUTES[1:]:
-        for figure, key in (("rps", "rps"), ("p99", "p99_ms")):
-            ratios[f"{prefix}_{route}_vs_alias_{figure}"] = median(
-                lambda r, route=route, key=key: r[route][key] / r["alias"][key]
-            )
-        if all("cpu_us_per_request" in r[x] for r in rounds for x in ("alias", route)):
-            ratios[f"{prefix}_{route}_vs_alias_cpu_per_request"] = median(
-                lambda r, route=route: (
-                    r[route]["cpu_us_per_request"] / r["alias"]["cpu_us_per_request"]
-                )
-            )
-    return ratios
-
-
-def report(
-    results: dict[str, Any], args: argparse.Namespace, pinning: Pinning, use_wrk: bool
-) -> None:
-    ratios: dict[str, float] = {}
-    targets: dict[str, bool] = {}
-    for workload, rounds in results.items():
-        saturated = [r for r in rounds if "alias" in r]
-        fixed = [r["fixed_rate"] for r in rounds if "fixed_rate" in r]
-        ratios.update(_ratios(saturated, workload))
-        ratios.update(_ratios(fixed, f"{workload}_fixed_rate"))
-        for route in ("two_arms", "canary"):  # throughput: the saturated server's capacity
-            name = f"{workload}_{route}_vs_alias_rps"
-            targets[f"{name} >= 0.9"] = ratios[name] >= 0.9
-        for prefix in (workload, f"{workload}_fixed_rate"):
-            for route, bound in P99_TARGETS.items():
-                name = f"{prefix}_{route}_vs_alias_p99"
-                if name in ratios:
-                    targets[f"{name} <= {bound}"] = ratios[name] <= bound
-    payload = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg": os.getloadavg(),
-        },
-        "load_generator": "wrk -t2 -c16" if use_wrk else "python asyncio+httpx, 16 workers",
-        "fixed_rate": f"fixed_rate.py, {RATE_SHARE:.0%} of the alias route's saturated rps",
-        "cpu_pinning": pinning.describe(),
-        "rounds": args.rounds,
-        "round_seconds": args.round_seconds,
-        "rate_rounds": args.rate_rounds,
-        "rate_seconds": args.rate_seconds,
-        "results": results,
-        "ratios": ratios,
-        "targets_met": targets,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
-    for workload, rounds in results.items():
-        loads = [("", r) for r in rounds if "alias" in r]
-        loads += [(" fixed rate", r["fixed_rate"]) for r in rounds if "fixed_rate" in r]
-        for n, (kind, r) in enumerate(loads):
-            print(
-                f"{workload}{kind} round {n + 1}: "
-                + ", ".join(
-                    f"{route} {r[route]['rps']:.0f} req/s p99 {r[route]['p99_ms']:.2f} ms"
-                    f" cpu {r[route].get('cpu_us_per_request', float('nan')):.0f} us/req"
-                    for route in ROUTES
-                )
-            )
-        for r in rounds:
-            for key in ("shadow_counts", "shadow_counts_after_fixed_rate"):
-                if key in r:
-                    print(f"{workload} {key}: {r[key]}")
-    for name, value in ratios.items():
-        print(f"{name}: {value:.3f}")
-    for name, met in targets.items():
-        print(f"{'✓' if met else '✗'} {name}")
-    print(f"written to {RESULTS.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":

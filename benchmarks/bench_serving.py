@@ -169,17 +169,23 @@ def _ms(text: str) -> float:
     return float(number) * _UNIT[unit]
 
 
-def wrk_script(bodies: list[bytes], path: Path) -> Path:
-    """A wrk Lua script that POSTs the bodies in turn."""
+def wrk_script(bodies: list[bytes], path: Path, paths: list[str] | None = None) -> Path:
+    """A wrk Lua script that POSTs the bodies in turn (body i to ``paths[i]`` when given,
+    else to the URL's own path)."""
     items = ",\n".join(f"[==[{b.decode()}]==]" for b in bodies)
+    where = "nil"
+    table = ""
+    if paths is not None:
+        table = "local paths = {\n" + ",\n".join(f'"{p}"' for p in paths) + "\n}\n"
+        where = "paths[(i % #bodies) + 1]"
     path.write_text(
-        f"local bodies = {{\n{items}\n}}\n"
+        f"local bodies = {{\n{items}\n}}\n{table}"
         "local i = 0\n"
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         "request = function()\n"
         "  i = i + 1\n"
-        "  return wrk.format(nil, nil, nil, bodies[(i % #bodies) + 1])\n"
+        f"  return wrk.format(nil, {where}, nil, bodies[(i % #bodies) + 1])\n"
         "end\n"
     )
     return path
@@ -216,9 +222,11 @@ def run_wrk(
 
 
 def run_python_load(
-    url: str, bodies: list[bytes], duration_s: int, *, warmup_s: int = 3
+    url: str | list[str], bodies: list[bytes], duration_s: int, *, warmup_s: int = 3
 ) -> dict[str, float]:
-    """The fallback load generator: 16 asyncio workers with httpx, same for every target."""
+    """The fallback load generator: 16 asyncio workers with httpx, same for every target
+    (``url`` may be a list parallel to ``bodies``: body i goes to ``url[i]``)."""
+    urls = [url] * len(bodies) if isinstance(url, str) else url
     import httpx
 
     async def main() -> dict[str, float]:
@@ -234,7 +242,7 @@ def run_python_load(
                 while time.perf_counter() < until:
                     started = time.perf_counter()
                     response = await client.post(
-                        url, content=bodies[i % len(bodies)], headers=headers
+                        urls[i % len(bodies)], content=bodies[i % len(bodies)], headers=headers
                     )
                     if record:
                         latencies.append(time.perf_counter() - started)

@@ -50,15 +50,16 @@ async def _response(reader: asyncio.StreamReader) -> int:
 
 
 async def _load(
-    url: str, bodies: list[bytes], rate: float, seconds: float, connections: int
+    url: str | list[str], bodies: list[bytes], rate: float, seconds: float, connections: int
 ) -> dict[str, Any]:
-    parts = urlsplit(url)
+    urls = [url] * len(bodies) if isinstance(url, str) else url
+    parts = urlsplit(urls[0])
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     requests = [
         b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s"
-        % (parts.path.encode(), host.encode(), port, len(body), body)
-        for body in bodies
+        % (urlsplit(target).path.encode(), host.encode(), port, len(body), body)
+        for target, body in zip(urls, bodies, strict=True)
     ]
     streams = [await asyncio.open_connection(host, port) for _ in range(connections)]
     latencies: list[float] = []
@@ -109,10 +110,16 @@ async def _load(
 
 
 def run_fixed_rate(
-    url: str, bodies: list[bytes], rate: float, seconds: float, *, connections: int = 32
+    url: str | list[str],
+    bodies: list[bytes],
+    rate: float,
+    seconds: float,
+    *,
+    connections: int = 32,
 ) -> dict[str, Any]:
     """Offer ``rate`` requests a second for ``seconds``; throughput, p50/p99 latency (ms),
-    errors, and how many requests left over 1 ms late because no connection was free."""
+    errors, and how many requests left over 1 ms late because no connection was free.
+    ``url`` may be a list parallel to ``bodies`` (one host): body i goes to ``url[i]``."""
     try:
         import uvloop
     except ImportError:
