@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from tests.serving.conftest import Churn, register, set_alias, unique
 from keel.config import Settings
 from keel.errors import NotFound
 from keel.services import open_services
+from keel.serving.batcher import Lane
 from keel.serving.gateway import Gateway, Target
 from keel.serving.records import PredictionRecord
 
@@ -206,3 +209,48 @@ def test_every_served_row_goes_to_the_prediction_log(
     assert record.probabilities == answer["probabilities"][1]
     assert record.latency_ms > 0 and abs(record.at_ms - time.time() * 1000) < 60_000
     assert sink.records[3].cached is True and sink.records[3].features == rows[0]
+
+
+def test_requests_queued_on_a_replaced_entry_are_answered_not_cancelled(
+    churn: Churn, two_models: tuple[Settings, str, str]
+) -> None:
+    """A version whose pool entry is replaced (loaded again) while requests wait in its old
+    batcher: they are answered by the old entry, as an evicted version's are, never
+    cancelled (a cancelled caller would get an error for a request nothing was wrong with)."""
+    base, first, _ = two_models
+    settings = base.model_copy(update={"serving_cache": False})
+
+    async def scenario(gateway: Gateway) -> list[int]:
+        rows = body(churn.rows(1))
+        await gateway.predict(Target(first, version=1), rows, client_key="t")
+        (key,) = [k for k in gateway.batchers if k[0] == first]
+        old = gateway.batchers[key]
+        assert old.lane is not None
+        gate = threading.Event()
+        held_run = old.lane.run
+
+        def slow(rows: list[tuple[Any, ...]], probabilities: bool) -> Any:
+            gate.wait(10)
+            return held_run(rows, probabilities)
+
+        old.lane = Lane(slow, old.lane.executor, owner=old.lane.owner)
+        running = asyncio.ensure_future(
+            gateway.predict(Target(first, version=1), rows, client_key="t")
+        )
+        await asyncio.sleep(0.05)  # its batch is in the model call
+        queued = asyncio.ensure_future(
+            gateway.predict(Target(first, version=1), rows, client_key="t")
+        )
+        await asyncio.sleep(0.05)  # waiting in the old batcher's queue
+        entry = gateway.pool.peek(first, 1)
+        assert entry is not None
+        gateway.pool._entries[(first, 1)] = dataclasses.replace(entry)  # loaded again
+        fresh = asyncio.ensure_future(
+            gateway.predict(Target(first, version=1), rows, client_key="t")
+        )
+        await asyncio.sleep(0.05)  # the new entry's batcher replaced the old one
+        gate.set()
+        answers = await asyncio.gather(running, queued, fresh, return_exceptions=True)
+        return [a if isinstance(a, BaseException) else a.body["version"] for a in answers]
+
+    assert run(settings, scenario) == [1, 1, 1]

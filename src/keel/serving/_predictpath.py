@@ -321,8 +321,8 @@ class PredictPath(HitAnswers):
         key = (entry.name, entry.version, experimental)
         batcher = self.batchers.get(key)
         if batcher is None or batcher.owner is not entry:  # first call, or reloaded since
-            if batcher is not None:
-                self._spawn(batcher.close())
+            if batcher is not None:  # its callers are answered by the entry they came for
+                batcher.retire()
             batcher = MicroBatcher(
                 entry.run,
                 executor,
