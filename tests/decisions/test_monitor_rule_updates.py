@@ -111,7 +111,8 @@ def test_a_failed_update_leaves_the_monitor_and_its_author_as_they_were(
 ) -> None:
     register_churn(services, churn_frames[0])
     monitors = services.monitors
-    created = monitors.create(MonitorSpec(name="churn-quality", model="churn"), actor="bo")
+    monitors.create(MonitorSpec(name="churn-quality", model="churn"), actor="bo")
+    created = monitors.get("churn-quality")  # a Monitor (create answers a SavedMonitor)
 
     def unknown_column(spec: MonitorSpec) -> MonitorSpec:
         return spec.model_copy(update={"rules": [parse_rule("mean(no_such) > 1")]})

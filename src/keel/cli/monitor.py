@@ -13,7 +13,7 @@ from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
     from keel.monitoring.drift import DriftReport
-    from keel.monitoring.models import Monitor
+    from keel.monitoring.models import Monitor, SavedMonitor
     from keel.monitoring.vocabulary import Correction, TestName
 
 monitor_app = typer.Typer(
@@ -162,6 +162,12 @@ def create(
     spec_file: Path | None = typer.Option(
         None, "--file", "-f", help="YAML/JSON file with any MonitorSpec fields."
     ),
+    drop_resolution_rules: bool = typer.Option(
+        False,
+        "--drop-resolution-rules",
+        help="On a replace, drop the rules incident resolutions added that the new spec "
+        "does not list (default: keep them).",
+    ),
     as_json: bool = JsonOption,
     server: str | None = ServerOption,
     token: str | None = TokenOption,
@@ -169,13 +175,18 @@ def create(
     """Create or replace a monitor; options override fields of --file.
 
     Replacing an existing monitor says "replaced" and names the fields it changed:
-    a field not given takes its default, it is not kept from the old monitor.
+    a field not given takes its default, it is not kept from the old monitor, except
+    the rules incident resolutions added (source "decision N"): those are kept unless
+    --drop-resolution-rules is given or the new spec lists them, and the output names
+    the resolution rules kept and dropped.
 
     Example: keel monitor create churn-weekly --model churn --window 7d
+
+    Example: keel monitor create churn-weekly --model churn -f spec.yaml --drop-resolution-rules
     """
     before: list[Monitor] = []
 
-    def run() -> Monitor:
+    def run() -> SavedMonitor:
         raw = _load_spec_file(spec_file) if spec_file else {}
         options = {
             "model": model,
@@ -193,21 +204,28 @@ def create(
         fields = _spec_fields(raw)
         client = make_client(server, token)
         before.extend(m for m in client.list_monitors() if m.name == name)
-        return client.create_monitor(name, raw["model"], **fields)
+        drop = drop_resolution_rules
+        return client.create_monitor(name, raw["model"], drop_resolution_rules=drop, **fields)
 
     item = run_cli(run)
     emit(item, as_json, lambda: console.print(_created_line(item, before[0] if before else None)))
 
 
-def _created_line(item: Monitor, old: Monitor | None) -> str:
-    """What ``create`` did: a new monitor, or a replaced one with the fields that changed."""
+def _created_line(item: SavedMonitor, old: Monitor | None) -> str:
+    """What ``create`` did: a new monitor, or a replaced one with the fields that changed
+    and the resolution rules it kept or dropped."""
     line = f"monitor {item.name} on {item.model}@{item.version}"
     if old is None:
         return line
-    skip = {"created_at_ms", "updated_at_ms", "created_by"}
+    skip = {"created_at_ms", "updated_at_ms", "created_by", "resolution_rules"}
     new_fields, old_fields = item.model_dump(exclude=skip), old.model_dump(exclude=skip)
     changed = sorted(k for k in new_fields if new_fields[k] != old_fields.get(k))
-    return f"replaced {line}; changed: {', '.join(changed) or 'nothing'}"
+    lines = [f"replaced {line}; changed: {', '.join(changed) or 'nothing'}"]
+    for what, rules in item.resolution_rules:
+        if rules:
+            named = "; ".join(f"{rule.text} ({rule.source})" for rule in rules)
+            lines.append(f"{what} resolution rules: {named}")
+    return "\n".join(lines)
 
 
 @monitor_app.command("list")

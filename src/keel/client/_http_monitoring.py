@@ -6,7 +6,7 @@ from typing import Any
 
 from keel.automation.job_models import Job, Schedule
 from keel.client._http_base import HttpBase, q
-from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec, SavedMonitor
 
 __all__ = ["HttpMonitoring"]
 
@@ -18,8 +18,10 @@ class HttpMonitoring(HttpBase):
         result: dict[str, Any] = self._request("POST", "/v1/feedback", json={"items": items}).json()
         return result
 
-    def create_monitor(self, spec: MonitorSpec) -> Monitor:
-        return self._call("POST", "/v1/monitors", Monitor, json=spec.model_dump(mode="json"))
+    def create_monitor(self, spec: MonitorSpec, drop_resolution_rules: bool) -> SavedMonitor:
+        body = spec.model_dump(mode="json")
+        params = {"drop_resolution_rules": "true"} if drop_resolution_rules else {}
+        return self._call("POST", "/v1/monitors", SavedMonitor, json=body, params=params)
 
     def get_monitor(self, name: str) -> Monitor:
         return self._call("GET", f"/v1/monitors/{q(name)}", Monitor)

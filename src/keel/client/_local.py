@@ -21,7 +21,7 @@ from keel.deploy.models import Deployment
 from keel.features._engine import engine_from
 from keel.features.definitions import Definitions
 from keel.features.models import Plan, StoredDefinition
-from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec, SavedMonitor
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.services import Services
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
@@ -190,8 +190,10 @@ class LocalTransport(LocalOps, Transport):
     def submit_feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(self.services.feedback.submit(items).__dict__)
 
-    def create_monitor(self, spec: MonitorSpec) -> Monitor:
-        return self.services.monitors.create(spec, actor=self.user)
+    def create_monitor(self, spec: MonitorSpec, drop_resolution_rules: bool) -> SavedMonitor:
+        return self.services.monitors.create(
+            spec, actor=self.user, drop_resolution_rules=drop_resolution_rules
+        )
 
     def get_monitor(self, name: str) -> Monitor:
         return self.services.monitors.get(name)

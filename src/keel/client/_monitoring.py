@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel._models import invalid_input
 from keel.errors import InvalidInput
-from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec, SavedMonitor
 
 if TYPE_CHECKING:
     from keel.client._transport import Transport
@@ -58,16 +58,24 @@ class MonitoringMixin:
                 totals[key] += int(result[key])
         return totals
 
-    def create_monitor(self, name: str, model: str, **spec: Any) -> Monitor:
+    def create_monitor(
+        self, name: str, model: str, *, drop_resolution_rules: bool = False, **spec: Any
+    ) -> SavedMonitor:
         """Create or replace a monitor (fields of :class:`MonitorSpec`); InvalidInput names
-        a bad field, and columns the monitor could never find are refused now."""
+        a bad field, and columns the monitor could never find are refused now.
+
+        A replace keeps the rules incident resolutions added to the monitor (their
+        ``source`` is ``decision N``) unless ``spec`` lists them or ``drop_resolution_rules``
+        drops those it does not list; ``resolution_rules`` of the result says which were
+        kept or dropped.
+        """
         from pydantic import ValidationError
 
         try:
             checked = MonitorSpec(name=name, model=model, **spec)
         except ValidationError as exc:  # the same error on both transports (#15.22)
             raise invalid_input(exc) from None
-        return self.transport.create_monitor(checked)
+        return self.transport.create_monitor(checked, bool(drop_resolution_rules))
 
     def get_monitor(self, name: str) -> Monitor:
         """One monitor."""

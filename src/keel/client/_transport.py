@@ -18,7 +18,7 @@ from keel.client._transport_ops import OpsTransport
 from keel.decisions.models import Decision
 from keel.decisions.prevention import ResolveRequest
 from keel.deploy.models import Deployment
-from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec, SavedMonitor
 from keel.registry.models import AliasEvent, Lineage, ModelVersion, RegisteredModel
 from keel.tracking.models import ArtifactFile, DatasetVersion, Experiment, Metric, Run, RunInput
 
@@ -167,7 +167,7 @@ class Transport(OpsTransport, ABC):
     def submit_feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
 
     @abstractmethod
-    def create_monitor(self, spec: MonitorSpec) -> Monitor: ...
+    def create_monitor(self, spec: MonitorSpec, drop_resolution_rules: bool) -> SavedMonitor: ...
 
     @abstractmethod
     def get_monitor(self, name: str) -> Monitor: ...

@@ -34,7 +34,7 @@ from keel._models import invalid_input
 from keel.decisions.incidents import RESOLUTION_KIND
 from keel.decisions.models import Decision
 from keel.errors import Conflict, InvalidInput
-from keel.monitoring.rules import MonitorRule, parse_rule
+from keel.monitoring.rules import MonitorRule, parse_rule, resolution_source
 
 if TYPE_CHECKING:
     from keel.automation.gates.policy import GatePolicy
@@ -270,7 +270,7 @@ def resolve_incident(
         what = f"gate rule {check.gate} added to the gate policy of {incident.model}"
     else:
         assert check.monitor is not None and check.rule is not None  # the model's validator
-        rule = check.rule.model_copy(update={"source": f"decision {decision_id}"})
+        rule = check.rule.model_copy(update={"source": resolution_source(decision_id)})
         _add_rule(monitors, incident.model, check.monitor, rule, save=False)
         details["check"] = {"type": "monitor", "monitor": check.monitor, "rule": rule.model_dump()}
         what = f"monitor rule {rule.text} added to monitor {check.monitor}"
@@ -287,6 +287,6 @@ def resolve_incident(
     if check is not None and check.monitor is not None and check.rule is not None:
         # under the monitor's row lock: a rule another resolution adds meanwhile is kept;
         # created_by stays the monitor's author, the resolution names who added the rule
-        rule = check.rule.model_copy(update={"source": f"decision {decision_id}"})
+        rule = check.rule.model_copy(update={"source": resolution_source(decision_id)})
         _add_rule(monitors, incident.model, check.monitor, rule, save=True)
     return record

@@ -109,7 +109,11 @@ def serve_and_monitor(
         {"request_id": r, "label": int(y)}
         for r, y in zip(served["request_ids"], before[TARGET], strict=True)
     )
-    spec = {"task": "classification", "label_column": TARGET, "slices": ["contract"]}
+    spec: dict[str, Any] = {
+        "task": "classification",
+        "label_column": TARGET,
+        "slices": ["contract"],
+    }
     client.create_monitor(MONITOR, model, window=_window(served["seconds"]), **spec)
     quiet = client.run_monitor(MONITOR)
     _print_run(console, quiet)

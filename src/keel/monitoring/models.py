@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keel._durations import PositiveDurationText, parse_duration_s
 from keel._models import Entity
-from keel.monitoring.rules import MonitorRule
+from keel.monitoring.rules import MAX_RULES, MonitorRule
 from keel.monitoring.vocabulary import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -18,7 +18,15 @@ from keel.monitoring.vocabulary import (
     TestName,
 )
 
-__all__ = ["Monitor", "MonitorRun", "MonitorSpec", "OverrideSpec", "PerformanceThreshold"]
+__all__ = [
+    "Monitor",
+    "MonitorRun",
+    "MonitorSpec",
+    "OverrideSpec",
+    "PerformanceThreshold",
+    "ResolutionRules",
+    "SavedMonitor",
+]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
@@ -107,7 +115,7 @@ class MonitorSpec(Entity):
     )
     rules: list[MonitorRule] = Field(
         default_factory=list,
-        max_length=100,
+        max_length=MAX_RULES,
         description="Alert conditions on one column each (null_share(x) > 0.01), often "
         "added as the prevention of an incident (keel decisions resolve).",
     )
@@ -161,6 +169,22 @@ class Monitor(MonitorSpec):
     created_by: str | None = None
     created_at_ms: int
     updated_at_ms: int
+
+
+class ResolutionRules(Entity):
+    """What replacing a monitor did with the rules incident resolutions had added to it:
+    ``kept`` (the new spec lists them, or they were carried over) or ``dropped``
+    (``drop_resolution_rules`` and the new spec does not list them)."""
+
+    kept: list[MonitorRule] = Field(default_factory=list)
+    dropped: list[MonitorRule] = Field(default_factory=list)
+
+
+class SavedMonitor(Monitor):
+    """A monitor as a create or replace stored it, with what became of its resolution rules
+    (both lists empty for a new monitor)."""
+
+    resolution_rules: ResolutionRules = Field(default_factory=ResolutionRules)
 
 
 class MonitorRun(Entity):

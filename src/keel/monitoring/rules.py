@@ -22,11 +22,20 @@ from keel.errors import InvalidInput
 if TYPE_CHECKING:  # pandas stays out of the import of monitor specs
     import pandas as pd
 
-__all__ = ["STATISTICS", "MonitorRule", "evaluate_rules", "parse_rule"]
+__all__ = [
+    "MAX_RULES",
+    "STATISTICS",
+    "MonitorRule",
+    "evaluate_rules",
+    "parse_rule",
+    "resolution_source",
+]
 
 Statistic = Literal["null_share", "mean", "min", "max"]
 Op = Literal[">", ">=", "<", "<="]
 
+#: Rules one monitor may hold (its own and those incident resolutions added).
+MAX_RULES = 100
 #: What a rule may measure on a column of the window.
 STATISTICS: tuple[str, ...] = ("null_share", "mean", "min", "max")
 
@@ -36,6 +45,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
 }
+#: The ``source`` of a rule that resolving incident N added (:func:`resolution_source`).
+_RESOLUTION = re.compile(r"^decision \d+$")
 _TEXT = re.compile(
     r"^\s*(?P<statistic>\w+)\s*\(\s*(?P<feature>[^()]+?)\s*\)\s*(?P<op>>=|<=|>|<)\s*"
     r"(?P<threshold>[-+0-9.eE]+)\s*$"
@@ -63,6 +74,16 @@ class MonitorRule(Entity):
     def same_check(self, other: MonitorRule) -> bool:
         """Whether both rules check the same thing (their sources aside)."""
         return self.text == other.text
+
+    @property
+    def from_resolution(self) -> bool:
+        """Whether resolving an incident added this rule (its source is ``decision N``)."""
+        return self.source is not None and _RESOLUTION.match(self.source) is not None
+
+
+def resolution_source(decision_id: int) -> str:
+    """The ``source`` of a rule added by resolving incident ``decision_id``."""
+    return f"decision {decision_id}"
 
 
 def parse_rule(text: str, *, field: str = "rule") -> MonitorRule:

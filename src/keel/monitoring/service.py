@@ -35,11 +35,12 @@ from keel.monitoring.inputs import (
     strip_prefix,
     window_ms,
 )
-from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec, SavedMonitor
 from keel.monitoring.performance_checks import PerformanceChecks
 from keel.monitoring.performance_checks import output_values as _output_values
 from keel.monitoring.profile import ReferenceProfile
 from keel.monitoring.quality import QualityThresholds, check_quality
+from keel.monitoring.replace import save_monitor
 from keel.monitoring.rules import evaluate_rules
 from keel.monitoring.segments import segment_drift
 from keel.registry.models import ModelVersion
@@ -81,15 +82,14 @@ class MonitorService:
         self.performance = PerformanceChecks(self.inputs, load_model)
 
     # -- definitions -----------------------------------------------------------------------
-    def create(self, spec: MonitorSpec, *, actor: str | None = None) -> Monitor:
-        """Create or replace a monitor (a replaced one keeps its creator and creation time);
-        the model, a named reference, the feature views and the columns must exist."""
-        self.check(spec)
-        now = now_ms()
-        monitor = Monitor(
-            **spec.model_dump(), created_by=actor, created_at_ms=now, updated_at_ms=now
-        )
-        return self.store.save_monitor(monitor)
+    def create(
+        self, spec: MonitorSpec, *, actor: str | None = None, drop_resolution_rules: bool = False
+    ) -> SavedMonitor:
+        """Create or replace a monitor; the model, a named reference, the feature views and
+        the columns must exist. A replaced one keeps its creator, creation time and the
+        rules incident resolutions added (unless ``drop_resolution_rules``; see
+        :mod:`keel.monitoring.replace`); the result says which of those it kept or dropped."""
+        return save_monitor(self, spec, actor=actor, drop=drop_resolution_rules)
 
     def update(self, name: str, change: Callable[[MonitorSpec], MonitorSpec]) -> Monitor:
         """Store ``change(current spec)`` of monitor ``name``, checked as :meth:`create` checks,

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from keel.api.deps import Actor, Svc
-from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec
+from keel.monitoring.models import Monitor, MonitorRun, MonitorSpec, SavedMonitor
 
 router = APIRouter(tags=["monitoring"])
 
@@ -38,10 +38,21 @@ async def submit_feedback(batch: FeedbackBatch, svc: Svc) -> FeedbackOutcome:
     return FeedbackOutcome(**result.__dict__)
 
 
-@router.post("/v1/monitors", status_code=201, response_model=Monitor)
-def create_monitor(spec: MonitorSpec, svc: Svc, actor: Actor) -> Monitor:
-    """Create or replace a monitor."""
-    return svc.monitors.create(spec, actor=actor)
+@router.post("/v1/monitors", status_code=201, response_model=SavedMonitor)
+def create_monitor(
+    spec: MonitorSpec,
+    svc: Svc,
+    actor: Actor,
+    drop_resolution_rules: bool = Query(
+        False,
+        description="On a replace, drop the rules incident resolutions added that the spec "
+        "does not list (default: keep them).",
+    ),
+) -> SavedMonitor:
+    """Create or replace a monitor; a replace keeps the rules incident resolutions added
+    unless ``drop_resolution_rules``, and ``resolution_rules`` says which were kept or
+    dropped."""
+    return svc.monitors.create(spec, actor=actor, drop_resolution_rules=drop_resolution_rules)
 
 
 @router.get("/v1/monitors", response_model=list[Monitor])
