@@ -32,6 +32,7 @@ __all__ = [
     "PositiveDuration",
     "PositiveDurationText",
     "duration_s",
+    "format_duration_s",
     "parse_age_s",
     "parse_duration_s",
     "parse_time",
@@ -169,3 +170,16 @@ def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.
         f"got {value!r}",
         field=field,
     )
+
+
+def format_duration_s(seconds: int) -> str:
+    """``seconds`` in the largest unit of the grammar that divides it (``1w``, ``4d``, ``90s``);
+    reads back to the same number with :func:`parse_duration_s`.
+
+    >>> format_duration_s(604_800), format_duration_s(345_600), format_duration_s(90)
+    ('1w', '4d', '90s')
+    """
+    for unit, size in reversed(UNITS_S.items()):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

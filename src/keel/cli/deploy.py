@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
@@ -43,6 +44,11 @@ def _show(d: Deployment) -> None:
     console.print(f"  arms: {_versions(d)}")
     console.print(f"  weights: {_weights(d)}")
     console.print(f"  rollout: {_step(d)}")
+    from keel.deploy.rollout_steps import describe_plan
+
+    rollout = next(iter(d.state.get("rollouts", {}).values()), None)
+    if plan := describe_plan(d.policy, rollout):  # R-DEP-02: each step with its dwell
+        console.print(f"  plan: {escape(plan)}", soft_wrap=True)
     console.print(f"  state version {d.version}, updated {fmt_ms(d.updated_at_ms)}")
     if d.replicas:
         done = "complete" if d.complete else "not complete"

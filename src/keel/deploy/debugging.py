@@ -170,7 +170,7 @@ def debug_canary(
         raise InvalidInput("slices: at most 20 columns", field="slices")
     records = service.decision_log.query(deployment=name, kind="rollout_step", limit=_MAX_RECORDS)
     policy = service.policy_of(deployment)
-    first = float(policy.steps[0]) if policy.steps else deployment.weights.get(candidate, 0.0)
+    first = policy.shares[0] if policy.steps else deployment.weights.get(candidate, 0.0)
     finished = deployment.status in ("promoted", "rolled_back", "completed")
     end = deployment.updated_at_ms + 1 if finished else service.clock() + 1
     windows = step_windows(

@@ -19,6 +19,7 @@ from keel._models import invalid_input
 from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
 from keel.deploy.hypothesis import Hypothesis, check_plan
+from keel.deploy.rollout_steps import STEP_TAGS, Step, check_steps, own_dwell_s, share_of
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -158,9 +159,7 @@ class DeploymentPolicy(_Model):
     strategy: Strategy
     arms: list[Arm] = Field(min_length=2, max_length=10)
     unit: Literal["routing_key", "request"] = "routing_key"
-    steps: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
-        default=None, min_length=2, max_length=20
-    )
+    steps: list[Step] | None = Field(default=None, min_length=2, max_length=20)
     min_samples_per_step: int = Field(default=200, ge=1)
     min_dwell_s: Duration = Field(default=600, alias="min_dwell")
     max_step_duration_s: Duration | None = Field(default=None, alias="max_step_duration")
@@ -201,6 +200,16 @@ class DeploymentPolicy(_Model):
                 return arm
         raise KeyError(role)
 
+    @property
+    def shares(self) -> list[float]:
+        """The canary's share (percent) at each step; empty for other strategies."""
+        return [share_of(s) for s in self.steps or ()]
+
+    def step_dwell_s(self, step: int) -> int:
+        """Seconds canary step ``step`` lasts at least: its own ``min_dwell`` or the policy's."""
+        own = own_dwell_s((self.steps or [])[step])
+        return self.min_dwell_s if own is None else own
+
     def to_document(self) -> dict[str, Any]:
         """The policy as JSON-able keys (durations in seconds); parses back to an equal policy.
 
@@ -234,15 +243,9 @@ def _check_strategy_fields(policy: DeploymentPolicy) -> None:
                 field=key,
             )
     if policy.strategy == "canary":
-        steps = policy.steps if policy.steps is not None else list(DEFAULT_STEPS)
-        for i in range(1, len(steps)):
-            if steps[i] <= steps[i - 1]:
-                raise InvalidInput("canary steps must increase", field=f"steps[{i}]")
-        if steps[-1] != 100:
-            raise InvalidInput("the last canary step must be 100", field=f"steps[{len(steps) - 1}]")
-        if bad := [i for i, share in enumerate(policy.review_at) if share not in steps[:-1]]:
-            raise InvalidInput("not a canary step below 100", field=f"review_at[{bad[0]}]")
-        policy.steps = steps
+        if policy.steps is None:
+            policy.steps = list(DEFAULT_STEPS)
+        check_steps(policy.steps, policy.review_at, policy.max_step_duration_s)
     if policy.strategy == "shadow" and policy.shadow is None:
         policy.shadow = ShadowPhase()
     if policy.strategy == "blue_green" and policy.blue_green is None:
@@ -321,8 +324,7 @@ def _assign_weights(policy: DeploymentPolicy) -> None:
     live = [i for i, arm in enumerate(arms) if arm.role != "shadow"]
     derived: dict[int, float] = {i: 0.0 for i in range(len(arms))}
     if policy.strategy == "canary":
-        assert policy.steps is not None
-        first = float(policy.steps[0])
+        first = policy.shares[0]
         derived.update({i: first if arms[i].role == "canary" else 100 - first for i in live})
     elif policy.strategy in ("shadow", "blue_green"):
         derived.update({i: 100.0 if arms[i].role == "primary" else 0.0 for i in live})
@@ -363,7 +365,7 @@ def parse_policy(data: Mapping[str, Any]) -> DeploymentPolicy:
     try:
         return DeploymentPolicy.model_validate(dict(data))
     except ValidationError as exc:
-        raise invalid_input(exc, whole="policy") from None
+        raise invalid_input(exc, whole="policy", hide=STEP_TAGS) from None
 
 
 def load_policy(text: str) -> DeploymentPolicy:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
+from keel._durations import UNITS_S, format_duration_s
 from keel.deploy.policy import DeploymentPolicy
 from keel.deploy.sequential import SequentialState
 from keel.deploy.verdict import (
@@ -78,6 +79,9 @@ class Decision:
     arms: tuple[ArmStats, ...]
     state: RolloutState
     actor: str = "policy"
+    #: The canary step's dwell in force when evaluated (its own ``min_dwell`` or the
+    #: policy's); None outside the canary's live steps.
+    min_dwell_s: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able values for storage and the API: enums as strings, ±inf as "Infinity"."""
@@ -112,8 +116,7 @@ def candidate_share(policy: DeploymentPolicy, state: RolloutState) -> float:
     if state.phase in ("shadow", "rolled_back"):
         return 0.0
     if policy.strategy == "canary":
-        assert policy.steps is not None
-        return float(policy.steps[state.step])
+        return policy.shares[state.step]
     if policy.strategy == "ab":
         return 100.0 - float(policy.arm("primary").weight or 0)
     return 0.0  # blue_green before the switch
@@ -125,7 +128,8 @@ def _gates(policy: DeploymentPolicy, state: RolloutState, now_ms: int, cand: Arm
         assert policy.shadow is not None
         return elapsed_s >= policy.shadow.duration_s and cand.n_in_step >= policy.shadow.min_samples
     if policy.strategy == "canary":
-        return elapsed_s >= policy.min_dwell_s and cand.n_in_step >= policy.min_samples_per_step
+        dwell_s = policy.step_dwell_s(state.step)
+        return elapsed_s >= dwell_s and cand.n_in_step >= policy.min_samples_per_step
     if policy.strategy == "ab":
         return (now_ms - state.started_ms) / 1000 >= (policy.min_duration_s or 0)
     assert policy.blue_green is not None
@@ -202,6 +206,8 @@ def evaluate(
     verdict, reasons = decide(safety, metric, secondary, enough_samples=gates, exhausted=exhausted)
     held = replace(state, breach_since_ms=since, sequential=sequential or state.sequential)
     action, new, note = _act(policy, held, now_ms, verdict, gates, metric)
+    if action is Action.HOLD and not gates and _dwell_s(policy, state) is not None:
+        note = _waiting(policy, state, now_ms, candidate)
     if action in (Action.ADVANCE, Action.PROMOTE) and _needs_review(policy, state, share):
         # R-DEP-02: a person approves (keel deploy resume) before traffic moves on.
         action, new = Action.PAUSE, replace(held, awaiting_review=True)
@@ -275,8 +281,7 @@ def _act(
     if policy.strategy == "blue_green" and state.phase == "live":
         return Action.ADVANCE, replace(moved, phase="switched"), "switching to green"
     if policy.strategy == "canary":
-        assert policy.steps is not None
-        if policy.steps[state.step + 1] < 100:
+        if policy.shares[state.step + 1] < 100:
             # Intermediate steps need no proof of improvement, only no harm so far; but a
             # candidate that looks worse so far does not get more traffic: it waits at this
             # step until the test decides (rule 5 rolls it back once its interval lies
@@ -297,8 +302,34 @@ def _act(
         return Action.HOLD, state, "full traffic needs a ship verdict"
     if not policy.auto_promote:
         return Action.PAUSE, state, "ready to promote; auto_promote is off"
-    step = len(policy.steps) - 1 if policy.steps else state.step
+    step = len(policy.shares) - 1 if policy.steps else state.step
     return Action.PROMOTE, replace(moved, phase="done", step=step), "promoting"
+
+
+def _dwell_s(policy: DeploymentPolicy, state: RolloutState) -> int | None:
+    """The dwell in force at ``state``: a canary's live step only."""
+    live = policy.strategy == "canary" and state.phase == "live"
+    return policy.step_dwell_s(state.step) if live else None
+
+
+def _waiting(policy: DeploymentPolicy, state: RolloutState, now_ms: int, cand: ArmStats) -> str:
+    """Why a canary step holds: its dwell and sample count so far against what it needs."""
+    dwell_s = policy.step_dwell_s(state.step)
+    elapsed_s = max(now_ms - state.phase_started_ms, 0) // 1000
+    return (
+        f"waiting at {policy.shares[state.step]:g}%: min_dwell {format_duration_s(dwell_s)} "
+        f"({_about(elapsed_s)} so far), samples {cand.n_in_step} "
+        f"(needs {policy.min_samples_per_step})"
+    )
+
+
+def _about(seconds: int) -> str:
+    """A time so far, rounded down (``6.99d``, ``2.5h``, ``40s``): it is rarely a whole unit,
+    and rounding up would show a dwell not yet over as done (``7d`` of ``1w``)."""
+    for unit in ("w", "d", "h", "m"):
+        if seconds >= UNITS_S[unit]:
+            return f"{math.floor(seconds / UNITS_S[unit] * 100) / 100:g}{unit}"
+    return f"{seconds}s"
 
 
 def _record(
@@ -330,4 +361,5 @@ def _record(
         tuple(secondary),
         (primary, candidate),
         after,
+        min_dwell_s=_dwell_s(policy, before),
     )
