@@ -120,8 +120,8 @@ class GatewayHooks(Bookkeeping):
             for version in versions_left(before, after):
                 event = make_invalidation(model=after.model, version=version, origin=self.id)
                 self.cache.drop_local(event)
-        if after.status in UNFINISHED:  # both arms warm: an instant switch back
-            for arm in (*after.arms.values(), *after.shadows):
+        if after.status in UNFINISHED:  # every arm warm: an instant switch (back)
+            for arm in (*after.arms.values(), *after.shadows, *after.standby):
                 if self.pool.peek(after.model, arm.version) is None:
                     self._spawn(self._warm_quietly(after.model, arm.version))
 

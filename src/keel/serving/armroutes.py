@@ -100,6 +100,9 @@ class DeploymentRoute:
     queue_size: int
     #: The arm that falls back in for experimental arms (the bulkhead), if any.
     primary: ArmRoute | None = None
+    #: Arms of an unfinished deployment with no live share now but that may get it at once
+    #: (blue-green's green before the switch, blue after it): kept warm, never picked.
+    standby: tuple[ArmRoute, ...] = ()
     # Sticky arms by exact small body (None: drawn per request): a repeated request skips
     # the JSON decode of its key and the BLAKE2b hash (~7 us a request, most of what a
     # deployment route added to a cache hit). A route is rebuilt on every state change,
@@ -169,6 +172,7 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
     ordered = sorted(arms_doc, key=lambda arm: arm.get("role") != "primary")  # stable
     arms: dict[str, ArmRoute] = {}
     shadows: list[ArmRoute] = []
+    standby: list[ArmRoute] = []
     for doc in ordered:
         name = str(doc.get("name") or doc.get("role"))
         if name not in versions:
@@ -189,6 +193,8 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
             arms[name] = arm
         elif shadowed and deployment.status in UNFINISHED:
             shadows.append(arm)
+        elif deployment.status in UNFINISHED and phases.get(name) not in ("done", "rolled_back"):
+            standby.append(arm)
     router = Router.build(
         deployment.name,
         [(name, arm.weight) for name, arm in arms.items()],
@@ -207,6 +213,7 @@ def build_route(deployment: StoredDeployment) -> DeploymentRoute:
         tuple(shadows),
         queue_size,
         primary,
+        tuple(standby),
     )
 
 
