@@ -49,6 +49,10 @@ def _show(d: Deployment) -> None:
     rollout = next(iter(d.state.get("rollouts", {}).values()), None)
     if plan := describe_plan(d.policy, rollout):  # R-DEP-02: each step with its dwell
         console.print(f"  plan: {escape(plan)}", soft_wrap=True)
+    from keel.deploy.plan import describe as describe_samples
+
+    for line in describe_samples(d.state.get("plan")):  # R-DEP-04: samples per step
+        console.print(f"  {escape(line)}", soft_wrap=True)
     console.print(f"  state version {d.version}, updated {fmt_ms(d.updated_at_ms)}")
     if d.replicas:
         done = "complete" if d.complete else "not complete"

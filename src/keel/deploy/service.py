@@ -154,6 +154,11 @@ class DeploymentService(ChangesMixin):
             "champion_before": model.aliases.get(CHAMPION),
             **timing,
         }
+        from keel.deploy.plan import sample_plan
+
+        # R-DEP-04: the samples each step needs for min_improvement (a warning, never a 422)
+        if (plan := sample_plan(self, checked, versions, at)) is not None:
+            state["plan"] = plan
         deployment = Deployment(
             name=checked.name,
             model=checked.model,
