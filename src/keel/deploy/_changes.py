@@ -1,7 +1,7 @@
 """State changes of a deployment: pause, resume, roll back, promote (mixed into the service).
 
 Each is a compare-and-set on the deployment's version written with its decision records
-(and a rollback's bad windows) in one transaction.
+(and a rollback's bad windows, a promotion's champion alias move) in one transaction.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
-from keel.deploy.models import FINISHED, BadWindow, Deployment
+from keel.deploy.models import FINISHED, AliasMove, BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
 from keel.deploy.rollout import RolloutState
 from keel.deploy.state import rollout_from_json, rollout_to_json, weights_for
 from keel.deploy.timing import pause_hold, resume_hold, settle
-from keel.errors import Conflict, InvalidInput
+from keel.errors import Conflict, InvalidInput, KeelError
 
 if TYPE_CHECKING:
     from keel.decisions.service import DecisionLog
@@ -223,8 +223,8 @@ class ChangesMixin:
         """Give the candidate (``arm`` when an A/B has several) all traffic and move the
         model's ``champion`` alias to it, compare-and-set on the champion at rollout start.
 
-        409 when finished, changed concurrently, or the alias was moved meanwhile (then the
-        deployment is restored as it was).
+        409 when finished, changed concurrently, or the alias was moved meanwhile (then
+        nothing changes; a ``promotion_refused`` record says why).
         """
         current = self.store.get_deployment(name)
         if current.status in FINISHED:
@@ -257,7 +257,21 @@ class ChangesMixin:
         details: Mapping[str, Any],
         decisions: list[Decision],
     ) -> Deployment:
-        """Commit a promotion of ``arm`` (state CAS first, then the alias CAS; see promote)."""
+        """Commit a promotion of ``arm``: the deployment's state, its records and the
+        ``champion`` alias move, all in one transaction (see below); 409 when any of the
+        two compare-and-sets fails, with nothing written but a ``promotion_refused``
+        record when it was the alias's.
+        """
+        # Why one transaction: the deployment's compare-and-set, the champion's
+        # compare-and-set (expected: the champion when the rollout began) and the
+        # decision records commit together or not at all. Storing the promoted state
+        # first and moving the alias after it let other replicas (they re-read every
+        # second and on a Redis event) route all traffic to a candidate whose promotion
+        # was then refused, and left a "promoted" record behind the undo; moving the
+        # alias first would leave a champion with no promoted deployment after a crash.
+        # Here a kill -9 at any point leaves either the whole promotion or none of it,
+        # so a restarted controller simply evaluates the stored state again. Listeners
+        # (gateways, Redis announcements) hear of it only after the commit.
         version = current.versions[arm]
         expected = current.state.get("champion_before")
         keep_s = policy.retention.keep_previous_s
@@ -268,7 +282,7 @@ class ChangesMixin:
             "previous_champion": expected,
             "retain_until_ms": at + keep_s * 1000,
             "retention_then": policy.retention.then,
-            "alias_moved": False,
+            "alias_moved": True,  # with the state, always (False: a row of older keel)
             **settle(current, "promoted", actor, at),  # R-TRN-21: no hold left pending
         }
         record = self.decision_log.build(
@@ -287,51 +301,60 @@ class ChangesMixin:
             current.name,
             at_ms=at,
         )
-        claimed = self.store.update_deployment(
-            current.name,
-            current.version,
-            status="promoted",
-            state=state,
-            at_ms=at,
-            decisions=[*decisions, record],
+        move = AliasMove(
+            current.model,
+            CHAMPION,
+            version,
+            expected,
+            actor,
+            f"deployment {current.name!r} promoted {arm}",
         )
         try:
-            self.registry.set_alias(
-                current.model,
-                CHAMPION,
-                version,
-                actor=actor,
-                reason=f"deployment {current.name!r} promoted {arm}",
-                expected=expected,
+            done = self.store.update_deployment(
+                current.name,
+                current.version,
+                status="promoted",
+                state=state,
+                at_ms=at,
+                decisions=[*decisions, record],
+                alias=move,
             )
         except Conflict as exc:
-            undo = self.decision_log.build(
-                "promotion",
-                current.model,
-                f"promotion of {arm} undone: {exc.message}",
-                {"error": exc.message, "arm": arm},
-                actor,
-                current.name,
-                at_ms=self.clock(),
-            )
-            self.store.update_deployment(
-                current.name,
-                claimed.version,
-                status=current.status,
-                state=current.state,
-                at_ms=self.clock(),
-                decisions=[undo],
-            )
+            if exc.field != "name":  # the alias's compare-and-set (or an archived version)
+                self._refused(current, arm, version, expected, actor, details, exc)
             raise
-        done = self.store.update_deployment(
-            current.name,
-            claimed.version,
-            status="promoted",
-            state={**state, "alias_moved": True},
-            at_ms=self.clock(),
-        )
+        self.registry.alias_moved(current.model, CHAMPION, version)
         self.notify(done, "promoted")
         return done
+
+    def _refused(
+        self,
+        current: Deployment,
+        arm: str,
+        version: int,
+        expected: int | None,
+        actor: str,
+        details: Mapping[str, Any],
+        exc: Conflict,
+    ) -> None:
+        """One ``promotion_refused`` record naming why (the deployment is unchanged)."""
+        try:
+            self.decision_log.record(
+                "promotion_refused",
+                current.model,
+                f"promotion of {arm} (v{version}) to {CHAMPION} refused: {exc.message}",
+                {
+                    **dict(details),
+                    "version": version,
+                    "expected_champion": expected,
+                    "error": exc.message,
+                    "weights": current.weights,
+                },
+                actor,
+                current.name,
+            )
+        except KeelError as failed:  # the 409 is the answer; the record is a courtesy
+            log.warning("could not record the refused promotion of %s: %s", current.name, failed)
 
 
 def _vname(version: int | None) -> str:

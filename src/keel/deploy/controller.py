@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
+from keel.deploy._changes import CHAMPION
 from keel.deploy.armstats import ArmWindow, read_arm_stats
 from keel.deploy.judging import burn_in_cuts
-from keel.deploy.models import FINISHED, BadWindow, Deployment
+from keel.deploy.models import FINISHED, AliasMove, BadWindow, Deployment
 from keel.deploy.policy import Analysis
 from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
@@ -322,26 +323,31 @@ def _arm_dict(stats: ArmStats) -> dict[str, Any]:
 
 
 def _finish_promotion(service: DeploymentService, current: Deployment) -> Deployment | None:
-    """A promotion committed but its alias move did not finish (process died between)."""
+    """A promoted row of older keel whose alias move was cut short (that keel stored the
+    state, then moved the alias): move it now, with the flag, in one transaction."""
     arm = next((k for k, v in current.state["rollouts"].items() if v["phase"] == "done"), None)
     if arm is None:
         return None
+    version = current.versions[arm]
+    move = AliasMove(
+        current.model,
+        CHAMPION,
+        version,
+        current.state.get("champion_before"),
+        "policy",
+        f"deployment {current.name!r} promoted {arm} (resumed)",
+    )
     try:
-        service.registry.set_alias(
-            current.model,
-            "champion",
-            current.versions[arm],
-            actor="policy",
-            reason=f"deployment {current.name!r} promoted {arm} (resumed)",
-            expected=current.state.get("champion_before"),
+        done = service.store.update_deployment(
+            current.name,
+            current.version,
+            status="promoted",
+            state={**current.state, "alias_moved": True},
+            at_ms=service.clock(),
+            alias=move,
         )
     except Conflict as exc:
         log.warning("promotion of %s cannot move the alias: %s", current.name, exc.message)
         return None
-    return service.store.update_deployment(
-        current.name,
-        current.version,
-        status="promoted",
-        state={**current.state, "alias_moved": True},
-        at_ms=service.clock(),
-    )
+    service.registry.alias_moved(current.model, CHAMPION, version)
+    return done

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
 from keel._models import Entity
 
-__all__ = ["BadWindow", "Deployment", "ReplicaStatus", "Status"]
+__all__ = ["AliasMove", "BadWindow", "Deployment", "ReplicaStatus", "Status"]
 
 #: ``active``: the controller evaluates it; ``paused``: weights frozen, not evaluated;
 #: ``promoted`` / ``rolled_back`` / ``completed`` (a shadow-only comparison): finished.
@@ -83,3 +84,17 @@ class BadWindow(Entity):
     to_ms: int
     reason: str
     created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """A registry alias compare-and-set written in the same transaction as a deployment's
+    change (its promotion moves ``champion``): both are stored, or neither."""
+
+    model: str
+    alias: str
+    version: int
+    #: The version the alias must point at now (None: it must not exist).
+    expected: int | None
+    actor: str
+    reason: str

@@ -22,7 +22,7 @@ from keel.decisions.models import Decision
 from keel.decisions.service import DecisionLog
 from keel.deploy._changes import CHAMPION, ChangesMixin, Listener
 from keel.deploy.armstats import METRICS
-from keel.deploy.models import BadWindow, Deployment
+from keel.deploy.models import AliasMove, BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
 from keel.deploy.rollout import start
 from keel.deploy.state import candidates, rollout_to_json, weights_for
@@ -56,6 +56,7 @@ class DeploymentStore(Protocol):
         at_ms: int,
         decisions: Sequence[Decision] = (),
         bad_windows: Sequence[BadWindow] = (),
+        alias: AliasMove | None = None,
     ) -> Deployment: ...
     def report_replica(
         self,

@@ -72,7 +72,9 @@ class RegistryService:
         if listener in self._alias_listeners:
             self._alias_listeners.remove(listener)
 
-    def _alias_moved(self, name: str, alias: str, version: int | None) -> None:
+    def alias_moved(self, name: str, alias: str, version: int | None) -> None:
+        """Run the alias listeners after a committed move (a deployment's promotion moves
+        the champion in its own transaction, then calls this)."""
         for listener in list(self._alias_listeners):
             try:
                 listener(name, alias, version)
@@ -277,16 +279,12 @@ class RegistryService:
         ``expected``: compare-and-set — the version the alias must point at now (None: no
         such alias yet); a concurrent move raises :class:`Conflict` (409) and changes nothing.
         """
-        check_alias(alias)  # a bad name is a 422 whatever the version's state
-        target = self.store.get_model_version(name, version)
-        if target.status is ModelStatus.ARCHIVED:
-            raise Conflict(
-                f"{target.uri} is archived; it cannot take alias {alias!r}", field="version"
-            )
+        # a bad name is a 422 whatever the version's state; an archived version is refused
+        # by the store, inside the transaction that moves the alias
         event = self.store.set_alias(
             name, check_alias(alias), version, actor=actor, reason=reason, expected=expected
         )
-        self._alias_moved(name, alias, version)
+        self.alias_moved(name, alias, version)
         return event
 
     def delete_alias(
@@ -294,7 +292,7 @@ class RegistryService:
     ) -> AliasEvent:
         """Remove an alias (recorded in its history)."""
         event = self.store.set_alias(name, check_alias(alias), None, actor=actor, reason=reason)
-        self._alias_moved(name, alias, None)
+        self.alias_moved(name, alias, None)
         return event
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:

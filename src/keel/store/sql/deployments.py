@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from keel.decisions.models import Decision
-from keel.deploy.models import FINISHED, BadWindow, Deployment, ReplicaStatus
+from keel.deploy.models import FINISHED, AliasMove, BadWindow, Deployment, ReplicaStatus
 from keel.errors import Conflict, NotFound
 from keel.store.sql._base import SqlBase
 from keel.store.sql.decisions import insert_decisions
+from keel.store.sql.registry import move_alias
 from keel.store.sql.tables_deploy import (
     BadWindowRow,
     DeploymentReplicaRow,
@@ -114,9 +116,13 @@ class DeploymentSql(SqlBase):
         at_ms: int,
         decisions: Sequence[Decision] = (),
         bad_windows: Sequence[BadWindow] = (),
+        alias: AliasMove | None = None,
     ) -> Deployment:
         """Compare-and-set: apply the change only if the stored version is still
-        ``expected_version``; otherwise :class:`Conflict` and nothing is written."""
+        ``expected_version``; otherwise :class:`Conflict` (field ``name``) and nothing is
+        written. ``alias``: a registry alias compare-and-set in the same transaction; when
+        it fails (Conflict naming ``alias``, or ``version`` for an archived target) nothing
+        is written either."""
         with self.write_conn() as conn:
             result = conn.execute(
                 update(DeploymentRow)
@@ -140,6 +146,20 @@ class DeploymentSql(SqlBase):
                     field="name",
                     version=int(found),
                 )
+            if alias is not None:
+                # after the deployment's row: a concurrent change of the deployment is its
+                # own Conflict, and an alias refusal means the deployment was as expected
+                with Session(conn, expire_on_commit=False) as session:
+                    move_alias(
+                        session,
+                        alias.model,
+                        alias.alias,
+                        alias.version,
+                        actor=alias.actor,
+                        reason=alias.reason,
+                        expected=alias.expected,
+                    )
+                    session.flush()
             insert_decisions(conn, decisions)
             for window in bad_windows:
                 conn.execute(insert(BadWindowRow).values(**window.model_dump(exclude={"id"})))

@@ -26,7 +26,7 @@ from keel.store.sql.tables import (
     RegisteredModelRow,
 )
 
-__all__ = ["RegistrySql"]
+__all__ = ["RegistrySql", "move_alias"]
 
 _MODEL_FIELDS = {"description", "owner", "status", "card", "tags"}
 _VERSION_FIELDS = {"description", "status", "card", "tags"}
@@ -55,7 +55,8 @@ class RegistrySql(SqlBase):
             )
         return model
 
-    def _model_row(self, s: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
+    @staticmethod
+    def _model_row(s: Session, name: str, *, lock: bool = False) -> RegisteredModelRow:
         # lock: SELECT ... FOR UPDATE, so that writers of one model's versions queue on
         # PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises every writer).
         row = s.get(RegisteredModelRow, name, with_for_update=lock or None)
@@ -162,10 +163,11 @@ class RegistrySql(SqlBase):
             )
         return version.model_copy(update={"version": number})
 
-    def _version_row(self, s: Session, name: str, version: int) -> ModelVersionRow:
+    @staticmethod
+    def _version_row(s: Session, name: str, version: int) -> ModelVersionRow:
         row = s.get(ModelVersionRow, (name, version))
         if row is None:
-            self._model_row(s, name)
+            RegistrySql._model_row(s, name)
             raise NotFound(f"model {name!r} has no version {version}", field="version")
         return row
 
@@ -243,57 +245,9 @@ class RegistrySql(SqlBase):
         must not exist); otherwise :class:`Conflict` and nothing changes.
         """
         with self.write() as s:
-            # The model row locked first (PostgreSQL), so two compare-and-sets of one
-            # model's alias queue and the second sees the first's move.
-            self._model_row(s, name, lock=expected is not ...)
-            if version is not None:
-                self._version_row(s, name, version)
-            row = s.get(ModelAliasRow, (name, alias))
-            previous = row.version if row is not None else None
-            if expected is not ... and previous != expected:
-                raise Conflict(
-                    f"alias {alias!r} of model {name!r} points at {previous}, not the expected "
-                    f"{expected}: it was moved concurrently",
-                    field="alias",
-                    current=previous,
-                    expected=expected,
-                )
-            if version is None and row is None:
-                raise NotFound(f"model {name!r} has no alias {alias!r}", field="alias")
-            at = now_ms()
-            if version is None:
-                s.delete(row)
-            elif row is None:
-                s.add(
-                    ModelAliasRow(
-                        model_name=name,
-                        alias=alias,
-                        version=version,
-                        updated_by=actor,
-                        updated_at_ms=at,
-                    )
-                )
-            else:
-                row.version, row.updated_by, row.updated_at_ms = version, actor, at
-            event = AliasEventRow(
-                model_name=name,
-                alias=alias,
-                from_version=previous,
-                to_version=version,
-                actor=actor,
-                reason=reason,
-                at_ms=at,
+            return move_alias(
+                s, name, alias, version, actor=actor, reason=reason, expected=expected
             )
-            s.add(event)
-        return AliasEvent(
-            model_name=name,
-            alias=alias,
-            from_version=previous,
-            to_version=version,
-            actor=actor,
-            reason=reason,
-            at_ms=at,
-        )
 
     def find_alias(self, name: str, alias: str) -> int | None:
         """The version an alias points at, or None."""
@@ -321,3 +275,73 @@ class RegistrySql(SqlBase):
                 )
                 for r in rows
             ]
+
+
+def move_alias(
+    s: Session,
+    name: str,
+    alias: str,
+    version: int | None,
+    *,
+    actor: str | None,
+    reason: str | None,
+    expected: int | None | EllipsisType = ...,
+) -> AliasEvent:
+    """:meth:`RegistrySql.set_alias` inside the caller's transaction ``s``: a deployment's
+    promotion moves the champion in the same transaction as its own state and records."""
+    # The model row locked first (PostgreSQL), so two compare-and-sets of one
+    # model's alias queue and the second sees the first's move.
+    RegistrySql._model_row(s, name, lock=expected is not ...)
+    if version is not None:
+        target = RegistrySql._version_row(s, name, version)
+        if target.status == ModelStatus.ARCHIVED.value:  # checked under the same lock
+            raise Conflict(
+                f"models:/{name}/{version} is archived; it cannot take alias {alias!r}",
+                field="version",
+            )
+    row = s.get(ModelAliasRow, (name, alias))
+    previous = row.version if row is not None else None
+    if expected is not ... and previous != expected:
+        raise Conflict(
+            f"alias {alias!r} of model {name!r} points at {previous}, not the expected "
+            f"{expected}: it was moved concurrently",
+            field="alias",
+            current=previous,
+            expected=expected,
+        )
+    if version is None and row is None:
+        raise NotFound(f"model {name!r} has no alias {alias!r}", field="alias")
+    at = now_ms()
+    if version is None:
+        s.delete(row)
+    elif row is None:
+        s.add(
+            ModelAliasRow(
+                model_name=name,
+                alias=alias,
+                version=version,
+                updated_by=actor,
+                updated_at_ms=at,
+            )
+        )
+    else:
+        row.version, row.updated_by, row.updated_at_ms = version, actor, at
+    event = AliasEventRow(
+        model_name=name,
+        alias=alias,
+        from_version=previous,
+        to_version=version,
+        actor=actor,
+        reason=reason,
+        at_ms=at,
+    )
+    s.add(event)
+    return AliasEvent(
+        model_name=name,
+        alias=alias,
+        from_version=previous,
+        to_version=version,
+        actor=actor,
+        reason=reason,
+        at_ms=at,
+    )
