@@ -39,6 +39,7 @@ from keel.api.routers.deploy_checks import router as deploy_checks_router
 from keel.api.routers.deploy_report import router as deploy_report_router
 from keel.api.routers.deployments import router as deployments_router
 from keel.api.routers.exploration import router as exploration_router
+from keel.api.routers.interleaving import router as interleaving_router
 from keel.api.routers.signals import router as signals_router
 from keel.api.routers.triggers import router as triggers_router
 from keel.automation.worker import start_embedded_worker
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(router)
     app.include_router(deployments_router)
     app.include_router(deploy_checks_router)
+    app.include_router(interleaving_router)
     app.include_router(deploy_report_router)
     app.include_router(triggers_router)
     app.include_router(decisions_router)

@@ -351,3 +351,7 @@ def register(app: typer.Typer) -> None:
     app.command("drill")(drill)
     app.command("debug")(debug)
     app.command("holdout")(holdout)
+    # rank, clicks, interleaving: their own module (keel deploy's command list is here)
+    from keel.cli.deploy_interleave import register as register_interleave
+
+    register_interleave(app)

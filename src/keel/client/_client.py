@@ -14,6 +14,7 @@ from keel.client._deployments import DeploymentsMixin
 from keel.client._economics import EconomicsMixin
 from keel.client._exploration import ExplorationMixin
 from keel.client._features import FeaturesMixin
+from keel.client._interleaving import InterleavingMixin
 from keel.client._jobs import JobsMixin
 from keel.client._logs import LogsMixin
 from keel.client._monitoring import MonitoringMixin
@@ -58,6 +59,7 @@ class Client(
     DeploymentsMixin,
     DeployChecksMixin,
     DeployReportMixin,
+    InterleavingMixin,
     JobsMixin,
     TriggersMixin,
     FeaturesMixin,

@@ -68,16 +68,20 @@ class PredictPath(HitAnswers):
         await self.limiter.check(client_key)
         via: Via = None
         decoded: Any = None  # the body as JSON, when reading its routing key decoded it
+        # an interleaving request scores with both arms itself: no shadow copy on top
+        copies = target.arm is None
         if target.deployment:  # the arm first: its version is in every cache key
             picked = self.routes.pick_known(target.name, body)
             if picked is None:  # not served yet: read it
                 picked = await self.routes.pick(target.name, body)
             route, arm, decoded = picked
+            if target.arm is not None:  # named (interleaving), not drawn: R-DEP-18
+                arm = route.served_arm(target.arm)
             via = (route, arm)
             target = Target(route.model, version=arm.version)
         answered = self._from_memory(target, body, started, via, decoded)
         if answered is not None:
-            if via is not None and via[0].shadows:
+            if via is not None and via[0].shadows and copies:
                 self.shadows.offer(via[0], answered.body["request_id"], body)
             if answered.commit is not None:
                 await self._committed(answered.commit)
@@ -107,7 +111,7 @@ class PredictPath(HitAnswers):
         finally:
             if held:
                 self.bulkhead.leave()
-        if via is not None and via[0].shadows:  # off the response path, never waited for
+        if via is not None and via[0].shadows and copies:  # off the response path, not waited
             self.shadows.offer(via[0], result.body["request_id"], body)
         if result.commit is not None:  # waited for outside the model's timeout and breaker
             await self._committed(result.commit)

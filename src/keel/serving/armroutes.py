@@ -135,6 +135,14 @@ class DeploymentRoute:
             picked[body] = chosen if sticky else None
         return chosen, decoded
 
+    def served_arm(self, name: str) -> ArmRoute:
+        """The arm ``name`` among those served (live, standby or shadow); InvalidInput
+        naming ``arms`` when this route does not serve it."""
+        for arm in (*self.arms.values(), *self.standby, *self.shadows):
+            if arm.name == name:
+                return arm
+        raise InvalidInput(f"deployment {self.name} serves no arm {name!r}", field="arms")
+
     @property
     def weights(self) -> dict[str, float]:
         """Arm → live percent, as reported to the service."""

@@ -39,12 +39,14 @@ class PredictionSink(Protocol):
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a request names: ``name`` and either a ``version`` or an ``alias``; with
-    ``deployment`` true, ``name`` is a deployment whose routes choose the version."""
+    ``deployment`` true, ``name`` is a deployment whose routes choose the version, or
+    ``arm`` names the arm that answers (interleaving scores with both arms)."""
 
     name: str
     version: int | None = None
     alias: str | None = None
     deployment: bool = False
+    arm: str | None = None
 
 
 @dataclass(slots=True)

@@ -74,6 +74,9 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/models/{name}@{alias}/predict"): _READ,
     ("POST", "/v1/models/{name}/{version}/predict"): _READ,
     ("POST", "/v1/deployments/{name}/predict"): _READ,
+    # interleaving is serving traffic: a list per page view and its clicks, as predict
+    ("POST", "/v1/deployments/{name}/rank"): _READ,
+    ("POST", "/v1/deployments/{name}/clicks"): _READ,
     ("POST", "/v1/features/online"): _READ,
     ("POST", "/v1/features/historical"): _READ,
     # what serves production traffic: deployer, and the owner when the model has one

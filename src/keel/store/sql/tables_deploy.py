@@ -1,8 +1,9 @@
 """Tables of deployments and the decision log: deployments with their policy and state,
-per-replica status, bad prediction-log windows, leases, and decisions.
+per-replica status, bad prediction-log windows, leases, decisions, and interleaving
+impressions.
 
 Imported by :mod:`keel.store.sql.tables` so that ``Base.metadata`` holds them; created by
-migration 0007.
+migration 0007 (impressions: 0011).
 """
 
 from __future__ import annotations
@@ -100,3 +101,28 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(128))
     expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ImpressionRow(Base):
+    """One interleaved list served by ``POST /v1/deployments/{name}/rank`` (R-DEP-18): the
+    candidates, the items shown with the team that placed each, the arms and versions of
+    the two teams, and the last clicks recorded (``winner``: ``a``, ``b``, ``tie``, NULL
+    while nothing was clicked). Created by migration 0011."""
+
+    __tablename__ = "interleaving_impressions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment: Mapped[str] = mapped_column(ForeignKey("deployments.name", ondelete="CASCADE"))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    routing_key: Mapped[str | None] = mapped_column(String(256))
+    k: Mapped[int | None] = mapped_column(Integer)
+    candidates: Mapped[list[Any]] = mapped_column(JSON)
+    items: Mapped[list[Any]] = mapped_column(JSON)
+    teams: Mapped[list[str]] = mapped_column(JSON)
+    arm_a: Mapped[str] = mapped_column(String(128))
+    arm_b: Mapped[str] = mapped_column(String(128))
+    version_a: Mapped[int] = mapped_column(Integer)
+    version_b: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[list[Any] | None] = mapped_column(JSON)
+    clicked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    winner: Mapped[str | None] = mapped_column(String(8))
+    __table_args__ = (Index("ix_interleaving_impressions_deployment", "deployment", "winner"),)
