@@ -79,7 +79,10 @@ def duration_s(value: object, *, positive: bool = False) -> int:
             raise ValueError(f"expected {_EXAMPLES}, got {value!r}")
         seconds = parsed
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond every float: refused below, as inf is
+            seconds = math.inf
     else:
         raise ValueError(f"expected {_EXAMPLES}, got {value!r}")
     if not math.isfinite(seconds) or seconds < 0 or seconds != int(seconds):
@@ -152,19 +155,18 @@ def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.
         return None
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        age_s = parse_age_s(text)
-        if age_s is not None:
-            return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
-        try:
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+        if isinstance(value, str):
+            text = value.strip()
+            age_s = parse_age_s(text)
+            if age_s is not None:
+                return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
             parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError, OSError):  # not a time, or beyond a datetime's years
+        pass
     raise InvalidInput(
         f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d/1w; "
         f"got {value!r}",

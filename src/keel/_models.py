@@ -22,6 +22,7 @@ __all__ = [
     "error_path",
     "error_reason",
     "invalid_errors",
+    "invalid_field",
     "invalid_input",
     "now_ms",
 ]
@@ -85,6 +86,19 @@ def invalid_errors(
     ]
     field, reason = listed[0]["field"], listed[0]["message"]
     return InvalidInput(f"{field}: {reason}", field=field, errors=listed)
+
+
+def invalid_field(field: str, reason: str) -> InvalidInput:
+    """One bad field worded as :func:`invalid_errors` words a pydantic error:
+    ``field: reason`` naming ``field``, with ``detail.errors`` listing it.
+
+    For a check no pydantic model can make (an unknown registry version, a metric keel
+    does not compute), so that a client reading ``detail.errors`` finds every refusal of
+    an input there, not only the schema's.
+    """
+    return InvalidInput(
+        f"{field}: {reason}", field=field, errors=[{"field": field, "message": reason}]
+    )
 
 
 def error_path(loc: Sequence[int | str]) -> str:

@@ -20,7 +20,11 @@ from keel.errors import InvalidInput
 if TYPE_CHECKING:
     from keel.deploy.service import DeploymentService
 
-__all__ = ["Hypothesis", "amend_hypothesis", "check_plan", "hypothesis_verdict"]
+__all__ = ["MAX_SAMPLES", "Hypothesis", "amend_hypothesis", "check_plan", "hypothesis_verdict"]
+
+#: The most samples a policy may name (per arm, per step, per guardrail): beyond any
+#: traffic keel serves, and refused naming the field rather than stored as given.
+MAX_SAMPLES = 1_000_000_000
 
 DEFAULT_RULE = (
     "ship when the confidence interval of the difference lies beyond the minimum effect "
@@ -42,7 +46,7 @@ class Hypothesis(BaseModel):
         default=None, description="Primary's expected value: a proportion, or a mean with sd."
     )
     sd: float | None = Field(default=None, gt=0, description="Outcome s.d. (a mean metric).")
-    planned_samples_per_arm: int | None = Field(default=None, ge=1)
+    planned_samples_per_arm: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
     decision_rule: str = Field(default=DEFAULT_RULE, min_length=1, max_length=2_000)
 
 

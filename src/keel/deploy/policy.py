@@ -11,18 +11,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from keel._documents import load_document
 from keel._durations import Duration
 from keel._models import invalid_input
 from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
-from keel.deploy.hypothesis import Hypothesis, check_plan
+from keel.deploy.hypothesis import MAX_SAMPLES, Hypothesis, check_plan
 from keel.deploy.rollout_steps import STEP_TAGS, Step, check_steps, own_dwell_s, share_of
 from keel.errors import InvalidInput
 
 __all__ = [
+    "MAX_DURATION_S",
+    "MAX_VERSION",
     "Analysis",
     "Arm",
     "BlueGreen",
@@ -44,6 +54,23 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 Percent = Annotated[float, Field(ge=0, le=100)]
 DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
 _WEEK_S = 7 * 86_400
+#: model_versions.version is an INTEGER column: 32 bits on PostgreSQL (64 on SQLite). A
+#: larger number is refused here, naming the arm, instead of by the database driver.
+MAX_VERSION = 2**31 - 1
+#: The longest duration a policy may give (3650d): any longer is a typo, and milliseconds
+#: since the epoch plus it stay far inside the 64-bit integers the stores and logs hold.
+MAX_DURATION_S = 3650 * 86_400
+Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
+
+
+def _bounded_s(seconds: int) -> int:
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"expected at most 3650d ({MAX_DURATION_S} s), got {seconds} s")
+    return seconds
+
+
+#: A policy's duration (:data:`keel._durations.Duration`), at most :data:`MAX_DURATION_S`.
+Span = Annotated[Duration, AfterValidator(_bounded_s)]
 
 
 class _Model(BaseModel):
@@ -56,7 +83,7 @@ class Arm(_Model):
     name: Name | None = Field(
         default=None, description="Default: the role (role-2, … if repeated)."
     )
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     alias: Name | None = None
     role: Role
     weight: Percent | None = Field(
@@ -74,16 +101,16 @@ class ErrorRateGuard(_Model):
     """Roll back when the candidate's error rate exceeds the primary's by more than this."""
 
     max_increase: float = Field(default=0.01, ge=0, le=1)
-    for_s: Duration = Field(default=0, alias="for")
-    min_samples: int = Field(default=100, ge=1)
+    for_s: Span = Field(default=0, alias="for")
+    min_samples: Samples = 100
 
 
 class LatencyGuard(_Model):
     """Roll back when p99 candidate / primary stays above ``max_ratio`` for ``for`` (R-DEP-08)."""
 
     max_ratio: float = Field(default=2.0, ge=1)
-    for_s: Duration = Field(default=300, alias="for")
-    min_samples: int = Field(default=100, ge=1)
+    for_s: Span = Field(default=300, alias="for")
+    min_samples: Samples = 100
 
 
 class MetricGuard(_Model):
@@ -120,10 +147,10 @@ class Analysis(_Model):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     power: float = Field(default=0.8, gt=0, lt=1)
     tau: float | None = Field(default=None, gt=0, description="mSPRT mixing s.d.")
-    planned_samples_per_arm: int | None = Field(default=None, ge=1)
+    planned_samples_per_arm: Samples | None = None
     segments: list[Name] = Field(default_factory=list, max_length=20)
-    burn_in_s: Duration = Field(default=0, alias="burn_in")
-    attribution_window_s: Duration = Field(default=0, alias="attribution_window")
+    burn_in_s: Span = Field(default=0, alias="burn_in")
+    attribution_window_s: Span = Field(default=0, alias="attribution_window")
     cuped: dict[Literal["covariate"], Name] | None = Field(default=None, min_length=1)  # R-DEP-14
     hold_when_worse: bool = True  # an intermediate step waits while the estimate is negative
 
@@ -131,8 +158,8 @@ class Analysis(_Model):
 class ShadowPhase(_Model):
     """Mirror live traffic to the candidate, off the response path, before it serves anyone."""
 
-    duration_s: Duration = Field(default=86_400, alias="duration")
-    min_samples: int = Field(default=1_000, ge=1)
+    duration_s: Span = Field(default=86_400, alias="duration")
+    min_samples: Samples = 1_000
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     queue_size: int = Field(default=1_000, ge=1, le=1_000_000)
 
@@ -140,14 +167,14 @@ class ShadowPhase(_Model):
 class BlueGreen(_Model):
     """Both arms warm; switch all traffic at once, verify, switch back on a breach."""
 
-    switch_after_s: Duration | None = Field(default=None, alias="switch_after")
-    verify_s: Duration = Field(default=300, alias="verify")
+    switch_after_s: Span | None = Field(default=None, alias="switch_after")
+    verify_s: Span = Field(default=300, alias="verify")
 
 
 class Retention(_Model):
     """How long the replaced version stays ready for an instant rollback."""
 
-    keep_previous_s: Duration = Field(default=14 * 86_400, alias="keep_previous")
+    keep_previous_s: Span = Field(default=14 * 86_400, alias="keep_previous")
     then: Literal["archive", "keep"] = "archive"
 
 
@@ -160,10 +187,10 @@ class DeploymentPolicy(_Model):
     arms: list[Arm] = Field(min_length=2, max_length=10)
     unit: Literal["routing_key", "request"] = "routing_key"
     steps: list[Step] | None = Field(default=None, min_length=2, max_length=20)
-    min_samples_per_step: int = Field(default=200, ge=1)
-    min_dwell_s: Duration = Field(default=600, alias="min_dwell")
-    max_step_duration_s: Duration | None = Field(default=None, alias="max_step_duration")
-    min_duration_s: Duration | None = Field(default=None, alias="min_duration")
+    min_samples_per_step: Samples = 200
+    min_dwell_s: Span = Field(default=600, alias="min_dwell")
+    max_step_duration_s: Span | None = Field(default=None, alias="max_step_duration")
+    min_duration_s: Span | None = Field(default=None, alias="min_duration")
     shadow: ShadowPhase | None = None
     blue_green: BlueGreen | None = None
     guardrails: Guardrails = Field(default_factory=Guardrails)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from keel._durations import parse_time
 from keel._models import invalid_input
 from keel.deploy.armstats import roc_auc
 from keel.deploy.loggedlabels import logged_labels
+from keel.deploy.policy import MAX_VERSION
 from keel.deploy.synthetic import MAX_SYNTHETIC, generate, score_cases
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring.diagnosis import model_input
@@ -56,7 +57,9 @@ class ReplayRequest(BaseModel):
     the SDK before either transport is called, so both raise the same error."""
 
     model_config = ConfigDict(extra="forbid")
-    versions: list[int] = Field(min_length=1, max_length=MAX_VERSIONS)
+    versions: list[Annotated[int, Field(le=MAX_VERSION)]] = Field(
+        min_length=1, max_length=MAX_VERSIONS
+    )
     since: str | int = Field(default="7d", description="Epoch ms, ISO-8601 or an age (7d).")
     limit: int | None = Field(default=None, ge=1, le=MAX_ROWS)
     synthetic: int | None = Field(
@@ -67,7 +70,10 @@ class ReplayRequest(BaseModel):
     @field_validator("since")
     @classmethod
     def _since(cls, value: str | int) -> str | int:
-        parse_time(value, "since")  # refused here rather than after models are loaded
+        try:
+            parse_time(value, "since")  # refused here rather than after models are loaded
+        except InvalidInput as exc:  # the reason alone: pydantic's location names the field
+            raise ValueError(exc.message.removeprefix("since ")) from None
         return value
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from keel._models import now_ms
+from keel._models import invalid_field, now_ms
 from keel.decisions.models import Decision
 from keel.decisions.service import DecisionLog
 from keel.deploy._changes import CHAMPION, ChangesMixin, Listener
@@ -132,9 +132,7 @@ class DeploymentService(ChangesMixin):
         try:
             model = self.registry.get_model(checked.model)
         except NotFound:
-            raise InvalidInput(
-                f"model: no registered model {checked.model!r}", field="model"
-            ) from None
+            raise invalid_field("model", f"no registered model {checked.model!r}") from None
         versions = self._resolve_arms(checked)
         self._check_segments(checked, versions)
         busy = [d.name for d in self.store.list_deployments(model=checked.model, active_only=True)]
@@ -189,10 +187,8 @@ class DeploymentService(ChangesMixin):
     def check_metric(self, field: str, name: str) -> None:
         """InvalidInput naming ``field`` unless ``name`` is a metric the controller computes."""
         if name not in METRICS:
-            raise InvalidInput(
-                f"{field}: unknown metric {name!r} (known: {', '.join(sorted(METRICS))})",
-                field=field,
-            )
+            known = ", ".join(sorted(METRICS))
+            raise invalid_field(field, f"unknown metric {name!r} (known: {known})")
 
     def _resolve_arms(self, policy: DeploymentPolicy) -> dict[str, int]:
         versions: dict[str, int] = {}
@@ -208,15 +204,12 @@ class DeploymentService(ChangesMixin):
                 target = (
                     f"version {arm.version}" if arm.version is not None else f"alias {arm.alias!r}"
                 )
-                raise InvalidInput(
-                    f"{field}: model {policy.model!r} has no {target}", field=field
-                ) from None
+                raise invalid_field(field, f"model {policy.model!r} has no {target}") from None
             if found.status is ModelStatus.ARCHIVED:
-                raise InvalidInput(f"{field}: {found.uri} is archived", field=field)
+                raise invalid_field(field, f"{found.uri} is archived")
             if found.version in used:
-                raise InvalidInput(
-                    f"{field}: arms[{used[found.version]}] already serves version {found.version}",
-                    field=field,
+                raise invalid_field(
+                    field, f"arms[{used[found.version]}] already serves version {found.version}"
                 )
             used[found.version] = i
             versions[str(arm.name)] = found.version
@@ -232,11 +225,10 @@ class DeploymentService(ChangesMixin):
         known = {c["name"] for c in inputs}
         for i, column in enumerate(policy.analysis.segments):
             if column not in known:
-                field = f"analysis.segments[{i}]"
-                raise InvalidInput(
-                    f"{field}: {column!r} is not an input of {primary.uri} "
+                raise invalid_field(
+                    f"analysis.segments[{i}]",
+                    f"{column!r} is not an input of {primary.uri} "
                     f"(inputs: {', '.join(sorted(known))})",
-                    field=field,
                 )
 
     def get(self, name: str) -> Deployment:

@@ -249,7 +249,8 @@ def read_routing_key(body: bytes) -> tuple[str | None, Any]:
     raw = payload["routing_key"]
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise InvalidInput(
-            f"routing_key must be a string, got {type(raw).__name__}", field="routing_key"
+            f"routing_key must be a string or an integer, got {type(raw).__name__}",
+            field="routing_key",
         )
     key = str(raw)
     if not key or len(key) > MAX_ROUTING_KEY:
