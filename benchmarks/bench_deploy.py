@@ -9,7 +9,12 @@ then times:
   policy with error-rate and p99 guardrails reads each tick);
 - with metric: the same plus ROC AUC per arm from the labels (joined by request id);
 - judged: the same with R-DEP-15's two 10-minute burn-in cuts and a 30-minute attribution
-  window (labels arriving 0-60 minutes after their prediction: about half are late).
+  window (labels arriving 0-60 minutes after their prediction: about half are late);
+- segments: the judged read with the per-segment numbers of the same window, as a
+  controller tick reads them (:func:`keel.deploy.segments.read_with_segments`: one view,
+  one label join) over the log's inputs ``plan`` (3 values), ``region`` (4), ``flag``
+  (boolean), ``x`` (continuous): ``analysis.segments`` naming the first three, or left to
+  its default (those three by value and ``x`` by quartiles).
 
 Usage: python benchmarks/bench_deploy.py [--rows 1000000] [--labelled 0.1]
 """
@@ -29,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.deploy.armstats import ArmWindow, read_arm_stats
+from keel.deploy.segments import read_with_segments
 from keel.serving._segments import BASE_SCHEMA, partition_dir, write_segment
 from keel.serving.predquery import segment_files
 
@@ -64,6 +70,9 @@ def write_log(root: Path, rows: int, rng: np.random.Generator) -> pd.DataFrame:
                     "extra": pa.nulls(n, pa.string()),
                     "output": pa.array((p1[part] >= 0.5).astype(np.int64)),
                     "f_x": pa.array(rng.normal(size=n)),
+                    "f_plan": pa.array(rng.choice(["basic", "plus", "pro"], n)),
+                    "f_region": pa.array(rng.choice(["n", "e", "s", "w"], n)),
+                    "f_flag": pa.array(rng.random(n) < 0.3),
                 }
             )
             write_segment(table, partition_dir(root, "m", version, start), "part-0.parquet")
@@ -156,11 +165,32 @@ def main() -> None:
             )
             assert stats["canary"].metric is not None
 
+        def segments(columns: list[str] | None) -> None:
+            # what a controller tick reads: the judged arm numbers and the segments together
+            stats, found = read_with_segments(
+                root,
+                lambda: delayed,
+                "m",
+                "bench",
+                judged_window,
+                columns,
+                arms=["primary", "canary"],
+                segment_arms=["primary", "canary"],
+                primary="primary",
+                metrics=["roc_auc"],
+            )
+            assert stats["canary"].metric is not None
+            assert found and all(t["values"] for t in found.values())
+            if columns is None:  # the default: plan, region, flag by value, x by quartiles
+                assert list(found) == ["flag", "plan", "region", "x"], list(found)
+
         for name, fn in (
             ("bare DuckDB (floor)", floor),
             ("guardrails", guards),
             ("guardrails + roc_auc", with_metric),
             ("+ burn-in, attribution", judged),
+            ("+ segments plan,region,flag", lambda: segments(["plan", "region", "flag"])),
+            ("+ default segments", lambda: segments(None)),
         ):
             runs = timed(fn, args.repeat)
             print(f"{name:24s} median {statistics.median(runs):.3f}s  best {min(runs):.3f}s")

@@ -13,6 +13,7 @@ Error rows: a row the gateway logged with ``fallback`` true or an ``error`` key 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,8 @@ def read_arm_stats(
     metrics: Sequence[str] = (),
     with_agreement: bool = False,
     cuped: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> dict[str, ArmStats]:
     """:class:`ArmStats` of each of ``arms`` (zeros for an arm without traffic).
 
@@ -152,6 +155,11 @@ def read_arm_stats(
     ``ArmStats.secondary``; ``with_agreement`` also compares each arm's outputs with the
     primary's for the same request (a shadow phase); ``cuped`` names a logged input whose
     CUPED adjustment the first metric gets (:mod:`keel.deploy.livecuped`).
+
+    ``con``: a connection holding this window's view ``p`` (:func:`create_view`), left
+    with the labelled rows' table ``lab``, ``extra`` (``(sql over p, log column)`` pairs)
+    among its columns: the per-segment metric then reads the very rows and labels of the
+    overall one without a second label join (:mod:`keel.deploy.segments`).
     """
     start, end = _ts(window.start_ms), _ts(window.end_ms)
     files = segment_files(root, model, None, start.to_pydatetime(), end.to_pydatetime())
@@ -168,18 +176,19 @@ def read_arm_stats(
     # DuckDB pushes the deployment/time filter and the column choice into the Parquet scan,
     # so a tick reads only this deployment's few columns (the whole-table read of
     # predquery.predictions, sorted by time, cost 7x more over 1M rows: bench_deploy.py).
-    with duckdb.connect() as con:
-        create_view(con, files, deployment, window.start_ms, window.end_ms)
+    with duckdb.connect() if con is None else nullcontext(con) as db:
+        if con is None:
+            create_view(db, files, deployment, window.start_ms, window.end_ms)
         sql = _COUNTS_SQL.format(scoped=scoped_counts(window.burn_in, window.mature_ms))
         counts = {
-            row[0]: row[1:] for row in con.execute(sql, _used(sql, params)).fetchall() if row[0]
+            row[0]: row[1:] for row in db.execute(sql, _used(sql, params)).fetchall() if row[0]
         }
         agreement: dict[str, float] = {}
         if with_agreement:
             sql, values = _AGREEMENT_SQL, {**params, "primary": primary}
-            agreement = dict(con.execute(sql, _used(sql, values)).fetchall())
+            agreement = dict(db.execute(sql, _used(sql, values)).fetchall())
         per_arm, late, adjusted = (
-            _metrics(con, labels, params, metrics, window, cuped) if metrics else ({}, {}, {})
+            _metrics(db, labels, params, metrics, window, cuped, extra) if metrics else ({}, {}, {})
         )
     for name in arms:
         n, errors, p99, n_in_step, burned, pending, judged = counts.get(
@@ -297,6 +306,7 @@ def _metrics(
     metrics: Sequence[str],
     window: ArmWindow,
     covariate: str | None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> tuple[dict[str, dict[str, MetricEstimate]], dict[str, int], dict[str, Any]]:
     """Per-arm metric estimates, per-arm judged requests whose labels came too late, and
     the CUPED summary (empty without a covariate)."""
@@ -310,8 +320,10 @@ def _metrics(
     elif covariate and metrics[0] not in others:
         summary, cov = {"covariate": covariate, "applied": False, "reason": "roc_auc"}, []
     selected = [column] if cov else []
+    more = [*cov, *(sql for sql, _ in extra)]  # the caller's columns (segments) ride along
+    selected += [c for _, c in extra if c.strip('"') not in selected]
     if not join_labels(
-        con, labels, params, with_output=bool(others), extra=cov, columns=selected, window=window
+        con, labels, params, with_output=bool(others), extra=more, columns=selected, window=window
     ):
         return {}, {}, summary
     late: dict[str, int] = {}

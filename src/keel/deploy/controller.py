@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
 from keel.deploy._changes import CHAMPION
-from keel.deploy.armstats import ArmWindow, read_arm_stats
+from keel.deploy.armstats import ArmWindow
 from keel.deploy.judging import burn_in_cuts
 from keel.deploy.models import FINISHED, AliasMove, BadWindow, Deployment
 from keel.deploy.policy import Analysis
 from keel.deploy.rollout import Action, RolloutState, evaluate
 from keel.deploy.rollout import Decision as Step
-from keel.deploy.segments import read_segment_stats
+from keel.deploy.segmentdiff import segment_warnings
+from keel.deploy.segments import read_with_segments
 from keel.deploy.state import rollout_to_json, weights_for
 from keel.deploy.timing import hold_steps, release_start, settle
 from keel.deploy.verdict import ArmStats
@@ -97,24 +98,24 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
     segments: dict[str, Any] = {}
     for arm, st in running.items():
         window = _window(service, current, st, now, started)
-        stats = _stats(service, current, arms, primary, st, window, metrics)
+        # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
+        # never decided on) over the very rows the arm's metric judged (same window: burn-in
+        # cuts, attribution; one label join); each declared column is present even before
+        # traffic arrives, and without analysis.segments keel.deploy.segments chooses them.
+        stats, segments[arm] = _stats(service, current, arms, primary, st, window, metrics, arm)
         base = stats[primary]
         if st.phase == "switched":  # blue-green: blue's numbers before the switch
             before = _window(service, current, st, st.phase_started_ms, started, st.started_ms)
-            base = _stats(service, current, arms, primary, st, before, metrics)[primary]
+            base = _stats(service, current, arms, primary, st, before, metrics)[0][primary]
         steps[arm] = evaluate(policy, st, now, base, stats[arm])
         numbers[arm] = {
             "primary": _arm_dict(base),
             "candidate": _arm_dict(stats[arm]),
             "analysis": {**_judging(policy.analysis, st, now), "cuped": stats[arm].cuped},
         }
-        # R-DEP-15: per-segment numbers ride along in every evaluation record (reported,
-        # never decided on) over the very rows the arm's metric judged (same window: burn-in
-        # cuts, attribution); each declared column is present even before traffic arrives.
-        columns = policy.analysis.segments
-        segments[arm] = _segments(service, current, [primary, arm], columns, metrics, window)
     for arm in numbers:
         numbers[arm]["segments"] = segments[arm]
+        numbers[arm]["segment_warnings"] = segment_warnings(segments[arm])
     # R-TRN-21: no step or promotion in a disallowed hour; a rollback is never held
     steps, timing, held = hold_steps(service, current, policy, rollouts, steps, now)
     current = current.model_copy(update={"state": {**current.state, **timing}})
@@ -196,22 +197,28 @@ def _stats(
     st: RolloutState,
     window: ArmWindow,
     metrics: list[str],
-) -> dict[str, ArmStats]:
-    if service.predictions_root is None:
-        return {a: ArmStats(a, 0) for a in arms}
+    candidate: str | None = None,
+) -> tuple[dict[str, ArmStats], dict[str, Any]]:
+    """The arms' numbers, and with ``candidate`` its per-segment ones against the primary."""
     analysis = service.policy_of(current).analysis
-    covariate = analysis.cuped["covariate"] if analysis.cuped else None
-    return read_arm_stats(
+    columns = analysis.segments if candidate is not None else []
+    if service.predictions_root is None:
+        empty = {c: {"values": [], "other_values": 0} for c in columns or ()}
+        return {a: ArmStats(a, 0) for a in arms}, empty
+    return read_with_segments(
         service.predictions_root,
         service.labels,
         current.model,
         current.name,
-        arms,
         window,
+        columns,
+        arms=arms,
+        segment_arms=[primary, candidate] if candidate is not None else [],
         primary=primary,
         metrics=metrics,
+        alpha=analysis.alpha,
         with_agreement=st.phase == "shadow",
-        cuped=covariate,
+        cuped=analysis.cuped["covariate"] if analysis.cuped else None,
     )
 
 
@@ -231,28 +238,6 @@ def _judging(analysis: Analysis, st: RolloutState, now: int) -> dict[str, Any]:
         "attribution_window_s": window,
         "judged_before_ms": now - window * 1000 if window else None,
     }
-
-
-def _segments(
-    service: DeploymentService,
-    current: Deployment,
-    arms: list[str],
-    columns: list[str],
-    metrics: list[str],
-    window: ArmWindow,
-) -> dict[str, Any]:
-    if service.predictions_root is None or not columns:
-        return {c: {"values": [], "other_values": 0} for c in columns}
-    return read_segment_stats(
-        service.predictions_root,
-        service.labels,
-        current.model,
-        current.name,
-        arms,
-        window,
-        columns,
-        metrics[0] if metrics else None,
-    )
 
 
 def _status(strategy: str, rollouts: Mapping[str, RolloutState], steps: Mapping[str, Step]) -> str:

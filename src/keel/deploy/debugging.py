@@ -134,7 +134,7 @@ def _resolve(
             f"arm: {chosen!r} is not a candidate arm of {name!r} (candidates: {candidates})",
             field="arm",
         )
-    columns = list(slices) if slices else list(policy.analysis.segments)
+    columns = list(slices) if slices else list(policy.analysis.segments or ())
     return deployment, primary, chosen, columns
 
 

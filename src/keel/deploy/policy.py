@@ -148,7 +148,14 @@ class Analysis(_Model):
     power: float = Field(default=0.8, gt=0, lt=1)
     tau: float | None = Field(default=None, gt=0, description="mSPRT mixing s.d.")
     planned_samples_per_arm: Samples | None = None
-    segments: list[Name] = Field(default_factory=list, max_length=20)
+    # R-DEP-15: per-segment results are always reported. None (not given): the default
+    # columns keel.deploy.segments chooses from the logged inputs; [] opts out.
+    segments: list[Name] | None = Field(
+        default=None,
+        max_length=20,
+        description="Input columns to report per value; default: chosen from the logged "
+        "inputs (keel.deploy.segments); [] reports none.",
+    )
     burn_in_s: Span = Field(default=0, alias="burn_in")
     attribution_window_s: Span = Field(default=0, alias="attribution_window")
     cuped: dict[Literal["covariate"], Name] | None = Field(default=None, min_length=1)  # R-DEP-14

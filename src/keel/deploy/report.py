@@ -97,26 +97,28 @@ def report_window(deployment: Deployment, policy: DeploymentPolicy, end: int) ->
 def _arm_numbers(
     service: DeploymentService, deployment: Deployment, policy: DeploymentPolicy, end: int
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    from keel.deploy.armstats import read_arm_stats
-    from keel.deploy.segments import read_segment_stats
+    from keel.deploy.segments import read_with_segments
 
     arms = [str(a.name) for a in policy.arms]
     primary = str(policy.arm("primary").name)
     metrics = [m.name for m in [policy.guardrails.metric, *policy.guardrails.secondary] if m]
-    segments: dict[str, Any] = {c: {"values": []} for c in policy.analysis.segments}
+    segments: dict[str, Any] = {c: {"values": []} for c in policy.analysis.segments or ()}
     numbers: dict[str, dict[str, Any]] = {a: {"n": 0} for a in arms}
     if service.predictions_root is None:
         return numbers, segments
-    window = report_window(deployment, policy, end)
-    stats = read_arm_stats(
+    # R-DEP-15: the arms and their segments (None: the default columns) over one window
+    stats, segments = read_with_segments(
         service.predictions_root,
         service.labels,
         deployment.model,
         deployment.name,
-        arms,
-        window,
+        report_window(deployment, policy, end),
+        policy.analysis.segments,
+        arms=arms,
+        segment_arms=arms,
         primary=primary,
         metrics=metrics,
+        alpha=policy.analysis.alpha,
     )
     for arm, found in stats.items():
         numbers[arm] = found.numbers()
@@ -126,17 +128,6 @@ def _arm_numbers(
         )
         if numbers[arm]["metric"] is not None:
             numbers[arm]["metric"] = {"name": metrics[0], **numbers[arm]["metric"]}
-    if policy.analysis.segments:
-        segments = read_segment_stats(
-            service.predictions_root,
-            service.labels,
-            deployment.model,
-            deployment.name,
-            arms,
-            window,
-            policy.analysis.segments,
-            metrics[0] if metrics else None,
-        )
     return numbers, segments
 
 
@@ -152,6 +143,7 @@ def _last_evaluations(decisions: list[Decision]) -> dict[str, Decision]:
 def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
     """The report computed now (``final`` once finished, else ``interim``)."""
     from keel.deploy.checkpoints import checkpoints, contamination_warning
+    from keel.deploy.segmentdiff import segment_warnings
 
     deployment = service.get(name)
     policy = service.policy_of(deployment)
@@ -208,6 +200,8 @@ def compute_report(service: DeploymentService, name: str) -> dict[str, Any]:
             for a in policy.arms
         ],
         "segments": segments,
+        # R-DEP-15: a segment where a candidate is significantly worse (Holm-adjusted)
+        "segment_warnings": segment_warnings(segments),
         "verdicts": verdicts,
         "decisions": [
             {"id": d.id, "at_ms": d.at_ms, "kind": d.kind, "actor": d.actor, "summary": d.summary}
@@ -231,6 +225,35 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _segment_lines(column: str, found: dict[str, Any]) -> list[str]:
+    """One segment column's table: n and metric per arm; a candidate's row adds its metric
+    difference from the primary with the CI, and "worse" when flagged."""
+    how = " (default" + (f", quartiles at {found['bins']}" if found.get("bins") else "") + ")"
+    lines = [
+        "",
+        f"## Segment {column}{how if found.get('default') else ''}",
+        "| value | arm | n | metric | difference [CI] | flag |",
+        "|---|---|---|---|---|---|",
+    ]
+    for value in found.get("values", []):
+        differences = value.get("differences") or {}
+        for arm, numbers in value.get("arms", {}).items():
+            diff = differences.get(arm) or {}
+            test = diff.get("metric") or {}
+            shown = (
+                f"{_fmt(test.get('difference'))} [{_fmt(test.get('ci_low'))}, "
+                f"{_fmt(test.get('ci_high'))}]"
+                if test
+                else ""
+            )
+            lines.append(
+                f"| {_fmt(value.get('value'))} | {arm} | {_fmt(numbers.get('n'))} "
+                f"| {_fmt((numbers.get('metric') or {}).get('value'))} | {shown} "
+                f"| {'worse' if diff.get('worse') else ''} |"
+            )
+    return lines
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -281,17 +304,12 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(arm.get('p99_latency_ms'))} | {_fmt(metric.get('value'))} |"
         )
     for column, found in report["segments"].items():
-        lines += ["", f"## Segment {column}", "| value | arm | n | metric |", "|---|---|---|---|"]
-        for value in found.get("values", []):
-            for arm, numbers in value.get("arms", {}).items():
-                lines.append(
-                    f"| {_fmt(value.get('value'))} | {arm} | {_fmt(numbers.get('n'))} "
-                    f"| {_fmt(numbers.get('metric'))} |"
-                )
+        lines += _segment_lines(column, found)
     lines += ["", "## Decisions"]
     lines += [f"- {d['kind']} by {d['actor']}: {d['summary']}" for d in report["decisions"]]
     lines.append(f"- ({report['evaluations']} controller evaluations)")
     warnings = [w["message"] for w in report.get("warnings") or []]
+    warnings += [w["message"] for w in report.get("segment_warnings") or []]
     if report.get("contamination_warning"):
         warnings.append(report["contamination_warning"]["message"])
     if warnings:

@@ -223,7 +223,7 @@ class DeploymentService(ChangesMixin):
         if not inputs:
             return
         known = {c["name"] for c in inputs}
-        for i, column in enumerate(policy.analysis.segments):
+        for i, column in enumerate(policy.analysis.segments or ()):
             if column not in known:
                 raise invalid_field(
                     f"analysis.segments[{i}]",
