@@ -173,6 +173,8 @@ def _action(
             return client.rollback_deployment(name, reason)
         if action == "pause":
             return client.pause_deployment(name, reason)
+        if action == "switch":
+            return client.switch_deployment(name, reason)
         return client.resume_deployment(name, reason)
 
     changed = run_cli(run)
@@ -243,6 +245,21 @@ def resume(
     Example: keel deploy resume churn-live
     """
     _action(name, "resume", reason, server, token, as_json)
+
+
+@deploy_app.command("switch")
+def switch(
+    name: str = typer.Argument(..., help="Deployment name."),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+    server: str | None = ServerOption,
+    token: str | None = TokenOption,
+) -> None:
+    """Blue-green: send all traffic to green now; verify then runs (switch back on a breach).
+
+    Example: keel deploy switch churn-bg --reason "release window"
+    """
+    _action(name, "switch", reason, server, token, as_json)
 
 
 def _version_list(text: str) -> list[int]:

@@ -1,5 +1,6 @@
 """Deployments half of :class:`keel.Client`: create, read, promote, roll back, pause,
-resume, decision records; and the decision log, with the resolution of incidents."""
+resume, switch (blue-green), decision records; and the decision log, with the resolution
+of incidents."""
 
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ class DeploymentsMixin:
     def resume_deployment(self, name: str, reason: str | None = None) -> Deployment:
         """Let the controller evaluate a paused deployment again."""
         return self.transport.deployment_action(name, "resume", reason, None)
+
+    def switch_deployment(self, name: str, reason: str | None = None) -> Deployment:
+        """Blue-green: all live traffic to green now; the controller then verifies it and
+        promotes, or switches back on a breach (Conflict naming the state unless an active
+        blue-green deployment before its switch)."""
+        return self.transport.deployment_action(name, "switch", reason, None)
 
     def replay_deployment(
         self,

@@ -263,6 +263,8 @@ class LocalTransport(LocalOps, Transport):
             return deployments.rollback(name, reason, self.user)
         if action == "pause":
             return deployments.pause(name, self.user, reason)
+        if action == "switch":
+            return deployments.switch(name, self.user, reason)
         return deployments.resume(name, self.user, reason)
 
     def replay_deployment(self, name: str, request: ReplayRequest) -> dict[str, Any]:

@@ -29,9 +29,20 @@ from keel.deploy.verdict import (
     decide,
 )
 
-__all__ = ["Action", "Decision", "RolloutState", "candidate_share", "evaluate", "start"]
+__all__ = [
+    "SWITCHING",
+    "Action",
+    "Decision",
+    "RolloutState",
+    "candidate_share",
+    "evaluate",
+    "start",
+    "switched",
+]
 
 Phase = Literal["shadow", "live", "switched", "done", "rolled_back"]
+#: The reason of a blue-green switch, the controller's or a person's.
+SWITCHING = "switching to green"
 
 
 class Action(StrEnum):
@@ -267,19 +278,13 @@ def _act(
         return Action.PAUSE, state, "paused for a person to weigh the trade-off"
     if not gates:
         return Action.HOLD, state, "waiting for the phase's minimum time and samples"
-    moved = replace(
-        state,
-        phase_started_ms=now_ms,
-        breach_since_ms={},
-        step_starts_ms=(*state.step_starts_ms, state.phase_started_ms),
-        awaiting_review=False,
-    )
+    moved = _moved(state, now_ms)
     if state.phase == "shadow":
         if policy.strategy == "shadow":
             return Action.COMPLETE, replace(moved, phase="done"), "shadow comparison complete"
         return Action.ADVANCE, replace(moved, phase="live", step=0), "shadow passed"
     if policy.strategy == "blue_green" and state.phase == "live":
-        return Action.ADVANCE, replace(moved, phase="switched"), "switching to green"
+        return Action.ADVANCE, switched(state, now_ms), SWITCHING
     if policy.strategy == "canary":
         if policy.shares[state.step + 1] < 100:
             # Intermediate steps need no proof of improvement, only no harm so far; but a
@@ -304,6 +309,24 @@ def _act(
         return Action.PAUSE, state, "ready to promote; auto_promote is off"
     step = len(policy.shares) - 1 if policy.steps else state.step
     return Action.PROMOTE, replace(moved, phase="done", step=step), "promoting"
+
+
+def _moved(state: RolloutState, now_ms: int) -> RolloutState:
+    """``state`` entering its next phase or step at ``now_ms``: fresh breach clocks, the
+    phase's start kept for the burn-in cuts, any review approved."""
+    return replace(
+        state,
+        phase_started_ms=now_ms,
+        breach_since_ms={},
+        step_starts_ms=(*state.step_starts_ms, state.phase_started_ms),
+        awaiting_review=False,
+    )
+
+
+def switched(state: RolloutState, now_ms: int) -> RolloutState:
+    """A blue-green rollout switched to green at ``now_ms`` (verify starts then): the
+    controller's switch and a person's (:mod:`keel.deploy.bluegreen`) are this one move."""
+    return replace(_moved(state, now_ms), phase="switched")
 
 
 def _dwell_s(policy: DeploymentPolicy, state: RolloutState) -> int | None:

@@ -338,6 +338,13 @@ class DeploymentService(ChangesMixin):
                     deployment=deployment.name,
                 )
 
+    def switch(self, name: str, actor: str | None = None, reason: str | None = None) -> Deployment:
+        """A person's blue-green switch: all live traffic to green now, verify runs after it
+        (:mod:`keel.deploy.bluegreen`); 409 naming the state unless active and not switched."""
+        from keel.deploy.bluegreen import switch_to_green
+
+        return switch_to_green(self, name, actor, reason)
+
     # ---- the controller ------------------------------------------------------------------
     def evaluate(self, name: str) -> Deployment | None:
         """One controller tick for ``name`` under its lease (see :mod:`keel.deploy.controller`);

@@ -104,6 +104,9 @@ OVERRIDES: dict[tuple[str, str], Rule] = {
     ("POST", _DEPLOYMENT + "/resume"): Rule(
         Role.DEPLOYER, owned=DEPLOYMENT_MODEL, action="deployment.resume"
     ),
+    ("POST", _DEPLOYMENT + "/switch"): Rule(
+        Role.DEPLOYER, owned=DEPLOYMENT_MODEL, action="deployment.switch"
+    ),
     # replay changes nothing, but loads and runs models server-side over logged requests:
     # deployer (audited) like the other deployment calls; no ownership, as it writes nothing
     ("POST", _DEPLOYMENT + "/replay"): Rule(Role.DEPLOYER, action="deployment.replay"),

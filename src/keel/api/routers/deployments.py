@@ -1,5 +1,5 @@
-"""REST routes for deployments (create, read, promote, roll back, pause, resume, replay,
-decisions) and the decision log.
+"""REST routes for deployments (create, read, promote, roll back, pause, resume, the
+blue-green switch, replay, decisions) and the decision log.
 
 ``POST /v1/deployments/{name}/predict`` is served by the gateway's routing (not here).
 Authorization is in :mod:`keel.api.authz` (deployer role, ownership of the model).
@@ -90,6 +90,15 @@ def resume_deployment(
 ) -> Deployment:
     """Let the controller evaluate a paused deployment again."""
     return svc.deployments.resume(name, actor, (body or ActionBody()).reason)
+
+
+@router.post("/v1/deployments/{name}/switch", response_model=Deployment)
+def switch_deployment(
+    name: str, svc: Svc, actor: Actor, body: ActionBody | None = None
+) -> Deployment:
+    """Blue-green: all live traffic to green now, then verify as after the automatic switch;
+    409 naming the state unless an active blue-green deployment before its switch."""
+    return svc.deployments.switch(name, actor, (body or ActionBody()).reason)
 
 
 @router.post("/v1/deployments/{name}/replay")
