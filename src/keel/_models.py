@@ -110,11 +110,12 @@ def error_field(error: ErrorDetails, *, hide: Collection[str] = ()) -> str:
     """The field one pydantic error is about, as keel names it ("" for the whole input).
 
     An InvalidInput that a validator raised names a field of the model that raised it
-    (``version`` of ``arms[1]``): the two are joined (``arms[1].version``).
+    (``version`` of ``arms[1]``): the two are joined (``arms[1].version``). A field's own
+    validator naming that field (``since`` at ``since``) is not named twice.
     """
     path = error_path([p for p in error["loc"] if p not in hide])
     cause = _own_error(error)
-    if cause is not None and cause.field:
+    if cause is not None and cause.field and path.rsplit(".", 1)[-1] != cause.field:
         inner = cause.field if cause.field.startswith("[") else f".{cause.field}"
         path = f"{path}{inner}".lstrip(".")
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from keel.errors import KeelError
+from keel.errors import InvalidInput, KeelError
 
 __all__ = ["JsonOption", "console", "emit", "fail", "fmt_ms", "run_cli", "table"]
 
@@ -101,3 +101,16 @@ def run_cli(call: Callable[[], T]) -> T:
     except KeelError as error:
         fail(error)
         raise AssertionError("unreachable") from error
+
+
+def as_option(error: KeelError, options: Mapping[str, str]) -> KeelError:
+    """An InvalidInput naming an SDK argument (``routing_key``, or an item of it such as
+    ``versions[1]``) reworded to name the command-line option that set it
+    (``--routing-key``), so the user is told what they typed; any other error unchanged."""
+    if not isinstance(error, InvalidInput):
+        return error
+    field = error.field or ""
+    option = options.get(field) or options.get(field.split("[")[0].split(".")[0])
+    if option is None:
+        return error
+    return InvalidInput(f"{option}: {error.message.split(': ', 1)[-1]}", field=option)

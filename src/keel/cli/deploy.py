@@ -12,7 +12,6 @@ from rich.markup import escape
 
 from keel.cli._context import ServerOption, TokenOption, make_client
 from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
-from keel.cli._synthetic_output import synthetic_table
 from keel.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -262,98 +261,6 @@ def switch(
     _action(name, "switch", reason, server, token, as_json)
 
 
-def _version_list(text: str) -> list[int]:
-    """``3,4`` as [3, 4]; InvalidInput naming ``--versions`` otherwise."""
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
-        raise InvalidInput(
-            f"--versions: expected version numbers separated by commas (3,4); got {text!r}",
-            field="--versions",
-        )
-    return [int(p) for p in parts]
-
-
-def _as_option(error: InvalidInput) -> InvalidInput:
-    """The SDK's/server's ``since: ...`` as ``--since: ...``: the CLI names its options."""
-    field = error.field or ""
-    root = field.split("[")[0].split(".")[0]
-    if root not in ("versions", "since", "limit", "synthetic", "seed"):
-        return error
-    return InvalidInput(f"--{root}: {error.message.split(': ', 1)[-1]}", field=f"--{root}")
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _replay_table(report: dict[str, Any]) -> None:
-    console.print(
-        f"[bold]{report['deployment']}[/] replayed {report['rows']} logged requests of model "
-        f"{report['model']} since {report['since']} ({report['labelled']} labelled)"
-    )
-    ambiguous = report.get("ambiguous_labels") or {}
-    if ambiguous.get("requests"):  # rows of one request whose labels cannot be told apart
-        console.print(
-            f"  {ambiguous['rows']} rows of {ambiguous['requests']} requests left unlabelled: "
-            f"their labels differ and the log cannot tell their rows apart "
-            f"(e.g. {', '.join(ambiguous['examples'][:3])})"
-        )
-    table(
-        "replay",
-        ["version", "agreement", "psi", "ks", "p50 ms", "p99 ms", "metrics"],
-        [
-            (
-                f"v{v['version']}",
-                _fmt(v["agreement"]),
-                _fmt(v["psi"]),
-                _fmt(v["ks"]),
-                _fmt(v["latency_ms"]["p50"]),
-                _fmt(v["latency_ms"]["p99"]),
-                ", ".join(f"{k}={m:.3f}" for k, m in v["metrics"].items()) or "no labels",
-            )
-            for v in report["versions"]
-        ],
-    )
-    if "synthetic" in report:
-        synthetic_table(report["synthetic"])
-
-
-@deploy_app.command("replay")
-def replay(
-    name: str = typer.Argument(..., help="Deployment name."),
-    versions: str = typer.Option(..., "--versions", help="Candidate versions, e.g. 3,4."),
-    since: str = typer.Option(
-        "7d", help="Logged requests newer than 30m / 2h / 7d / a date / epoch ms."
-    ),
-    limit: int | None = typer.Option(None, min=1, help="Newest N logged requests at most."),
-    synthetic: int | None = typer.Option(None, help="Also N generated rows per case kind."),
-    seed: int = typer.Option(0, help="Seed of the synthetic rows."),
-    as_json: bool = JsonOption,
-    server: str | None = ServerOption,
-    token: str | None = TokenOption,
-) -> None:
-    """Re-score the deployment's logged requests with candidate versions (changes nothing):
-    agreement, PSI/KS of the scores, latency p50/p99, metrics where labels exist. With
-    --synthetic N, every version also scores N generated rows per case kind (marginal
-    samples, edge values, missing, out-of-range, unseen category): errors, agreement, PSI/KS.
-
-    Example: keel deploy replay churn-live --versions 3,4 --since 7d --synthetic 500
-    """
-
-    def run() -> dict[str, Any]:
-        chosen = _version_list(versions)
-        start: str | int = int(since) if since.isdigit() else since  # epoch ms
-        try:
-            return make_client(server, token).replay_deployment(
-                name, chosen, start, limit, synthetic, seed
-            )
-        except InvalidInput as error:
-            raise _as_option(error) from None
-
-    report = run_cli(run)
-    emit(report, as_json, lambda: _replay_table(report))
-
-
 def _records(items: list[Decision]) -> list[dict[str, object]]:
     """JSON records, each with a readable UTC ``time`` beside ``at_ms``."""
     from datetime import UTC, datetime
@@ -392,11 +299,13 @@ def deployment_decisions(
 
 
 def _register_checks() -> None:
-    # recommend, drill, debug, holdout live in their own module (this one stays < 400 lines)
+    # recommend, drill, debug, holdout, replay, report: their own modules (< 400 lines)
     from keel.cli.deploy_checks import register
+    from keel.cli.deploy_replay import register as register_replay
     from keel.cli.deploy_report import register as register_report
 
     register(deploy_app)
+    register_replay(deploy_app)
     register_report(deploy_app)
 
 

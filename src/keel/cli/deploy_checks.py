@@ -11,18 +11,10 @@ from typing import Any
 import typer
 
 from keel.cli._context import ServerOption, TokenOption, make_client
-from keel.cli._output import JsonOption, console, emit, fmt_ms, run_cli, table
+from keel.cli._output import JsonOption, as_option, console, emit, fmt_ms, run_cli, table
 from keel.errors import InvalidInput, KeelError
 
 __all__ = ["register"]
-
-
-def _as_option(error: KeelError, names: dict[str, str]) -> KeelError:
-    """An error naming a function argument (``error_rate``) names the option instead."""
-    if not isinstance(error, InvalidInput) or error.field not in names:
-        return error
-    option = names[error.field]
-    return InvalidInput(f"{option}: {error.message.split(': ', 1)[-1]}", field=option)
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -71,7 +63,7 @@ def recommend(
                 first_canary_share=first_step,
             )
         except KeelError as error:
-            raise _as_option(error, names) from None
+            raise as_option(error, names) from None
         return found.to_dict()
 
     found = run_cli(run)
@@ -131,7 +123,7 @@ def drill(
                 name, instances=rows, probe_rows=probe_rows, restore=restore, timeout_s=timeout
             )
         except KeelError as error:
-            raise _as_option(error, names) from None
+            raise as_option(error, names) from None
 
     report = run_cli(run)
 
@@ -189,7 +181,7 @@ def debug(
                 name, arm=arm, slices=slices, metric=metric, alpha=alpha
             )
         except KeelError as error:
-            raise _as_option(error, names) from None
+            raise as_option(error, names) from None
 
     report = run_cli(run)
     emit(report, as_json, lambda: _debug_table(report, flagged_only))
@@ -318,7 +310,7 @@ def holdout(
                 alpha=alpha,
             )
         except KeelError as error:
-            raise _as_option(error, names) from None
+            raise as_option(error, names) from None
 
     report = run_cli(run)
 

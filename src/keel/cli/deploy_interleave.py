@@ -10,20 +10,13 @@ from typing import Any
 import typer
 
 from keel.cli._context import ServerOption, TokenOption, make_client
-from keel.cli._output import JsonOption, console, emit, run_cli, table
+from keel.cli._output import JsonOption, as_option, console, emit, run_cli, table
 from keel.errors import InvalidInput, KeelError
 
 __all__ = ["register"]
 
 #: SDK argument → the option that sets it, so an error names what the user typed.
 _OPTIONS = {"instances": "--instances", "k": "--k", "routing_key": "--routing-key"}
-
-
-def _as_option(error: KeelError) -> KeelError:
-    if not isinstance(error, InvalidInput) or error.field not in _OPTIONS:
-        return error
-    option = _OPTIONS[error.field]
-    return InvalidInput(f"{option}: {error.message.split(': ', 1)[-1]}", field=option)
 
 
 def _rows(path: Path, id_column: str | None) -> tuple[list[dict[str, Any]], list[Any] | None]:
@@ -78,7 +71,7 @@ def rank(
                 impression_id=impression_id,
             )
         except KeelError as error:
-            raise _as_option(error) from None
+            raise as_option(error, _OPTIONS) from None
 
     shown = run_cli(run)
 
