@@ -73,6 +73,16 @@ def test_sdk_on_both_transports(
         client.promote_deployment("churn-live")
     kinds = [d.kind for d in client.deployment_decisions("churn-live")]
     assert kinds[0] == "rollback" and kinds[-1] == "deployment_created"
+    # one check of an action's reason and arm on both transports, before anything is done
+    for act in (
+        lambda: client.pause_deployment("churn-live", reason="r" * 2001),
+        lambda: client.promote_deployment("churn-live", arm="a" * 129),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            act()
+        assert refused.value.field in ("reason", "arm")
+        assert refused.value.message.startswith(refused.value.field)
+    assert client.deployment_decisions("churn-live")[0].kind == "rollback"
     found = client.decisions(model="churn", kind="rollback", since="1d")
     assert found[0].summary.endswith("complaints")
 

@@ -64,25 +64,39 @@ class DeploymentsMixin:
     ) -> Deployment:
         """Give the candidate all traffic and move ``champion`` to it (Conflict on a
         concurrent change or alias move)."""
-        return self.transport.deployment_action(name, "promote", reason, arm)
+        return self._act(name, "promote", reason, arm)
 
     def rollback_deployment(self, name: str, reason: str | None = None) -> Deployment:
         """All traffic back to the primary now; the candidate's log window is marked bad."""
-        return self.transport.deployment_action(name, "rollback", reason, None)
+        return self._act(name, "rollback", reason, None)
 
     def pause_deployment(self, name: str, reason: str | None = None) -> Deployment:
         """Freeze the weights; the controller leaves it alone until resumed."""
-        return self.transport.deployment_action(name, "pause", reason, None)
+        return self._act(name, "pause", reason, None)
 
     def resume_deployment(self, name: str, reason: str | None = None) -> Deployment:
         """Let the controller evaluate a paused deployment again."""
-        return self.transport.deployment_action(name, "resume", reason, None)
+        return self._act(name, "resume", reason, None)
 
     def switch_deployment(self, name: str, reason: str | None = None) -> Deployment:
         """Blue-green: all live traffic to green now; the controller then verifies it and
         promotes, or switches back on a breach (Conflict naming the state unless an active
         blue-green deployment before its switch)."""
-        return self.transport.deployment_action(name, "switch", reason, None)
+        return self._act(name, "switch", reason, None)
+
+    def _act(self, name: str, action: str, reason: str | None, arm: str | None) -> Deployment:
+        """One check of ``reason`` and ``arm`` for both transports (the REST body's model),
+        then the action."""
+        from pydantic import ValidationError
+
+        from keel._models import invalid_input
+        from keel.deploy.models import ActionBody
+
+        try:
+            body = ActionBody(reason=reason, arm=arm)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
+        return self.transport.deployment_action(name, action, body.reason, body.arm)
 
     def replay_deployment(
         self,

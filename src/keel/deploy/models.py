@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from keel._models import Entity
 
@@ -98,3 +98,13 @@ class AliasMove:
     expected: int | None
     actor: str
     reason: str
+
+
+class ActionBody(BaseModel):
+    """Why a person acts on a deployment (kept in the decision log) and, for a promotion,
+    which candidate arm of an A/B: the body of ``POST /v1/deployments/{name}/promote``
+    (rollback, pause, resume, switch), checked by the SDK before either transport."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=2000)
+    arm: str | None = Field(default=None, max_length=128)

@@ -10,23 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from keel.api.authz import Caller, check_model_owner
 from keel.api.deps import Actor, Svc
 from keel.decisions.models import Decision
-from keel.deploy.models import Deployment
+from keel.deploy.models import ActionBody, Deployment
 from keel.deploy.replay import ReplayRequest
 
 router = APIRouter(tags=["deployments"])
-
-
-class ActionBody(BaseModel):
-    """Why (kept in the decision log); for promote, which candidate arm of an A/B."""
-
-    model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=2000)
-    arm: str | None = Field(default=None, max_length=128)
 
 
 @router.post("/v1/deployments", status_code=201, response_model=Deployment)
