@@ -155,9 +155,17 @@ def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.
         return None
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"{field} must be a finite number, got {value!r}", field=field)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
             return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+        except (ValueError, OverflowError, OSError):  # beyond a datetime's years
+            raise InvalidInput(
+                f"{field} {value!r} is out of range: epoch milliseconds of the years 1 to 9999",
+                field=field,
+            ) from None
+    try:
         if isinstance(value, str):
             text = value.strip()
             age_s = parse_age_s(text)
@@ -165,7 +173,7 @@ def parse_time(value: dt.datetime | int | float | str | None, field: str) -> dt.
                 return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)
             parsed = dt.datetime.fromisoformat(text)
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    except (ValueError, OverflowError, OSError):  # not a time, or beyond a datetime's years
+    except (ValueError, OverflowError):  # not a time, or an age beyond a datetime's years
         pass
     raise InvalidInput(
         f"{field} must be an ISO-8601 time, epoch milliseconds or an age like 15m/2h/7d/1w; "

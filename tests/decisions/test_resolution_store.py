@@ -29,7 +29,7 @@ def test_0010_keeps_existing_records_which_stay_open_incidents(settings: Setting
                 "'policy', '{}')"
             )
         )
-    upgrade(engine)
+    assert upgrade(engine, "0010") == "0010"
     assert current_revision(engine) == "0010"
     log = DecisionLog(DecisionSql(engine))
     assert [(d.kind, d.open, d.resolves) for d in log.query()] == [

@@ -210,10 +210,8 @@ def test_replaces_racing_resolutions_lose_no_lesson(services: Services, churn_mo
 def test_cli_replace_reports_kept_and_dropped_lessons(
     services: Services, churn_model: Any, tmp_path: Path
 ) -> None:
-    if services.settings.database_url is not None:
-        pytest.skip("the CLI test runs on an embedded SQLite home")
     env = {"KEEL_HOME": str(services.settings.home), "KEEL_SERVER_URL": None}
-    env["KEEL_DATABASE_URL"] = None
+    env["KEEL_DATABASE_URL"] = services.settings.database_url  # None: the home's SQLite
 
     def cli(*args: str) -> Any:
         return runner.invoke(app, ["monitor", "create", MONITOR, *args], env=env)
