@@ -1,10 +1,11 @@
 """Ratios, targets and the printed report of ``bench_deploy_route.py``.
 
 Every route is compared with the alias route (the issue's targets). The ``two_versions``
-route serves the same two versions, split between the same requests as ``churn-ab``'s
-arms, through their plain version routes (no deployment: no arm pick, no shared cycle,
-no bulkhead), so ``two_arms_vs_two_versions`` is what the deployment layer itself costs,
-and ``two_versions_vs_alias`` what serving two models instead of one costs.
+route (``--decompose``: a pass on a server of its own) serves the same two versions,
+split between the same requests as ``churn-ab``'s arms, through their plain version
+routes (no deployment: no arm pick, no shared cycle, no bulkhead), so
+``two_arms_vs_two_versions`` is what the deployment layer itself costs, and
+``two_versions_vs_alias`` what serving two models instead of one costs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "deploy_route.json"
-ROUTES = ("alias", "two_arms", "canary", "shadow", "two_versions")
+ROUTES = ("alias", "two_arms", "canary", "shadow")
+#: The ``--decompose`` pass, on a server of its own: another route loaded beside the
+#: targets' four would change their figures (its batchers and buffers stay in the heap:
+#: the two-arm and canary ratios read 3-5 % lower with it there).
+DECOMPOSED = ("alias", "two_arms", "two_versions")
+ALL_ROUTES = ROUTES + ("two_versions",)
 #: Routes compared with the alias route, and the p99 ratio each must stay within.
 P99_TARGETS = {"two_arms": 1.1, "canary": 1.1, "shadow": 1.2}
 #: Share of the alias route's saturated throughput offered in the fixed-rate rounds.
@@ -38,7 +44,7 @@ def ratios_of(rounds: list[dict[str, Any]], prefix: str) -> dict[str, float]:
     def median(f: Any) -> float:
         return statistics.median(f(r) for r in rounds)
 
-    pairs = [(route, "alias") for route in ROUTES[1:]] + list(PAIRS)
+    pairs = [(route, "alias") for route in ALL_ROUTES[1:]] + list(PAIRS)
     for route, base in pairs:
         if not all(route in r and base in r for r in rounds):
             continue
@@ -66,11 +72,12 @@ def report(results: dict[str, Any], args: argparse.Namespace, pinning: str, use_
         ratios.update(ratios_of(fixed, f"{workload}_fixed_rate"))
         for route in ("two_arms", "canary"):  # throughput: the saturated server's capacity
             name = f"{workload}_{route}_vs_alias_rps"
-            targets[f"{name} >= 0.9"] = ratios[name] >= 0.9
+            if name in ratios and workload != "decomposed":
+                targets[f"{name} >= 0.9"] = ratios[name] >= 0.9
         for prefix in (workload, f"{workload}_fixed_rate"):
             for route, bound in P99_TARGETS.items():
                 name = f"{prefix}_{route}_vs_alias_p99"
-                if name in ratios:
+                if name in ratios and workload != "decomposed":
                     targets[f"{name} <= {bound}"] = ratios[name] <= bound
     payload = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -101,7 +108,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, pinning: str, use_
                 + ", ".join(
                     f"{route} {r[route]['rps']:.0f} req/s p99 {r[route]['p99_ms']:.2f} ms"
                     f" cpu {r[route].get('cpu_us_per_request', float('nan')):.0f} us/req"
-                    for route in ROUTES
+                    for route in ALL_ROUTES
                     if route in r
                 )
             )

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_deploy_route.py                 # about 5 minutes
     python benchmarks/bench_deploy_route.py --rounds 6      # steadier, longer
+    python benchmarks/bench_deploy_route.py --decompose     # + two_versions (own server)
 
 One keel server (one uvicorn worker, pinned as in ``bench_serving.py``: the server on the
 last CPU, the load generator on the others) serves two LightGBM churn classifiers (300
@@ -12,9 +13,10 @@ and v2, and two deployments over copies of them:
 - ``churn-canary``: the same two versions split 95/5 (a canary's usual first step; an
   A/B policy with those weights, so no controller moves them during the run);
 - ``churn-shadow``: v1 answers everything, v2 gets a copy of every request as a shadow;
-- ``two_versions`` (no deployment): the very requests ``churn-ab`` sends to each arm go to
-  that arm's version through its plain version route (``/v1/models/churn/{1,2}/predict``),
-  so the same two models serve the same rows. Against it, the two-arm route's ratio is the
+- ``two_versions`` (no deployment; ``--decompose`` only, with ``alias`` and ``two_arms``
+  on a server of its own): the very requests ``churn-ab`` sends to each arm go to that
+  arm's version through its plain version route (``/v1/models/churn/{1,2}/predict``), so
+  the same two models serve the same rows. Against it, the two-arm route's ratio is the
   cost of the deployment layer alone; against the alias route, the ratio is the cost of
   serving two models (two calls of half the rows) instead of one.
 
@@ -64,7 +66,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "peers"))
 
 from _common import free_port, log  # noqa: E402
-from _deploy_route_report import RATE_SHARE, ROUTES, report  # noqa: E402
+from _deploy_route_report import DECOMPOSED, RATE_SHARE, ROUTES, report  # noqa: E402
 from bench_serving import (  # noqa: E402
     LGBM_PARAMS,
     Pinning,
@@ -193,6 +195,11 @@ def main() -> None:
     parser.add_argument("--rate-rounds", type=int, default=4, help="fixed-rate rounds (0: none)")
     parser.add_argument("--rate-seconds", type=int, default=3, help="measured s per fixed load")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU placement alone")
+    parser.add_argument(
+        "--decompose",
+        action="store_true",
+        help="also a model-path pass of alias, two_arms and two_versions on its own server",
+    )
     args = parser.parse_args()
     pinning = Pinning.choose(not args.no_pin)
     use_wrk = shutil.which("wrk") is not None
@@ -205,15 +212,22 @@ def main() -> None:
             json.dumps({"instances": [r], "routing_key": f"customer-{i}"}).encode()
             for i, r in enumerate(rows)
         ]
-        for workload, extra in (("model", {"KEEL_SERVING_CACHE": "false"}), ("hit", {})):
+        passes: list[tuple[str, dict[str, str], tuple[str, ...]]] = [
+            ("model", {"KEEL_SERVING_CACHE": "false"}, ROUTES),
+            ("hit", {}, ROUTES),
+        ]
+        if args.decompose:
+            passes.append(("decomposed", {"KEEL_SERVING_CACHE": "false"}, DECOMPOSED))
+        for workload, extra, routes in passes:
             results[workload] = run_workload(
                 scratch,
                 workload,
                 extra,
-                bodies if workload == "model" else bodies[:16],
+                bodies[:16] if workload == "hit" else bodies,
                 args,
                 pinning,
                 use_wrk,
+                routes,
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -228,8 +242,9 @@ def run_workload(
     args: argparse.Namespace,
     pinning: Pinning,
     use_wrk: bool,
+    routes: tuple[str, ...],
 ) -> list[dict[str, Any]]:
-    """Rounds of the three routes on one fresh server; per round, each route's figures."""
+    """Rounds of ``routes`` on one fresh server; per round, each route's figures."""
     port = free_port()
     env = base_env(
         KEEL_HOME=str(scratch / "keel"),
@@ -322,11 +337,11 @@ def run_workload(
         pid = proc.pid
         create_deployments(base)
         check_split(base, bodies)
-        for route in ROUTES:  # every arm loaded and warm before anything is measured
+        for route in routes:  # every arm loaded and warm before anything is measured
             measured(route, load(route, 1, 0))
         for n in range(args.rounds):
             log(f"{workload}: round {n + 1}/{args.rounds} ({args.round_seconds} s per route)")
-            order = ROUTES if n % 2 == 0 else ROUTES[::-1]
+            order = routes if n % 2 == 0 else routes[::-1]
             rounds.append(
                 {route: measured(route, load(route, args.round_seconds, 1)) for route in order}
             )
@@ -336,7 +351,7 @@ def run_workload(
             rate = round(RATE_SHARE * alias_rps)
             for n in range(args.rate_rounds):
                 log(f"{workload}: fixed rate {rate}/s, round {n + 1}/{args.rate_rounds}")
-                order = ROUTES if n % 2 == 0 else ROUTES[::-1]
+                order = routes if n % 2 == 0 else routes[::-1]
                 loads = {
                     route: measured(route, fixed(route, rate, args.rate_seconds)) for route in order
                 }
