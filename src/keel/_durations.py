@@ -26,11 +26,13 @@ from pydantic import AfterValidator, BeforeValidator
 from keel.errors import InvalidInput
 
 __all__ = [
+    "MAX_DURATION_S",
     "UNITS_S",
     "Duration",
     "DurationText",
     "PositiveDuration",
     "PositiveDurationText",
+    "Span",
     "duration_s",
     "format_duration_s",
     "parse_age_s",
@@ -117,6 +119,20 @@ def _positive_text(value: str) -> str:
 Duration = Annotated[int, BeforeValidator(_non_negative_s)]
 #: Whole seconds > 0 (a window, a period, a timeout), written like :data:`Duration`.
 PositiveDuration = Annotated[int, BeforeValidator(_positive_s)]
+
+#: The longest :data:`Span` (3650d): any longer is a typo, and milliseconds since the
+#: epoch plus it stay far inside the 64-bit integers the stores and logs hold.
+MAX_DURATION_S = 3650 * 86_400
+
+
+def _at_most_max_s(seconds: int) -> int:
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"expected at most 3650d ({MAX_DURATION_S} s), got {seconds} s")
+    return seconds
+
+
+#: A :data:`Duration` of at most :data:`MAX_DURATION_S` (a deployment policy's durations).
+Span = Annotated[Duration, AfterValidator(_at_most_max_s)]
 #: A duration kept as written (``"7d"``) where the text is what is stored and shown
 #: (monitor and trigger windows); checked like :data:`Duration`, read with parse_duration_s.
 DurationText = Annotated[str, AfterValidator(_non_negative_text)]

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,7 +21,7 @@ from pydantic import (
 )
 
 from keel._documents import load_document
-from keel._durations import Duration
+from keel._durations import MAX_DURATION_S, Span
 from keel._models import invalid_input
 from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
@@ -57,20 +56,7 @@ _WEEK_S = 7 * 86_400
 #: model_versions.version is an INTEGER column: 32 bits on PostgreSQL (64 on SQLite). A
 #: larger number is refused here, naming the arm, instead of by the database driver.
 MAX_VERSION = 2**31 - 1
-#: The longest duration a policy may give (3650d): any longer is a typo, and milliseconds
-#: since the epoch plus it stay far inside the 64-bit integers the stores and logs hold.
-MAX_DURATION_S = 3650 * 86_400
 Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
-
-
-def _bounded_s(seconds: int) -> int:
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"expected at most 3650d ({MAX_DURATION_S} s), got {seconds} s")
-    return seconds
-
-
-#: A policy's duration (:data:`keel._durations.Duration`), at most :data:`MAX_DURATION_S`.
-Span = Annotated[Duration, AfterValidator(_bounded_s)]
 
 
 class _Model(BaseModel):
