@@ -19,6 +19,7 @@ import yaml
 from tests.deploy.conftest import POLICY, Clock, Models, serve_step
 from typer.testing import CliRunner
 
+from keel import Client
 from keel.cli.main import app as cli
 from keel.deploy.policy import load_policy, parse_policy
 from keel.deploy.rollout import Action, evaluate, start
@@ -73,6 +74,7 @@ def test_steps_may_be_objects_with_their_own_dwell_and_round_trip() -> None:
     [
         ([{"percent": 5, "min_dwell": "soon"}, 100], {}, "steps[0].min_dwell", "duration like"),
         ([{"percent": 5, "min_dwell": -1}, 100], {}, "steps[0].min_dwell", "non-negative"),
+        ([5, {"percent": 9, "min_dwell": "3651d"}, 100], {}, "steps[1].min_dwell", "3650d"),
         ([5, {"percent": 150}, 100], {}, "steps[1].percent", "less than or equal to 100"),
         ([{"min_dwell": "1d"}, 100], {}, "steps[0].percent", "Field required"),
         ([{"percent": 5, "dwell": "1d"}, 100], {}, "steps[0].dwell", "unknown key 'dwell'"),
@@ -225,6 +227,37 @@ def test_rest_names_a_bad_step_dwell(live_server: str) -> None:
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["field"] == "steps[0].min_dwell" and "a week" in error["message"]
+
+
+@pytest.mark.parametrize("where", ["rest", "sdk-http", "sdk-embedded"])
+def test_a_step_dwell_beyond_3650d_is_refused_naming_the_step(
+    live_server: str,
+    services: Services,
+    register_churn: Callable[[str, str], Models],
+    where: str,
+) -> None:
+    """A step's ``min_dwell`` is bounded like the policy's other durations (a Span): 100
+    million days is a typo, not a plan, and milliseconds past it leave 64-bit integers."""
+    register_churn("good", "weak")  # the arms exist: only the dwell is wrong
+    bad = _with_steps([5, {"percent": 25, "min_dwell": "100000000d"}, 100])
+    if where == "rest":
+        response = httpx.post(f"{live_server}/v1/deployments", json=bad)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        field, message = error["field"], error["message"]
+        assert error["code"] == "invalid_input" and "detail" in error
+    else:
+        remote = where == "sdk-http"
+        client = Client(live_server if remote else None, settings=services.settings)
+        try:
+            with pytest.raises(InvalidInput) as caught:
+                client.create_deployment(bad)
+        finally:
+            client.close()
+        field, message = caught.value.field, caught.value.message
+    assert field == "steps[1].min_dwell", message
+    assert "at most 3650d" in message
+    assert services.deployments.list() == []  # nothing stored
 
 
 def test_cli_creates_the_example_and_shows_the_plan(

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from keel._durations import Duration, format_duration_s
+from keel._durations import Span, format_duration_s
 from keel.errors import InvalidInput
 
 __all__ = [
@@ -34,7 +34,9 @@ class CanaryStep(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     percent: Annotated[float, Field(gt=0, le=100)]
-    min_dwell_s: Duration | None = Field(default=None, alias="min_dwell")
+    # Span, as the policy's other durations: bounded (≤ 3650d), so a typo is a 422 naming
+    # steps[i].min_dwell instead of a dwell whose end overflows the stores' milliseconds
+    min_dwell_s: Span | None = Field(default=None, alias="min_dwell")
 
 
 #: The union's tags: they pick a step's type and are left out of error paths (pass them as
