@@ -5,14 +5,17 @@ The steps are read back from the deployment's ``rollout_step`` decision records 
 says the share it left and when); within each step's window the numbers come from the
 same readers the controller uses: per arm requests, errors, p99 latency and the metric
 (:func:`keel.deploy.armstats.read_arm_stats`) for the whole step, and per slice value
-(:func:`keel.deploy.segments.read_segment_stats`: the policy's ``analysis.segments`` or
-the columns asked for) requests, errors and the metric. Differences are tested with
-keel's A/B tests (:mod:`keel.deploy.armdiff`); every p-value of the table is then
-Holm-adjusted together, since many slices × steps tested at once would otherwise flag
-some by chance. A row is flagged when an adjusted p-value is below ``alpha`` and the
-candidate is the worse side (more errors, or a worse metric); a significant improvement
-is shown in the numbers but not flagged. Latency is
-per step (the log's per-slice latency would repeat the arm's p99 on few rows).
+(:func:`keel.deploy.segments.read_segment_stats`: the columns asked for, else the policy's
+``analysis.segments``, else the default segments) requests, errors and the metric. The
+default segments are chosen once over all the steps together
+(:func:`keel.deploy.segments.choose_default_splits`), so a numeric input's quartile bins
+are the same ranges in every step and "first flagged at" compares like with like.
+Differences are tested with keel's A/B tests (:mod:`keel.deploy.armdiff`); every p-value
+of the table is then Holm-adjusted together, since many slices × steps tested at once
+would otherwise flag some by chance. A row is flagged when an adjusted p-value is below
+``alpha`` and the candidate is the worse side (more errors, or a worse metric); a
+significant improvement is shown in the numbers but not flagged. Latency is per step
+(the log's per-slice latency would repeat the arm's p99 on few rows).
 
 The report's ``attribution`` ranks the input features that explain where the candidate
 is worse (:mod:`keel.deploy.attribution`): its bad rows against its good rows, the step a
@@ -30,7 +33,7 @@ from keel.decisions.models import Decision
 from keel.deploy.armdiff import LOWER_IS_BETTER, compare_errors, compare_metric, holm, to_dict
 from keel.deploy.armstats import METRICS, ArmWindow, read_arm_stats
 from keel.deploy.attribution import attribute
-from keel.deploy.segments import read_segment_stats
+from keel.deploy.segments import Split, choose_default_splits, read_segment_stats
 from keel.deploy.verdict import ArmStats, MetricEstimate
 from keel.errors import InvalidInput
 
@@ -123,7 +126,8 @@ def _row(
 
 def _resolve(
     service: DeploymentService, name: str, arm: str | None, slices: Sequence[str] | None
-) -> tuple[Any, str, str, list[str]]:
+) -> tuple[Any, str, str, list[str] | None]:
+    """The deployment, its primary, the candidate and the slice columns (None: default)."""
     deployment = service.store.get_deployment(name)
     policy = service.policy_of(deployment)
     primary = str(policy.arm("primary").name)
@@ -134,7 +138,8 @@ def _resolve(
             f"arm: {chosen!r} is not a candidate arm of {name!r} (candidates: {candidates})",
             field="arm",
         )
-    columns = list(slices) if slices else list(policy.analysis.segments or ())
+    segments = policy.analysis.segments
+    columns = list(slices) if slices else None if segments is None else list(segments)
     return deployment, primary, chosen, columns
 
 
@@ -151,7 +156,9 @@ def debug_canary(
     """The step × slice table of deployment ``name``'s candidate ``arm`` (default: its first)
     against the primary, with flagged rows and, per flagged slice, the first step it was
     flagged at, and the feature ``attribution`` (``seed`` draws its permutation sample).
-    ``slices``: input columns (default: the policy's ``analysis.segments``).
+    ``slices``: input columns (default: the policy's ``analysis.segments``, and when it
+    does not say, the default segments over all the steps; ``slice_columns`` says which
+    were defaulted and a binned one's ``bins``).
 
     InvalidInput names ``arm``, ``metric``, ``alpha`` or ``slices``; NotFound for an
     unknown deployment.
@@ -166,7 +173,7 @@ def debug_canary(
         )
     if not 0 < alpha < 1:
         raise InvalidInput("alpha: expected a number in (0, 1)", field="alpha")
-    if len(columns) > 20:
+    if columns is not None and len(columns) > 20:
         raise InvalidInput("slices: at most 20 columns", field="slices")
     records = service.decision_log.query(deployment=name, kind="rollout_step", limit=_MAX_RECORDS)
     policy = service.policy_of(deployment)
@@ -180,6 +187,8 @@ def debug_canary(
     latency: list[dict[str, Any]] = []
     problems: dict[str, str] = {}
     root = service.predictions_root
+    splits = _default_splits(service, deployment.model, name, windows) if columns is None else None
+    described = [Split(c) for c in columns] if columns is not None else splits or []
     for window in windows if root is not None else []:
         assert root is not None
         span = ArmWindow(window.from_ms, window.from_ms, window.from_ms, window.to_ms)
@@ -192,8 +201,9 @@ def debug_canary(
         rows.append(_row(window, None, None, _triple(p), _triple(c), alpha))
         latency.append(_latency(window, p, c))
         segments = read_segment_stats(
-            root, service.labels, deployment.model, name, arms, span, columns, chosen
-        )
+            root, service.labels, deployment.model, name, arms, span, columns, chosen,
+            splits=splits,
+        )  # fmt: skip
         for column, table in segments.items():
             if "error" in table:
                 problems[column] = table["error"]
@@ -220,7 +230,11 @@ def debug_canary(
         "metric": chosen,
         "alpha": alpha,
         "correction": "holm",
-        "slices": columns,
+        "slices": [s.column for s in described],
+        "slice_columns": [
+            {"column": s.column, "default": s.default, **({"bins": list(s.bins)} if s.bins else {})}
+            for s in described
+        ],
         "steps": [
             {"step": w.step, "share": w.share, "from_ms": w.from_ms, "to_ms": w.to_ms}
             for w in windows
@@ -233,6 +247,19 @@ def debug_canary(
             service, deployment, primary, candidate, windows, first, seed=seed
         ),
     }
+
+
+def _default_splits(
+    service: DeploymentService, model: str, name: str, windows: Sequence[StepWindow]
+) -> list[Split]:
+    """The default segments chosen once over all ``windows`` together: the same columns and
+    quartile bins in every step (each step choosing its own would bin differently)."""
+    root = service.predictions_root
+    if root is None or not windows:
+        return []
+    start, end = windows[0].from_ms, windows[-1].to_ms
+    span = ArmWindow(start, start, start, end)
+    return choose_default_splits(root, model, name, span)
 
 
 def _triple(stats: ArmStats) -> tuple[int, int, MetricEstimate | None]:

@@ -13,8 +13,10 @@ first :data:`SAMPLE_ROWS` judged rows logged (:func:`default_splits`):
    ``[a, b)``, ``>= c``);
 3. at most :data:`DEFAULT_COLUMNS` columns; each such column's table says ``default: true``.
 
-``analysis.segments: []`` reports none (the opt-out). Values are what the log holds
-(``CAST(… AS VARCHAR)``: a float 0/1 reads ``0.0``/``1.0``).
+``analysis.segments: []`` reports none (the opt-out). Windows compared with each other
+(canary debugging's steps) take the default chosen once over their whole span
+(:func:`choose_default_splits`, as ``splits``): a quartile bin is one range in all of them.
+Values are what the log holds (``CAST(… AS VARCHAR)``: a float 0/1 reads ``0.0``/``1.0``).
 
 For each column, the judged rows are split by value: per value and arm the request
 count, errors, error rate and the policy's metric from labels (ROC AUC inside DuckDB, the
@@ -65,6 +67,8 @@ __all__ = [
     "MAX_LEVELS",
     "MAX_VALUES",
     "SAMPLE_ROWS",
+    "Split",
+    "choose_default_splits",
     "default_splits",
     "read_segment_stats",
     "read_with_segments",
@@ -173,6 +177,16 @@ def default_splits(
     return chosen
 
 
+def choose_default_splits(root: Path, model: str, deployment: str, span: ArmWindow) -> list[Split]:
+    """The default segments of ``span``'s judged rows, as :func:`read_segment_stats` ``splits``."""
+    files = _files(root, model, span)
+    if not files:
+        return []
+    with duckdb.connect() as con:
+        create_view(con, files, deployment, span.start_ms, span.end_ms)
+        return default_splits(con, *_view(con, span))
+
+
 def read_segment_stats(
     root: Path,
     labels: Callable[[], pd.DataFrame] | None,
@@ -185,6 +199,7 @@ def read_segment_stats(
     *,
     primary: str | None = None,
     alpha: float = 0.05,
+    splits: Sequence[Split] | None = None,
 ) -> dict[str, Any]:
     """Column → ``{"values": [{"value", "arms": {arm: {n, errors, error_rate, metric}},
     "differences": {candidate: {metric, error_rate, worse}}}], "other_values": n}`` over
@@ -194,14 +209,18 @@ def read_segment_stats(
     ``segments``: the columns; None for the default (module docstring: those tables also
     say ``default: true`` and a binned one its ``bins``), ``[]`` for none. A named column
     the log lacks gets ``{"values": [], "error": …}``; every named column is present.
-    ``primary`` (default the first arm) is what the other arms are compared with."""
+    ``primary`` (default the first arm) is what the other arms are compared with.
+    ``splits``, when given, are read instead of ``segments`` (:func:`choose_default_splits`);
+    each has a table, empty where the window's log lacks its column."""
     out: dict[str, Any] = {c: {"values": [], "other_values": 0} for c in segments or ()}
+    if splits is not None:
+        out = {s.column: _described(s, {"values": [], "other_values": 0}) for s in splits}
     files = _files(root, model, window)
-    if (segments is not None and not segments) or not files:
+    if (segments is not None and not segments) or not files or (splits is not None and not out):
         return out
     with duckdb.connect() as con:
         create_view(con, files, deployment, window.start_ms, window.end_ms)
-        splits = _split_counts(con, segments, arms, window, out)
+        splits = _split_counts(con, segments, arms, window, out, given=splits)
         if metric is not None and splits:
             # The overall metric's label join, window and all: the same judged rows and labels.
             extra = [sql for sql, _ in _extra(splits)]
@@ -279,12 +298,14 @@ def _split_counts(
     arms: Sequence[str],
     window: ArmWindow,
     out: dict[str, Any],
+    *,
+    given: Sequence[Split] | None = None,
 ) -> list[Split]:
-    """The splits of view ``p`` (named or default) with their count tables put in ``out``."""
-    logged = {str(row[0]): str(row[1]) for row in con.execute("DESCRIBE p").fetchall()}
-    condition = judged_condition(window.burn_in, window.mature_ms)
-    judged = f" WHERE {condition}" if condition else ""
-    if segments is None:
+    """The splits of view ``p`` (given, named or default), their count tables put in ``out``."""
+    logged, judged = _view(con, window)
+    if given is not None:
+        splits = [s for s in given if FEATURE_PREFIX + s.column in logged]
+    elif segments is None:
         splits = default_splits(con, logged, judged)
     else:
         splits = [Split(c) for c in segments if FEATURE_PREFIX + c in logged]
@@ -294,12 +315,24 @@ def _split_counts(
     if not splits:
         return []
     for split, counts in zip(splits, _counts(con, splits, judged), strict=True):
-        out[split.column] = _table(counts, arms)
-        if split.default:
-            out[split.column]["default"] = True
-        if split.bins:
-            out[split.column]["bins"] = list(split.bins)
+        out[split.column] = _described(split, _table(counts, arms))
     return splits
+
+
+def _view(con: duckdb.DuckDBPyConnection, window: ArmWindow) -> tuple[dict[str, str], str]:
+    """View ``p``'s columns → DuckDB type, and the ``WHERE`` of the rows the metric judges."""
+    logged = {str(row[0]): str(row[1]) for row in con.execute("DESCRIBE p").fetchall()}
+    condition = judged_condition(window.burn_in, window.mature_ms)
+    return logged, f" WHERE {condition}" if condition else ""
+
+
+def _described(split: Split, table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` saying whether ``split`` is a default column and its bins."""
+    if split.default:
+        table["default"] = True
+    if split.bins:
+        table["bins"] = list(split.bins)
+    return table
 
 
 def _counts(
