@@ -211,7 +211,10 @@ def test_rest_both_sdk_transports_and_the_cli_show_the_attribution(
     shown = CliRunner().invoke(cli, ["deploy", "debug", "churn-live"])
     assert shown.exit_code == 0, shown.output
     assert "bad rows" in shown.output and "permutation importance" in shown.output
-    first = next(line for line in shown.output.splitlines() if "monthly_charges" in line)
+    # the first row whose first cell is the feature (the step x slice table above it has
+    # default slices such as "monthly_charges=< 24.8")
+    cells = [line.split("│") for line in shown.output.splitlines() if "│" in line]
+    first = "│".join(next(c for c in cells if c[1].strip() == "monthly_charges"))
     assert f"{rest['bad_vs_good'][0]['psi']:.3g}" in first
     as_json = CliRunner().invoke(cli, ["deploy", "debug", "churn-live", "--json"])
     assert json.loads(as_json.output)["attribution"] == rest
