@@ -62,9 +62,16 @@ class EmbeddedGateway:
             self._stop()
 
     def _stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        try:
+            # Wait for the loop's worker threads, as asyncio.run does: loop.close() only
+            # drops them, and a store read the gateway started there (asyncio.to_thread: an
+            # alias or deployment re-read) kept its connection past the client's engine
+            # dispose, open until garbage-collected (a ResourceWarning in a later test).
+            self._run(self.loop.shutdown_default_executor())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+            self.loop.close()
 
 
 async def _cancel_rest() -> None:
