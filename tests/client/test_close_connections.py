@@ -1,10 +1,11 @@
-"""Closing an embedded client leaves none of its PostgreSQL connections open.
+"""Closing what owns the gateway leaves none of its PostgreSQL connections open.
 
-The embedded gateway re-reads deployments (and aliases) in worker threads. Closing the
-client used to stop the gateway's loop without waiting for a read still running there,
-then dispose the engine: the read's connection went back to the discarded pool, stayed
-open, and was garbage-collected open later, in whichever test ran then (psycopg's
-ResourceWarning, an ERROR under ``filterwarnings = error``).
+The gateway re-reads deployments (and aliases) in its loop's worker threads
+(``asyncio.to_thread``). The embedded client and the server that opened its own services
+used to dispose the engine without waiting for a read still running there: its connection
+went back to the discarded pool, stayed open, and was garbage-collected open later, in
+whichever test ran then (psycopg's ResourceWarning, an ERROR under ``filterwarnings = error``).
+Each test holds a lock on ``deployments`` so that a re-read is in flight when closing starts.
 """
 
 from __future__ import annotations
@@ -14,48 +15,44 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from tests.conftest import serve_in_thread
 
+from keel.api import create_app
 from keel.client import Client
 from keel.config import Settings
 from keel.errors import NotFound
 
-
-def _open_connections(admin_url: str, name: str) -> int:
-    engine = create_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n")
-            return int(conn.execute(query, {"n": name}).scalar_one())
-    finally:
-        engine.dispose()
+pytestmark = pytest.mark.postgres
 
 
-@pytest.mark.postgres
-def test_close_waits_for_a_gateway_read_and_leaves_no_connection_open(
-    postgres_url: str, postgres_schema_url: str, tmp_path: Path
-) -> None:
+def _settings(schema_url: str, home: Path) -> tuple[Settings, str]:
+    """Settings whose connections carry a unique application_name (returned with them)."""
     name = f"keel_close_{uuid.uuid4().hex[:8]}"
-    url = make_url(postgres_schema_url).update_query_dict({"application_name": name})
+    url = make_url(schema_url).update_query_dict({"application_name": name})
     settings = Settings(
-        home=tmp_path / "keel",
+        home=home,
         database_url=url.render_as_string(hide_password=False),
         serving_alias_refresh_ms=20,  # deployments are re-read every 20 ms
+        worker="off",
     )
-    client = Client(settings=settings)
-    with pytest.raises(NotFound):  # starts the embedded gateway
-        client.predict("models:/absent@champion", [{"x": 1}])
-    locker = create_engine(postgres_schema_url)
+    return settings, name
+
+
+def _close_during_a_read(schema_url: str, close: Callable[[], object]) -> None:
+    """``close()`` while the gateway's re-read of deployments waits for a lock, which is
+    released half a second later; fails unless ``close`` returns within 30 s after that."""
+    locker = create_engine(schema_url)
     conn = locker.connect()
     closed = threading.Event()
     try:
-        # the gateway's next re-read of deployments waits for this lock, in a worker thread
         conn.execute(text("LOCK TABLE deployments IN ACCESS EXCLUSIVE MODE"))
-        time.sleep(0.3)
-        closing = threading.Thread(target=lambda: (client.close(), closed.set()))
+        time.sleep(0.3)  # the next re-read (every 20 ms) now waits, in a worker thread
+        closing = threading.Thread(target=lambda: (close(), closed.set()))
         closing.start()
         time.sleep(0.5)
     finally:
@@ -64,8 +61,38 @@ def test_close_waits_for_a_gateway_read_and_leaves_no_connection_open(
         locker.dispose()
     closing.join(timeout=30)
     assert closed.is_set()
-    assert _open_connections(postgres_url, name) == 0
+
+
+def _assert_nothing_open(admin_url: str, name: str) -> None:
+    engine = create_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n")
+            assert conn.execute(query, {"n": name}).scalar_one() == 0
+    finally:
+        engine.dispose()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_client_close_waits_for_a_gateway_read_and_leaves_no_connection_open(
+    postgres_url: str, postgres_schema_url: str, tmp_path: Path
+) -> None:
+    settings, name = _settings(postgres_schema_url, tmp_path / "keel")
+    client = Client(settings=settings)
+    with pytest.raises(NotFound):  # starts the embedded gateway
+        client.predict("models:/absent@champion", [{"x": 1}])
+    _close_during_a_read(postgres_schema_url, client.close)
+    _assert_nothing_open(postgres_url, name)
+
+
+def test_server_stop_waits_for_a_gateway_read_and_leaves_no_connection_open(
+    postgres_url: str, postgres_schema_url: str, tmp_path: Path
+) -> None:
+    settings, name = _settings(postgres_schema_url, tmp_path / "keel")
+    server = serve_in_thread(create_app(settings))  # the app opens (and closes) its services
+    server.__enter__()
+    _close_during_a_read(postgres_schema_url, lambda: server.__exit__(None, None, None))
+    _assert_nothing_open(postgres_url, name)

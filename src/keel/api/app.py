@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -173,6 +174,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 await run_in_threadpool(consumer.shutdown)
             await app.state.gateway.close()
             if owned:
+                # The gateway's store reads run in the loop's worker threads (asyncio.to_thread)
+                # and outlive its cancelled tasks: wait for them, or a read in flight keeps its
+                # connection past the engine's dispose, open until garbage-collected.
+                await asyncio.get_running_loop().shutdown_default_executor()
                 app.state.services.close()
 
     app = KeelAPI(
