@@ -233,9 +233,14 @@ class FeatureBinder:
             cache.drop_local(make_invalidation(entity=tag))
 
     def close(self) -> None:
-        """Stop listening to pushes and release the threads."""
+        """Stop listening to pushes and release the threads, once a read in flight ends.
+
+        Blocking: a definitions read (``watch``) still running would otherwise keep its
+        database connection past the engine's dispose by the caller, open until
+        garbage-collected. Queued work is cancelled.
+        """
         self.store.remove_invalidation_callback(self._pushed)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _entity(binding: FeatureBinding, record: dict[str, Any], row: int) -> dict[str, Any]:

@@ -246,7 +246,7 @@ class Gateway(GatewayHooks, PredictPath):
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.bulkhead.close()
         if self.binder is not None:
-            self.binder.close()
+            await asyncio.to_thread(self.binder.close)  # waits for a definitions read
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
 
