@@ -11,16 +11,14 @@ Each test holds a lock on the table re-read so that a read is in flight when clo
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
+from tests._connections import assert_no_connection_open, named_url
 from tests.conftest import serve_in_thread
 
 from keel.api import create_app
@@ -33,11 +31,10 @@ pytestmark = pytest.mark.postgres
 
 def _settings(schema_url: str, home: Path) -> tuple[Settings, str]:
     """Settings whose connections carry a unique application_name (returned with them)."""
-    name = f"keel_close_{uuid.uuid4().hex[:8]}"
-    url = make_url(schema_url).update_query_dict({"application_name": name})
+    url, name = named_url(schema_url)
     settings = Settings(
         home=home,
-        database_url=url.render_as_string(hide_password=False),
+        database_url=url,
         serving_alias_refresh_ms=20,  # deployments are re-read every 20 ms
         features_registry_refresh_s=0,  # feature definitions every 0.5 s (the binder's least)
         worker="off",
@@ -67,20 +64,6 @@ def _close_during_a_read(
     assert closed.is_set()
 
 
-def _assert_nothing_open(admin_url: str, name: str) -> None:
-    engine = create_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n")
-            assert conn.execute(query, {"n": name}).scalar_one() == 0
-    finally:
-        engine.dispose()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gc.collect()
-    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
-
-
 def test_client_close_waits_for_a_gateway_read_and_leaves_no_connection_open(
     postgres_url: str, postgres_schema_url: str, tmp_path: Path
 ) -> None:
@@ -89,7 +72,7 @@ def test_client_close_waits_for_a_gateway_read_and_leaves_no_connection_open(
     with pytest.raises(NotFound):  # starts the embedded gateway
         client.predict("models:/absent@champion", [{"x": 1}])
     _close_during_a_read(postgres_schema_url, client.close)
-    _assert_nothing_open(postgres_url, name)
+    assert_no_connection_open(postgres_url, name)
 
 
 def test_client_close_waits_for_a_feature_definitions_read(
@@ -100,7 +83,7 @@ def test_client_close_waits_for_a_feature_definitions_read(
     with pytest.raises(NotFound):  # starts the embedded gateway and its feature binder
         client.predict("models:/absent@champion", [{"x": 1}])
     _close_during_a_read(postgres_schema_url, client.close, table="feature_definitions")
-    _assert_nothing_open(postgres_url, name)
+    assert_no_connection_open(postgres_url, name)
 
 
 def test_server_stop_waits_for_a_gateway_read_and_leaves_no_connection_open(
@@ -110,4 +93,4 @@ def test_server_stop_waits_for_a_gateway_read_and_leaves_no_connection_open(
     server = serve_in_thread(create_app(settings))  # the app opens (and closes) its services
     server.__enter__()
     _close_during_a_read(postgres_schema_url, lambda: server.__exit__(None, None, None))
-    _assert_nothing_open(postgres_url, name)
+    assert_no_connection_open(postgres_url, name)

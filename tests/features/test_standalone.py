@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests._connections import assert_no_connection_open, named_url
 
 from keel.config import Settings
 from keel.errors import InvalidInput
@@ -49,6 +50,19 @@ def test_standalone_store_names_an_unusable_home(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         FeatureStore(Settings(home=blocker / "keel"))
     assert "KEEL_HOME" in caught.value.message
+
+
+@pytest.mark.postgres
+def test_standalone_store_that_fails_to_open_closes_its_engine(
+    tmp_path: Path, postgres_url: str, postgres_schema_url: str
+) -> None:
+    # the engine opens (and migrates) first; the online store's setting is refused after
+    url, name = named_url(postgres_schema_url)
+    settings = Settings(home=tmp_path / "keel", database_url=url, features_online_store="redis")
+    with pytest.raises(InvalidInput) as raised:
+        FeatureStore(settings)
+    assert raised.value.field == "redis_url"
+    assert_no_connection_open(postgres_url, name)
 
 
 def test_entity_invalidator_joins_keys_and_caps_the_events() -> None:

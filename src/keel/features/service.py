@@ -87,9 +87,16 @@ class FeatureStore(OfflineMixin, MaterializeMixin, MonitoringMixin):
         self.settings = settings
         self.sql = FeatureSql(engine)
         self.clock = clock
-        self.online: OnlineStore = online or (
-            shared.online if shared else online_store_for(settings)
-        )
+        try:
+            self.online: OnlineStore = online or (
+                shared.online if shared else online_store_for(settings)
+            )
+        except BaseException:
+            # a refused online store: the engine opened above is disposed now, not left to
+            # the garbage collector with its pooled connection (psycopg's ResourceWarning)
+            if self._owned_engine is not None:
+                self._owned_engine.dispose()
+            raise
         self._callbacks: list[InvalidationCallback] = shared._callbacks if shared else []
         if self._owned_engine is not None and settings.redis_url:
             # what keel.services wires for the shared store: a push drops the pushed
