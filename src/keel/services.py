@@ -66,10 +66,18 @@ class Services:
     triggers: TriggerService = field(init=False)  # needs the services it evaluates over
 
     def close(self) -> None:
-        """Commit queued audit entries, then release database connections."""
-        self.auth.close()
-        self.features.close()
-        self.store.dispose()
+        """Commit queued audit entries and feature usage, then release database connections.
+
+        Every step runs even when an earlier one fails (its error is raised after): a failed
+        write must not leave the pooled connections to the garbage collector.
+        """
+        try:
+            try:
+                self.auth.close()
+            finally:
+                self.features.close()
+        finally:
+            self.store.dispose()
 
 
 def _feature_store(settings: Settings, engine: Engine) -> FeatureStore:

@@ -111,9 +111,12 @@ class FeatureStore(OfflineMixin, MaterializeMixin, MonitoringMixin):
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Write buffered usage, close the online store unless shared (and an own engine)."""
-        self._flush_usage(force=True)
-        if not self._shares_online:
-            self.online.close()
-        if self._owned_engine is not None:
-            self._owned_engine.dispose()
+        """Write buffered usage, close the online store unless shared (and an own engine);
+        both are closed even when the write fails, whose error is then raised."""
+        try:
+            self._flush_usage(force=True)
+        finally:
+            if not self._shares_online:
+                self.online.close()
+            if self._owned_engine is not None:
+                self._owned_engine.dispose()
