@@ -153,18 +153,22 @@ def test_the_controllers_promotion_after_a_blue_green_switch_is_refused_whole(
     with statuses_at_alias_cas(services, "churn-bg") as seen:
         assert service.evaluate("churn-bg") is None
     assert seen and set(seen) == {"active"}
-    after = service.get("churn-bg")
+    after = service.get("churn-bg")  # paused for a person (test_promotion_refused.py)
     assert (after.version, after.status, after.weights) == (
-        switched.version,
-        "active",
+        switched.version + 1,
+        "paused",
         switched.weights,
     )
     records = service.decisions("churn-bg")
     assert "promotion" not in [d.kind for d in records]
-    assert records[0].kind == "promotion_refused" and records[0].actor == "policy"
-    assert "not the expected 1" in records[0].summary and records[0].details["reasons"]
-    # the champion back where the rollout began: the next tick promotes
+    assert [(d.kind, d.actor) for d in records[:2]] == [
+        ("pause", "policy"),
+        ("promotion_refused", "policy"),
+    ]
+    assert "not the expected 1" in records[1].summary and records[1].details["reasons"]
+    # the champion back where the rollout began and resumed: the next tick promotes
     services.registry.set_alias("churn", "champion", 1, actor="someone")
+    service.resume("churn-bg", actor="ana")
     clock.now += 60_000
     done = service.evaluate("churn-bg")
     assert done is not None and done.status == "promoted" and done.state["alias_moved"] is True

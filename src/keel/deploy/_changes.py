@@ -12,12 +12,19 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
+from keel.deploy._refusal import (
+    REFUSED,
+    expected_champion,
+    pause_refused,
+    record_refused,
+    vname,
+)
 from keel.deploy.models import FINISHED, AliasMove, BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
 from keel.deploy.rollout import RolloutState
 from keel.deploy.state import rollout_from_json, rollout_to_json, weights_for
 from keel.deploy.timing import pause_hold, resume_hold, settle
-from keel.errors import Conflict, InvalidInput, KeelError
+from keel.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
     from keel.decisions.service import DecisionLog
@@ -91,27 +98,36 @@ class ChangesMixin:
                 f"deployment {name!r} is {current.status}; cannot {kind}", field="status"
             )
         at = self.clock()
-        summary = f"{kind}d by {actor or 'unknown'}" + (f": {reason}" if reason else "")
-        record = self.decision_log.build(
-            kind,
-            current.model,
-            summary,
-            {"reason": reason, "weights": current.weights},
-            actor or "unknown",
-            name,
-            at_ms=at,
-        )
-        # R-TRN-21: a pause ends a timing hold (nothing moves while paused); resume renews it
-        if status == "paused":
-            timing = pause_hold(current, actor or "unknown", at)
-        else:
-            timing = resume_hold(current, at)
-        state = {**current.state, **timing}
+        state, record = self.status_change(current, status, actor or "unknown", reason, at)
         changed = self.store.update_deployment(
             name, current.version, status=status, state=state, at_ms=at, decisions=[record]
         )
         self.notify(changed, "paused" if status == "paused" else "resumed")
         return changed
+
+    def status_change(
+        self, current: Deployment, status: str, actor: str, reason: str | None, at: int
+    ) -> tuple[dict[str, Any], Decision]:
+        """The state and the ``pause``/``resume`` record of ``current`` paused (``status``
+        ``paused``) or resumed (``active``) at ``at``, unwritten."""
+        kind = "pause" if status == "paused" else "resume"
+        summary = f"{kind}d by {actor}" + (f": {reason}" if reason else "")
+        record = self.decision_log.build(
+            kind,
+            current.model,
+            summary,
+            {"reason": reason, "weights": current.weights},
+            actor,
+            current.name,
+            at_ms=at,
+        )
+        # R-TRN-21: a pause ends a timing hold (nothing moves while paused); resume renews it
+        if status == "paused":
+            return {**current.state, **pause_hold(current, actor, at)}, record
+        # resumed: the controller tries a refused promotion again, against the champion at
+        # rollout start (keel.deploy._refusal), so the champion the pause named is dropped
+        state = {k: v for k, v in current.state.items() if k != REFUSED}
+        return {**state, **resume_hold(current, at)}, record
 
     def rollback(
         self,
@@ -221,7 +237,9 @@ class ChangesMixin:
         reason: str | None = None,
     ) -> Deployment:
         """Give the candidate (``arm`` when an A/B has several) all traffic and move the
-        model's ``champion`` alias to it, compare-and-set on the champion at rollout start.
+        model's ``champion`` alias to it, compare-and-set on the champion at rollout start
+        (or, when the controller paused on its own refused promotion, on the champion that
+        pause named: :mod:`keel.deploy._refusal`).
 
         409 when finished, changed concurrently, or the alias was moved meanwhile (then
         nothing changes; a ``promotion_refused`` record says why).
@@ -256,14 +274,18 @@ class ChangesMixin:
         actor: str,
         details: Mapping[str, Any],
         decisions: list[Decision],
+        *,
+        pause_on_refusal: bool = False,
     ) -> Deployment:
         """Commit a promotion of ``arm``: the deployment's state, its records and the
         ``champion`` alias move, all in one transaction (see below); 409 when any of the
         two compare-and-sets fails, with nothing written but a ``promotion_refused``
-        record when it was the alias's.
+        record when it was the alias's — and, with ``pause_on_refusal`` (the controller),
+        the deployment paused for a person in the same transaction as that record.
         """
         # Why one transaction: the deployment's compare-and-set, the champion's
-        # compare-and-set (expected: the champion when the rollout began) and the
+        # compare-and-set (expected: the champion when the rollout began, or the one a
+        # pause on a refused promotion named: keel.deploy._refusal) and the
         # decision records commit together or not at all. Storing the promoted state
         # first and moving the alias after it let other replicas (they re-read every
         # second and on a Redis event) route all traffic to a candidate whose promotion
@@ -273,10 +295,10 @@ class ChangesMixin:
         # so a restarted controller simply evaluates the stored state again. Listeners
         # (gateways, Redis announcements) hear of it only after the commit.
         version = current.versions[arm]
-        expected = current.state.get("champion_before")
+        expected = expected_champion(current)
         keep_s = policy.retention.keep_previous_s
         state = {
-            **current.state,
+            **{k: v for k, v in current.state.items() if k != REFUSED},
             "weights": weights_for(policy, rollouts),
             "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
             "previous_champion": expected,
@@ -289,7 +311,7 @@ class ChangesMixin:
             "promotion",
             current.model,
             f"{arm} (v{version}) promoted to {CHAMPION} by {actor}; previous champion "
-            f"{_vname(expected)} kept for {keep_s // 86400}d",
+            f"{vname(expected)} kept for {keep_s // 86400}d",
             {
                 **dict(details),
                 "version": version,
@@ -320,42 +342,12 @@ class ChangesMixin:
                 alias=move,
             )
         except Conflict as exc:
-            if exc.field != "name":  # the alias's compare-and-set (or an archived version)
-                self._refused(current, arm, version, expected, actor, details, exc)
+            if exc.field == "alias" and pause_on_refusal:
+                # retrying on every tick would be refused alike: a person decides instead
+                pause_refused(self, current, arm, version, expected, details, exc, at)
+            elif exc.field != "name":  # the alias's compare-and-set (or an archived version)
+                record_refused(self, current, arm, version, expected, actor, details, exc)
             raise
         self.registry.alias_moved(current.model, CHAMPION, version)
         self.notify(done, "promoted")
         return done
-
-    def _refused(
-        self,
-        current: Deployment,
-        arm: str,
-        version: int,
-        expected: int | None,
-        actor: str,
-        details: Mapping[str, Any],
-        exc: Conflict,
-    ) -> None:
-        """One ``promotion_refused`` record naming why (the deployment is unchanged)."""
-        try:
-            self.decision_log.record(
-                "promotion_refused",
-                current.model,
-                f"promotion of {arm} (v{version}) to {CHAMPION} refused: {exc.message}",
-                {
-                    **dict(details),
-                    "version": version,
-                    "expected_champion": expected,
-                    "error": exc.message,
-                    "weights": current.weights,
-                },
-                actor,
-                current.name,
-            )
-        except KeelError as failed:  # the 409 is the answer; the record is a courtesy
-            log.warning("could not record the refused promotion of %s: %s", current.name, failed)
-
-
-def _vname(version: int | None) -> str:
-    return "none" if version is None else f"v{version}"

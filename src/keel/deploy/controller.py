@@ -137,8 +137,18 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
     try:
         if promoted is not None:
             details = {"reasons": list(steps[promoted].reasons), "arm": promoted}
+            # refused by a moved champion alias: paused for a person (keel.deploy._refusal)
+            # instead of being refused alike on every tick
             return service.apply_promotion(
-                current, policy, new, promoted, now, "policy", details, records
+                current,
+                policy,
+                new,
+                promoted,
+                now,
+                "policy",
+                details,
+                records,
+                pause_on_refusal=True,
             )
         state = {
             **current.state,
@@ -157,7 +167,7 @@ def _tick(service: DeploymentService, current: Deployment) -> Deployment | None:
             bad_windows=windows,
         )
     except Conflict as exc:
-        log.info("deployment %s changed during evaluation: %s", current.name, exc.message)
+        log.info("deployment %s not changed by this evaluation: %s", current.name, exc.message)
         return None
     service.notify(changed, "rolled_back" if status == "rolled_back" else "evaluated")
     return changed
