@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from keel.deploy.rollout import SWITCHING, candidate_share, switched
 from keel.deploy.state import rollout_to_json, weights_for
+from keel.deploy.timing import switch_hold
 from keel.errors import Conflict
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def switch_to_green(
         **current.state,
         "weights": weights,
         "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
+        # R-TRN-21: a hold of this switch (the controller's, at peak) is over: it is made
+        **switch_hold(current, who, at),
     }
     changed = service.store.update_deployment(
         name, current.version, status="active", state=state_after, at_ms=at, decisions=[record]

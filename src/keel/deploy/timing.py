@@ -22,7 +22,9 @@ longer held: that tick checks the time and records what each arm now waits for
 whom, and the last check stays beside it (for the controller's promotion, the allowed check
 that let it through). A pause ends a hold too (:func:`pause_hold`: nothing moves while
 paused, so no retry time is pending; ``paused`` says who, when and what was held); on resume
-(:func:`resume_hold`) the hold applies afresh at the next tick, a held start held again.
+(:func:`resume_hold`) the hold applies afresh at the next tick, a held start held again. A
+person's blue-green switch ends a hold of that switch (:func:`switch_hold`: ``switched``
+says who, when and what was held); the promotion after verify is held or not on its own.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ __all__ = [
     "release_start",
     "resume_hold",
     "settle",
+    "switch_hold",
 ]
 
 #: The decision kind of a held start, step or promotion (once per held hour).
@@ -230,6 +233,7 @@ def settle(current: Deployment, outcome: str, actor: str, now: int) -> dict[str,
     if last is None:
         return {}
     last.pop("paused", None)  # finished: no longer paused
+    last.pop("switched", None)  # nor is a hand switch's ended hold news any more
     settled = {"outcome": outcome, "at_ms": now, "actor": actor}
     return {"timing": {**last, **_NOT_PENDING, "settled": settled}}
 
@@ -241,12 +245,27 @@ def pause_hold(current: Deployment, actor: str, now: int) -> dict[str, Any]:
     check is kept. ``held_hour_ms`` is forgotten so that a hold after the resume is recorded
     even in the same hour. Empty for a deployment whose policy has no timing and was never
     checked."""
+    return _hold_ended(current, "paused", actor, now)
+
+
+def switch_hold(current: Deployment, actor: str, now: int) -> dict[str, Any]:
+    """Extra state of a person's blue-green switch of ``current`` at ``now``: the switch is
+    made, so a hold of it (``held``, ``held_since_ms``, ``retry_at_ms``) is no longer
+    pending; ``switched`` = ``{at_ms, actor, held}`` says who switched, when and what the
+    timing held then. The last check is kept and ``held_hour_ms`` forgotten: a promotion
+    held after verify is a hold of its own, recorded even in the same hour. Empty for a
+    deployment whose policy has no timing and was never checked."""
+    return _hold_ended(current, "switched", actor, now)
+
+
+def _hold_ended(current: Deployment, how: str, actor: str, now: int) -> dict[str, Any]:
+    """``state.timing`` with no hold pending and ``how`` = ``{at_ms, actor, held}``."""
     last = _last(current)
     if last is None:
         return {}
-    last.pop("waiting", None)  # paused: no arm waits for anything
-    paused = {"at_ms": now, "actor": actor, "held": last.get("held")}
-    return {"timing": {**last, **_NOT_PENDING, "held_hour_ms": None, "paused": paused}}
+    last.pop("waiting", None)  # nothing waits for the timing now
+    ended = {"at_ms": now, "actor": actor, "held": last.get("held")}
+    return {"timing": {**last, **_NOT_PENDING, "held_hour_ms": None, how: ended}}
 
 
 def resume_hold(current: Deployment, now: int) -> dict[str, Any]:
@@ -280,6 +299,10 @@ def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | Non
         parts.append(f"paused at {_iso(paused['at_ms'])} by {paused['actor']}")
         if paused.get("held"):
             parts.append(f"{paused['held']} not held while paused")
+    switched = timing.get("switched")
+    if switched:  # a person's blue-green switch: the switch is made, not held any more
+        by = f"switched to green by hand at {_iso(switched['at_ms'])} by {switched['actor']}"
+        parts.append(by + ("; the switch no longer held" if switched.get("held") else ""))
     if timing.get("held"):
         parts.append(
             f"{timing['held']} held since {_iso(timing['held_since_ms'])}: {timing['reason']}"
@@ -288,7 +311,7 @@ def describe(timing: dict[str, Any] | None, policy: dict[str, Any]) -> str | Non
             parts.append(f"next allowed {_iso(timing['retry_at_ms'])}")
     elif timing.get("checked_ms") is not None:
         verdict = "allowed" if timing.get("allowed") else f"not allowed ({timing.get('reason')})"
-        last = "last check " if settled or paused else ""
+        last = "last check " if settled or paused or switched else ""
         parts.append(f"{last}{verdict} at {_iso(timing['checked_ms'])}")
     for arm, wait in (timing.get("waiting") or {}).items():  # a step hold that ended
         parts.append(f"{arm} waits ({wait['verdict']}): {wait['reason']}")
