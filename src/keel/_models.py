@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Collection, Sequence
+from numbers import Integral
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
@@ -13,6 +14,9 @@ from pydantic_core import ErrorDetails
 from keel.errors import InvalidInput
 
 __all__ = [
+    "MAX_INT32",
+    "MAX_INT64",
+    "MAX_VERSION",
     "Entity",
     "JsonFloat",
     "Page",
@@ -25,6 +29,7 @@ __all__ = [
     "invalid_field",
     "invalid_input",
     "now_ms",
+    "stored_int",
 ]
 
 T = TypeVar("T")
@@ -99,6 +104,35 @@ def invalid_field(field: str, reason: str) -> InvalidInput:
     return InvalidInput(
         f"{field}: {reason}", field=field, errors=[{"field": field, "message": reason}]
     )
+
+
+#: INTEGER columns (version numbers, record ids) hold 32 bits on PostgreSQL (64 on SQLite);
+#: a larger number is refused before the query, naming its field, instead of by the driver.
+MAX_INT32 = 2**31 - 1
+#: BIGINT columns (times in ms, metric steps, seeds, sizes).
+MAX_INT64 = 2**63 - 1
+#: The largest version number of a model or dataset.
+MAX_VERSION = MAX_INT32
+
+
+def stored_int(value: object, field: str, *, low: int = 1, high: int = MAX_INT32) -> int:
+    """``value`` as an int if it is an integer in ``low..high``, else :func:`invalid_field`.
+
+    The one check of a number a caller names a stored record by (a version, a decision id)
+    that every service applies before querying: both SDK transports and every route pass
+    through it, and a number no column can hold is a 422 naming ``field`` on SQLite and
+    PostgreSQL alike (not the driver's out-of-range error, a 500).
+    """
+    # worded as pydantic words a Field(ge=, le=) bound, which the routes declare in the
+    # OpenAPI document: the embedded SDK and HTTP refuse a number with one message
+    if isinstance(value, bool) or not isinstance(value, int | Integral):
+        raise invalid_field(field, "Input should be a valid integer")
+    number = int(value)
+    if number < low:
+        raise invalid_field(field, f"Input should be greater than or equal to {low}")
+    if number > high:
+        raise invalid_field(field, f"Input should be less than or equal to {high}")
+    return number
 
 
 def error_path(loc: Sequence[int | str]) -> str:

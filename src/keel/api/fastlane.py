@@ -33,6 +33,7 @@ import anyio
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel._models import MAX_VERSION
 from keel.api.authz import audit_entry, check_access, flat_routes
 from keel.api.errors import error_response, unexpected_error
 from keel.api.limits import BodyTooLarge
@@ -46,7 +47,6 @@ from keel.tracking.validation import parse_metric
 
 __all__ = [
     "FAST_ROUTES",
-    "MAX_VERSION",
     "FastLane",
     "place_route",
     "predict_target",
@@ -68,8 +68,6 @@ FAST_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", _LOG_METRIC),
 )
 
-#: Versions are 32-bit in the database; a larger number is the route's 422 to word.
-MAX_VERSION = 2**31 - 1
 
 Handler = Callable[[Scope, Receive, Send, dict[str, Any]], Awaitable[None]]
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from keel._models import MAX_INT64, MAX_VERSION
 from keel.registry.models import ModelCard, ModelStatus
 from keel.tracking.models import RunStatus
 
@@ -30,8 +31,7 @@ class _Body(BaseModel):
 
 
 # Integers are bounded to what the database columns hold (64-bit; versions 32-bit).
-_INT64 = 2**63 - 1
-_INT32 = 2**31 - 1
+_INT64 = MAX_INT64
 
 
 class CreateExperiment(_Body):
@@ -122,5 +122,5 @@ class UpdateVersion(_Body):
 
 
 class AliasBody(_Body):
-    version: int = Field(ge=1, le=_INT32)
+    version: int = Field(ge=1, le=MAX_VERSION)
     reason: str | None = Field(default=None, max_length=2000)

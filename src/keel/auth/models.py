@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from keel._models import Entity
+from keel._models import MAX_INT64, Entity
 
 __all__ = [
     "AuditEntry",
@@ -108,7 +108,7 @@ class AuditQuery(Entity):
 
     actor: str | None = None
     action: str | None = Field(default=None, description="Substring of the action.")
-    since_ms: int | None = None
+    since_ms: int | None = Field(default=None, ge=0, le=MAX_INT64)
     limit: int = Field(default=100, ge=1, le=10_000)
 
 

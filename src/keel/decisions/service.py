@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from keel._durations import parse_age_s
-from keel._models import now_ms
+from keel._models import now_ms, stored_int
 from keel.decisions.models import Decision, DecisionQuery
 from keel.errors import InvalidInput
 
@@ -121,8 +121,9 @@ class DecisionLog:
         )
 
     def get(self, decision_id: int) -> Decision:
-        """One record with its ``resolution``; NotFound names ``id``."""
-        return self.store.get_decision(decision_id)
+        """One record with its ``resolution``; NotFound names ``id``; InvalidInput names
+        ``decision_id`` outside 1..2^31−1 (no record can have such an id)."""
+        return self.store.get_decision(stored_int(decision_id, "decision_id"))
 
     def _time(self, value: int | str | dt.datetime | None, field: str) -> int | None:
         if value is None:

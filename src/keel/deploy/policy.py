@@ -22,7 +22,7 @@ from pydantic import (
 
 from keel._documents import load_document
 from keel._durations import MAX_DURATION_S, Span
-from keel._models import invalid_input
+from keel._models import MAX_VERSION, invalid_input
 from keel.automation.timing import Timing
 from keel.deploy.checkpoints import Stateful, as_stateful
 from keel.deploy.hypothesis import MAX_SAMPLES, Hypothesis, check_plan
@@ -31,7 +31,6 @@ from keel.errors import InvalidInput
 
 __all__ = [
     "MAX_DURATION_S",
-    "MAX_VERSION",
     "Analysis",
     "Arm",
     "BlueGreen",
@@ -53,9 +52,6 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 Percent = Annotated[float, Field(ge=0, le=100)]
 DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
 _WEEK_S = 7 * 86_400
-#: model_versions.version is an INTEGER column: 32 bits on PostgreSQL (64 on SQLite). A
-#: larger number is refused here, naming the arm, instead of by the database driver.
-MAX_VERSION = 2**31 - 1
 Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 
 

@@ -24,10 +24,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel._durations import parse_time
-from keel._models import invalid_input
+from keel._models import MAX_VERSION, invalid_input
 from keel.deploy.armstats import roc_auc
 from keel.deploy.loggedlabels import logged_labels
-from keel.deploy.policy import MAX_VERSION
 from keel.deploy.synthetic import MAX_SYNTHETIC, generate, score_cases
 from keel.errors import InvalidInput, NotFound
 from keel.monitoring.diagnosis import model_input

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
-from keel._models import Page, decode_page_token, encode_page_token, now_ms
+from keel._models import Page, decode_page_token, encode_page_token, now_ms, stored_int
 from keel.errors import Conflict, InvalidInput, KeelError, NotFound
 from keel.registry.models import (
     AliasEvent,
@@ -227,8 +227,9 @@ class RegistryService:
         return meta
 
     def get_version(self, name: str, version: int) -> ModelVersion:
-        """One version; raises :class:`NotFound`."""
-        return self.store.get_model_version(name, version)
+        """One version; raises :class:`NotFound`, or InvalidInput naming ``version`` for a
+        number outside 1..MAX_VERSION (which no version can have)."""
+        return self.store.get_model_version(name, stored_int(version, "version"))
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Versions of a model, newest first."""
@@ -241,7 +242,7 @@ class RegistryService:
             version = self.alias_version(parsed.name, parsed.alias)
             return self.store.get_model_version(parsed.name, version)
         if parsed.version is not None:
-            return self.store.get_model_version(parsed.name, parsed.version)
+            return self.get_version(parsed.name, parsed.version)
         latest = self.store.get_registered_model(parsed.name).latest_version
         if latest is None:
             raise NotFound(f"model {parsed.name!r} has no versions", field="version")
@@ -258,6 +259,7 @@ class RegistryService:
 
     def update_version(self, name: str, version: int, **changes: Any) -> ModelVersion:
         """Change description, status, card or tags of a version."""
+        version = stored_int(version, "version")
         checked = self._changes(changes)
         if checked.get("status") == ModelStatus.ARCHIVED.value:
             self._check_archive(name, version)
@@ -282,7 +284,12 @@ class RegistryService:
         # a bad name is a 422 whatever the version's state; an archived version is refused
         # by the store, inside the transaction that moves the alias
         event = self.store.set_alias(
-            name, check_alias(alias), version, actor=actor, reason=reason, expected=expected
+            name,
+            check_alias(alias),
+            stored_int(version, "version"),
+            actor=actor,
+            reason=reason,
+            expected=expected,
         )
         self.alias_moved(name, alias, version)
         return event
@@ -302,7 +309,7 @@ class RegistryService:
     # ---- lineage and loading -------------------------------------------------------------
     def lineage(self, name: str, version: int, *, _seen: frozenset[str] = frozenset()) -> Lineage:
         """Version → run → datasets (hashes) → code commit → parent versions (recursively)."""
-        item = self.store.get_model_version(name, version)
+        item = self.get_version(name, version)
         run = self.store.get_run(item.run_id) if item.run_id else None
         seen = _seen | {item.uri}
         parents = []

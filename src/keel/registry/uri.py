@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from keel._models import MAX_VERSION
 from keel.errors import InvalidInput
 
 __all__ = ["ALIAS_PATTERN", "ModelRef", "check_alias", "parse_model_ref"]
@@ -61,9 +62,10 @@ def parse_model_ref(text: str) -> ModelRef:
         raise InvalidInput(f"model reference {text!r} has no name", field="model")
     if version == "latest":
         return ModelRef(name=name)
-    if not version.isdigit() or int(version) < 1:
+    if not version.isdigit() or not 1 <= int(version) <= MAX_VERSION:
         raise InvalidInput(
-            f"model reference {text!r}: version must be a positive integer, 'latest' or '@alias'",
+            f"model reference {text!r}: version must be an integer in 1..{MAX_VERSION}, "
+            "'latest' or '@alias'",
             field="model",
         )
     return ModelRef(name=name, version=int(version))

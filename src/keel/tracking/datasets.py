@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pandas as pd
 
-from keel._models import now_ms
+from keel._models import now_ms, stored_int
 from keel.errors import InvalidInput, NotFound
 from keel.store.artifacts import ArtifactStore
 from keel.store.sql import SqlStore
@@ -107,8 +107,10 @@ class DatasetService:
         return version
 
     def get(self, name: str, version: int | None = None) -> DatasetVersion:
-        """A version by number, the latest when ``version`` is None."""
-        return self.store.get_dataset_version(check_name(name), version)
+        """A version by number, the latest when ``version`` is None; InvalidInput naming
+        ``version`` outside 1..MAX_VERSION."""
+        number = None if version is None else stored_int(version, "version")
+        return self.store.get_dataset_version(check_name(name), number)
 
     def get_by_hash(self, content_hash: str) -> DatasetVersion:
         """The first version with this content hash (a unique prefix of ≥ 8 chars works too)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from keel._models import Entity, JsonFloat
+from keel._models import MAX_INT64, MAX_VERSION, Entity, JsonFloat
 
 __all__ = [
     "ArtifactFile",
@@ -60,9 +60,9 @@ class RunInput(Entity):
     context: str = "training"
     content_hash: str
     schema_: list[dict[str, Any]] = Field(default_factory=list, alias="schema")
-    row_count: int | None = None
+    row_count: int | None = Field(default=None, ge=0, le=MAX_INT64)
     source_uri: str | None = None
-    dataset_version: int | None = None
+    dataset_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
 class ArtifactFile(Entity):

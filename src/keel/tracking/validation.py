@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping
 
+from keel._models import MAX_INT64
 from keel.errors import Conflict, InvalidInput
 from keel.tracking.models import Metric
 
@@ -63,7 +64,7 @@ def check_name(name: object, field: str = "name") -> str:
 
 
 #: Bounds of the database's 64-bit integer columns (steps and timestamps).
-INT64_MAX = 2**63 - 1
+INT64_MAX = MAX_INT64
 _METRIC_FIELDS = ("key", "value", "step", "timestamp_ms")
 #: How a JSON document spells NaN and the infinities (JSON has no literal for them).
 _FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from keel._models import MAX_INT64
 from keel.api.deps import Actor, Svc
 
 # Request bodies live with the auth models: the SDK validates with them too (#15.26).
@@ -104,7 +105,7 @@ def audit(
     svc: Svc,
     actor: str | None = Query(None, max_length=256),
     action: str | None = Query(None, max_length=300),
-    since_ms: int | None = Query(None, ge=0),
+    since_ms: int | None = Query(None, ge=0, le=MAX_INT64),
     limit: int = Query(100, ge=1, le=10_000),
 ) -> list[AuditEntry]:
     """Audit entries, newest first; read-only (no route edits or deletes entries)."""

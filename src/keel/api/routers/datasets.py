@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from keel._models import invalid_field
 from keel.api.deps import Svc
 from keel.tracking.models import DatasetVersion
 
@@ -64,10 +65,9 @@ def dataset_data(name: str, version: str, svc: Svc) -> FileResponse:
 
 
 def _version(text: str) -> int | None:
-    from keel.errors import InvalidInput
-
+    """A path's version: None for ``latest``; the service bounds a number (one message)."""
     if text == "latest":
         return None
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidInput("version must be a positive integer or 'latest'", field="version")
+    if not text.isdigit():
+        raise invalid_field("version", "must be a positive integer or 'latest'")
     return int(text)

@@ -15,14 +15,16 @@ a check (``no_check_reason``) needs an admin or an owner of the model itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from keel._models import MAX_INT32
 from keel.api.authz import Caller
 from keel.api.deps import Actor, Svc
+from keel.api.routers.models import VersionNo
 from keel.auth.models import Role
 from keel.automation.gates.decision import record_gate_decision
 from keel.decisions.models import Decision
@@ -30,6 +32,9 @@ from keel.decisions.prevention import ResolveRequest, resolve_incident
 from keel.errors import Forbidden
 
 router = APIRouter(tags=["decisions"])
+
+#: A decision id in a path, bounded as :meth:`keel.decisions.service.DecisionLog.get` is.
+DecisionId = Annotated[int, Path(ge=1, le=MAX_INT32)]
 
 #: Who a gate decision is from when the request names no user (auth off, no hint).
 VALIDATE_ACTOR = "keel validate"
@@ -48,7 +53,7 @@ class ValidationBody(BaseModel):
     response_model=Decision,
 )
 async def record_validation(
-    name: str, version: int, body: ValidationBody, svc: Svc, actor: Actor
+    name: str, version: VersionNo, body: ValidationBody, svc: Svc, actor: Actor
 ) -> Decision:
     """Record the ``gate`` decision of the validation kept on run ``run_id``.
 
@@ -72,7 +77,7 @@ RESOLVE_ACTOR = "api"
 
 
 @router.get("/v1/decisions/{decision_id}", response_model=Decision)
-def get_decision(decision_id: int, svc: Svc) -> Decision:
+def get_decision(decision_id: DecisionId, svc: Svc) -> Decision:
     """One record of the log, with ``open`` and ``resolution`` for an incident; 404 if unknown."""
     return svc.decisions.get(decision_id)
 
@@ -88,7 +93,7 @@ def get_decision(decision_id: int, svc: Svc) -> Decision:
     },
 )
 async def resolve_decision(
-    decision_id: int,
+    decision_id: DecisionId,
     svc: Svc,
     actor: Actor,
     caller: Caller,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel._models import Page
+from keel._models import MAX_VERSION, Page
 from keel.api.authz import Caller, check_owner_assignment
 from keel.api.deps import Actor, Svc
 from keel.api.schemas import AliasBody, CreateModel, CreateVersion, UpdateModel, UpdateVersion
@@ -18,8 +18,9 @@ from keel.store.artifacts import normalize_artifact_path
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
-#: A version number in a path; bounded so it fits the database's integer column.
-VersionNo = Annotated[int, Path(ge=1, le=2_147_483_647)]
+#: A version number in a path, bounded in the OpenAPI document as the registry service
+#: bounds it (:func:`keel._models.stored_int`), with the same message.
+VersionNo = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 
 
 @router.post("", status_code=201, response_model=RegisteredModel)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope
 
+from keel._models import MAX_VERSION
 from keel.api.linger import discard_body
 from keel.api.routers.models import VersionNo
 from keel.errors import PayloadTooLarge, Unavailable
@@ -63,7 +64,7 @@ class InvalidateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(default=None, max_length=256)
-    version: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     entity: str | None = Field(default=None, max_length=1024)
     all: bool = False
 

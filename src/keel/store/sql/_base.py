@@ -9,14 +9,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from keel.errors import Conflict, Unavailable
+from keel.errors import Conflict, InvalidInput, Unavailable
 from keel.store.sql.diskfull import note_if_full
 from keel.store.sql.engine import NOWAIT_OPTION, WRITE_OPTION
 
-__all__ = ["SqlBase", "WriteBusy", "upsert", "upsert_statement"]
+__all__ = ["SqlBase", "WriteBusy", "refused_value", "upsert", "upsert_statement"]
 
 log = logging.getLogger("keel.store")
 
@@ -33,7 +33,8 @@ class SqlBase:
     """Owns the engine; hands out read and write sessions.
 
     Database exceptions never leave the store: integrity violations become
-    :class:`Conflict`, lost connections / lock timeouts :class:`Unavailable`.
+    :class:`Conflict`, lost connections / lock timeouts :class:`Unavailable`, a value the
+    column cannot hold :class:`InvalidInput` (:func:`refused_value`).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -45,6 +46,8 @@ class SqlBase:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
+        except DataError as exc:
+            raise refused_value(exc) from exc
         except OperationalError as exc:
             note_if_full(self.engine, exc)
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
@@ -82,6 +85,8 @@ class SqlBase:
         except IntegrityError as exc:
             log.info("integrity error: %s", exc.orig)
             raise Conflict(conflict, field=field) from exc
+        except DataError as exc:
+            raise refused_value(exc) from exc
         except OperationalError as exc:
             if nowait and "locked" in str(exc.orig):
                 raise WriteBusy("the database is locked by another writer") from exc
@@ -102,6 +107,20 @@ class SqlBase:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def refused_value(exc: DataError) -> InvalidInput:
+    """The database refused a value of the request: a safety net behind the services' checks.
+
+    The services bound what they can name (:func:`keel._models.stored_int`: a version or an
+    id beyond an INTEGER column is a 422 naming its field); what they cannot foresee, such
+    as a NUL character in any text PostgreSQL stores (SQLite keeps it) or a number a filter
+    did not bound, is still the caller's input, not a server error. It names no field: the
+    driver's message names none.
+    """
+    log.info("value refused by the database: %s", exc.orig)
+    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "out of range"
+    return InvalidInput(f"a value in the request cannot be stored: {reason}")
 
 
 def upsert(
