@@ -62,6 +62,13 @@ def postgres_url() -> str:
 @pytest.fixture
 def postgres_schema_url(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    with postgres_schema(postgres_url) as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema (its URL), dropped on exit; for fixtures wider than a test."""
     schema = f"keel_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(postgres_url)
     with admin.begin() as conn:
