@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keel import __version__
 from keel.api.authz import SecurityMiddleware, app_dependencies
-from keel.api.errors import ERROR_RESPONSES, install_error_handlers
+from keel.api.errors import ERROR_RESPONSES, AnsweredErrorsStop, install_error_handlers
 from keel.api.fastlane import FastLane
 from keel.api.frontdoor import FrontDoor
 from keel.api.hitpath import HitPath
@@ -77,7 +77,8 @@ class KeelAPI(FastAPI):
     """FastAPI with keel's middlewares outside FastAPI's own error and telemetry layers.
 
     Order, outermost first: security, body size, request metrics, the fast lane, then
-    FastAPI's stack (server errors, telemetry, exception handlers, router). The fast lane
+    FastAPI's stack (server errors, telemetry, exception handlers, router), whose re-raise
+    of an unexpected exception already answered stops at :class:`AnsweredErrorsStop`. The fast lane
     answers its routes (predictions, metric logging) without entering FastAPI's layers,
     which cost a cached prediction about as much as the prediction itself; every other
     request goes on through them as before. Our middlewares answer their own errors.
@@ -135,7 +136,7 @@ class KeelAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         ours, self.user_middleware = self.user_middleware, []
         try:
-            app = super().build_middleware_stack()
+            app: ASGIApp = AnsweredErrorsStop(super().build_middleware_stack())
         finally:
             self.user_middleware = ours
         built: dict[Any, Any] = {}  # middleware class → its instance

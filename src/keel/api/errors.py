@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel._models import invalid_errors, invalid_input
 from keel.api.limits import BodyTooLarge
@@ -31,6 +32,7 @@ from keel.store.storage_full import storage_full
 
 __all__ = [
     "ERROR_RESPONSES",
+    "AnsweredErrorsStop",
     "ErrorBody",
     "error_response",
     "install_error_handlers",
@@ -201,3 +203,37 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             log.warning("%s %s: %s", request.method, request.url.path, error.message)
         return error_response(error)
+
+
+class AnsweredErrorsStop:
+    """ASGI wrapper around Starlette's outermost error layer: an unexpected exception whose
+    500 was sent in full stops here instead of reaching the server.
+
+    That layer answers with the ``Exception`` handler above (which logs the traceback) and
+    then re-raises for the server to log; uvicorn then closes the socket under the client,
+    and the client's next request on that keep-alive connection was reset (39 of 40 in
+    tests/api/test_unexpected_keepalive.py): one bug failed a second, innocent request.
+    An exception before or during the response still reaches the server, which closes
+    the connection as it must for a response it cannot finish.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answered = False
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = True
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if not answered:
+                raise
