@@ -52,6 +52,11 @@ def _show(d: Deployment) -> None:
 
     for line in describe_samples(d.state.get("plan")):  # R-DEP-04: samples per step
         console.print(f"  {escape(line)}", soft_wrap=True)
+    from keel._models import now_ms
+    from keel.deploy.progress import describe as describe_progress
+
+    for line in describe_progress(d.progress, now_ms()):  # what each step waits for
+        console.print(f"  {escape(line)}", soft_wrap=True)
     console.print(f"  state version {d.version}, updated {fmt_ms(d.updated_at_ms)}")
     if d.replicas:
         done = "complete" if d.complete else "not complete"

@@ -59,6 +59,9 @@ class Deployment(Entity):
     warnings: list[dict[str, Any]] = Field(default_factory=list)
     #: Rollback checkpoints of a stateful policy (R-DEP-10, :mod:`keel.deploy.checkpoints`).
     checkpoints: list[dict[str, Any]] | None = None
+    #: Candidate arm → where it stands in its step and when its gates are met
+    #: (:mod:`keel.deploy.progress`); filled by ``get``.
+    progress: dict[str, dict[str, Any]] | None = None
 
     @property
     def weights(self) -> dict[str, float]:

@@ -34,6 +34,7 @@ __all__ = [
     "Action",
     "Decision",
     "RolloutState",
+    "about",
     "candidate_share",
     "evaluate",
     "start",
@@ -341,12 +342,12 @@ def _waiting(policy: DeploymentPolicy, state: RolloutState, now_ms: int, cand: A
     elapsed_s = max(now_ms - state.phase_started_ms, 0) // 1000
     return (
         f"waiting at {policy.shares[state.step]:g}%: min_dwell {format_duration_s(dwell_s)} "
-        f"({_about(elapsed_s)} so far), samples {cand.n_in_step} "
+        f"({about(elapsed_s)} so far), samples {cand.n_in_step} "
         f"(needs {policy.min_samples_per_step})"
     )
 
 
-def _about(seconds: int) -> str:
+def about(seconds: int) -> str:
     """A time so far, rounded down (``6.99d``, ``2.5h``, ``40s``): it is rarely a whole unit,
     and rounding up would show a dwell not yet over as done (``7d`` of ``1w``)."""
     for unit in ("w", "d", "h", "m"):

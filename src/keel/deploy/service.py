@@ -232,19 +232,20 @@ class DeploymentService(ChangesMixin):
                 )
 
     def get(self, name: str) -> Deployment:
-        """One deployment with its replica reports and whether the rollout is complete
-        (every replica reported within ``replica_ttl_s`` serves this version, R-DEP-06)."""
+        """One deployment with its replica reports, whether the rollout is complete (every
+        replica reported within ``replica_ttl_s`` serves this version, R-DEP-06) and its
+        step progress."""
+        from keel.deploy.progress import progress_of
+
         found = self.store.get_deployment(name)
-        fresh = [
-            r
-            for r in found.replicas
-            if self.clock() - r.reported_at_ms <= self.replica_ttl_s * 1000
-        ]
+        ttl_ms, now = self.replica_ttl_s * 1000, self.clock()
+        fresh = [r for r in found.replicas if now - r.reported_at_ms <= ttl_ms]
         complete = bool(fresh) and all(r.state_version == found.version for r in fresh)
         return found.model_copy(
             update={
                 "complete": complete if fresh else None,
                 "shadow_comparison": self._shadows(found),
+                "progress": progress_of(self, found),
                 **self._experiment_checks(found),
             }
         )
