@@ -250,6 +250,12 @@ def run_workload(
         KEEL_HOME=str(scratch / "keel"),
         KEEL_SERVING_PRELOAD="churn@champion,churn-c@champion,churn-s@champion",
         KEEL_SERVING_RATE_LIMIT="100000000/minute",
+        # No in-process job worker: its every-minute deploy.evaluate reads the whole log
+        # the load is writing (DuckDB, in this server process), so whichever route was
+        # measured at the minute paid for it (the alias route of each fourth round at a
+        # third of its rate; fixed-rate p99 spikes of 0.4-2 s). The controller's own cost
+        # is bench_deploy.py's.
+        KEEL_WORKER="off",
         **extra,
     )
     cmd = [
