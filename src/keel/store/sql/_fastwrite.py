@@ -101,7 +101,10 @@ def write_one_metric(
                 raw.execute(statements.audit.sql, statements.audit.args(values))
             raw.execute("COMMIT")
         except BaseException as exc:
-            raw.execute("ROLLBACK")
+            # SQLite has already rolled back on its own after SQLITE_FULL, SQLITE_IOERR or a
+            # trigger's RAISE(ROLLBACK); a second ROLLBACK would hide the error behind its own.
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
             if isinstance(exc, sqlite3.IntegrityError):
                 raise Conflict("write conflicts with existing data") from exc
             if isinstance(exc, sqlite3.OperationalError):
