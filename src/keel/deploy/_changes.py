@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from keel.decisions.models import Decision
 from keel.deploy._refusal import (
-    REFUSED,
     expected_champion,
     pause_refused,
     record_refused,
     vname,
+    without_refusal,
 )
 from keel.deploy.models import FINISHED, AliasMove, BadWindow, Deployment
 from keel.deploy.policy import DeploymentPolicy, parse_policy
@@ -126,8 +126,7 @@ class ChangesMixin:
             return {**current.state, **pause_hold(current, actor, at)}, record
         # resumed: the controller tries a refused promotion again, against the champion at
         # rollout start (keel.deploy._refusal), so the champion the pause named is dropped
-        state = {k: v for k, v in current.state.items() if k != REFUSED}
-        return {**state, **resume_hold(current, at)}, record
+        return {**without_refusal(current.state), **resume_hold(current, at)}, record
 
     def rollback(
         self,
@@ -298,7 +297,7 @@ class ChangesMixin:
         expected = expected_champion(current)
         keep_s = policy.retention.keep_previous_s
         state = {
-            **{k: v for k, v in current.state.items() if k != REFUSED},
+            **without_refusal(current.state),
             "weights": weights_for(policy, rollouts),
             "rollouts": {k: rollout_to_json(v) for k, v in rollouts.items()},
             "previous_champion": expected,

@@ -22,11 +22,24 @@ if TYPE_CHECKING:
     from keel.deploy._changes import ChangesMixin
     from keel.deploy.models import Deployment
 
-__all__ = ["REFUSED", "expected_champion", "pause_refused", "record_refused", "vname"]
+__all__ = [
+    "REFUSED",
+    "expected_champion",
+    "pause_refused",
+    "record_refused",
+    "vname",
+    "without_refusal",
+]
 
 #: The state key of a deployment paused on its refused promotion (dropped on resume).
 REFUSED = "promotion_refused"
 log = logging.getLogger("keel.deploy")
+
+
+def without_refusal(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` without the champion a pause on a refused promotion named: what a resume
+    (the controller tries again against the champion at rollout start) and a promotion keep."""
+    return {k: v for k, v in state.items() if k != REFUSED}
 
 
 def expected_champion(current: Deployment) -> int | None:

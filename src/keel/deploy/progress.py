@@ -6,7 +6,7 @@ arm still rolling out:
 
 * the gates of its phase: a canary step's dwell and ``min_samples_per_step``, a shadow
   phase's duration and samples, an A/B's ``min_duration``, blue-green's ``switch_after`` or
-  ``verify`` (the same gates :func:`keel.deploy.rollout.evaluate` checks);
+  ``verify`` (:func:`keel.deploy.rollout.phase_gates`, the gates the controller checks);
 * the controller's latest evaluation of the arm: when, its verdict, action and reasons, the
   candidate's requests in the step and its labelled rows;
 * the request rate observed in the step (requests since the step began over the time to
@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from keel.deploy.rollout import about, candidate_share
+from keel.deploy.rollout import about, candidate_share, phase_gates
 from keel.deploy.state import rollout_from_json
 
 if TYPE_CHECKING:
@@ -39,21 +39,6 @@ __all__ = ["describe", "progress_of", "rollout_progress"]
 
 _RUNNING = ("shadow", "live", "switched")
 _HOUR_MS = 3_600_000
-
-
-def _gates(policy: DeploymentPolicy, st: RolloutState) -> tuple[int | None, int | None, int]:
-    """(seconds to wait, requests to collect, the time they count from) of ``st``'s phase."""
-    if st.phase == "shadow" and policy.shadow is not None:
-        return policy.shadow.duration_s, policy.shadow.min_samples, st.phase_started_ms
-    if policy.strategy == "canary":
-        return policy.step_dwell_s(st.step), policy.min_samples_per_step, st.phase_started_ms
-    if policy.strategy == "ab":
-        return policy.min_duration_s or 0, None, st.started_ms
-    if policy.blue_green is not None:
-        if st.phase == "switched":
-            return policy.blue_green.verify_s, None, st.phase_started_ms
-        return policy.blue_green.switch_after_s, None, st.phase_started_ms
-    return None, None, st.phase_started_ms
 
 
 def _planned(plan: Mapping[str, Any] | None, arm: str, share: float) -> int | None:
@@ -108,7 +93,7 @@ def rollout_progress(
         if st.phase not in _RUNNING:
             continue
         share = candidate_share(policy, st)
-        wait_s, needed, count_from = _gates(policy, st)
+        wait_s, needed, count_from = phase_gates(policy, st)
         record = _latest(evaluations, arm, st)
         details = (record.details or {}) if record is not None else {}
         candidate = (details.get("numbers") or {}).get("candidate") or {}

@@ -134,21 +134,31 @@ def candidate_share(policy: DeploymentPolicy, state: RolloutState) -> float:
     return 0.0  # blue_green before the switch
 
 
-def _gates(policy: DeploymentPolicy, state: RolloutState, now_ms: int, cand: ArmStats) -> bool:
-    elapsed_s = (now_ms - state.phase_started_ms) / 1000
-    if state.phase == "shadow":
-        assert policy.shadow is not None
-        return elapsed_s >= policy.shadow.duration_s and cand.n_in_step >= policy.shadow.min_samples
+def phase_gates(
+    policy: DeploymentPolicy, state: RolloutState
+) -> tuple[int | None, int | None, int]:
+    """The gates of ``state``'s phase: (seconds to wait, requests to collect, the time both
+    count from). Seconds are None where the phase has no timed gate (blue-green with no
+    ``switch_after``: a person switches), requests None where it counts none."""
+    if state.phase == "shadow" and policy.shadow is not None:
+        return policy.shadow.duration_s, policy.shadow.min_samples, state.phase_started_ms
     if policy.strategy == "canary":
-        dwell_s = policy.step_dwell_s(state.step)
-        return elapsed_s >= dwell_s and cand.n_in_step >= policy.min_samples_per_step
+        return policy.step_dwell_s(state.step), policy.min_samples_per_step, state.phase_started_ms
     if policy.strategy == "ab":
-        return (now_ms - state.started_ms) / 1000 >= (policy.min_duration_s or 0)
-    assert policy.blue_green is not None
-    if state.phase == "switched":
-        return elapsed_s >= policy.blue_green.verify_s
-    after = policy.blue_green.switch_after_s
-    return after is not None and elapsed_s >= after
+        return policy.min_duration_s or 0, None, state.started_ms
+    if policy.blue_green is not None:
+        if state.phase == "switched":
+            return policy.blue_green.verify_s, None, state.phase_started_ms
+        return policy.blue_green.switch_after_s, None, state.phase_started_ms
+    return None, None, state.phase_started_ms
+
+
+def _gates(policy: DeploymentPolicy, state: RolloutState, now_ms: int, cand: ArmStats) -> bool:
+    """Whether ``cand`` has met every gate of its phase at ``now_ms``."""
+    wait_s, needed, count_from = phase_gates(policy, state)
+    if wait_s is None or now_ms - count_from < wait_s * 1000:
+        return False
+    return needed is None or cand.n_in_step >= needed
 
 
 def evaluate(
