@@ -338,6 +338,20 @@ class Settings(BaseSettings):
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        from keel._config_checks import check_database_url
+
+        return None if value is None else check_database_url(value)
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from keel._config_checks import check_redis_url
+
+        return None if value is None else check_redis_url(value)
+
     @field_validator("executor", mode="after")
     @classmethod
     def _executor(cls, value: str) -> str:

@@ -29,6 +29,23 @@ def keel(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]
             "KEEL_SERVING_MAX_BODY_BYTES=600: must be >= 1024",
         ),
         (["models", "list"], {"KEEL_PORT": "abc"}, "KEEL_PORT=abc: must be >= 0 and <= 65535"),
+        # these three died with a traceback from SQLAlchemy or redis-py
+        (["models", "list"], {"KEEL_DATABASE_URL": "foo"}, "KEEL_DATABASE_URL=foo: not a"),
+        (
+            ["models", "list"],
+            {"KEEL_DATABASE_URL": "mysql://u@h/db"},
+            "KEEL_DATABASE_URL=mysql://u@h/db: keel keeps its metadata in SQLite or PostgreSQL",
+        ),
+        (
+            ["models", "list"],
+            {"KEEL_DATABASE_URL": "postgres://u@h/db"},
+            "KEEL_DATABASE_URL=postgres://u@h/db: keel keeps its metadata in SQLite or",
+        ),
+        (
+            ["server", "--port", "0"],
+            {"KEEL_REDIS_URL": "localhost:6379"},
+            "KEEL_REDIS_URL=localhost:6379: must start with redis://, rediss:// or unix://",
+        ),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2(

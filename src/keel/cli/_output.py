@@ -75,6 +75,7 @@ def fail(error: KeelError) -> None:
 def settings_failure(exc: ValidationError) -> NoReturn:
     """Report a ``Settings`` validation error as ``error: KEEL_X=value: bounds (reason)``
     lines and exit 2; any other model's error is re-raised (it is a bug, not bad input)."""
+    from keel._models import error_reason
     from keel.config import Settings
 
     if exc.title != Settings.__name__:
@@ -89,7 +90,7 @@ def settings_failure(exc: ValidationError) -> NoReturn:
             if getattr(rule, attr, None) is not None
         ]
         rule = f"must be {' and '.join(bounds)}; " if bounds else ""
-        line = f"KEEL_{name.upper()}={item.get('input')!s}: {rule}{item['msg']}"
+        line = f"KEEL_{name.upper()}={item.get('input')!s}: {rule}{error_reason(item)}"
         err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
     raise SystemExit(2)
 
