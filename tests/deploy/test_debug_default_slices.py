@@ -6,6 +6,7 @@ explicit slices keep their meaning. Real churn models, a real prediction log and
 from __future__ import annotations
 
 import itertools
+import json
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.deploy.conftest import FEATURES, POLICY, Clock, Models
+from typer.testing import CliRunner
 
+from keel.cli.main import app as cli
 from keel.demo.data import TARGET
 from keel.deploy.debugging import debug_canary
 from keel.deploy.segments import Split
@@ -79,6 +82,7 @@ def test_debug_defaults_flag_the_bad_contract_with_the_same_bins_in_every_step(
     register_churn: Callable[[str, str], Models],
     churn_rows: tuple[pd.DataFrame, pd.DataFrame],
     clocked: tuple[DeploymentService, Clock],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service, clock = clocked
     models = register_churn("weak", "good")
@@ -122,6 +126,20 @@ def test_debug_defaults_flag_the_bad_contract_with_the_same_bins_in_every_step(
     for side, arm in (("primary", "primary"), ("candidate", "canary")):
         mine = inside[inside["arm"] == arm]
         assert (row[side]["n"], row[side]["errors"]) == (len(mine), int(mine["failed"].sum()))
+    # the CLI's table says how it sliced, as its --json does (the CLI reads on the real
+    # clock, not the test's: its window, so its bins, may differ from the report above)
+    monkeypatch.setenv("KEEL_HOME", str(services.settings.home))
+    if services.settings.database_url:
+        monkeypatch.setenv("KEEL_DATABASE_URL", services.settings.database_url)
+    as_json = CliRunner().invoke(cli, ["deploy", "debug", "churn-live", "--json"])
+    shown = CliRunner().invoke(cli, ["deploy", "debug", "churn-live"])
+    assert as_json.exit_code == 0 and shown.exit_code == 0, shown.output
+    sliced_by = json.loads(as_json.output)["slice_columns"]
+    assert [s["column"] for s in sliced_by] == report["slices"]
+    for sliced in sliced_by:
+        bins = ", ".join(f"{e:.4g}" for e in sliced.get("bins", []))
+        where = f"default segment, bins at {bins}" if bins else "default segment"
+        assert f"sliced by {sliced['column']} ({where})" in shown.output
 
 
 @pytest.mark.parametrize(

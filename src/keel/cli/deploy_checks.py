@@ -200,6 +200,11 @@ def _debug_table(report: dict[str, Any], flagged_only: bool) -> None:
         f"[bold]{report['deployment']}[/] {report['candidate']} vs {report['primary']}, "
         f"metric {report['metric'] or 'none'}, Holm-adjusted at alpha {report['alpha']}"
     )
+    for sliced in report.get("slice_columns") or []:
+        how = "default segment" if sliced["default"] else "named"
+        bins = sliced.get("bins")
+        edges = f", bins at {', '.join(_num(b, 4) for b in bins)}" if bins else ""
+        console.print(f"sliced by {sliced['column']} ({how}{edges})", highlight=False)
     table(
         "steps",
         ["step", "share %", "from", "to", "p99 primary", "p99 candidate", "ratio"],
