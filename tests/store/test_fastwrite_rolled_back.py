@@ -5,20 +5,11 @@ SQLITE_FULL, SQLITE_IOERR and a trigger's RAISE(ROLLBACK)) reports that error, n
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
-from keel.config import Settings
 from keel.errors import Conflict
-from keel.services import Services, open_services
-
-
-@pytest.fixture
-def sqlite_services(sqlite_settings: Settings) -> Iterator[Services]:
-    services = open_services(sqlite_settings)
-    yield services
-    services.close()
+from keel.services import Services
 
 
 def test_write_rolled_back_by_sqlite_reports_its_own_error(sqlite_services: Services) -> None:

@@ -15,7 +15,7 @@ from tests.conftest import serve_in_thread
 
 from keel.api import create_app
 from keel.config import Settings
-from keel.services import Services, open_services
+from keel.services import Services
 from keel.store.sql import WriteBusy
 
 
@@ -30,13 +30,6 @@ def write_lock(settings: Settings) -> Iterator[None]:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-
-
-@pytest.fixture
-def sqlite_services(sqlite_settings: Settings) -> Iterator[Services]:
-    services = open_services(sqlite_settings)
-    yield services
-    services.close()
 
 
 def test_nowait_write_is_refused_at_once_and_writes_nothing(sqlite_services: Services) -> None:
