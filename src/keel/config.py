@@ -218,6 +218,11 @@ class Settings(BaseSettings):
     serving_max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest predict body (413 above)."
     )
+    serving_gc_freeze: bool = Field(
+        default=True,
+        description="Freeze the heap out of the collector's sight while a gateway runs "
+        "(one full collection at start; full collections under load skip it).",
+    )
     serving_gc_threshold: int = Field(
         default=10_000,
         ge=0,

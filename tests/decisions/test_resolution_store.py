@@ -15,6 +15,9 @@ from keel.store.sql.decisions import DecisionSql
 from keel.store.sql.engine import make_engine
 from keel.store.sql.migrate import current_revision, upgrade
 
+# each test migrates its own database from empty
+pytestmark = pytest.mark.fresh_database
+
 
 def test_0010_keeps_existing_records_which_stay_open_incidents(settings: Settings) -> None:
     engine = make_engine(settings)

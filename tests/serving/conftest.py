@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from fastapi import FastAPI
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_in_thread, with_migrated_database
 
 from keel.api import create_app
 from keel.client import Client
@@ -156,6 +156,8 @@ def test_settings(home: Path, **overrides: Any) -> Settings:
         ),
     }
     values.update(overrides)
+    if values.get("database_url") is None:
+        with_migrated_database(values["home"])
     return Settings(**values)
 
 

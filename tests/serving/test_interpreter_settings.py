@@ -1,5 +1,6 @@
 """Interpreter settings held while gateways run (keel.serving.switching): the collector's
-first-generation threshold is raised by the first gateway and restored by the last."""
+first-generation threshold is raised, and the heap frozen, by the first gateway and
+restored by the last."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ def test_gateways_raise_the_collectors_threshold_while_they_run(
     assert gc.get_threshold() == before
     with live_gateway(make_settings(serving_gc_threshold=0)):
         assert gc.get_threshold() == before  # 0: left alone
+
+
+def test_gateways_freeze_the_heap_while_they_run_unless_told_not_to(
+    make_settings: Callable[..., Settings],
+) -> None:
+    assert gc.get_freeze_count() == 0
+    with live_gateway(make_settings(serving_gc_freeze=True)):
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # libraries and all: out of the collector's sight
+        with live_gateway(make_settings(serving_gc_freeze=True)):
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() >= frozen  # the first still runs
+    assert gc.get_freeze_count() == 0  # the last to stop gives it back
+    with live_gateway(make_settings(serving_gc_freeze=False)):
+        assert gc.get_freeze_count() == 0  # false: left alone
 
 
 def test_a_process_setting_is_restored_by_its_last_holder() -> None:

@@ -17,6 +17,9 @@ from keel.store.sql.auth import AuthSql
 from keel.store.sql.engine import make_engine
 from keel.store.sql.migrate import alembic_config, head_revision, upgrade
 
+# each test migrates its own database from empty
+pytestmark = pytest.mark.fresh_database
+
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:

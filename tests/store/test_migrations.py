@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -9,6 +10,9 @@ from keel.config import Settings
 from keel.store.sql.engine import make_engine
 from keel.store.sql.migrate import current_revision, head_revision, upgrade
 from keel.store.sql.tables import Base
+
+# each test migrates its own database from empty
+pytestmark = pytest.mark.fresh_database
 
 
 def test_upgrade_reaches_head_and_matches_models(settings: Settings) -> None:

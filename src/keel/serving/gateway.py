@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import uuid
 from collections import Counter
@@ -42,7 +41,7 @@ from keel.serving.protection import Protection
 from keel.serving.ratelimit import RateLimiter
 from keel.serving.shadow import ShadowQueue
 from keel.serving.subscriber import listen
-from keel.serving.switching import ProcessSetting, gc_threshold, switch_interval
+from keel.serving.switching import ProcessSetting, gc_threshold, heap_frozen, switch_interval
 
 __all__ = ["CachedAnswer", "Gateway", "PredictResult", "PredictionSink", "Target"]
 
@@ -187,17 +186,16 @@ class Gateway(GatewayHooks, PredictPath):
         listen_changes = getattr(self.deployments, "add_listener", None)
         if callable(listen_changes):  # a change made in this process: effective at once
             listen_changes(self._deployment_changed)
-        # Everything alive now (libraries, loaded models) lives as long as the process: take
-        # it out of the collector's sight, so full collections under load stop walking it
-        # (p99 300+ ms → ~50 ms in benchmarks/bench_serving.py). close() gives it back.
-        gc.collect()
-        gc.freeze()
-        # A shorter thread switch interval (a request waited up to 5 ms for the GIL behind
-        # the prediction-log writer: p99 of cache hits 10-12 ms at a 0.6 ms p50 in
-        # benchmarks/bench_serving.py, 6-8 ms at 0.5 ms) and a larger collector threshold
-        # (6-11 µs of a model-path request in collections, 1.4-2 µs with 10,000, in
-        # bench_deploy_route.py): serving/switching.py says why. close() restores both.
+        # Held for as long as the gateway runs, restored by the last to stop (switching.py):
+        # - the heap frozen out of the collector's sight (full collections under load stopped
+        #   walking it: p99 300+ ms → ~50 ms in benchmarks/bench_serving.py);
+        # - a shorter thread switch interval (a request waited up to 5 ms for the GIL behind
+        #   the prediction-log writer: p99 of cache hits 10-12 ms at a 0.6 ms p50 in
+        #   benchmarks/bench_serving.py, 6-8 ms at 0.5 ms);
+        # - a larger collector threshold (6-11 µs of a model-path request in collections,
+        #   1.4-2 µs with 10,000, in bench_deploy_route.py).
         wanted = (
+            (heap_frozen, float(self.settings.serving_gc_freeze)),
             (switch_interval, self.settings.serving_switch_interval_ms / 1000),
             (gc_threshold, self.settings.serving_gc_threshold),
         )
@@ -225,7 +223,6 @@ class Gateway(GatewayHooks, PredictPath):
         unlisten = getattr(self.deployments, "remove_listener", None)
         if callable(unlisten):
             unlisten(self._deployment_changed)
-        gc.unfreeze()
         while self._held:
             self._held.pop().release()
         tasks = list(self._tasks)

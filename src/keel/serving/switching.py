@@ -1,5 +1,12 @@
-"""Interpreter settings held while gateways run: the thread switch interval and the
-collector's first-generation threshold.
+"""Interpreter settings held while gateways run: the heap frozen out of the collector's
+sight, the thread switch interval and the collector's first-generation threshold.
+
+- **Frozen heap.** Everything alive when a gateway starts (libraries, loaded models)
+  lives as long as the process: ``gc.freeze()`` takes it out of the collector's sight,
+  so full collections under load stop walking it (p99 300+ ms → ~50 ms in
+  ``benchmarks/bench_serving.py``). It costs one full collection at start (0.2 s with
+  keel's libraries imported, more in a process holding more), so an embedding process
+  that starts and stops gateways often may turn it off (``KEEL_SERVING_GC_FREEZE``).
 
 - **Switch interval.** The prediction-log writer converts batches to Arrow in the
   serving interpreter; with Python's 5 ms switch interval a request arriving meanwhile
@@ -15,7 +22,7 @@ collector's first-generation threshold.
   die with it by reference counting; only cycles wait for a collection, a few more
   thousand allocations longer (``KEEL_SERVING_GC_THRESHOLD``).
 
-Both are set by the first gateway to start and restored by the last to stop (see
+Each is set by the first gateway to start and restored by the last to stop (see
 ``Gateway.start`` and ``close``).
 """
 
@@ -26,7 +33,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["ProcessSetting", "gc_threshold", "switch_interval"]
+__all__ = ["ProcessSetting", "gc_threshold", "heap_frozen", "switch_interval"]
 
 
 class ProcessSetting:
@@ -66,6 +73,16 @@ def _set_first_threshold(value: float) -> None:
     gc.set_threshold(int(value), *gc.get_threshold()[1:])
 
 
+def _freeze_heap(value: float) -> None:
+    if value:
+        gc.collect()  # garbage frozen would never be collected
+        gc.freeze()
+    else:
+        gc.unfreeze()
+
+
+#: Whether the heap is frozen (1) while gateways run; the last to stop unfreezes it.
+heap_frozen = ProcessSetting(lambda: float(gc.get_freeze_count() > 0), _freeze_heap, max)
 #: The process's switch interval (seconds) while gateways run: the shortest asked for.
 switch_interval = ProcessSetting(sys.getswitchinterval, sys.setswitchinterval, min)
 #: The collector's first-generation threshold while gateways run: the largest asked for.
