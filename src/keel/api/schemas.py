@@ -74,9 +74,7 @@ METRIC_SCHEMA: dict[str, Any] = MetricBody.model_json_schema()
 
 
 class BatchBody(_Body):
-    metrics: list[Any] = Field(
-        default_factory=list, json_schema_extra={"items": METRIC_SCHEMA}
-    )
+    metrics: list[Any] = Field(default_factory=list, json_schema_extra={"items": METRIC_SCHEMA})
     params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
 

@@ -77,9 +77,7 @@ def classification_metrics(
             skm.recall_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0)
         )
     if wanted("f1"):
-        out["f1"] = float(
-            skm.f1_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0)
-        )
+        out["f1"] = float(skm.f1_score(y_true_arr, y_pred_arr, pos_label=positive, zero_division=0))
     if y_score is None:
         return out
     scores = np.asarray(y_score, dtype=np.float64)

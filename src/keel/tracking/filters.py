@@ -94,6 +94,7 @@ class FilterLimits:
             max_terms=settings.max_filter_terms,
         )
 
+
 _ESCAPE = re.compile(r"\\(.)")
 
 _TOKEN = re.compile(

@@ -11,7 +11,6 @@ from keel.monitoring.vocabulary import Correction
 __all__ = ["Correction", "adjust_pvalues"]
 
 
-
 def adjust_pvalues(pvalues: object, method: Correction = "bh") -> NDArray[np.float64]:
     """Adjusted p-values; compare them with the unadjusted significance level.
 

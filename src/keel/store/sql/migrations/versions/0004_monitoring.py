@@ -54,9 +54,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_monitor_runs")),
     )
-    op.create_index(
-        "ix_monitor_runs_monitor_started", "monitor_runs", ["monitor", "started_at_ms"]
-    )
+    op.create_index("ix_monitor_runs_monitor_started", "monitor_runs", ["monitor", "started_at_ms"])
 
 
 def downgrade() -> None:
