@@ -81,6 +81,20 @@ def test_predlog_round_trips_typed_features_and_fields(tmp_path: Path) -> None:
     assert predictions(root=tmp_path).to_pandas()["f_tenure"].tolist() == [0.0, 1.0, 2.0]
 
 
+def test_newest_rows_come_oldest_first_and_none_match_is_an_empty_table(tmp_path: Path) -> None:
+    fill(tmp_path, [record(i, BASE_MS + i) for i in range(5)])
+
+    newest = predictions("churn", root=tmp_path, limit=2, newest=True)
+    # a deployment that served nothing yet: keel deploy replay crashed in pyarrow's take
+    # on the empty list of row indices (type null) instead of reporting no rows
+    none = predictions("churn", root=tmp_path, limit=2, newest=True, deployment="other")
+    one = predictions("churn", root=tmp_path, limit=1, newest=True)
+
+    assert newest.column("request_id").to_pylist() == ["r3", "r4"]
+    assert none.num_rows == 0 and "request_id" in none.column_names
+    assert one.column("request_id").to_pylist() == ["r4"]
+
+
 def test_predlog_partitions_by_version_and_hour_and_queries_prune(tmp_path: Path) -> None:
     fill(
         tmp_path,

@@ -123,7 +123,8 @@ def predictions(
     if found is None:
         return _empty(columns)
     if newest and limit:
-        found = found.take(list(range(found.num_rows - 1, -1, -1)))
+        # typed indices: an empty Python list is of type null, which take() has no kernel for
+        found = found.take(pa.array(range(found.num_rows - 1, -1, -1), type=pa.int64()))
     if extra_ts:
         found = found.drop_columns(["ts"])
     return _ordered(found)
