@@ -9,11 +9,16 @@ of ``numpy.load``), which unpickles a file, or a bound method such as
 ``numpy.ndarray.tofile``. Every name added here is a type or a pure computation that cannot
 read or write files, import modules or evaluate text.
 
-Two trusted types hold raw node indices that scikit-learn follows without bounds checks
-(``sklearn.tree._tree.Tree`` and HistGradientBoosting's ``TreePredictor``; skops itself
-refuses them by default for that reason). keel trusts them only after
-:func:`check_tree_bounds` has walked every such tree in the loaded model: a crafted file
-cannot make ``predict`` read outside its arrays or loop forever.
+Some trusted types are safe only with sound contents, which :func:`check_model_contents`
+checks in the loaded model before anything runs it:
+
+* two hold raw node indices that scikit-learn follows without bounds checks
+  (``sklearn.tree._tree.Tree`` and HistGradientBoosting's ``TreePredictor``; skops itself
+  refuses them by default for that reason): a crafted file cannot make ``predict`` read
+  outside their arrays or loop forever;
+* ``make_column_selector`` (a ColumnTransformer choosing columns by dtype) may name dtypes
+  by name only, and no regular expression: a crafted pattern could take exponential time
+  on the column names of every request.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import numpy as np
 
 from keel.errors import InvalidInput
 
-__all__ = ["KEEL_TRUSTED_NAMES", "check_tree_bounds", "is_trusted_type", "load_skops"]
+__all__ = ["KEEL_TRUSTED_NAMES", "check_model_contents", "is_trusted_type", "load_skops"]
 
 _TREE = "sklearn.tree._tree.Tree"
 _TREE_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+_COLUMN_SELECTOR = "sklearn.compose._column_transformer.make_column_selector"
 
 # Exact names trusted on top of skops' defaults. Keep each entry a type (or a side-effect
 # free computation) keel registers models with; never add a module prefix or a function
@@ -48,9 +54,10 @@ KEEL_TRUSTED_NAMES: frozenset[str] = frozenset(
         "xgboost.sklearn.XGBClassifier",
         "xgboost.sklearn.XGBRanker",
         "xgboost.sklearn.XGBRegressor",
-        # scikit-learn internals of common estimators (trees checked by check_tree_bounds)
+        # scikit-learn internals of common estimators (these three: check_model_contents)
         _TREE,
         _TREE_PREDICTOR,
+        _COLUMN_SELECTOR,
         "sklearn._loss.loss.HalfTweedieLossIdentity",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
@@ -105,15 +112,17 @@ def load_skops(path: Path) -> Any:
         model = skops.io.load(path, trusted=sorted(untrusted))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
-    check_tree_bounds(model, source=path.name)
+    check_model_contents(model, source=path.name)
     return model
 
 
-def check_tree_bounds(model: Any, *, source: str) -> None:
-    """Raise InvalidInput if any decision tree inside ``model`` has out-of-range node links.
+def check_model_contents(model: Any, *, source: str) -> None:
+    """Raise InvalidInput if a decision tree inside ``model`` has out-of-range node links, or
+    a column selector names a regular expression or dtypes other than by name.
 
     Walks the estimator's attributes (lists, tuples, dicts and nested objects) once each.
     """
+    from sklearn.compose import make_column_selector
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.tree._tree import Tree
 
@@ -130,6 +139,8 @@ def check_tree_bounds(model: Any, *, source: str) -> None:
             _check_tree(item, source)
         elif isinstance(item, TreePredictor):
             _check_tree_predictor(item, width, source)
+        elif isinstance(item, make_column_selector):
+            _check_selector(item, source)
         elif isinstance(item, list | tuple | set):
             stack.extend((child, width) for child in item)
         elif isinstance(item, dict):
@@ -139,6 +150,24 @@ def check_tree_bounds(model: Any, *, source: str) -> None:
             inner = own if isinstance(own, int | np.integer) else width
             bound = None if inner is None else int(inner)
             stack.extend((child, bound) for child in vars(item).values())
+
+
+def _check_selector(selector: Any, source: str) -> None:
+    if selector.pattern is not None:
+        raise InvalidInput(
+            f"{source} holds a column selector with the regular expression "
+            f"{selector.pattern!r}: keel refuses patterns from model files (one can take "
+            "exponential time on a request's column names); select columns by dtype or name",
+            field="model",
+        )
+    for name in ("dtype_include", "dtype_exclude"):
+        value = getattr(selector, name)
+        names = value if isinstance(value, list | tuple) else [value]
+        if value is not None and not all(isinstance(v, str) for v in names):
+            raise InvalidInput(
+                f"{source} holds a column selector whose {name} is not dtype names: {value!r}",
+                field="model",
+            )
 
 
 def _bad_tree(source: str, what: str) -> InvalidInput:
