@@ -19,7 +19,7 @@ def train(frame: pd.DataFrame, params: dict[str, Any]) -> Any:
     """A logistic regression on the churn features, with optional decay weights."""
     SEEN.append((frame.copy(), dict(params)))
     features = frame.drop(columns=[LABEL])
-    # explicit column lists: skops (keel's sklearn format) does not trust column selectors
+    # explicit column lists (make_column_selector by dtype would load too)
     numeric = list(features.select_dtypes("number").columns)
     categorical = [c for c in features.columns if c not in numeric]
     encode = make_column_transformer(

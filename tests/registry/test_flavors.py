@@ -8,6 +8,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 import xgboost
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
@@ -19,6 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from keel.errors import InvalidInput
 from keel.registry.flavors import FLAVORS, LoadedModel, flavor_for, get_flavor
+from keel.registry.flavors.sklearn import SKOPS_FILE
 
 
 def cancer() -> tuple[pd.DataFrame, pd.Series]:
@@ -117,10 +119,12 @@ def test_sklearn_load_refuses_untrusted_types(tmp_path: Path) -> None:
         [("double", Doubler()), ("scale", StandardScaler()), ("lr", LogisticRegression())]
     )
     flavor = get_flavor("sklearn")
-    meta = flavor.save(model.fit(X, y), tmp_path)
+    with pytest.raises(InvalidInput, match="does not trust: .*Doubler"):
+        flavor.save(model.fit(X, y), tmp_path)  # refused when logged already
+    skops.io.dump(model, tmp_path / SKOPS_FILE)  # a file written some other way
 
     with pytest.raises(InvalidInput, match="does not trust: .*Doubler") as err:
-        flavor.load(tmp_path, meta, allow_pickle=True)
+        flavor.load(tmp_path, {"file": SKOPS_FILE}, allow_pickle=True)
 
     assert err.value.detail["untrusted_types"] == [f"{__name__}.Doubler"]
 
@@ -131,11 +135,10 @@ def test_sklearn_load_refuses_eval_in_trusted_module(tmp_path: Path) -> None:
     model.fit(X, y)
     # An attacker's file would point the transformer at eval to run request data as code.
     model.named_steps["code"].func = eval
-    flavor = get_flavor("sklearn")
-    meta = flavor.save(model, tmp_path)
+    skops.io.dump(model, tmp_path / SKOPS_FILE)
 
     with pytest.raises(InvalidInput, match="builtins.eval"):
-        flavor.load(tmp_path, meta, allow_pickle=False)
+        get_flavor("sklearn").load(tmp_path, {"file": SKOPS_FILE}, allow_pickle=False)
 
 
 def test_sklearn_save_refuses_unfitted_model(tmp_path: Path) -> None:

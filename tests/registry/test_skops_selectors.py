@@ -14,7 +14,7 @@ import skops.io
 from sklearn.compose import make_column_selector, make_column_transformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from keel.demo.churn import _baseline
 from keel.errors import InvalidInput
@@ -76,3 +76,25 @@ def test_a_selector_naming_dtypes_other_than_by_name_is_refused(
     with pytest.raises(InvalidInput, match="dtype_include") as refused:
         load_skops(path)
     assert refused.value.field == "model"
+
+
+def _double(values: np.ndarray) -> np.ndarray:
+    return values * 2
+
+
+def test_a_model_keel_would_not_load_is_refused_when_logged(tmp_path: Path) -> None:
+    """Before, it was registered, and refused only when a gateway loaded it."""
+    X, y = _frame()
+    numeric = X[["tenure", "charges"]]
+    custom = make_pipeline(FunctionTransformer(_double), LogisticRegression()).fit(numeric, y)
+    with pytest.raises(InvalidInput, match="does not trust") as refused:
+        save_model_dir(custom, tmp_path / "custom")
+    assert refused.value.field == "model"
+    assert any("_double" in name for name in refused.value.detail["untrusted_types"])
+
+    columns = make_column_transformer(
+        (StandardScaler(), make_column_selector(pattern="^(?:t+)+")),
+    )
+    patterned = make_pipeline(columns, LogisticRegression()).fit(numeric, y)
+    with pytest.raises(InvalidInput, match="regular expression"):
+        save_model_dir(patterned, tmp_path / "patterned")

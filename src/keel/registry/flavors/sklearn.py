@@ -17,7 +17,7 @@ import pandas as pd
 
 from keel.errors import InvalidInput
 from keel.registry.flavors.base import LoadedModel, library_version, no_probabilities
-from keel.registry.flavors.skops_trust import load_skops
+from keel.registry.flavors.skops_trust import check_model_contents, load_skops, refuse_untrusted
 
 __all__ = ["SKOPS_FILE", "SklearnFlavor", "SklearnModel", "load_skops"]
 
@@ -84,6 +84,9 @@ class SklearnFlavor:
         except NotFittedError as exc:
             raise InvalidInput(f"the {type(model).__name__} is not fitted", field="model") from exc
         skops.io.dump(model, directory / SKOPS_FILE)
+        # what loading would refuse is refused now, when the model is logged, not served
+        refuse_untrusted(directory / SKOPS_FILE)
+        check_model_contents(model, source=SKOPS_FILE)
         loaded = SklearnModel(model)
         return {
             "file": SKOPS_FILE,

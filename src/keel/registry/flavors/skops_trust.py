@@ -31,7 +31,13 @@ import numpy as np
 
 from keel.errors import InvalidInput
 
-__all__ = ["KEEL_TRUSTED_NAMES", "check_model_contents", "is_trusted_type", "load_skops"]
+__all__ = [
+    "KEEL_TRUSTED_NAMES",
+    "check_model_contents",
+    "is_trusted_type",
+    "load_skops",
+    "refuse_untrusted",
+]
 
 _TREE = "sklearn.tree._tree.Tree"
 _TREE_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
@@ -94,8 +100,23 @@ def load_skops(path: Path) -> Any:
     """
     import skops.io
 
+    untrusted = refuse_untrusted(path)
     try:
-        untrusted = skops.io.get_untrusted_types(file=path)
+        model = skops.io.load(path, trusted=sorted(untrusted))
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
+    check_model_contents(model, source=path.name)
+    return model
+
+
+def refuse_untrusted(path: Path) -> list[str]:
+    """The names in skops file ``path`` beyond skops' defaults, all of them trusted by keel;
+    else InvalidInput (field ``model``) naming the others. Saving a model checks this too,
+    so a model keel would refuse to load is refused when it is logged, not when served."""
+    import skops.io
+
+    try:
+        untrusted: list[str] = skops.io.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
     refused = sorted(name for name in untrusted if not is_trusted_type(name))
@@ -108,12 +129,7 @@ def load_skops(path: Path) -> Any:
             field="model",
             untrusted_types=refused,
         )
-    try:
-        model = skops.io.load(path, trusted=sorted(untrusted))
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
-    check_model_contents(model, source=path.name)
-    return model
+    return untrusted
 
 
 def check_model_contents(model: Any, *, source: str) -> None:
