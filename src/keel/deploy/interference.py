@@ -66,7 +66,7 @@ def interference_warnings(policy: DeploymentPolicy, ranking: bool) -> list[dict[
             {
                 "code": "shared_routing_key",
                 "message": "a canary's widening share moves routing keys from the primary "
-                "to the canary between steps, so some keys were served by both arms",
+                "to the canary between steps, so some keys are served by both arms in turn",
             }
         )
     return out
