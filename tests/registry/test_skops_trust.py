@@ -127,8 +127,11 @@ def test_the_reviews_exploit_is_refused_naming_the_function(tmp_path: Path) -> N
     assert not payload.with_suffix(".pwned").exists()
 
 
-def test_the_exploit_is_refused_over_http_and_nothing_runs(tmp_path: Path) -> None:
-    """Editor uploads the crafted model and a pickle, registers it; predict runs nothing."""
+def test_the_exploit_is_refused_over_http_and_nothing_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Editor uploads the crafted model and a pickle: registering it is refused; one
+    registered anyway (by a keel before that check) is refused at predict, running nothing."""
     settings = Settings(home=tmp_path / "keel")
     services = open_services(settings)
     try:
@@ -139,6 +142,13 @@ def test_the_exploit_is_refused_over_http_and_nothing_runs(tmp_path: Path) -> No
             with client.start_run("attack", capture_env=False) as run:
                 run.log_artifact(payload, "payload.pkl")
                 run.log_artifact(model_dir, "model")
+            with pytest.raises(InvalidInput, match="numpy.lib._npyio_impl.load") as refused:
+                client.register_model("innocent", run.id, "model")
+            assert refused.value.field == "artifact_path"
+            # a registry written before registration checked what loads
+            from keel.registry.flavors import sklearn as flavor
+
+            monkeypatch.setattr(flavor, "refuse_unservable_sklearn", lambda *args: None)
             client.register_model("innocent", run.id, "model")
 
             import httpx

@@ -179,6 +179,11 @@ class RegistryService:
                 field="artifact_path",
             )
         meta = self._read_meta(meta_file)
+        # here, not at the top: the flavor module imports numpy and pandas, which the CLI avoids
+        from keel.registry.flavors.sklearn import refuse_unservable_sklearn
+
+        stored = {f.path: f.sha256 for f in model_files}
+        refuse_unservable_sklearn(meta, prefix, stored, self.artifacts.path)
         resolved_parents = [self.resolve(p).uri for p in parents]
         if create_model:
             try:

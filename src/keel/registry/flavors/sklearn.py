@@ -8,7 +8,7 @@ import or call anything else.
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from keel.errors import InvalidInput
 from keel.registry.flavors.base import LoadedModel, library_version, no_probabilities
 from keel.registry.flavors.skops_trust import check_model_contents, load_skops, refuse_untrusted
 
-__all__ = ["SKOPS_FILE", "SklearnFlavor", "SklearnModel", "load_skops"]
+__all__ = ["SKOPS_FILE", "SklearnFlavor", "SklearnModel", "load_skops", "refuse_unservable_sklearn"]
 
 SKOPS_FILE = "model.skops"
 
@@ -111,3 +111,23 @@ class SklearnFlavor:
         if not path.is_file():
             raise InvalidInput(f"model file {path.name} is missing from {directory}", field="path")
         return SklearnModel(load_skops(path))
+
+
+def refuse_unservable_sklearn(
+    meta: Mapping[str, Any],
+    prefix: str,
+    stored: Mapping[str, str],
+    path_of: Callable[[str], Path],
+) -> None:
+    """At registration: refuse (InvalidInput naming ``artifact_path``) a scikit-learn model
+    whose skops file names types keel would refuse to load. ``meta`` is its
+    ``keel_model.json``, ``stored`` maps its files to their sha256, ``path_of`` gives a
+    blob's local path. Files uploaded as a run's artifacts reach the registry without
+    log_model's own check, and would otherwise be refused only when a gateway loads them."""
+    if meta.get("flavor") != "sklearn":
+        return
+    name = str(meta.get("file", SKOPS_FILE))
+    shown = f"{prefix}/{name}" if prefix else name
+    if name not in stored:
+        raise InvalidInput(f"{shown} is missing", field="artifact_path")
+    refuse_untrusted(path_of(stored[name]), name=shown, field="artifact_path")

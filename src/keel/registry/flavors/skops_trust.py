@@ -109,24 +109,26 @@ def load_skops(path: Path) -> Any:
     return model
 
 
-def refuse_untrusted(path: Path) -> list[str]:
+def refuse_untrusted(path: Path, *, name: str | None = None, field: str = "model") -> list[str]:
     """The names in skops file ``path`` beyond skops' defaults, all of them trusted by keel;
-    else InvalidInput (field ``model``) naming the others. Saving a model checks this too,
-    so a model keel would refuse to load is refused when it is logged, not when served."""
+    else InvalidInput (``field``) naming the others. Logging and registering a model check
+    this too, so a model keel would refuse to load is refused then, not when served.
+    ``name``: the file's name in messages (default: ``path``'s)."""
     import skops.io
 
+    shown = name or path.name
     try:
         untrusted: list[str] = skops.io.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
-        raise InvalidInput(f"{path.name} is not a valid skops file: {exc}", field="model") from exc
+        raise InvalidInput(f"{shown} is not a valid skops file: {exc}", field=field) from exc
     refused = sorted(name for name in untrusted if not is_trusted_type(name))
     if refused:
         raise InvalidInput(
-            f"{path.name} names types or functions keel does not trust: {', '.join(refused)}. "
+            f"{shown} names types or functions keel does not trust: {', '.join(refused)}. "
             "keel loads skops files holding scikit-learn estimators, numpy and scipy ufuncs, "
             "LightGBM and XGBoost models and a fixed list of exact names (see "
             "keel.registry.flavors.skops_trust.KEEL_TRUSTED_NAMES); nothing else.",
-            field="model",
+            field=field,
             untrusted_types=refused,
         )
     return untrusted
