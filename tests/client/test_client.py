@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import math
 from pathlib import Path
 
@@ -129,6 +130,19 @@ def test_log_model_register_alias_and_load(client: Client, cancer, fitted) -> No
     np.testing.assert_allclose(loaded.predict_proba(X), fitted.predict_proba(X))
     assert client.resolve("models:/bc/1").content_hash == version.content_hash
     assert client.resolve("bc").version == 1
+
+
+def test_the_callers_name_is_recorded_alike_on_both_transports(
+    client: Client, cancer, fitted
+) -> None:
+    """Without auth, the HTTP SDK sends the OS user as the X-Keel-User hint the embedded SDK
+    records itself; before, a version or alias move made over HTTP had no author."""
+    X, _ = cancer
+    with client.start_run(experiment="bc") as run:
+        version = run.log_model(fitted, registered_name="who", input_example=X[:3])
+    client.set_alias("who", "champion", 1)
+    assert version.created_by == getpass.getuser()
+    assert [e.actor for e in client.alias_history("who")] == [getpass.getuser()]
 
 
 def test_alias_history_and_archive(client: Client, cancer, fitted) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import urllib3
 from pydantic import BaseModel
 
+from keel.client._user import local_user
 from keel.errors import InvalidInput, Unavailable, error_from_payload
 
 __all__ = ["HttpBase", "Response", "plain", "q"]
@@ -68,6 +69,10 @@ class HttpBase:
         self.headers = {"user-agent": "keel-sdk", "accept": "application/json"}
         if token:
             self.headers["authorization"] = f"Bearer {token}"
+        else:  # with KEEL_AUTH=off the author of a change, as the embedded SDK records it
+            user = local_user()
+            if user is not None:
+                self.headers["x-keel-user"] = user
         self.base_url = base_url.rstrip("/")
         parsed = urlsplit(self.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from keel.automation.job_models import Job, Schedule
 from keel.client._local_errors import full_disk_as_served
 from keel.client._ops_local import LocalOps
 from keel.client._transport import Transport
+from keel.client._user import local_user
 from keel.decisions.models import Decision
 from keel.decisions.prevention import ResolveRequest
 from keel.deploy.models import Deployment
@@ -34,20 +34,13 @@ if TYPE_CHECKING:
 __all__ = ["LocalTransport"]
 
 
-def _local_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return None
-
-
 @full_disk_as_served
 class LocalTransport(LocalOps, Transport):
     """Embedded keel: SQLite (or the configured database) in this process."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.user = _local_user()
+        self.user = local_user()
         self._gateway: EmbeddedGateway | None = None
 
     def __repr__(self) -> str:
