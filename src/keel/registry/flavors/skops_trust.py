@@ -96,7 +96,8 @@ def load_skops(path: Path) -> Any:
     """Load a skops file trusting only skops' defaults plus :data:`KEEL_TRUSTED_NAMES`.
 
     Raises InvalidInput (field ``model``) naming every other type or function in the file,
-    when the file is not a skops file, and when a tree in it points outside its arrays.
+    when the file is not a skops file, and when its contents fail
+    :func:`check_model_contents` (a tree pointing outside its arrays, a selector's pattern).
     """
     import skops.io
 
