@@ -22,6 +22,7 @@ from tests.deploy.conftest import FEATURES, POLICY, Clock, Models, log_traffic
 from typer.testing import CliRunner
 
 from keel import Client
+from keel._models import now_ms
 from keel.cli.main import app as cli
 from keel.demo.data import TARGET
 from keel.deploy.attribution import BAD_QUANTILE, feature_shift, gap_importance
@@ -312,3 +313,27 @@ def test_without_traffic_or_labels_the_attribution_says_what_it_lacks(
     assert {e["feature"] for e in found["bad_vs_good"]} == set(FEATURES)
     assert found["step_vs_earlier"] is None  # one step
     assert "0 labelled rows" in found["permutation"]["skipped"]
+
+
+def test_the_cli_says_when_the_candidate_has_served_nothing(
+    services: Services,
+    models: dict[int, Any],
+    churn_rows: tuple[pd.DataFrame, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the primary answered so far: the table said "candidate's bad rows (0: 0 errors,
+    0 mse > -) vs good (0)" above an empty ranking."""
+    services.deployments.create(POLICY, actor="ana")
+    now = now_ms()
+    log_traffic(
+        services, Models(models[1], models[2], models), churn_rows[1].iloc[:200],
+        deployment="churn-live", arms={"primary": 1, "canary": 2},
+        shares={"primary": 100, "canary": 0}, start_ms=now - 50_000, end_ms=now - 1_000,
+    )  # fmt: skip
+    monkeypatch.setenv("KEEL_HOME", str(services.settings.home))
+    if services.settings.database_url:
+        monkeypatch.setenv("KEEL_DATABASE_URL", services.settings.database_url)
+    shown = CliRunner().invoke(cli, ["deploy", "debug", "churn-live"])
+    assert shown.exit_code == 0, shown.output
+    assert "feature attribution: no candidate requests in the window" in shown.output
+    assert "bad rows" not in shown.output

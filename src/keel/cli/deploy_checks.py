@@ -252,6 +252,9 @@ def _attribution_tables(found: dict[str, Any]) -> None:
     if "skipped" in found or not found:
         console.print(f"feature attribution: {found.get('skipped', 'none')}", highlight=False)
         return
+    if not found["rows"]["candidate"]:
+        console.print("feature attribution: no candidate requests in the window", highlight=False)
+        return
     bad = found["bad_rows"]
     _ranked(
         f"features: candidate's bad rows ({bad['bad']}: {bad['errors']} errors, "
