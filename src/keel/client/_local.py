@@ -293,11 +293,12 @@ class LocalTransport(LocalOps, Transport):
         return resolve_incident(svc.decisions, svc.monitors, decision_id, request, actor)
 
     def record_gate_decision(self, name: str, version: int, run_id: str) -> Decision:
-        from keel.automation.gates.decision import record_gate_decision
+        from keel.automation.gates.decision import VALIDATE_ACTOR, record_gate_decision
 
         svc = self.services
+        actor = self.user or VALIDATE_ACTOR  # the author, as the HTTP SDK's X-Keel-User says
         return record_gate_decision(
-            svc.tracking, svc.registry, svc.decisions, name, version, run_id, "keel validate"
+            svc.tracking, svc.registry, svc.decisions, name, version, run_id, actor
         )
 
     # ---- features ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from keel.api.authz import Caller
 from keel.api.deps import Actor, Svc
 from keel.api.routers.models import VersionNo
 from keel.auth.models import Role
-from keel.automation.gates.decision import record_gate_decision
+from keel.automation.gates.decision import VALIDATE_ACTOR, record_gate_decision
 from keel.decisions.models import Decision
 from keel.decisions.prevention import ResolveRequest, resolve_incident
 from keel.errors import Forbidden
@@ -35,9 +35,6 @@ router = APIRouter(tags=["decisions"])
 
 #: A decision id in a path, bounded as :meth:`keel.decisions.service.DecisionLog.get` is.
 DecisionId = Annotated[int, Path(ge=1, le=MAX_INT32)]
-
-#: Who a gate decision is from when the request names no user (auth off, no hint).
-VALIDATE_ACTOR = "keel validate"
 
 
 class ValidationBody(BaseModel):

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from keel.registry.service import RegistryService
     from keel.tracking.service import TrackingService
 
-__all__ = ["record_gate_decision", "report_from_dict"]
+__all__ = ["VALIDATE_ACTOR", "record_gate_decision", "report_from_dict"]
+
+#: Who a gate decision is from when no user is known (no OS user name, auth off, no hint).
+VALIDATE_ACTOR = "keel validate"
 
 _REPORT_FIELDS = frozenset(f.name for f in fields(ValidationReport))
 _GATE_FIELDS = frozenset(f.name for f in fields(GateResult))
